@@ -1,0 +1,184 @@
+/* duplex — the sans-I/O WebSocket connection.
+ *
+ * A dx_conn is the protocol state of one WebSocket connection after (or
+ * during) the opening handshake. It never touches a socket or a clock:
+ *
+ *   bytes in  → dx_conn_recv()      → callbacks (message, ping, pong, close)
+ *   calls in  → dx_conn_send() etc. → bytes queued; the I/O layer takes them
+ *               with dx_conn_out_iov() and dx_conn_out_consume().
+ *
+ * It enforces RFC 6455 in both roles: frame rules (see frame.h), UTF-8 of
+ * text messages and close reasons checked incrementally across fragments
+ * (1007 at the first impossible byte), the message size limit (1009, decided
+ * from the header), automatic pong echoing each ping's payload, and the
+ * closing handshake (echo the peer's close code, report 1005 when the close
+ * carried none, 1006 when the transport ended without a close).
+ *
+ * Messages are delivered without a copy when they arrive whole in one
+ * dx_conn_recv() call (the common case): the callback gets a slice of the
+ * caller's buffer. Only messages split over several calls or fragmented are
+ * reassembled into a buffer owned by the connection; `stream` mode delivers
+ * the pieces as they come instead, for very large messages.
+ *
+ * Threads: a dx_conn belongs to one thread at a time; no call is
+ * thread-safe. Callbacks run inside dx_conn_recv (and dx_conn_eof); they may
+ * call any dx_conn_send*() or dx_conn_close() on the same connection, but
+ * must not free it (free it after dx_conn_recv returns).
+ */
+#ifndef DUPLEX_CONN_H
+#define DUPLEX_CONN_H
+
+#include <sys/uio.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dx_conn dx_conn;
+
+/* Callbacks. Any may be NULL. `user` is the pointer from the config.
+ * Slices passed to callbacks are borrowed until the callback returns. */
+typedef struct dx_conn_callbacks {
+    /* A complete text or binary message (text already validated as UTF-8).
+     * `data` is writable scratch the callback may modify in place. */
+    void (*on_message)(dx_conn *c, void *user, enum dx_opcode op, uint8_t *data, size_t len);
+    /* Stream mode only, instead of on_message: a piece of a message.
+     * `first` on its first piece (op is TEXT or BINARY on every piece),
+     * `fin` on its last. Text pieces may end inside a code point; the whole
+     * is validated incrementally and a bad byte fails the connection. */
+    void (*on_fragment)(dx_conn *c, void *user, enum dx_opcode op, const uint8_t *data, size_t len,
+                        int first, int fin);
+    /* A ping arrived (the pong is already queued unless no_auto_pong). */
+    void (*on_ping)(dx_conn *c, void *user, const uint8_t *data, size_t len);
+    /* A pong arrived. */
+    void (*on_pong)(dx_conn *c, void *user, const uint8_t *data, size_t len);
+    /* The connection reached CLOSED. Called exactly once. `code` is the
+     * peer's close code (1005 if its close frame had none), our error code
+     * (1002, 1007, 1009...) when we failed the connection, or 1006 when the
+     * transport ended without a closing handshake. `was_clean` is 1 when
+     * both close frames were exchanged. */
+    void (*on_close)(dx_conn *c, void *user, uint16_t code, const uint8_t *reason,
+                     size_t reason_len, int was_clean);
+} dx_conn_callbacks;
+
+#define DX_DEFAULT_MAX_MESSAGE (16u << 20) /* 16 MiB */
+
+typedef struct dx_conn_config {
+    enum dx_role role;       /* our role */
+    uint64_t max_message;    /* bytes; 0 means DX_DEFAULT_MAX_MESSAGE;
+                                UINT64_MAX means no limit */
+    int stream;              /* deliver on_fragment pieces, never reassemble */
+    int no_auto_pong;        /* do not answer pings automatically */
+    const dx_conn_callbacks *cb; /* borrowed: must outlive the connection */
+    void *user;              /* passed to every callback */
+} dx_conn_config;
+
+/* Creates a connection in state CONNECTING (call dx_conn_open once the
+ * handshake is done) with `extra` zeroed bytes of inline user storage
+ * after it (see dx_conn_extra): one allocation per connection. Returns NULL
+ * on allocation failure. Free with dx_conn_free. */
+DX_API dx_conn *dx_conn_new(const dx_conn_config *cfg, size_t extra);
+
+/* Frees the connection and everything it queued (shared frames are
+ * released). `c` may be NULL. Never call it from inside a callback. */
+DX_API void dx_conn_free(dx_conn *c);
+
+/* The `extra` bytes asked for in dx_conn_new, aligned for any type. */
+DX_API void *dx_conn_extra(dx_conn *c);
+
+/* Replaces the user pointer passed to callbacks. */
+DX_API void dx_conn_set_user(dx_conn *c, void *user);
+DX_API void *dx_conn_user(const dx_conn *c);
+
+/* CONNECTING → OPEN: the handshake succeeded. Bytes that followed the
+ * handshake in the same read must then be fed with dx_conn_recv. */
+DX_API void dx_conn_open(dx_conn *c);
+
+/* Allows RSV bits on data frames (set by a negotiated extension). */
+DX_API void dx_conn_allow_rsv(dx_conn *c, uint8_t rsv_bits);
+
+/* DX_CONNECTING, DX_OPEN, DX_CLOSING or DX_CLOSED. */
+DX_API enum dx_ready_state dx_conn_state(const dx_conn *c);
+
+/* Feeds received bytes. `buf` is writable and borrowed for the call (payload
+ * is unmasked in place and lent to callbacks). Returns `len` (everything is
+ * always consumed: partial frames are kept), or, when the peer broke the
+ * protocol, the error (DX_EPROTO, DX_EUTF8, DX_ETOOBIG; DX_ENOMEM if
+ * reassembly could not allocate). On error the connection has queued a close
+ * frame with the matching code (1002, 1007, 1009, 1011), called on_close,
+ * and moved to CLOSED: flush the output, then close the transport. Bytes
+ * fed in state CLOSED are ignored (returns len). */
+DX_API int64_t dx_conn_recv(dx_conn *c, uint8_t *buf, size_t len);
+
+/* The transport ended (EOF, reset, timeout). If the connection was not yet
+ * CLOSED it becomes CLOSED and on_close reports 1006 (`code` 0) or `code`
+ * (for example 1006 for a dead peer, 1015 for a TLS failure), with
+ * was_clean 0. */
+DX_API void dx_conn_eof(dx_conn *c, uint16_t code);
+
+/* Queues a message (one frame). `op` is DX_OP_TEXT (the caller guarantees
+ * valid UTF-8) or DX_OP_BINARY; `data` is copied. Clients mask with a fresh
+ * random key. Returns 0, DX_ESTATE unless OPEN, DX_EINVAL for another
+ * opcode, DX_ENOMEM. */
+DX_API int dx_conn_send(dx_conn *c, enum dx_opcode op, const void *data, size_t len);
+
+/* Queues one fragment of a message sent in pieces: `op` is TEXT or BINARY
+ * on the first call and is ignored after (continuations are written);
+ * `fin` ends the message. No other data message may be sent until the one
+ * in progress is finished (DX_ESTATE); control frames may interleave. */
+DX_API int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_t len, int fin);
+
+/* Queues a ping or pong with up to 125 bytes of payload. Returns 0,
+ * DX_EINVAL (payload too long), DX_ESTATE unless OPEN. */
+DX_API int dx_conn_ping(dx_conn *c, const void *data, size_t len);
+DX_API int dx_conn_pong(dx_conn *c, const void *data, size_t len);
+
+/* Starts the closing handshake: queues a close frame and moves OPEN →
+ * CLOSING; on_close runs when the peer's close arrives (or dx_conn_eof).
+ * `code` 0 sends a close without status; otherwise it must be a code that
+ * may be sent (dx_close_code_valid). `reason` is at most 123 bytes of UTF-8.
+ * Returns 0, DX_EINVAL for a bad code or reason, DX_ESTATE when already
+ * CLOSING or CLOSED. (Browser-like APIs allow only 1000 and 3000-4999 from
+ * applications; the client layer checks that.) */
+DX_API int dx_conn_close(dx_conn *c, unsigned code, const char *reason, size_t reason_len);
+
+/* A frame built once and queued on many server-side connections without
+ * a copy (broadcast, pub/sub). Reference-counted; not thread-safe. */
+typedef struct dx_shared dx_shared;
+
+/* Builds an unmasked frame (server role) holding one whole message.
+ * Returns NULL on allocation failure or a bad opcode. The caller holds one
+ * reference. */
+DX_API dx_shared *dx_shared_new(enum dx_opcode op, const void *data, size_t len);
+DX_API void dx_shared_retain(dx_shared *s);
+DX_API void dx_shared_release(dx_shared *s);
+/* Size of the framed message in bytes (header included). */
+DX_API size_t dx_shared_size(const dx_shared *s);
+
+/* Queues a shared frame (takes a new reference; the caller keeps its own).
+ * Server role only. Returns 0, DX_ESTATE unless OPEN (or a fragmented send
+ * is in progress), DX_EINVAL for a client connection, DX_ENOMEM. */
+DX_API int dx_conn_send_shared(dx_conn *c, dx_shared *s);
+
+/* Output. Fills up to `max` iovecs describing the queued bytes, in order,
+ * and returns how many it filled (0 when nothing is queued). The memory
+ * stays valid until dx_conn_out_consume or dx_conn_free. */
+DX_API int dx_conn_out_iov(dx_conn *c, struct iovec *iov, int max);
+
+/* Marks `n` queued bytes as written (n ≤ dx_conn_buffered). */
+DX_API void dx_conn_out_consume(dx_conn *c, size_t n);
+
+/* Bytes queued and not yet consumed (frame headers included): the
+ * browser's bufferedAmount. */
+DX_API size_t dx_conn_buffered(const dx_conn *c);
+
+/* 1 when the transport should be closed once the output is flushed: the
+ * connection is CLOSED (closing handshake done, or failed). */
+DX_API int dx_conn_should_close(const dx_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,81 @@
+/* A tiny test harness: CHECK records a failure and goes on, REQUIRE stops
+ * the test. Each test file's main() calls RUN(fn) per test and returns
+ * TEST_DONE(), which prints "N passed, N failed" and exits non-zero on any
+ * failure. */
+#ifndef DX_TEST_H
+#define DX_TEST_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int dx_t_failed_checks, dx_t_passed, dx_t_failed, dx_t_cur_failed;
+static const char *dx_t_name;
+
+#define CHECK(cond)                                                                         \
+    do {                                                                                    \
+        if (!(cond)) {                                                                      \
+            fprintf(stderr, "%s:%d: %s: CHECK failed: %s\n", __FILE__, __LINE__, dx_t_name, \
+                    #cond);                                                                 \
+            dx_t_failed_checks++;                                                           \
+            dx_t_cur_failed = 1;                                                            \
+        }                                                                                   \
+    } while (0)
+
+#define REQUIRE(cond)                                                                         \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            fprintf(stderr, "%s:%d: %s: REQUIRE failed: %s\n", __FILE__, __LINE__, dx_t_name, \
+                    #cond);                                                                   \
+            dx_t_failed_checks++;                                                             \
+            dx_t_cur_failed = 1;                                                              \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                   \
+    do {                                                                                     \
+        long long dx_t_a = (long long)(a), dx_t_b = (long long)(b);                          \
+        if (dx_t_a != dx_t_b) {                                                              \
+            fprintf(stderr, "%s:%d: %s: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__,  \
+                    __LINE__, dx_t_name, #a, #b, dx_t_a, dx_t_b);                            \
+            dx_t_failed_checks++;                                                            \
+            dx_t_cur_failed = 1;                                                             \
+        }                                                                                    \
+    } while (0)
+
+#define RUN(fn)                                  \
+    do {                                         \
+        dx_t_name = #fn;                         \
+        dx_t_cur_failed = 0;                     \
+        fn();                                    \
+        if (dx_t_cur_failed) {                   \
+            dx_t_failed++;                       \
+            fprintf(stderr, "FAIL %s\n", #fn);   \
+        } else {                                 \
+            dx_t_passed++;                       \
+        }                                        \
+    } while (0)
+
+#define TEST_DONE() \
+    (printf("%d passed, %d failed\n", dx_t_passed, dx_t_failed), dx_t_failed ? 1 : 0)
+
+/* Deterministic PRNG for property tests (xorshift64*); seed from
+ * DX_TEST_SEED when set so a failure can be replayed. */
+static uint64_t dx_t_rng_state = 0x9E3779B97F4A7C15ull;
+static inline void dx_t_seed(void) {
+    const char *s = getenv("DX_TEST_SEED");
+    if (s) dx_t_rng_state = strtoull(s, NULL, 0) | 1;
+    fprintf(stderr, "seed 0x%" PRIx64 "\n", dx_t_rng_state);
+}
+static inline uint64_t dx_t_rand(void) {
+    uint64_t x = dx_t_rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    dx_t_rng_state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+#endif
