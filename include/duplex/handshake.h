@@ -50,31 +50,53 @@ typedef struct dx_handshake_error {
     int status;           /* 400, 405, 426... */
     const char *reason;   /* static text: "missing Sec-WebSocket-Key" */
     const char *headers;  /* extra headers for the answer, or NULL
-                             ("Sec-WebSocket-Version: 13\r\n" for 426) */
+                             ("Sec-WebSocket-Version: 13\r\n" for 426
+                             and a missing version; "Allow: GET\r\n"
+                             for 405) */
 } dx_handshake_error;
 
-/* Validates a parsed request as a WebSocket upgrade: method GET, HTTP/1.1
- * or later, Host present, "Upgrade: websocket" and a Connection header whose
- * token list contains "upgrade" (both case-insensitive), a
- * Sec-WebSocket-Key that is base64 of exactly 16 bytes, and
- * Sec-WebSocket-Version 13 (else 426 with "Sec-WebSocket-Version: 13").
- * Returns 0 and fills `info`, or DX_EHANDSHAKE and fills `err`. A request
- * that is not an upgrade at all (no Upgrade header) gives DX_EHANDSHAKE with
- * status 0 so a server can serve it as plain HTTP. When
- * Sec-WebSocket-Extensions appears on several lines only the first is
- * reported in info->extensions and info->extensions_more is not provided;
- * use dx_http_find in a loop if you need all. */
+/* Validates a parsed request (`req` as filled by dx_http_parse_request) as a
+ * WebSocket upgrade. Returns 0 and fills `info` (may be NULL), or
+ * DX_EHANDSHAKE and fills `err` (may be NULL) with the status to answer, a
+ * static reason naming the problem and any extra headers; answer it with
+ * dx_http_write_error(out, cap, err->status, err->reason, err->headers).
+ * DX_EINVAL when `req` is NULL. The checks, in this order:
+ *   - no Upgrade header at all: status 0, "not a WebSocket upgrade request".
+ *     Not an error: serve the request as plain HTTP (any method, HTTP/1.0
+ *     included).
+ *   - method not GET (case-sensitive): 405 with "Allow: GET\r\n".
+ *   - HTTP/1.0: 400 (an upgrade needs HTTP/1.1 or later).
+ *   - Host missing, empty or on more than one line: 400.
+ *   - request target not starting with '/': 400.
+ *   - no Upgrade line whose token list holds "websocket", or no Connection
+ *     line whose token list holds "upgrade" (both case-insensitive, so
+ *     "Connection: keep-alive, Upgrade" passes): 400.
+ *   - Sec-WebSocket-Version missing (400, a malformed handshake as in
+ *     RFC 6455 §4.2.1 and Node's ws) or on several lines (400); present but
+ *     not exactly "13": 426. Missing and 426 carry
+ *     "Sec-WebSocket-Version: 13\r\n" in err->headers.
+ *   - Sec-WebSocket-Key missing, on several lines, or not 22 base64
+ *     characters and "==" (base64 of exactly 16 bytes): 400.
+ * Sec-WebSocket-Protocol and Sec-WebSocket-Extensions may legally be split
+ * over several lines (RFC 6455 §11.3); only the first line of each is
+ * reported in `info`. A server that wants them all walks req->headers
+ * itself. Origin and Host are reported as sent (first line). */
 DX_API int dx_handshake_check(const dx_http_request *req, dx_handshake_info *info,
                               dx_handshake_error *err);
 
 /* Computes Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)).
- * `out` receives DX_ACCEPT_LEN characters and a NUL. */
+ * `out` receives DX_ACCEPT_LEN characters and a NUL; if libcrypto cannot
+ * hash (out of memory), `out` is the empty string. */
 DX_API void dx_handshake_accept(const char *key, size_t key_len, char out[DX_ACCEPT_LEN + 1]);
 
 /* Writes the "101 Switching Protocols" answer for `key` into `out`.
- * `protocol` (the chosen subprotocol) and `extensions` (the accepted
- * extension string) may be NULL. `extra_headers`, if not NULL, is inserted
- * verbatim and must end in CRLF. Returns the length, or DX_ENOSPC. */
+ * `key` is the DX_KEY_LEN bytes of the client's key (info->key; it need not
+ * be NUL-terminated). `protocol` (the chosen subprotocol) and `extensions`
+ * (the accepted extension string) are NUL-terminated and may be NULL.
+ * `extra_headers`, if not NULL, is inserted verbatim and must end in CRLF.
+ * A NUL follows the answer when `cap` leaves room for it. Returns the
+ * length, DX_ENOSPC, DX_EINVAL when `protocol` or `extensions` contains CR
+ * or LF, or DX_ENOMEM when libcrypto cannot hash. */
 DX_API int dx_handshake_write_101(char *out, size_t cap, const char *key, const char *protocol,
                                   const char *extensions, const char *extra_headers);
 
@@ -85,27 +107,35 @@ DX_API int dx_handshake_write_101(char *out, size_t cap, const char *key, const 
 DX_API int dx_handshake_select_protocol(const char *offered, size_t offered_len,
                                         const char *const *supported);
 
-/* Client: a fresh random key (base64 of 16 CSPRNG bytes) and a NUL. */
+/* Client: a fresh random key (base64 of 16 CSPRNG bytes from dx_random)
+ * and a NUL. Returns 0, or the error of dx_random (DX_EIO). */
 DX_API int dx_handshake_client_key(char out[DX_KEY_LEN + 1]);
 
 /* Client: writes the upgrade request. `host` is the Host header value
  * (with ":port" when not the default), `target` the path and query
- * ("/" when empty). `protocols` and `extensions` (header values) and
+ * ("/" when NULL or empty), `key` the NUL-terminated key from
+ * dx_handshake_client_key. `protocols` and `extensions` (header values) and
  * `origin` may be NULL; `extra_headers` is inserted verbatim and must end in
- * CRLF. Returns the length, or DX_ENOSPC, or DX_EINVAL when a value contains
- * CR or LF. */
+ * CRLF. A NUL follows the request when `cap` leaves room for it. Returns
+ * the length, or DX_ENOSPC, or DX_EINVAL when `host` or `key` is missing, a
+ * value contains CR or LF, or `target` contains a space or control
+ * character. */
 DX_API int dx_handshake_write_request(char *out, size_t cap, const char *host, const char *target,
                                       const char *key, const char *protocols, const char *extensions,
                                       const char *origin, const char *extra_headers);
 
-/* Client: validates the server's answer to a request sent with `key`:
- * status 101, "Upgrade: websocket", Connection containing "upgrade", the
- * right Sec-WebSocket-Accept, a Sec-WebSocket-Protocol only if one was
+/* Client: validates the server's answer to a request sent with `key`
+ * (NUL-terminated): status 101, "Upgrade: websocket", Connection containing
+ * "upgrade", the right Sec-WebSocket-Accept, a Sec-WebSocket-Protocol only if one was
  * offered and then one of those offered (`offered_protocols`, the request's
  * header value or NULL), and Sec-WebSocket-Extensions only when
  * `extensions_allowed` is non-zero (the extension layer checks the values).
- * Returns 0, or DX_EHANDSHAKE with a static reason in *why. On success
- * *protocol and *extensions point into the response (NULL when absent). */
+ * Subprotocols are compared exactly, as browsers do; Sec-WebSocket-Accept,
+ * -Protocol and -Extensions on more than one line are refused (RFC 6455
+ * §11.3). Returns 0, or DX_EHANDSHAKE with a static reason in *why
+ * (DX_EINVAL when `res` or `key` is NULL). On success *protocol and
+ * *extensions point into the response (NULL when absent). Any of the out
+ * pointers may be NULL. */
 DX_API int dx_handshake_verify(const dx_http_response *res, const char *key,
                                const char *offered_protocols, int extensions_allowed,
                                const char **protocol, size_t *protocol_len,
@@ -133,9 +163,13 @@ typedef struct dx_ext {
  * §9.1 grammar: tokens, ';' parameters, '=' values as tokens or quoted
  * strings, ',' between extensions). Start with *pos = 0. Returns 1 and fills
  * `ext` (slices point into `value`; a quoted value is returned without its
- * quotes and must not contain escapes), 0 at the end of the list, or
- * DX_EHTTP when the element is malformed (then *pos has skipped to the next
- * element, so a caller may decline that one offer and go on). */
+ * quotes and, as §9.1 requires, must be a token once unquoted: no escapes,
+ * no spaces), 0 at the end of the list, or DX_EHTTP when the element is
+ * malformed (then *pos has skipped past the next comma that is outside
+ * quotes, so a caller may decline that one offer and go on; `ext` is
+ * zeroed). More than DX_EXT_MAX_PARAMS parameters is malformed.
+ * Whitespace is allowed around ';', '=' and ','. Parameter names are not
+ * checked for repeats: that is the extension's business. */
 DX_API int dx_ext_next(const char *value, size_t len, size_t *pos, dx_ext *ext);
 
 #ifdef __cplusplus

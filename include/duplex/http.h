@@ -60,7 +60,7 @@ DX_API const dx_http_header *dx_http_find(const dx_http_header *h, size_t n, con
 
 /* Iterates over the comma-separated elements of a header value (as in
  * "Connection: keep-alive, Upgrade"), skipping empty elements and the
- * spaces around each. Start with *pos = 0; each call sets *tok/*tok_len to
+ * spaces around each. Start with *pos = 0; each call sets *tok and *tok_len to
  * the next element and returns 1, or returns 0 at the end. Quoted strings
  * are kept whole, so a comma inside quotes does not split. */
 DX_API int dx_http_next_token(const char *value, size_t len, size_t *pos, const char **tok,

@@ -17,8 +17,9 @@ void *dx__malloc(size_t size) { return dx_m(size ? size : 1); }
 
 void *dx__calloc(size_t n, size_t size) {
     if (size && n > SIZE_MAX / size) return NULL;
-    void *p = dx_m(n * size ? n * size : 1);
-    if (p) memset(p, 0, n * size);
+    size_t total = n * size;
+    void *p = dx_m(total > 0 ? total : 1);
+    if (p) memset(p, 0, total);
     return p;
 }
 
