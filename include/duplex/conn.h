@@ -96,7 +96,10 @@ DX_API void *dx_conn_user(const dx_conn *c);
  * handshake in the same read must then be fed with dx_conn_recv. */
 DX_API void dx_conn_open(dx_conn *c);
 
-/* Allows RSV bits on data frames (set by a negotiated extension). */
+/* Allows RSV bits on data frames (set by a negotiated extension). A
+ * message whose first frame carries RSV bits is delivered as received, and
+ * a text one is not UTF-8-checked here: the extension that owns the bits
+ * must check it after undoing its transform. */
 DX_API void dx_conn_allow_rsv(dx_conn *c, uint8_t rsv_bits);
 
 /* DX_CONNECTING, DX_OPEN, DX_CLOSING or DX_CLOSED. */
@@ -109,7 +112,8 @@ DX_API enum dx_ready_state dx_conn_state(const dx_conn *c);
  * reassembly could not allocate). On error the connection has queued a close
  * frame with the matching code (1002, 1007, 1009, 1011), called on_close,
  * and moved to CLOSED: flush the output, then close the transport. Bytes
- * fed in state CLOSED are ignored (returns len). */
+ * fed in state CLOSED are ignored (returns len). In state CONNECTING it
+ * returns DX_ESTATE and changes nothing: call dx_conn_open first. */
 DX_API int64_t dx_conn_recv(dx_conn *c, uint8_t *buf, size_t len);
 
 /* The transport ended (EOF, reset, timeout). If the connection was not yet
@@ -120,8 +124,10 @@ DX_API void dx_conn_eof(dx_conn *c, uint16_t code);
 
 /* Queues a message (one frame). `op` is DX_OP_TEXT (the caller guarantees
  * valid UTF-8) or DX_OP_BINARY; `data` is copied. Clients mask with a fresh
- * random key. Returns 0, DX_ESTATE unless OPEN, DX_EINVAL for another
- * opcode, DX_ENOMEM. */
+ * random key. Returns 0, DX_ESTATE unless OPEN (or a fragmented send is in
+ * progress), DX_EINVAL for another opcode or NULL data with len > 0,
+ * DX_ENOMEM, or DX_EIO when the random source failed (client role). On
+ * error nothing is queued. The same holds for the other send functions. */
 DX_API int dx_conn_send(dx_conn *c, enum dx_opcode op, const void *data, size_t len);
 
 /* Queues one fragment of a message sent in pieces: `op` is TEXT or BINARY
@@ -139,9 +145,10 @@ DX_API int dx_conn_pong(dx_conn *c, const void *data, size_t len);
  * CLOSING; on_close runs when the peer's close arrives (or dx_conn_eof).
  * `code` 0 sends a close without status; otherwise it must be a code that
  * may be sent (dx_close_code_valid). `reason` is at most 123 bytes of UTF-8.
- * Returns 0, DX_EINVAL for a bad code or reason, DX_ESTATE when already
- * CLOSING or CLOSED. (Browser-like APIs allow only 1000 and 3000-4999 from
- * applications; the client layer checks that.) */
+ * Returns 0, DX_EINVAL for a bad code or reason, DX_ESTATE unless OPEN
+ * (already CLOSING or CLOSED, or still CONNECTING). (Browser-like APIs
+ * allow only 1000 and 3000-4999 from applications; the client layer checks
+ * that.) */
 DX_API int dx_conn_close(dx_conn *c, unsigned code, const char *reason, size_t reason_len);
 
 /* A frame built once and queued on many server-side connections without

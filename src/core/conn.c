@@ -1,0 +1,391 @@
+/* The sans-I/O WebSocket connection: the frame parser drives it, the output
+ * queue takes what it sends. See include/duplex/conn.h for the contract. */
+#include <duplex/conn.h>
+
+#include <stdalign.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <duplex/frame.h>
+#include <duplex/utf8.h>
+
+#include "core/alloc.h"
+#include "core/outq.h"
+
+struct dx_conn {
+    const dx_conn_callbacks *cb;
+    void *user;
+    dx_frame_parser parser;
+    dx__outq out;
+    /* Reassembly of a message split over calls or fragmented, and the
+     * payload of a control frame split over calls (kept after the message
+     * bytes). NULL whenever nothing is pending, so an idle connection holds
+     * no heap. A split control frame is rare enough that the heap is
+     * preferred to 125 inline bytes in every connection. */
+    uint8_t *buf;
+    size_t buf_len; /* message bytes in buf */
+    size_t buf_cap;
+    dx_utf8 utf8;       /* validator of the text message being received */
+    uint8_t role;       /* enum dx_role */
+    uint8_t state;      /* enum dx_ready_state */
+    uint8_t stream;     /* deliver on_fragment pieces */
+    uint8_t auto_pong;  /* answer pings */
+    uint8_t close_sent; /* our close frame is queued: no more frames */
+    uint8_t sending;    /* a fragmented send is in progress */
+    uint8_t msg_op;     /* TEXT or BINARY: the message being received */
+    uint8_t msg_flags;  /* MSG_* */
+};
+
+enum {
+    MSG_CHECK_UTF8 = 1, /* text without extension bits: validate */
+    MSG_PIECE_SENT = 2, /* stream mode: the first piece went out */
+};
+
+/* The user bytes start here, aligned for any type. */
+#define EXTRA_OFFSET                                                                               \
+    ((sizeof(struct dx_conn) + alignof(max_align_t) - 1) / alignof(max_align_t) *                  \
+     alignof(max_align_t))
+
+dx_conn *dx_conn_new(const dx_conn_config *cfg, size_t extra) {
+    if (!cfg || (cfg->role != DX_ROLE_SERVER && cfg->role != DX_ROLE_CLIENT)) return NULL;
+    if (extra > SIZE_MAX - EXTRA_OFFSET) return NULL;
+    dx_conn *c = dx__calloc(1, EXTRA_OFFSET + extra);
+    if (!c) return NULL;
+    c->cb = cfg->cb;
+    c->user = cfg->user;
+    uint64_t max = cfg->max_message;
+    if (max == 0)
+        max = DX_DEFAULT_MAX_MESSAGE;
+    else if (max == UINT64_MAX)
+        max = 0; /* the parser's "no limit" */
+    dx_frame_parser_init(&c->parser, cfg->role, max);
+    c->role = (uint8_t)cfg->role;
+    c->state = DX_CONNECTING;
+    c->stream = cfg->stream != 0;
+    c->auto_pong = !cfg->no_auto_pong;
+    return c;
+}
+
+static void buf_drop(dx_conn *c) {
+    dx__free(c->buf);
+    c->buf = NULL;
+    c->buf_len = c->buf_cap = 0;
+}
+
+void dx_conn_free(dx_conn *c) {
+    if (!c) return;
+    dx__outq_clear(&c->out);
+    dx__free(c->buf);
+    dx__free(c);
+}
+
+void *dx_conn_extra(dx_conn *c) {
+    return (uint8_t *)c + EXTRA_OFFSET;
+}
+void dx_conn_set_user(dx_conn *c, void *user) {
+    c->user = user;
+}
+void *dx_conn_user(const dx_conn *c) {
+    return c->user;
+}
+
+void dx_conn_open(dx_conn *c) {
+    if (c->state == DX_CONNECTING) c->state = DX_OPEN;
+}
+
+void dx_conn_allow_rsv(dx_conn *c, uint8_t rsv_bits) {
+    dx_frame_parser_allow_rsv(&c->parser, rsv_bits);
+}
+
+enum dx_ready_state dx_conn_state(const dx_conn *c) {
+    return (enum dx_ready_state)c->state;
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+/* Moves to CLOSED and reports it. The state changes first so that the
+ * callback sees CLOSED and cannot queue anything more. */
+static void finish(dx_conn *c, uint16_t code, const uint8_t *reason, size_t reason_len,
+                   int was_clean) {
+    c->state = DX_CLOSED;
+    buf_drop(c);
+    if (c->cb && c->cb->on_close) c->cb->on_close(c, c->user, code, reason, reason_len, was_clean);
+}
+
+static int queue_close(dx_conn *c, unsigned code) {
+    uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    int rc = dx__outq_frame(&c->out, (enum dx_role)c->role, 1, 0, DX_OP_CLOSE, p, code ? 2 : 0);
+    if (rc == 0) c->close_sent = 1;
+    return rc;
+}
+
+/* Fails the connection: our close carries the error's code (unless a close
+ * was already sent), on_close reports it as unclean. */
+static int fail(dx_conn *c, int err) {
+    if (c->state == DX_CLOSED) return err;
+    uint16_t code = dx_error_close_code(err);
+    if (!c->close_sent) (void)queue_close(c, code); /* best effort: we are failing anyway */
+    finish(c, code, NULL, 0, 0);
+    return err;
+}
+
+void dx_conn_eof(dx_conn *c, uint16_t code) {
+    if (c->state == DX_CLOSED) return;
+    finish(c, code ? code : DX_CLOSE_ABNORMAL, NULL, 0, 0);
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+/* Makes room for `need` bytes in buf. `exact` is the final size when it is
+ * known (the last frame of a message, a control frame), so the buffer is
+ * not grown past it; otherwise it doubles. Growth follows the bytes that
+ * actually arrived, never a length the peer merely announced. */
+static int buf_reserve(dx_conn *c, size_t need, uint64_t exact) {
+    if (need <= c->buf_cap) return 0;
+    size_t cap = c->buf_cap > SIZE_MAX / 2 ? SIZE_MAX : c->buf_cap * 2;
+    if (cap < 256) cap = 256;
+    if (cap < need) cap = need;
+    if (exact >= need && cap > exact) cap = (size_t)exact;
+    uint8_t *p = dx__realloc(c->buf, cap);
+    if (!p) return DX_ENOMEM;
+    c->buf = p;
+    c->buf_cap = cap;
+    return 0;
+}
+
+static int on_control(dx_conn *c, uint8_t op, uint8_t *data, size_t len) {
+    const dx_conn_callbacks *cb = c->cb;
+    if (op == DX_OP_PING) {
+        if (c->state == DX_OPEN && c->auto_pong) {
+            int rc = dx__outq_frame(&c->out, (enum dx_role)c->role, 1, 0, DX_OP_PONG, data, len);
+            if (rc) return rc;
+        }
+        if (cb && cb->on_ping) cb->on_ping(c, c->user, data, len);
+        return 0;
+    }
+    if (op == DX_OP_PONG) {
+        if (cb && cb->on_pong) cb->on_pong(c, c->user, data, len);
+        return 0;
+    }
+    uint16_t code;
+    const uint8_t *reason;
+    size_t reason_len;
+    int rc = dx_close_parse(data, len, &code, &reason, &reason_len);
+    if (rc) return rc;
+    if (!c->close_sent) {
+        /* Echo the status code (none when the peer sent none). */
+        rc = queue_close(c, code == DX_CLOSE_NO_STATUS ? 0 : code);
+        if (rc) return rc;
+    }
+    finish(c, code, reason, reason_len, 1);
+    return 0;
+}
+
+static void deliver_piece(dx_conn *c, const uint8_t *data, size_t len, int fin) {
+    int first = !(c->msg_flags & MSG_PIECE_SENT);
+    if (len == 0 && !fin) return;
+    c->msg_flags |= MSG_PIECE_SENT;
+    if (c->cb && c->cb->on_fragment)
+        c->cb->on_fragment(c, c->user, (enum dx_opcode)c->msg_op, data, len, first, fin);
+}
+
+static int on_data(dx_conn *c, const dx_frame_chunk *ch) {
+    const dx_frame_header *h = ch->hdr;
+    if (ch->first && ch->msg_first) {
+        c->msg_op = h->opcode;
+        /* With extension bits set the payload is transformed (compressed):
+         * its UTF-8 can only be checked after the extension undoes that. */
+        c->msg_flags = h->opcode == DX_OP_TEXT && h->rsv == 0 ? MSG_CHECK_UTF8 : 0;
+        dx_utf8_init(&c->utf8);
+    }
+    int check = c->msg_flags & MSG_CHECK_UTF8;
+    int final = ch->last && h->fin;
+
+    /* The common case: the whole message in one chunk of the caller's
+     * buffer, delivered in place. */
+    if (ch->first && ch->last && ch->msg_first && h->fin && !c->stream) {
+        if (check && dx_utf8_valid(ch->data, ch->len)) return DX_EUTF8;
+        if (c->cb && c->cb->on_message)
+            c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, ch->data, ch->len);
+        return 0;
+    }
+
+    if (check) {
+        if (dx_utf8_feed(&c->utf8, ch->data, ch->len)) return DX_EUTF8;
+        if (final && dx_utf8_finish(&c->utf8)) return DX_EUTF8;
+    }
+    if (c->stream) {
+        deliver_piece(c, ch->data, ch->len, final);
+        return 0;
+    }
+
+    if (ch->len > SIZE_MAX - c->buf_len) return DX_ENOMEM;
+    size_t need = c->buf_len + ch->len;
+    /* Bytes before this frame plus its length: the message's total size. */
+    uint64_t exact = h->fin ? (uint64_t)(c->buf_len - ch->offset) + h->length : 0;
+    if (ch->len) {
+        int rc = buf_reserve(c, need, exact);
+        if (rc) return rc;
+        memcpy(c->buf + c->buf_len, ch->data, ch->len);
+        c->buf_len = need;
+    }
+    if (!final) return 0;
+    /* Hand the buffer over before the callback, which may end the
+     * connection (and so drop buffers) from inside. */
+    uint8_t *msg = c->buf;
+    size_t msg_len = c->buf_len;
+    c->buf = NULL;
+    c->buf_len = c->buf_cap = 0;
+    if (c->cb && c->cb->on_message) {
+        uint8_t empty[1];
+        c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, msg ? msg : empty, msg_len);
+    }
+    dx__free(msg);
+    return 0;
+}
+
+static int on_chunk(dx_conn *c, const dx_frame_chunk *ch) {
+    const dx_frame_header *h = ch->hdr;
+    if (h->opcode < 8) return on_data(c, ch);
+    if (ch->first && ch->last) return on_control(c, h->opcode, ch->data, ch->len);
+
+    /* A control frame split over calls: gather it after the message bytes. */
+    size_t at = c->buf_len;
+    if (h->length > 125) return DX_EPROTO; /* the parser checks it too */
+    size_t total = (size_t)h->length;
+    int rc = buf_reserve(c, at + total, at + total);
+    if (rc) return rc;
+    if (ch->len) memcpy(c->buf + at + ch->offset, ch->data, ch->len);
+    if (!ch->last) return 0;
+    /* Lend the callbacks a copy: they may end the connection, which frees
+     * the buffer while a close reason still points into it. */
+    uint8_t payload[125];
+    if (total) memcpy(payload, c->buf + at, total);
+    if (c->buf_len == 0) buf_drop(c);
+    return on_control(c, h->opcode, payload, total);
+}
+
+int64_t dx_conn_recv(dx_conn *c, uint8_t *buf, size_t len) {
+    if (c->state == DX_CLOSED) return (int64_t)len;
+    if (c->state == DX_CONNECTING) return DX_ESTATE;
+    size_t pos = 0;
+    int idle = 0; /* chunks in a row that consumed nothing */
+    while (pos < len) {
+        dx_frame_chunk ch;
+        int64_t n = dx_frame_parse(&c->parser, buf + pos, len - pos, &ch);
+        if (n < 0) return fail(c, (int)n);
+        pos += (size_t)n;
+        idle = n ? 0 : idle + 1;
+        if (ch.present) {
+            int rc = on_chunk(c, &ch);
+            if (rc) return fail(c, rc);
+            /* A callback, or the peer's close, may have ended it. */
+            if (c->state == DX_CLOSED) break;
+        }
+        if (idle > 1 || (n == 0 && !ch.present)) break; /* the parser makes no progress */
+    }
+    return (int64_t)len;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static int can_send(const dx_conn *c) {
+    return c->state == DX_OPEN && !c->close_sent;
+}
+
+static int queue(dx_conn *c, int fin, uint8_t op, const void *data, size_t len) {
+    return dx__outq_frame(&c->out, (enum dx_role)c->role, fin, 0, op, data, len);
+}
+
+int dx_conn_send(dx_conn *c, enum dx_opcode op, const void *data, size_t len) {
+    if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return DX_EINVAL;
+    if (!can_send(c) || c->sending) return DX_ESTATE;
+    return queue(c, 1, (uint8_t)op, data, len);
+}
+
+int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_t len, int fin) {
+    if (!data && len) return DX_EINVAL;
+    if (!c->sending && op != DX_OP_TEXT && op != DX_OP_BINARY) return DX_EINVAL;
+    if (!can_send(c)) return DX_ESTATE;
+    int rc = queue(c, fin != 0, c->sending ? DX_OP_CONT : (uint8_t)op, data, len);
+    if (rc == 0) c->sending = !fin;
+    return rc;
+}
+
+static int send_control(dx_conn *c, uint8_t op, const void *data, size_t len) {
+    if (len > 125 || (!data && len)) return DX_EINVAL;
+    if (!can_send(c)) return DX_ESTATE;
+    return queue(c, 1, op, data, len);
+}
+
+int dx_conn_ping(dx_conn *c, const void *data, size_t len) {
+    return send_control(c, DX_OP_PING, data, len);
+}
+
+int dx_conn_pong(dx_conn *c, const void *data, size_t len) {
+    return send_control(c, DX_OP_PONG, data, len);
+}
+
+int dx_conn_close(dx_conn *c, unsigned code, const char *reason, size_t reason_len) {
+    if (!reason && reason_len) return DX_EINVAL;
+    uint8_t p[125];
+    int n = dx_close_payload(p, code, reason ? reason : "", reason_len);
+    if (n < 0) return DX_EINVAL;
+    if (!can_send(c)) return DX_ESTATE;
+    int rc = queue(c, 1, DX_OP_CLOSE, p, (size_t)n);
+    if (rc) return rc;
+    c->close_sent = 1;
+    c->state = DX_CLOSING;
+    return 0;
+}
+
+/* ---- shared frames ---------------------------------------------------- */
+
+dx_shared *dx_shared_new(enum dx_opcode op, const void *data, size_t len) {
+    if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return NULL;
+    size_t h = dx_frame_header_size(len, 0);
+    if (len > SIZE_MAX - h - sizeof(dx_shared)) return NULL;
+    dx_shared *s = dx__malloc(sizeof *s + h + len);
+    if (!s) return NULL;
+    s->refs = 1;
+    s->len = dx_frame_write_header(s->data, 1, 0, (uint8_t)op, len, NULL);
+    if (len) memcpy(s->data + s->len, data, len);
+    s->len += len;
+    return s;
+}
+
+void dx_shared_retain(dx_shared *s) {
+    s->refs++;
+}
+
+void dx_shared_release(dx_shared *s) {
+    if (s && --s->refs == 0) dx__free(s);
+}
+
+size_t dx_shared_size(const dx_shared *s) {
+    return s->len;
+}
+
+int dx_conn_send_shared(dx_conn *c, dx_shared *s) {
+    if (!s || c->role != DX_ROLE_SERVER) return DX_EINVAL;
+    if (!can_send(c) || c->sending) return DX_ESTATE;
+    return dx__outq_shared(&c->out, s);
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+int dx_conn_out_iov(dx_conn *c, struct iovec *iov, int max) {
+    return max > 0 ? dx__outq_iov(&c->out, iov, max) : 0;
+}
+
+void dx_conn_out_consume(dx_conn *c, size_t n) {
+    dx__outq_consume(&c->out, n);
+}
+
+size_t dx_conn_buffered(const dx_conn *c) {
+    return c->out.bytes;
+}
+
+int dx_conn_should_close(const dx_conn *c) {
+    return c->state == DX_CLOSED;
+}
