@@ -15,31 +15,51 @@ typedef struct dx_addr {
 } dx_addr;
 
 /* Opens a non-blocking listening TCP socket on host:port (host NULL or ""
- * for all addresses; IPv4 and IPv6 literals and names). `reuseport` sets
- * SO_REUSEPORT so several loops can each listen on the same port.
- * Returns the fd, or DX_EADDR / DX_EIO. */
+ * for all addresses: a dual-stack IPv6 socket, or IPv4 alone where IPv6 is
+ * off; IPv4 and IPv6 literals, "[::1]" too, and names: the first address
+ * that binds wins). SO_REUSEADDR is set; `reuseport` sets SO_REUSEPORT so
+ * several loops can each listen on the same port. Port 0 picks a free port
+ * (see dx__local_port). `backlog` <= 0 gives SOMAXCONN.
+ * Returns the fd, or DX_EADDR (bad port, unknown name, address not local)
+ * / DX_EIO (errno kept: EADDRINUSE...). */
 int dx__listen(const char *host, int port, int backlog, int reuseport);
 
-/* Accepts one connection (non-blocking, close-on-exec, TCP_NODELAY set).
- * Returns the fd, DX_EBUSY when none is pending (would block) or the
- * process is out of descriptors, or DX_EIO. */
+/* Accepts one connection (non-blocking, close-on-exec, TCP_NODELAY set);
+ * `peer` may be NULL. Returns the fd, DX_EBUSY when none is pending (would
+ * block) or the process is out of descriptors or memory, or DX_EIO.
+ * On DX_EBUSY with errno EMFILE/ENFILE the connection stays queued and the
+ * level-triggered listener stays ready: pause the listener's watcher for a
+ * while (a timer) instead of spinning. */
 int dx__accept(int lfd, dx_addr *peer);
 
 /* Resolves host:port (blocking getaddrinfo; clients resolve before
- * connecting). Returns 0 or DX_EADDR. */
+ * connecting) to its first address; "[::1]" is taken without brackets.
+ * Returns 0 or DX_EADDR. */
 int dx__resolve(const char *host, int port, dx_addr *out);
 
-/* Starts a non-blocking connect. Returns the fd (connection in progress:
- * wait for DX_IO_WRITE, then dx__connect_result), or DX_EIO. */
+/* Starts a non-blocking connect (TCP_NODELAY set). Returns the fd
+ * (connection in progress: wait for DX_IO_WRITE, then dx__connect_result),
+ * or DX_ECONNREFUSED / DX_EIO when it failed at once. */
 int dx__connect(const dx_addr *addr);
-/* 0 when the connect succeeded, DX_ECONNREFUSED or DX_EIO otherwise. */
+/* 0 when the connect succeeded, DX_ECONNREFUSED or DX_EIO when it failed,
+ * DX_EBUSY when it is still in progress (called before the socket became
+ * writable). */
 int dx__connect_result(int fd);
 
-/* "ip:port" of an address, into `out` (at least 64 bytes). */
+/* "ip:port" of an address, into `out` (at least 64 bytes): "1.2.3.4:5678",
+ * "[::1]:5678"; IPv4-mapped IPv6 addresses print as IPv4; other families
+ * give "?". Always NUL-terminated (truncated if `cap` is short). */
 void dx__addr_str(const dx_addr *a, char *out, size_t cap);
 
-/* read(2)/writev(2) with errno mapped: > 0 bytes; 0 on EOF (read only);
- * DX_EBUSY when it would block; DX_EIO on error (ECONNRESET, EPIPE...). */
+/* The local port a socket is bound to (getsockname): for a listener opened
+ * on port 0. Returns the port or DX_EIO. */
+int dx__local_port(int fd);
+
+/* read(2)/writev(2) with errno mapped and EINTR retried: > 0 bytes; 0 on
+ * EOF (read only); DX_EBUSY when it would block; DX_EIO on error
+ * (ECONNRESET, EPIPE...). dx__writev may write less than asked (and at most
+ * IOV_MAX pieces); it is sendmsg(2) with MSG_NOSIGNAL, so sockets only, and
+ * a closed peer gives DX_EIO (EPIPE), never SIGPIPE. */
 int64_t dx__read(int fd, void *buf, size_t cap);
 int64_t dx__writev(int fd, const struct iovec *iov, int n);
 
