@@ -1,0 +1,353 @@
+/* duplex — the WebSocket server: HTTP/1.1 and WebSocket on one port.
+ *
+ * A server belongs to one event loop (loop.h). It accepts TCP (or TLS)
+ * connections, reads each HTTP request, and either upgrades it to a
+ * WebSocket (any path, unless on_upgrade refuses) or answers it as plain
+ * HTTP: on_http routes first, then `/healthz` (200 "ok"), then static files
+ * from `static_dir`, then 404. The smallest echo server:
+ *
+ *     static void on_message(dx_server_conn *c, void *user, enum dx_opcode op,
+ *                            const uint8_t *data, size_t len) {
+ *         dx_server_send(c, op, data, len);           // same opcode back
+ *     }
+ *     ...
+ *     dx_loop *loop = dx_loop_new(0);
+ *     dx_server_config cfg = {.port = 8080, .on_message = on_message};
+ *     dx_server *srv = dx_server_new(loop, &cfg);
+ *     if (!srv || dx_server_listen(srv) < 0) exit(1);
+ *     dx_loop_run(loop);
+ *
+ * Every field of dx_server_config is optional: zero means the documented
+ * default, so `{0}` is a working server on 127.0.0.1 with an ephemeral port.
+ *
+ * Connections. A dx_server_conn is one client, from accept to close. The
+ * application sees it first in on_upgrade (optional), then on_open, every
+ * on_message, and exactly once on_close; the handle is valid until on_close
+ * returns and must not be used after. Sending never blocks and never writes
+ * at once: frames are queued and every connection touched during one loop
+ * iteration is flushed once after the iteration's callbacks (automatic
+ * corking), so many small sends leave in one writev.
+ *
+ * Memory. One allocation per connection holds the protocol state, the
+ * server's state and `conn_data_size` bytes of inline application data
+ * (dx_server_conn_data). An idle connection holds nothing else: reads go
+ * through the loop's shared receive buffer, the output queue is empty, and
+ * the HTTP buffers of the handshake are freed at the upgrade.
+ *
+ * Backpressure. dx_server_conn_buffered() is the browser's bufferedAmount.
+ * While it is at or above `max_buffered / 2` the server stops reading from
+ * that client (so an echo or request/response peer is slowed by TCP, not
+ * buffered without end), and reading resumes when it falls to `low_water`,
+ * which also fires on_drain. A send that finds `max_buffered` bytes or more
+ * already queued applies the policy:
+ *   DX_BACKPRESSURE_CLOSE (default): the message is not queued, the send
+ *     returns DX_EBUSY, and the connection is closed with 1008 "slow
+ *     consumer"; if the peer does not read the close either, the transport
+ *     is dropped after `close_timeout_ms` and on_close reports 1008 unclean.
+ *   DX_BACKPRESSURE_DROP: the message is not queued and the send returns
+ *     DX_EBUSY; the connection stays open (broadcast and publish skip it).
+ * Either way one connection never holds more than `max_buffered` plus one
+ * message.
+ *
+ * Heartbeats. With `ping_interval_ms`, the server sends a ping frame to a
+ * connection from which nothing has arrived for that long; if nothing (a
+ * pong or anything else) arrives within `ping_timeout_ms` after it, the
+ * transport is dropped and on_close reports 1006. With `app_heartbeat`, a
+ * text message that is exactly "ping" is answered with the text "pong" and
+ * never reaches on_message (browsers cannot send ping frames). Timeouts are
+ * checked by one coarse sweep timer per server (a quarter of the shortest
+ * timeout, between 50 ms and 1 s), never by a timer per message.
+ *
+ * Threads. A server and its connections belong to the thread that runs its
+ * loop: no function here is thread-safe. To use N cores, run N loops in N
+ * threads, each with its own server on the same port with `reuseport` set
+ * (the kernel spreads connections). Nothing crosses threads by itself; to
+ * reach clients of another thread (a broadcast to everyone), dx_loop_post()
+ * a function to that thread's loop that calls dx_server_broadcast there,
+ * with a copy of the message that outlives the post.
+ *
+ * Errors: functions return 0 (or a count) or a negative enum dx_error.
+ */
+#ifndef DUPLEX_SERVER_H
+#define DUPLEX_SERVER_H
+
+#include "common.h"
+#include "http.h"
+#include "loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dx_server dx_server;
+typedef struct dx_server_conn dx_server_conn;
+
+/* What on_upgrade sees of an upgrade request, and what it may decide.
+ * Every slice points into the request buffer and is valid only during the
+ * callback: copy what you keep (into dx_server_conn_data, for example). */
+typedef struct dx_upgrade {
+    const char *path; /* target up to '?' (not decoded) */
+    size_t path_len;
+    const char *query; /* after '?', NULL when absent (not decoded) */
+    size_t query_len;
+    const dx_http_header *headers; /* every request header, in order */
+    size_t num_headers;
+    const char *remote; /* "1.2.3.4:5678" or "[::1]:5678", NUL-terminated */
+    const char *origin; /* Origin header, NULL when absent */
+    size_t origin_len;
+    const char *protocols; /* Sec-WebSocket-Protocol as offered, NULL when absent */
+    size_t protocols_len;
+    /* Decisions, filled with defaults before the call: */
+    const char *protocol; /* the subprotocol to answer with: preset to the
+                             first of `protocols` in the config that the
+                             client offered, or NULL. May be replaced by
+                             any NUL-terminated string the client offered;
+                             it must stay valid until on_upgrade returns. */
+    const char *reason;   /* when rejecting: body of the HTTP answer
+                             (static or valid until return), or NULL for
+                             the status's standard phrase */
+} dx_upgrade;
+
+/* What a plain HTTP request (not an upgrade) looks like to on_http. */
+typedef struct dx_http_route {
+    const char *method;
+    size_t method_len;
+    const char *path; /* up to '?', not decoded */
+    size_t path_len;
+    const char *query; /* NULL when absent */
+    size_t query_len;
+    const dx_http_header *headers;
+    size_t num_headers;
+    const char *remote; /* "ip:port" */
+} dx_http_route;
+
+/* What the server does when a send finds max_buffered bytes already queued
+ * (see "Backpressure" above). */
+enum dx_backpressure {
+    DX_BACKPRESSURE_CLOSE = 0, /* refuse the message and close with 1008 */
+    DX_BACKPRESSURE_DROP = 1,  /* refuse the message, keep the connection */
+};
+
+typedef struct dx_server_config {
+    /* Listening address. `host` NULL means "127.0.0.1"; "" , "0.0.0.0" or
+     * "::" listen on every address. `port` 0 picks a free port (read it
+     * with dx_server_port). `reuseport` sets SO_REUSEPORT so that several
+     * servers (one per thread) can listen on the same port. `backlog` 0
+     * means 1024. */
+    const char *host;
+    int port;
+    int reuseport;
+    int backlog;
+
+    /* TLS (wss:// and https://): PEM certificate chain and private key.
+     * Both or neither. */
+    const char *cert_file;
+    const char *key_file;
+
+    /* Limits (0 = the default in brackets). */
+    uint64_t max_message;              /* bytes per message, larger → close 1009 [16 MiB] */
+    uint32_t max_connections;          /* open WebSockets; more → HTTP 503 at the
+                                          handshake [unlimited] */
+    uint32_t max_header_size;          /* request head bytes, larger → HTTP 431 [8 KiB] */
+    uint32_t handshake_timeout_ms;     /* accept → request complete (TLS included);
+                                          then the connection is dropped [10 s] */
+    uint32_t idle_timeout_ms;          /* nothing received for this long → close
+                                          1001 "idle timeout" [off] */
+    uint32_t ping_interval_ms;         /* server ping frames (see Heartbeats) [off] */
+    uint32_t ping_timeout_ms;          /* unanswered ping → drop, 1006 [= interval] */
+    uint32_t close_timeout_ms;         /* after our close frame (or an HTTP answer),
+                                          how long the peer gets to finish before
+                                          the transport is dropped [5 s] */
+    size_t max_buffered;               /* high-water mark of a connection's output
+                                          queue (see Backpressure) [1 MiB] */
+    size_t low_water;                  /* on_drain below this [16 KiB] */
+    enum dx_backpressure backpressure; /* [DX_BACKPRESSURE_CLOSE] */
+
+    /* Application heartbeat: text "ping" answered with "pong" [off]. */
+    int app_heartbeat;
+
+    /* Origin allow-list, NULL-terminated, compared case-insensitively with
+     * the whole Origin header ("https://example.com"). When set, a request
+     * whose Origin is not listed gets 403; a request without Origin (not a
+     * browser, so no cross-site hijacking risk) is allowed unless
+     * `origin_required`. NULL allows any origin. Borrowed: must outlive the
+     * server. */
+    const char *const *origins;
+    int origin_required;
+
+    /* Subprotocols we speak, NULL-terminated, in order of preference; the
+     * first one we list that the client offered is chosen (on_upgrade may
+     * change it). A client that offers only others still connects, without
+     * a protocol (RFC 6455 §4.2.2). Borrowed: must outlive the server. */
+    const char *const *protocols;
+
+    /* Serve plain HTTP GET/HEAD requests from this directory (MIME types,
+     * ETag/If-None-Match → 304, Last-Modified, index.html for directories,
+     * no way out of the directory). NULL: no static files. Copied. */
+    const char *static_dir;
+
+    /* Bytes of zeroed per-connection storage (dx_server_conn_data). */
+    size_t conn_data_size;
+
+    /* Default user pointer of every connection, passed to the callbacks
+     * (dx_server_conn_set_user changes it per connection). */
+    void *user;
+
+    /* Callbacks, all optional. `user` is the connection's user pointer. */
+
+    /* A valid WebSocket upgrade request arrived (after the Origin check and
+     * max_connections). Return 0 to accept, or an HTTP status (400-599) to
+     * refuse with it and `u->reason` as the body. May set the user pointer
+     * and fill dx_server_conn_data(c); must not send (the connection is not
+     * open yet). */
+    int (*on_upgrade)(dx_server_conn *c, void *user, dx_upgrade *u);
+    /* The 101 answer is queued: the connection is OPEN and may send. */
+    void (*on_open)(dx_server_conn *c, void *user);
+    /* A complete message; text is valid UTF-8. `data` is borrowed until the
+     * callback returns (it is not NUL-terminated). */
+    void (*on_message)(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *data,
+                       size_t len);
+    /* The output queue fell to low_water after having been above it. */
+    void (*on_drain)(dx_server_conn *c, void *user);
+    /* A pong arrived (heartbeats are handled by the server already). */
+    void (*on_pong)(dx_server_conn *c, void *user, const uint8_t *data, size_t len);
+    /* The connection ended, exactly once for every connection that reached
+     * on_open: `code` is the peer's close code (1005 if it sent none), the
+     * code we failed it with (1002, 1007, 1008, 1009...), or 1006 when the
+     * transport ended without a closing handshake (reset, dead peer,
+     * shutdown deadline). `was_clean` is 1 when both close frames were
+     * exchanged. Subscriptions are already gone; the handle dies on return. */
+    void (*on_close)(dx_server_conn *c, void *user, uint16_t code, const uint8_t *reason,
+                     size_t reason_len, int was_clean);
+    /* A plain HTTP request. Answer it with dx_server_http_respond and return
+     * 1, or return 0 to let the server go on (healthz, static files, 404).
+     * `c` has no WebSocket; it is closed after the answer is written. */
+    int (*on_http)(dx_server_conn *c, void *user, const dx_http_route *r);
+} dx_server_config;
+
+/* ---- the server ------------------------------------------------------ */
+
+/* Creates a server on `loop` (not yet listening). `cfg` is copied
+ * (`static_dir` too; the `origins` and `protocols` arrays are borrowed).
+ * Returns NULL when an allocation fails, a value is invalid, only one of
+ * cert_file/key_file is given, or the TLS files cannot be loaded (the
+ * reason is printed nowhere; dx_server_new_why() tells it). */
+DX_API dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg);
+
+/* The reason the last dx_server_new on this thread returned NULL, as a
+ * static one-line string. */
+DX_API const char *dx_server_new_why(void);
+
+/* Binds and listens on cfg->host:cfg->port and starts accepting. Returns 0,
+ * DX_EADDR (bad host or address in use), DX_EIO, or DX_ESTATE if already
+ * listening or shut down. */
+DX_API int dx_server_listen(dx_server *srv);
+
+/* The port actually bound (useful with port 0), or 0 before listening. */
+DX_API int dx_server_port(const dx_server *srv);
+
+DX_API dx_loop *dx_server_loop(const dx_server *srv);
+DX_API void *dx_server_user(const dx_server *srv);
+
+/* Number of open WebSocket connections (OPEN or CLOSING). */
+DX_API size_t dx_server_count(const dx_server *srv);
+
+/* Iterates over open WebSocket connections:
+ *     for (dx_server_conn *c = dx_server_first(s); c; c = dx_server_next(c))
+ * The order is unspecified. Sending inside the loop is fine; a connection
+ * that closes during it stays valid until the loop iteration ends. */
+DX_API dx_server_conn *dx_server_first(const dx_server *srv);
+DX_API dx_server_conn *dx_server_next(const dx_server_conn *c);
+
+/* Sends one message to every open connection except `except` (may be
+ * NULL). The frame is built once and shared by every queue (no copy per
+ * client). Returns the number of connections it was queued on, or
+ * DX_ENOMEM / DX_EINVAL (bad opcode). Slow consumers get the backpressure
+ * policy. */
+DX_API int dx_server_broadcast(dx_server *srv, enum dx_opcode op, const void *data, size_t len,
+                               const dx_server_conn *except);
+
+/* Publishes one message to every subscriber of `topic` (a NUL-terminated
+ * name) except `except`; framed once, shared. Returns the number of
+ * subscribers it was queued on (0 for an unknown topic), DX_ENOMEM or
+ * DX_EINVAL. */
+DX_API int dx_server_publish(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                             size_t len, const dx_server_conn *except);
+
+/* Number of subscribers of `topic`. */
+DX_API size_t dx_server_topic_count(const dx_server *srv, const char *topic);
+
+/* Graceful shutdown: stops accepting (the listener is closed), drops
+ * connections still in their HTTP phase, sends 1001 "going away" to every
+ * open WebSocket and waits for their close frames. `done(loop, arg)` (may be
+ * NULL) runs once every connection is gone, or when `deadline_ms` passes
+ * (the rest are then dropped: their on_close reports 1006). Returns 0, or
+ * DX_ESTATE when already shutting down. Free the server afterwards (from
+ * `done` is fine). */
+DX_API int dx_server_shutdown(dx_server *srv, uint32_t deadline_ms, dx_post_fn done, void *arg);
+
+/* Frees the server: drops every connection at once (on_close runs with
+ * 1006 for open ones), stops the listener and timers. Not from inside a
+ * callback of this server (use the shutdown's `done`, or dx_loop_defer).
+ * `srv` may be NULL. */
+DX_API void dx_server_free(dx_server *srv);
+
+/* ---- one connection ---------------------------------------------------- */
+
+/* Queues a text (valid UTF-8, the caller's promise) or binary message.
+ * `data` is copied. Returns 0; DX_EBUSY when refused by the backpressure
+ * policy; DX_ESTATE when the connection is not OPEN (closing, or still in
+ * its handshake); DX_EINVAL for another opcode; DX_ENOMEM. */
+DX_API int dx_server_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len);
+
+/* dx_server_send(c, DX_OP_TEXT, s, strlen(s)). */
+DX_API int dx_server_send_text(dx_server_conn *c, const char *s);
+
+/* Sends a message in pieces (see dx_conn_send_fragment): `op` on the first
+ * piece, `fin` on the last. Same returns as dx_server_send. */
+DX_API int dx_server_send_fragment(dx_server_conn *c, enum dx_opcode op, const void *data,
+                                   size_t len, int fin);
+
+/* Sends a ping frame with up to 125 bytes. 0, DX_EINVAL, DX_ESTATE. */
+DX_API int dx_server_ping(dx_server_conn *c, const void *data, size_t len);
+
+/* Starts the closing handshake with `code` (1000, 1001, 1008, 3000-4999...;
+ * 0 for none) and a reason of at most 123 bytes of UTF-8 (NULL for none).
+ * on_close follows when the peer answers, or after close_timeout_ms.
+ * Returns 0, DX_EINVAL (bad code or reason), DX_ESTATE (already closing). */
+DX_API int dx_server_close(dx_server_conn *c, unsigned code, const char *reason);
+
+/* Subscribes to / unsubscribes from a topic (NUL-terminated, at most 255
+ * bytes). Subscribing twice is a no-op. Returns 0, DX_EINVAL, DX_ENOMEM,
+ * DX_ESTATE when not OPEN; unsubscribe returns 0 even when not
+ * subscribed. Every subscription ends with the connection. */
+DX_API int dx_server_subscribe(dx_server_conn *c, const char *topic);
+DX_API int dx_server_unsubscribe(dx_server_conn *c, const char *topic);
+/* 1 when `c` is subscribed to `topic`. */
+DX_API int dx_server_subscribed(const dx_server_conn *c, const char *topic);
+
+/* Answers the plain HTTP request given to on_http: `status`, a
+ * Content-Type (NULL: text/plain; charset=utf-8), and a body copied now
+ * (may be empty; not sent for HEAD). Returns 0, DX_ESTATE when called
+ * twice or outside on_http, DX_EINVAL when `content_type` has CR/LF,
+ * DX_ENOMEM. */
+DX_API int dx_server_http_respond(dx_server_conn *c, int status, const char *content_type,
+                                  const void *body, size_t len);
+
+DX_API dx_server *dx_server_conn_server(const dx_server_conn *c);
+DX_API void *dx_server_conn_user(const dx_server_conn *c);
+DX_API void dx_server_conn_set_user(dx_server_conn *c, void *user);
+/* The conn_data_size bytes of inline storage, aligned for any type. */
+DX_API void *dx_server_conn_data(dx_server_conn *c);
+/* DX_CONNECTING (handshake), DX_OPEN, DX_CLOSING or DX_CLOSED. */
+DX_API enum dx_ready_state dx_server_conn_state(const dx_server_conn *c);
+/* Bytes queued and not yet written (the browser's bufferedAmount). */
+DX_API size_t dx_server_conn_buffered(const dx_server_conn *c);
+/* Writes "ip:port" of the peer into `out` (64 bytes are always enough).
+ * Returns the length, or DX_EIO when the socket is gone. */
+DX_API int dx_server_conn_remote(const dx_server_conn *c, char *out, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,184 @@
+/* Internal: the server's shared state, split over small files:
+ *   server.c    the server object, listener, accept, lists, sweep timer,
+ *               broadcast and shutdown
+ *   sconn.c     one connection's I/O: read, write (corked flush), close
+ *   request.c   the HTTP phase: request head, upgrade, plain HTTP routes
+ *   static.c    static files from a directory
+ *   topics.c    pub/sub topics
+ *   wsapi.c     the per-connection public API (send, close, accessors)
+ */
+#ifndef DX_SERVER_INTERNAL_H
+#define DX_SERVER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <duplex/conn.h>
+#include <duplex/loop.h>
+#include <duplex/server.h>
+
+#include "io/tls.h"
+
+/* Where a connection is in its life. */
+enum {
+    P_TLS = 1, /* TLS handshake */
+    P_HTTP,    /* reading the request head */
+    P_RESP,    /* writing a plain HTTP answer, then linger */
+    P_WS,      /* WebSocket: dx_conn OPEN or CLOSING */
+    P_DRAIN,   /* dx_conn CLOSED: flushing what is queued */
+    P_LINGER,  /* output done and shut down: waiting for the peer's EOF */
+    P_DEAD,    /* transport closed, waiting to be freed after the dispatch */
+};
+
+enum {
+    F_DIRTY = 1 << 0,      /* in the server's flush list */
+    F_PING = 1 << 1,       /* a heartbeat ping is unanswered */
+    F_PAUSED = 1 << 2,     /* reading stopped for backpressure */
+    F_ABOVE_LOW = 1 << 3,  /* output went above low_water: on_drain owed */
+    F_SLOW = 1 << 4,       /* closed by the backpressure policy */
+    F_TLS_WANT_W = 1 << 5, /* TLS needs the socket writable to go on */
+    F_IN_ROUTE = 1 << 6,   /* inside on_http: dx_server_http_respond allowed */
+    F_OPENED = 1 << 7,     /* on_open ran, so on_close is owed */
+    F_HEAD = 1 << 8,       /* the plain HTTP request was HEAD */
+    F_FRAG = 1 << 9,       /* a fragmented send is in progress */
+    F_101 = 1 << 10,       /* part of the 101 answer waits in srv->pending101 */
+};
+
+/* State of the HTTP phase, on the heap only while it lasts. */
+typedef struct dx__http {
+    char *in; /* request bytes, when the head came in several reads */
+    size_t in_len;
+    char *out; /* the answer's head (and small body) */
+    size_t out_len;
+    size_t out_off;
+    int file_fd; /* static file body, -1 when none */
+    uint64_t file_off;
+    uint64_t file_end;
+} dx__http;
+
+typedef struct dx__sub dx__sub;
+
+/* One connection. It lives in the `extra` bytes of its dx_conn (one
+ * allocation per connection); the application's inline data follows it.
+ * Every byte here is paid once per idle connection, so the dx_conn is
+ * found by a fixed offset instead of a pointer (sc_conn), the flush list
+ * is an array in the server, and the HTTP state and the subscriptions,
+ * which never live at the same time, share one pointer. */
+struct dx_server_conn {
+    dx_io io;
+    dx_server *srv;
+    dx_server_conn *prev, *next; /* in srv->open or srv->other; srv->dead once dead */
+    union {
+        dx__http *http; /* P_TLS, P_HTTP, P_RESP (NULL when not needed) */
+        dx__sub *subs;  /* P_WS */
+    } u;
+    dx_tls *tls;
+    uint32_t t_rx;   /* server ms of the last bytes received */
+    uint32_t t_mark; /* accepted at / ping sent at / closing since */
+    uint16_t flags;
+    uint8_t phase;
+};
+
+/* The rest of a 101 answer the socket did not take at once (rare). */
+typedef struct dx__pending101 {
+    struct dx__pending101 *next;
+    dx_server_conn *c;
+    size_t len, off;
+    char data[];
+} dx__pending101;
+
+typedef struct dx__topics {
+    struct dx__topic **slots;
+    size_t cap; /* power of two, or 0 */
+    size_t count;
+} dx__topics;
+
+struct dx_server {
+    dx_loop *loop;
+    dx_server_config cfg;
+    char *static_root; /* realpath of cfg.static_dir */
+    dx_tls_ctx *tls;
+    size_t conn_offset; /* of the dx_server_conn in its dx_conn */
+    dx_io lio;
+    int port;
+    int listening;
+    size_t data_offset;   /* of the application's inline data in `extra` */
+    dx_server_conn *open; /* WebSockets, OPEN or CLOSING */
+    size_t open_count;
+    dx_server_conn *other;  /* every other live connection */
+    dx_server_conn **dirty; /* to flush after this iteration */
+    size_t dirty_len, dirty_cap;
+    int dirty_overflow; /* the array could not grow: scan the lists */
+    dx__pending101 *pending101;
+    dx_server_conn *dead; /* to free after this iteration */
+    dx_timer flush;       /* after this iteration's I/O: flush, free */
+    dx_timer sweep;
+    uint32_t sweep_ms;
+    dx_timer accept_pause;
+    uint64_t t0;
+    dx__topics topics;
+    int shutting;
+    dx_timer deadline;
+    dx_post_fn done;
+    void *done_arg;
+    int done_called;
+};
+
+static inline dx_conn *sc_conn(const dx_server_conn *c) {
+    return (dx_conn *)((char *)c - c->srv->conn_offset);
+}
+
+/* HTTP state, when the phase has one. */
+static inline dx__http *sc_http(const dx_server_conn *c) {
+    return c->phase == P_WS || c->phase >= P_DRAIN ? NULL : c->u.http;
+}
+
+/* server.c */
+uint32_t dx__srv_now(const dx_server *s);
+void dx__srv_schedule(dx_server *s);
+void dx__srv_move(dx_server_conn *c, dx_server_conn **to);
+void dx__srv_check_done(dx_server *s);
+/* Queues a shared frame under the backpressure policy. */
+int dx__srv_send_shared(dx_server_conn *c, dx_shared *sh);
+
+/* sconn.c */
+dx_server_conn *dx__sc_new(dx_server *s, int fd);
+void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events);
+void dx__sc_mark(dx_server_conn *c);   /* queue the connection for the flush */
+void dx__sc_queued(dx_server_conn *c); /* after queuing: watermarks, flush */
+void dx__sc_flush(dx_server_conn *c);
+/* Writes now, outside the queue: bytes written (maybe fewer), 0 when the
+ * socket is full, DX_EIO/DX_ETLS on error. */
+int64_t dx__sc_write_now(dx_server_conn *c, const void *buf, size_t len);
+/* Keeps the unwritten rest of a 101 answer (flushed before any frame). */
+int dx__sc_hold_101(dx_server_conn *c, const char *rest, size_t len);
+void dx__sc_drop_101(dx_server_conn *c);
+void dx__sc_kill(dx_server_conn *c, uint16_t code); /* drop the transport now */
+/* The code a dropped transport reports: 1008 after the backpressure
+ * policy closed it, 1006 otherwise. */
+uint16_t dx__sc_drop_code(const dx_server_conn *c);
+void dx__sc_start_close(dx_server_conn *c, unsigned code, const char *reason);
+void dx__sc_update(dx_server_conn *c); /* watched events from the state */
+int dx__sc_remote(const dx_server_conn *c, char *out, size_t cap);
+extern const dx_conn_callbacks dx__sc_callbacks;
+
+/* request.c */
+void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len);
+void dx__http_free(dx__http *h);
+/* Queues a whole HTTP answer (head built here) and moves to P_RESP. */
+/* `body` NULL with `len` > 0: the head announces `len` bytes that the
+ * caller streams (a static file). */
+int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char *extra,
+                    const void *body, size_t len, int head_only);
+int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra);
+
+/* static.c: answers GET/HEAD for `path` (raw target path) from the root.
+ * Returns 1 when it answered. */
+int dx__static_serve(dx_server_conn *c, const char *method, size_t method_len, const char *path,
+                     size_t path_len, const dx_http_header *h, size_t nh);
+
+/* topics.c */
+void dx__topics_drop_conn(dx_server_conn *c);
+void dx__topics_free(dx__topics *t);
+
+#endif

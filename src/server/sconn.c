@@ -1,0 +1,457 @@
+/* One connection's I/O: reads through the loop's shared buffer, corked
+ * writes from the protocol's output queue, and the way down (flush, shut
+ * down, linger for the peer's EOF, close). */
+#include <errno.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "io/net.h"
+#include "server/internal.h"
+
+#define IOV_MAX_BATCH 64
+
+/* ---- protocol callbacks --------------------------------------------------- */
+
+static dx_server_conn *sc_of(dx_conn *conn) {
+    return dx_conn_extra(conn);
+}
+
+static void cb_message(dx_conn *conn, void *user, enum dx_opcode op, uint8_t *data, size_t len) {
+    dx_server_conn *c = sc_of(conn);
+    dx_server *s = c->srv;
+    if (s->cfg.app_heartbeat && op == DX_OP_TEXT && len == 4 && !memcmp(data, "ping", 4)) {
+        if (dx_conn_send(conn, DX_OP_TEXT, "pong", 4) == 0) dx__sc_queued(c);
+        return;
+    }
+    if (s->cfg.on_message) s->cfg.on_message(c, user, op, data, len);
+}
+
+static void cb_pong(dx_conn *conn, void *user, const uint8_t *data, size_t len) {
+    dx_server_conn *c = sc_of(conn);
+    if (c->srv->cfg.on_pong) c->srv->cfg.on_pong(c, user, data, len);
+}
+
+/* The protocol reached CLOSED (closing handshake done, failure, or
+ * dx_conn_eof from a kill). The transport is flushed and closed after. */
+static void cb_close(dx_conn *conn, void *user, uint16_t code, const uint8_t *reason,
+                     size_t reason_len, int was_clean) {
+    dx_server_conn *c = sc_of(conn);
+    dx_server *s = c->srv;
+    if (c->phase == P_WS) {
+        dx__topics_drop_conn(c);
+        dx__srv_move(c, &s->other);
+        c->phase = P_DRAIN;
+        c->t_mark = dx__srv_now(s);
+        c->flags &= (uint16_t) ~(F_PAUSED | F_PING);
+        dx__sc_mark(c);
+    }
+    if ((c->flags & F_OPENED) && s->cfg.on_close) {
+        c->flags &= (uint16_t)~F_OPENED;
+        s->cfg.on_close(c, user, code, reason, reason_len, was_clean);
+    }
+    dx__srv_check_done(s);
+}
+
+const dx_conn_callbacks dx__sc_callbacks = {
+    .on_message = cb_message,
+    .on_pong = cb_pong,
+    .on_close = cb_close,
+};
+
+/* ---- life ----------------------------------------------------------------- */
+
+dx_server_conn *dx__sc_new(dx_server *s, int fd) {
+    dx_conn_config cc = {
+        .role = DX_ROLE_SERVER,
+        .max_message = s->cfg.max_message,
+        .cb = &dx__sc_callbacks,
+        .user = s->cfg.user,
+    };
+    size_t extra =
+        s->cfg.conn_data_size ? s->data_offset + s->cfg.conn_data_size : sizeof(dx_server_conn);
+    dx_conn *conn = dx_conn_new(&cc, extra);
+    if (!conn) return NULL;
+    dx_server_conn *c = dx_conn_extra(conn);
+    c->srv = s;
+    c->t_rx = c->t_mark = dx__srv_now(s);
+    c->phase = P_HTTP;
+    if (s->tls) {
+        c->tls = dx__tls_new(s->tls, fd, 1, NULL);
+        if (!c->tls) {
+            dx_conn_free(conn);
+            return NULL;
+        }
+        c->phase = P_TLS;
+    }
+    if (dx_io_start(s->loop, &c->io, fd, DX_IO_READ, dx__sc_io) < 0) {
+        if (c->tls) dx__tls_free(c->tls);
+        dx_conn_free(conn);
+        return NULL;
+    }
+    c->next = s->other;
+    if (s->other) s->other->prev = c;
+    s->other = c;
+    return c;
+}
+
+void dx__sc_update(dx_server_conn *c) {
+    unsigned ev = 0;
+    switch (c->phase) {
+    case P_TLS:
+    case P_HTTP:
+    case P_LINGER:
+        ev = DX_IO_READ;
+        break;
+    case P_WS:
+    case P_DRAIN:
+        if (!(c->flags & F_PAUSED)) ev = DX_IO_READ;
+        break;
+    default:
+        break;
+    }
+    dx__http *h = sc_http(c);
+    int pending = dx_conn_buffered(sc_conn(c)) > 0 || (c->flags & F_101) ||
+                  (h && (h->out_off < h->out_len || h->file_fd >= 0));
+    if (pending || (c->flags & F_TLS_WANT_W)) ev |= DX_IO_WRITE;
+    (void)dx_io_update(c->srv->loop, &c->io, ev);
+}
+
+/* Drops the transport at once. A WebSocket still open is reported closed
+ * with `code` (1006 for a dead peer or a reset). */
+void dx__sc_kill(dx_server_conn *c, uint16_t code) {
+    if (c->phase == P_DEAD) return;
+    dx_server *s = c->srv;
+    dx_conn *conn = sc_conn(c);
+    if (dx_conn_state(conn) != DX_CLOSED && dx_conn_state(conn) != DX_CONNECTING)
+        dx_conn_eof(conn, code ? code : DX_CLOSE_ABNORMAL); /* runs cb_close */
+    if (c->phase == P_WS) dx__topics_drop_conn(c);
+    if (c->flags & F_101) dx__sc_drop_101(c);
+    int fd = c->io.fd;
+    dx_io_stop(s->loop, &c->io);
+    if (c->tls) {
+        dx__tls_free(c->tls);
+        c->tls = NULL;
+    }
+    if (fd >= 0) close(fd);
+    c->io.fd = -1;
+    dx__http_free(sc_http(c));
+    c->u.http = NULL;
+    dx__srv_move(c, &s->dead);
+    c->phase = P_DEAD;
+    dx__srv_schedule(s);
+    dx__srv_check_done(s);
+}
+
+uint16_t dx__sc_drop_code(const dx_server_conn *c) {
+    return c->flags & F_SLOW ? DX_CLOSE_POLICY : DX_CLOSE_ABNORMAL;
+}
+
+void dx__sc_start_close(dx_server_conn *c, unsigned code, const char *reason) {
+    if (c->phase != P_WS) return;
+    if (dx_conn_close(sc_conn(c), code, reason, reason ? strlen(reason) : 0) == 0) {
+        c->t_mark = dx__srv_now(c->srv);
+        c->flags &= (uint16_t)~F_PING;
+        dx__sc_mark(c);
+    }
+}
+
+int dx__sc_remote(const dx_server_conn *c, char *out, size_t cap) {
+    dx_addr a;
+    a.len = sizeof a.ss;
+    if (c->io.fd < 0 || getpeername(c->io.fd, (struct sockaddr *)&a.ss, &a.len) < 0) {
+        if (cap) out[0] = 0;
+        return DX_EIO;
+    }
+    char tmp[64];
+    dx__addr_str(&a, tmp, sizeof tmp);
+    size_t n = strlen(tmp);
+    if (cap == 0) return (int)n;
+    size_t k = n < cap - 1 ? n : cap - 1;
+    memcpy(out, tmp, k);
+    out[k] = 0;
+    return (int)n;
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+void dx__sc_mark(dx_server_conn *c) {
+    if (c->flags & F_DIRTY) return;
+    dx_server *s = c->srv;
+    c->flags |= F_DIRTY;
+    if (s->dirty_len == s->dirty_cap) {
+        size_t cap = s->dirty_cap ? s->dirty_cap * 2 : 64;
+        dx_server_conn **d = dx__realloc(s->dirty, cap * sizeof *d);
+        if (d) {
+            s->dirty = d;
+            s->dirty_cap = cap;
+        }
+    }
+    if (s->dirty_len < s->dirty_cap)
+        s->dirty[s->dirty_len++] = c;
+    else
+        s->dirty_overflow = 1; /* found by its F_DIRTY flag instead */
+    dx__srv_schedule(s);
+}
+
+void dx__sc_queued(dx_server_conn *c) {
+    size_t b = dx_conn_buffered(sc_conn(c));
+    const dx_server_config *cfg = &c->srv->cfg;
+    if (b > cfg->low_water) c->flags |= F_ABOVE_LOW;
+    if (b >= cfg->max_buffered / 2) c->flags |= F_PAUSED;
+    dx__sc_mark(c);
+}
+
+static int64_t sock_writev(dx_server_conn *c, const struct iovec *iov, int n) {
+    if (!c->tls) return dx__writev(c->io.fd, iov, n);
+    unsigned want = 0;
+    int64_t r = dx__tls_writev(c->tls, iov, n, &want);
+    if (r == DX_EBUSY && (want & DX_IO_WRITE)) c->flags |= F_TLS_WANT_W;
+    return r;
+}
+
+int64_t dx__sc_write_now(dx_server_conn *c, const void *buf, size_t len) {
+    struct iovec iov = {(void *)buf, len};
+    int64_t w = sock_writev(c, &iov, 1);
+    return w == DX_EBUSY ? 0 : w;
+}
+
+/* Writes the static file body: sendfile on plain TCP, through the loop's
+ * buffer under TLS. Returns 1 when done, 0 when the socket is full, < 0 on
+ * error. */
+static int write_file(dx_server_conn *c) {
+    dx__http *h = c->u.http;
+    while (h->file_off < h->file_end) {
+        int64_t n;
+        uint64_t left = h->file_end - h->file_off;
+        if (!c->tls) {
+            off_t off = (off_t)h->file_off;
+            ssize_t k = sendfile(c->io.fd, h->file_fd, &off, left > (1u << 20) ? (1u << 20) : left);
+            if (k < 0) return errno == EAGAIN ? 0 : DX_EIO;
+            if (k == 0) return DX_EIO; /* the file shrank */
+            n = k;
+        } else {
+            size_t cap;
+            uint8_t *buf = dx_loop_rbuf(c->srv->loop, &cap);
+            if (cap > 16384) cap = 16384;
+            if (left < cap) cap = (size_t)left;
+            ssize_t k = pread(h->file_fd, buf, cap, (off_t)h->file_off);
+            if (k <= 0) return DX_EIO;
+            struct iovec iov = {buf, (size_t)k};
+            n = sock_writev(c, &iov, 1);
+            if (n == DX_EBUSY) return 0;
+            if (n < 0) return (int)n;
+        }
+        h->file_off += (uint64_t)n;
+    }
+    close(h->file_fd);
+    h->file_fd = -1;
+    return 1;
+}
+
+/* Starts the last act: our side is shut down, and the peer's EOF (or the
+ * close timeout) ends it. Closing at once could turn the peer's late bytes
+ * into a reset that destroys our last frames in flight. */
+static void start_linger(dx_server_conn *c) {
+    if (c->phase == P_RESP) {
+        dx__http_free(c->u.http);
+        c->u.http = NULL;
+    }
+    if (c->tls)
+        dx__tls_shutdown(c->tls);
+    else
+        shutdown(c->io.fd, SHUT_WR);
+    c->phase = P_LINGER;
+    c->t_mark = dx__srv_now(c->srv);
+}
+
+static dx__pending101 **find_101(dx_server_conn *c) {
+    dx__pending101 **pp = &c->srv->pending101;
+    while (*pp && (*pp)->c != c)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+int dx__sc_hold_101(dx_server_conn *c, const char *rest, size_t len) {
+    dx__pending101 *p = dx__malloc(sizeof *p + len);
+    if (!p) return DX_ENOMEM;
+    p->c = c;
+    p->len = len;
+    p->off = 0;
+    memcpy(p->data, rest, len);
+    p->next = c->srv->pending101;
+    c->srv->pending101 = p;
+    c->flags |= F_101;
+    dx__sc_mark(c);
+    return 0;
+}
+
+void dx__sc_drop_101(dx_server_conn *c) {
+    dx__pending101 **pp = find_101(c);
+    dx__pending101 *p = *pp;
+    if (p) {
+        *pp = p->next;
+        dx__free(p);
+    }
+    c->flags &= (uint16_t)~F_101;
+}
+
+void dx__sc_flush(dx_server_conn *c) {
+    if (c->phase == P_DEAD || c->phase == P_TLS) {
+        if (c->phase == P_TLS) dx__sc_update(c);
+        return;
+    }
+    dx_conn *conn = sc_conn(c);
+    dx__http *h = sc_http(c);
+    /* Bytes that go before the protocol's queue: an HTTP answer, or the
+     * rest of a 101. */
+    char *head_buf = NULL;
+    size_t *head_off = NULL, head_len = 0;
+    dx__pending101 *p101 = (c->flags & F_101) ? *find_101(c) : NULL;
+    if (h) {
+        head_buf = h->out;
+        head_off = &h->out_off;
+        head_len = h->out_len;
+    } else if (p101) {
+        head_buf = p101->data;
+        head_off = &p101->off;
+        head_len = p101->len;
+    }
+    c->flags &= (uint16_t)~F_TLS_WANT_W;
+    for (;;) {
+        struct iovec iov[IOV_MAX_BATCH];
+        int n = 0;
+        size_t head = 0;
+        if (head_buf && *head_off < head_len) {
+            head = head_len - *head_off;
+            iov[n++] = (struct iovec){head_buf + *head_off, head};
+        }
+        n += dx_conn_out_iov(conn, iov + n, IOV_MAX_BATCH - n);
+        if (n == 0) break;
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+        int64_t w = sock_writev(c, iov, n);
+        if (w == DX_EBUSY) break;
+        if (w < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+        size_t left = (size_t)w;
+        if (head) {
+            size_t k = left < head ? left : head;
+            *head_off += k;
+            left -= k;
+        }
+        if (left) dx_conn_out_consume(conn, left);
+        if ((size_t)w < total) break;
+    }
+    if (p101 && p101->off >= p101->len) dx__sc_drop_101(c);
+    if (h && h->out_off >= h->out_len && h->file_fd >= 0 && write_file(c) < 0) {
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+        return;
+    }
+    int pending = dx_conn_buffered(conn) > 0 || (c->flags & F_101) ||
+                  (h && (h->out_off < h->out_len || h->file_fd >= 0));
+    if (!pending && (c->phase == P_RESP || c->phase == P_DRAIN)) start_linger(c);
+    if (c->flags & (F_ABOVE_LOW | F_PAUSED)) {
+        const dx_server_config *cfg = &c->srv->cfg;
+        if (dx_conn_buffered(conn) <= cfg->low_water) {
+            int owed = c->flags & F_ABOVE_LOW;
+            c->flags &= (uint16_t) ~(F_ABOVE_LOW | F_PAUSED);
+            if (owed && c->phase == P_WS && dx_conn_state(conn) == DX_OPEN && cfg->on_drain)
+                cfg->on_drain(c, dx_conn_user(conn));
+        }
+    }
+    if (c->phase != P_DEAD) dx__sc_update(c);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static void handle_eof(dx_server_conn *c) {
+    /* A peer that ends a WebSocket without a close frame: 1006. */
+    dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+}
+
+static void tls_handshake(dx_server_conn *c) {
+    unsigned want = 0;
+    const char *why = NULL;
+    int r = dx__tls_handshake(c->tls, &want, &why);
+    if (r < 0) {
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+        return;
+    }
+    if (r == 0) {
+        c->flags =
+            (uint16_t)((c->flags & ~F_TLS_WANT_W) | ((want & DX_IO_WRITE) ? F_TLS_WANT_W : 0));
+        dx__sc_update(c);
+        return;
+    }
+    c->flags &= (uint16_t)~F_TLS_WANT_W;
+    c->phase = P_HTTP;
+    dx__sc_update(c);
+}
+
+static void read_some(dx_server_conn *c) {
+    dx_server *s = c->srv;
+    size_t cap;
+    uint8_t *buf = dx_loop_rbuf(s->loop, &cap);
+    /* Under TLS a record may be decrypted and waiting inside OpenSSL with
+     * nothing left on the socket, so read until it would block. On plain
+     * TCP a short read means the socket is empty. */
+    for (int i = 0; i < 16; i++) {
+        if (c->phase == P_DEAD) return;
+        if ((c->phase == P_WS || c->phase == P_DRAIN) && (c->flags & F_PAUSED)) return;
+        if (c->phase == P_RESP) return;
+        int64_t n;
+        if (c->tls) {
+            unsigned want = 0;
+            n = dx__tls_read(c->tls, buf, cap, &want);
+            if (n == DX_EBUSY && (want & DX_IO_WRITE)) {
+                c->flags |= F_TLS_WANT_W;
+                dx__sc_update(c);
+            }
+        } else {
+            n = dx__read(c->io.fd, buf, cap);
+        }
+        if (n == DX_EBUSY) return;
+        if (n == 0) {
+            handle_eof(c);
+            return;
+        }
+        if (n < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+        c->t_rx = dx__srv_now(s);
+        c->flags &= (uint16_t)~F_PING;
+        switch (c->phase) {
+        case P_HTTP:
+            dx__req_input(c, buf, (size_t)n);
+            break;
+        case P_WS:
+            (void)dx_conn_recv(sc_conn(c), buf, (size_t)n); /* failures close it via cb_close */
+            if (dx_conn_buffered(sc_conn(c))) dx__sc_queued(c);
+            break;
+        default:
+            break; /* draining or lingering: the peer's bytes are discarded */
+        }
+        if (!c->tls && (size_t)n < cap) return;
+    }
+}
+
+void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
+    dx_server_conn *c = (dx_server_conn *)((char *)w - offsetof(dx_server_conn, io));
+    if (c->phase == P_TLS) {
+        tls_handshake(c);
+        if (c->phase != P_HTTP) return;
+        events |= DX_IO_READ; /* the request may already be inside OpenSSL */
+    }
+    if (events & DX_IO_WRITE) dx__sc_flush(c);
+    if (c->phase == P_DEAD) return;
+    if (events & (DX_IO_READ | DX_IO_ERROR)) read_some(c);
+    if (c->phase == P_DEAD) return;
+    if (c->tls && (c->flags & F_TLS_WANT_W)) dx__sc_update(c);
+}

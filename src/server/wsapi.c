@@ -1,0 +1,91 @@
+/* The per-connection public API: sending under the backpressure policy,
+ * closing, and accessors. */
+#include <string.h>
+
+#include "server/internal.h"
+
+/* A send found max_buffered bytes already queued. */
+static int refuse(dx_server_conn *c) {
+    if (c->srv->cfg.backpressure == DX_BACKPRESSURE_CLOSE) {
+        c->flags |= F_SLOW;
+        dx__sc_start_close(c, DX_CLOSE_POLICY, "slow consumer");
+    }
+    return DX_EBUSY;
+}
+
+static int can_send(const dx_server_conn *c) {
+    return c->phase == P_WS && dx_conn_state(sc_conn(c)) == DX_OPEN;
+}
+
+int dx_server_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len) {
+    if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return DX_EINVAL;
+    if (!can_send(c)) return DX_ESTATE;
+    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return refuse(c);
+    int rc = dx_conn_send(sc_conn(c), op, data, len);
+    if (rc == 0) dx__sc_queued(c);
+    return rc;
+}
+
+int dx_server_send_text(dx_server_conn *c, const char *s) {
+    return dx_server_send(c, DX_OP_TEXT, s, s ? strlen(s) : 0);
+}
+
+int dx_server_send_fragment(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len,
+                            int fin) {
+    if (!can_send(c)) return DX_ESTATE;
+    /* The policy may refuse a message, never the middle of one. */
+    if (!(c->flags & F_FRAG) && dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered)
+        return refuse(c);
+    int rc = dx_conn_send_fragment(sc_conn(c), op, data, len, fin);
+    if (rc == 0) {
+        c->flags = (uint16_t)(fin ? c->flags & ~F_FRAG : c->flags | F_FRAG);
+        dx__sc_queued(c);
+    }
+    return rc;
+}
+
+int dx_server_ping(dx_server_conn *c, const void *data, size_t len) {
+    if (c->phase != P_WS) return DX_ESTATE;
+    int rc = dx_conn_ping(sc_conn(c), data, len);
+    if (rc == 0) dx__sc_queued(c);
+    return rc;
+}
+
+int dx_server_close(dx_server_conn *c, unsigned code, const char *reason) {
+    if (c->phase != P_WS || dx_conn_state(sc_conn(c)) != DX_OPEN) return DX_ESTATE;
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > 123 || (code == 0 && rlen) || (code && !dx_close_code_valid(code))) return DX_EINVAL;
+    int rc = dx_conn_close(sc_conn(c), code, reason, rlen);
+    if (rc) return rc;
+    c->t_mark = dx__srv_now(c->srv);
+    c->flags &= (uint16_t)~F_PING;
+    dx__sc_mark(c);
+    return 0;
+}
+
+dx_server *dx_server_conn_server(const dx_server_conn *c) {
+    return c->srv;
+}
+void *dx_server_conn_user(const dx_server_conn *c) {
+    return dx_conn_user(sc_conn(c));
+}
+void dx_server_conn_set_user(dx_server_conn *c, void *user) {
+    dx_conn_set_user(sc_conn(c), user);
+}
+void *dx_server_conn_data(dx_server_conn *c) {
+    return (char *)c + c->srv->data_offset;
+}
+
+enum dx_ready_state dx_server_conn_state(const dx_server_conn *c) {
+    if (c->phase == P_WS) return dx_conn_state(sc_conn(c));
+    if (c->phase < P_WS) return DX_CONNECTING;
+    return DX_CLOSED;
+}
+
+size_t dx_server_conn_buffered(const dx_server_conn *c) {
+    return dx_conn_buffered(sc_conn(c));
+}
+
+int dx_server_conn_remote(const dx_server_conn *c, char *out, size_t cap) {
+    return dx__sc_remote(c, out, cap);
+}

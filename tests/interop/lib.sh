@@ -1,0 +1,59 @@
+# Shared by the interop and e2e scripts: start `duplex serve` on a free port
+# and stop it on exit. Source it; needs DUPLEX (the command) and DX_ROOT.
+: "${DUPLEX:?set DUPLEX to the duplex command}"
+: "${DX_ROOT:?set DX_ROOT to the source directory}"
+
+DX_TMP=$(mktemp -d /tmp/duplex-test.XXXXXX)
+DX_PIDS=()
+dx_cleanup() {
+  local pid
+  for pid in "${DX_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${DX_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$DX_TMP"
+}
+trap dx_cleanup EXIT
+
+# dx_serve NAME ARGS... : starts `duplex serve --port 0 ARGS`, waits for its
+# listening line and sets DX_PORT and DX_PID. Its stderr goes to
+# $DX_TMP/NAME.log.
+dx_serve() {
+  local name=$1
+  shift
+  "$DUPLEX" serve --port 0 "$@" 2>"$DX_TMP/$name.log" &
+  DX_PID=$!
+  DX_PIDS+=("$DX_PID")
+  local i
+  for i in $(seq 1 100); do
+    if grep -q 'listening on' "$DX_TMP/$name.log" 2>/dev/null; then
+      DX_PORT=$(sed -n 's/.*listening on [a-z]*:\/\/[^ ]*:\([0-9]*\) .*/\1/p' "$DX_TMP/$name.log" | head -1)
+      return 0
+    fi
+    if ! kill -0 "$DX_PID" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  echo "duplex serve did not start:" >&2
+  cat "$DX_TMP/$name.log" >&2
+  return 1
+}
+
+# dx_stop PID : SIGTERM, then require a clean exit (0) within 5 s.
+dx_stop() {
+  local pid=$1 i
+  kill -TERM "$pid"
+  for i in $(seq 1 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid"
+      return $?
+    fi
+    sleep 0.05
+  done
+  echo "server $pid did not exit after SIGTERM" >&2
+  return 1
+}
+
+# dx_cert DIR : a self-signed certificate for 127.0.0.1/localhost.
+dx_cert() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1
+}
