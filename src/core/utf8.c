@@ -158,11 +158,25 @@ __attribute__((target("avx2"))) static inline __m256i block_errors(__m256i in, _
  * boundary). Returns the number of bytes checked (a multiple of 32; a code
  * point may straddle its end), or -1 on an error inside them. */
 __attribute__((target("avx2"))) static int64_t blocks_avx2(const uint8_t *s, size_t len) {
+    /* A block that ends in a lead byte whose sequence is not finished has
+     * nonzero bytes here; an all-ASCII next block makes that an error. */
+    const __m256i max_tail = _mm256_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, C(0xF0 - 1), C(0xE0 - 1), C(0xC0 - 1));
     __m256i prev = _mm256_setzero_si256(), err = _mm256_setzero_si256();
+    __m256i prev_incomplete = _mm256_setzero_si256();
     size_t i = 0;
     for (; i + 32 <= len; i += 32) {
         __m256i in = _mm256_loadu_si256((const __m256i *)(s + i));
-        err = _mm256_or_si256(err, block_errors(in, prev));
+        if (_mm256_movemask_epi8(in) == 0) {
+            /* ASCII: only a sequence left open by the previous block can be
+             * wrong here, so skip the table lookups. */
+            err = _mm256_or_si256(err, prev_incomplete);
+            prev_incomplete = _mm256_setzero_si256();
+        } else {
+            err = _mm256_or_si256(err, block_errors(in, prev));
+            prev_incomplete = _mm256_subs_epu8(in, max_tail);
+        }
         prev = in;
         /* Fail fast without paying a test per block. */
         if ((i & 1023) == 992 && !_mm256_testz_si256(err, err)) return -1;

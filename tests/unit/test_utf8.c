@@ -210,12 +210,35 @@ static void test_error_at_every_position(void) {
     }
 }
 
+
+/* Lead bytes left unfinished before ASCII, and valid sequences straddling
+ * every position (so every SIMD block boundary), in long ASCII text. */
+static void test_sequences_at_block_edges(void) {
+    static const char *const seqs[] = {"\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80"};
+    uint8_t buf[200];
+    for (size_t k = 0; k < 3; k++) {
+        size_t sl = strlen(seqs[k]);
+        for (size_t pos = 0; pos + sl <= sizeof buf; pos++) {
+            memset(buf, 'a', sizeof buf);
+            memcpy(buf + pos, seqs[k], sl);
+            CHECK_EQ_INT(dx_utf8_valid(buf, sizeof buf), 0);
+            for (size_t cut = 1; cut < sl; cut++) {
+                /* Only the first `cut` bytes of the sequence: then ASCII. */
+                memset(buf, 'a', sizeof buf);
+                memcpy(buf + pos, seqs[k], cut);
+                CHECK(dx_utf8_valid(buf, sizeof buf) != 0);
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     dx_t_seed();
     RUN(test_boundaries);
     RUN(test_invalid_classes);
     RUN(test_random_against_reference);
     RUN(test_error_at_every_position);
+    RUN(test_sequences_at_block_edges);
     int rc = TEST_DONE();
     if (rc == 0 && !getenv("DX_NO_SIMD")) {
         setenv("DX_NO_SIMD", "1", 1);
