@@ -9,6 +9,8 @@
 
 #include <duplex/handshake.h>
 
+#include "core/wbuf.h"
+
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -198,36 +200,12 @@ void dx_handshake_accept(const char *key, size_t key_len, char out[DX_ACCEPT_LEN
 
 /* ---- writing heads ---------------------------------------------------- */
 
-typedef struct wbuf {
-    char *p;
-    size_t cap, len;
-    int full;
-} wbuf;
-
-static void put(wbuf *b, const char *s, size_t n) {
-    if (b->full || n == 0) return;
-    if (n > b->cap - b->len) {
-        b->full = 1;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void put_str(wbuf *b, const char *s) { put(b, s, strlen(s)); }
-
 static void put_header(wbuf *b, const char *name, const char *value) {
     if (!value) return;
     put_str(b, name);
     put_str(b, ": ");
     put_str(b, value);
     put_str(b, "\r\n");
-}
-
-static int wbuf_finish(wbuf *b) {
-    if (b->full || b->len > (size_t)INT_MAX) return DX_ENOSPC;
-    if (b->len < b->cap) b->p[b->len] = '\0';
-    return (int)b->len;
 }
 
 int dx_handshake_write_101(char *out, size_t cap, const char *key, const char *protocol,

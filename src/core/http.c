@@ -13,6 +13,8 @@
 
 #include <duplex/http.h>
 
+#include "core/wbuf.h"
+
 /* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
 static const unsigned char tchar[256] = {
@@ -326,26 +328,6 @@ const char *dx_http_status_text(int status) {
     }
 }
 
-/* An output buffer that remembers overflow, so a writer appends everything
- * and checks once at the end. */
-typedef struct wbuf {
-    char *p;
-    size_t cap, len;
-    int full;
-} wbuf;
-
-static void put(wbuf *b, const char *s, size_t n) {
-    if (b->full || n == 0) return;
-    if (n > b->cap - b->len) {
-        b->full = 1;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void put_str(wbuf *b, const char *s) { put(b, s, strlen(s)); }
-
 static void put_uint(wbuf *b, size_t v) {
     char tmp[24];
     size_t i = sizeof tmp;
@@ -387,7 +369,5 @@ int dx_http_write_error(char *out, size_t cap, int status, const char *reason,
         }
     }
     put(&b, "\n", 1);
-    if (b.full || b.len > (size_t)INT_MAX) return DX_ENOSPC;
-    if (b.len < cap) out[b.len] = '\0';
-    return (int)b.len;
+    return wbuf_finish(&b);
 }
