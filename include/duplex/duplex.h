@@ -23,6 +23,7 @@
 #include "loop.h"
 #include "mask.h"
 #include "server.h"
+#include "client.h"
 #include "utf8.h"
 
 #endif

@@ -1,0 +1,495 @@
+/* duplex connect: a wscat-like client. stdin lines out, messages in on
+ * stdout, one per line; --echo turns it into the client testee of
+ * conformance suites. Everything runs on one loop: stdin is a watcher too. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <duplex/client.h>
+#include <duplex/loop.h>
+
+#include "cli/cli.h"
+#include "client/url.h"
+
+#define MAX_LIST 64            /* -H and --subprotocol, each */
+#define READ_CHUNK 65536       /* bytes read from stdin at a time */
+#define PAUSE_ABOVE (8u << 20) /* stop reading stdin with this much queued */
+#define RESUME_BELOW (1u << 20)
+#define DRAIN_CHECK_MS 5
+
+typedef struct app {
+    dx_loop *loop;
+    dx_client *client;
+    int binary, echo, quiet, hex;
+    unsigned close_code;
+    const char *close_reason;
+    uint64_t max_message;
+    /* stdin */
+    dx_io in_io;
+    dx_timer in_timer; /* pumps stdin when epoll cannot watch it (a file) */
+    dx_timer drain_timer;
+    int in_started, in_polled, in_done, in_paused;
+    char *line;
+    size_t line_len, line_cap, scan, line_no;
+    /* the end */
+    int opened, we_closed, errored, bad_input, signals, exit_code;
+    int out_dirty;
+} app;
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: duplex connect URL [options]\n\n"
+               "Connects to a WebSocket server, like wscat. Each line of stdin is sent as one\n"
+               "text message (without its newline); each message received is printed on its\n"
+               "own line on stdout. EOF on stdin (or SIGINT/SIGTERM) sends a normal close and\n"
+               "exits once the closing handshake is done; a second signal exits at once.\n"
+               "URL: ws://host[:port][/path][?query] or wss://... (IPv6: ws://[::1]:8080/).\n\n"
+               "options:\n"
+               "  -H, --header 'Name: value'  add a request header (repeatable)\n"
+               "  -s, --subprotocol P      offer subprotocol P (repeatable, in preference order)\n"
+               "  -o, --origin O           send Origin: O\n"
+               "  -b, --binary             send stdin lines as binary messages\n"
+               "      --hex                print binary messages as hex digits (default: the\n"
+               "                           bytes as received, then a newline)\n"
+               "  -e, --echo               send every message received back unchanged (same\n"
+               "                           opcode) until the server closes; stdin is not read\n"
+               "                           and nothing is printed on stdout\n"
+               "  -k, --insecure           wss: accept any certificate (testing only)\n"
+               "      --ca FILE            wss: trust the CAs in PEM FILE instead of the system's\n"
+               "      --close-code N       code of the close sent at EOF: 1000 (default) or\n"
+               "                           3000-4999\n"
+               "      --close-reason R     reason of that close (at most 123 bytes)\n"
+               "      --max-message BYTES  largest message in either direction (default 16 MiB);\n"
+               "                           a longer stdin line is an error\n"
+               "      --connect-timeout S  seconds to connect (default 10)\n"
+               "      --handshake-timeout S  seconds for TLS and the upgrade (default 10)\n"
+               "  -q, --quiet              no progress lines on stderr (errors still go there)\n"
+               "  -h, --help               this help\n\n"
+               "Text lines must be UTF-8: a line that is not is reported and skipped.\n"
+               "Binary messages cannot hold a newline byte when sent from stdin.\n\n"
+               "Exit status:\n"
+               "  0  the connection ended with a clean closing handshake: after our close\n"
+               "     (EOF or a signal), or the server's close with 1000, 1001 or no code\n"
+               "  1  the connection failed (name, refused, timeout, TLS, refused upgrade),\n"
+               "     ended abnormally (1006: no closing handshake), failed the protocol, or\n"
+               "     the server closed with another code: stderr says\n"
+               "     \"duplex: connect: closed: CODE REASON\"; also when a stdin line could\n"
+               "     not be sent\n"
+               "  2  usage error (bad option or URL)\n"
+               "  130  a second SIGINT/SIGTERM\n");
+}
+
+static int bad(const char *msg, const char *arg) {
+    if (arg)
+        fprintf(stderr, "duplex connect: %s '%s' (try 'duplex connect --help')\n", msg, arg);
+    else
+        fprintf(stderr, "duplex connect: %s (try 'duplex connect --help')\n", msg);
+    return 2;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_ms(const char *s, uint32_t *ms) {
+    char *end;
+    errno = 0;
+    if (!s || !*s) return -1;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v > 0) || v > 4000000.0) return -1;
+    *ms = (uint32_t)(v * 1000.0 + 0.5);
+    if (*ms == 0) *ms = 1;
+    return 0;
+}
+
+/* ---- stdout -------------------------------------------------------------- */
+
+static void flush_out(dx_loop *loop, void *arg) {
+    app *a = arg;
+    a->out_dirty = 0;
+    fflush(stdout);
+}
+
+/* stdout is flushed once per loop iteration, not once per message. */
+static void out_written(app *a) {
+    if (a->out_dirty) return;
+    a->out_dirty = 1;
+    if (dx_loop_defer(a->loop, flush_out, a) < 0) flush_out(a->loop, a);
+}
+
+static void print_message(app *a, enum dx_opcode op, const uint8_t *data, size_t len) {
+    if (op == DX_OP_BINARY && a->hex) {
+        static const char hex[] = "0123456789abcdef";
+        for (size_t i = 0; i < len; i++) {
+            putchar(hex[data[i] >> 4]);
+            putchar(hex[data[i] & 15]);
+        }
+    } else if (len) {
+        fwrite(data, 1, len, stdout);
+    }
+    putchar('\n');
+    out_written(a);
+}
+
+/* ---- stdin ---------------------------------------------------------------- */
+
+static void stdin_stop(app *a) {
+    dx_io_stop(a->loop, &a->in_io);
+    dx_timer_stop(a->loop, &a->in_timer);
+    dx_timer_stop(a->loop, &a->drain_timer);
+    a->in_done = 1;
+}
+
+/* Our close, after the last line (EOF, a signal, or an input error). */
+static void start_close(app *a) {
+    if (a->we_closed) return;
+    a->we_closed = 1;
+    stdin_stop(a);
+    (void)dx_client_close(a->client, a->close_code, a->close_reason);
+}
+
+static void send_line(app *a, const char *p, size_t n) {
+    a->line_no++;
+    int rc =
+        a->binary ? dx_client_send_binary(a->client, p, n) : dx_client_send_text(a->client, p, n);
+    if (rc == DX_EUTF8) {
+        fprintf(stderr, "duplex connect: line %zu is not valid UTF-8, not sent (use --binary)\n",
+                a->line_no);
+        a->bad_input = 1;
+    } else if (rc < 0 && rc != DX_ESTATE) {
+        fprintf(stderr, "duplex connect: line %zu not sent: %s\n", a->line_no, dx_strerror(rc));
+        a->bad_input = 1;
+    }
+}
+
+static void drain_check(dx_loop *loop, dx_timer *t);
+
+/* Sends the complete lines in the buffer and keeps the partial one. */
+static void take_lines(app *a) {
+    size_t start = 0;
+    while (a->scan < a->line_len) {
+        char *nl = memchr(a->line + a->scan, '\n', a->line_len - a->scan);
+        if (!nl) {
+            a->scan = a->line_len;
+            break;
+        }
+        size_t end = (size_t)(nl - a->line);
+        send_line(a, a->line + start, end - start);
+        start = a->scan = end + 1;
+    }
+    if (start) {
+        memmove(a->line, a->line + start, a->line_len - start);
+        a->line_len -= start;
+        a->scan -= start;
+    }
+}
+
+static void pause_if_full(app *a) {
+    if (dx_client_buffered_amount(a->client) < PAUSE_ABOVE || a->in_done) return;
+    a->in_paused = 1;
+    if (!a->in_polled) (void)dx_io_update(a->loop, &a->in_io, 0);
+    dx_timer_start(a->loop, &a->drain_timer, DRAIN_CHECK_MS);
+}
+
+/* Reads once (a readable pipe or terminal never blocks one read). Returns
+ * 1 when it should be called again soon (a file being pumped). */
+static int read_stdin(app *a) {
+    if (a->in_done || a->in_paused) return 0;
+    if (a->line_cap - a->line_len < READ_CHUNK) {
+        size_t cap = a->line_cap ? a->line_cap * 2 : 2 * READ_CHUNK;
+        while (cap - a->line_len < READ_CHUNK)
+            cap *= 2;
+        char *p = realloc(a->line, cap);
+        if (!p) {
+            fprintf(stderr, "duplex connect: out of memory reading stdin\n");
+            a->bad_input = 1;
+            start_close(a);
+            return 0;
+        }
+        a->line = p;
+        a->line_cap = cap;
+    }
+    ssize_t n = read(0, a->line + a->line_len, READ_CHUNK);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
+    if (n <= 0) {
+        if (n < 0) {
+            fprintf(stderr, "duplex connect: reading stdin: %s\n", strerror(errno));
+            a->bad_input = 1;
+        }
+        if (a->line_len) send_line(a, a->line, a->line_len); /* a last line without '\n' */
+        a->line_len = a->scan = 0;
+        start_close(a);
+        return 0;
+    }
+    a->line_len += (size_t)n;
+    take_lines(a);
+    if (a->line_len > a->max_message) {
+        fprintf(stderr, "duplex connect: line %zu is longer than the message limit (%llu bytes)\n",
+                a->line_no + 1, (unsigned long long)a->max_message);
+        a->bad_input = 1;
+        start_close(a);
+        return 0;
+    }
+    pause_if_full(a);
+    return !a->in_paused;
+}
+
+static void on_stdin(dx_loop *loop, dx_io *w, unsigned events) {
+    app *a = (app *)((char *)w - offsetof(app, in_io));
+    (void)read_stdin(a);
+}
+
+static void on_stdin_pump(dx_loop *loop, dx_timer *t) {
+    app *a = (app *)((char *)t - offsetof(app, in_timer));
+    if (read_stdin(a)) dx_timer_start(loop, t, 0);
+}
+
+static void drain_check(dx_loop *loop, dx_timer *t) {
+    app *a = (app *)((char *)t - offsetof(app, drain_timer));
+    if (a->in_done) return;
+    if (dx_client_buffered_amount(a->client) > RESUME_BELOW) {
+        dx_timer_start(loop, t, DRAIN_CHECK_MS);
+        return;
+    }
+    a->in_paused = 0;
+    if (a->in_polled)
+        dx_timer_start(loop, &a->in_timer, 0);
+    else
+        (void)dx_io_update(loop, &a->in_io, DX_IO_READ);
+}
+
+static void stdin_start(app *a) {
+    if (a->in_started) return;
+    a->in_started = 1;
+    /* epoll refuses regular files and /dev/null, which never block: those
+     * are read from a timer instead, one chunk per loop iteration. */
+    if (dx_io_start(a->loop, &a->in_io, 0, DX_IO_READ, on_stdin) < 0) {
+        a->in_polled = 1;
+        dx_timer_start(a->loop, &a->in_timer, 0);
+    }
+}
+
+/* ---- client callbacks ------------------------------------------------------ */
+
+static void on_open(dx_client *c, void *user) {
+    app *a = user;
+    a->opened = 1;
+    if (!a->quiet) {
+        const char *p = dx_client_protocol(c);
+        fprintf(stderr, "duplex: connected to %s%s%s%s\n", dx_client_url(c),
+                *p ? " (subprotocol " : "", p, *p ? ")" : "");
+    }
+    if (a->signals) {
+        start_close(a);
+        return;
+    }
+    if (!a->echo) stdin_start(a);
+}
+
+static void on_message(dx_client *c, void *user, enum dx_opcode op, const uint8_t *data,
+                       size_t len) {
+    app *a = user;
+    if (a->echo) {
+        int rc = op == DX_OP_TEXT ? dx_client_send_text(c, (const char *)data, len)
+                                  : dx_client_send_binary(c, data, len);
+        if (rc < 0 && rc != DX_ESTATE)
+            fprintf(stderr, "duplex connect: echo not sent: %s\n", dx_strerror(rc));
+        return;
+    }
+    print_message(a, op, data, len);
+}
+
+static void on_error(dx_client *c, void *user, int err, const char *message) {
+    app *a = user;
+    a->errored = 1;
+    fprintf(stderr, "duplex: connect: %s\n", message);
+}
+
+static void on_close(dx_client *c, void *user, uint16_t code, const char *reason, size_t reason_len,
+                     int was_clean) {
+    app *a = user;
+    int rlen = (int)reason_len;
+    if (a->errored) {
+        a->exit_code = 1;
+    } else if (a->signals && !a->opened) {
+        fprintf(stderr, "duplex: connect: interrupted before the connection opened\n");
+        a->exit_code = 1;
+    } else if (!was_clean) {
+        if (code == DX_CLOSE_ABNORMAL)
+            fprintf(stderr, "duplex: connect: closed abnormally (1006: the connection ended "
+                            "without a closing handshake)\n");
+        else
+            fprintf(stderr, "duplex: connect: closed: %u %.*s\n", (unsigned)code, rlen, reason);
+        a->exit_code = 1;
+    } else if (a->we_closed || code == DX_CLOSE_NORMAL || code == DX_CLOSE_GOING_AWAY ||
+               code == DX_CLOSE_NO_STATUS) {
+        if (!a->quiet)
+            fprintf(stderr, "duplex: closed: %u%s%.*s\n", (unsigned)code, rlen ? " " : "", rlen,
+                    reason);
+        a->exit_code = 0;
+    } else {
+        fprintf(stderr, "duplex: connect: closed: %u%s%.*s\n", (unsigned)code, rlen ? " " : "",
+                rlen, reason);
+        a->exit_code = 1;
+    }
+    if (a->bad_input) a->exit_code = 1;
+    stdin_stop(a);
+    dx_loop_stop(a->loop);
+}
+
+static void on_signal(dx_loop *loop, void *arg) {
+    app *a = arg;
+    if (++a->signals > 1) {
+        a->exit_code = 130;
+        dx_loop_stop(loop);
+        return;
+    }
+    if (dx_client_ready_state(a->client) == DX_CONNECTING)
+        (void)dx_client_close(a->client, 0, NULL); /* on_close follows with 1006 */
+    else
+        start_close(a);
+}
+
+/* ---- main --------------------------------------------------------------------- */
+
+int dx_cli_connect(int argc, char **argv) {
+    static app a;
+    const char *headers[MAX_LIST + 1], *protocols[MAX_LIST + 1];
+    int nheaders = 0, nprotocols = 0;
+    memset(&a, 0, sizeof a);
+    a.close_code = DX_CLOSE_NORMAL;
+    a.max_message = DX_DEFAULT_MAX_MESSAGE;
+    dx_client_config cfg = {.user = &a,
+                            .on_open = on_open,
+                            .on_message = on_message,
+                            .on_error = on_error,
+                            .on_close = on_close};
+
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        const char *val = NULL;
+        char name[64];
+        /* --name=value and --name value are both accepted. */
+        char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+        if (eq && (size_t)(eq - arg) < sizeof name) {
+            memcpy(name, arg, (size_t)(eq - arg));
+            name[eq - arg] = 0;
+            val = eq + 1;
+            arg = name;
+        }
+#define FLAG(n) (!strcmp(arg, n))
+#define VALUE()                                                                                    \
+    do {                                                                                           \
+        if (!val) {                                                                                \
+            if (i + 1 >= argc) return bad("missing the value of", arg);                            \
+            val = argv[++i];                                                                       \
+        }                                                                                          \
+    } while (0)
+        uint64_t u;
+        if (FLAG("-h") || FLAG("--help")) {
+            usage(stdout);
+            return 0;
+        } else if (FLAG("-H") || FLAG("--header")) {
+            VALUE();
+            if (nheaders == MAX_LIST) return bad("too many headers", val);
+            headers[nheaders++] = val;
+        } else if (FLAG("-s") || FLAG("--subprotocol")) {
+            VALUE();
+            if (nprotocols == MAX_LIST) return bad("too many subprotocols", val);
+            protocols[nprotocols++] = val;
+        } else if (FLAG("-o") || FLAG("--origin")) {
+            VALUE();
+            cfg.origin = val;
+        } else if (FLAG("-b") || FLAG("--binary")) {
+            a.binary = 1;
+        } else if (FLAG("--hex")) {
+            a.hex = 1;
+        } else if (FLAG("-e") || FLAG("--echo")) {
+            a.echo = 1;
+        } else if (FLAG("-k") || FLAG("--insecure")) {
+            cfg.insecure = 1;
+        } else if (FLAG("--ca")) {
+            VALUE();
+            cfg.ca_file = val;
+        } else if (FLAG("--close-code")) {
+            VALUE();
+            if (parse_u64(val, 4999, &u) || (u != DX_CLOSE_NORMAL && u < 3000))
+                return bad("bad close code (1000 or 3000-4999)", val);
+            a.close_code = (unsigned)u;
+        } else if (FLAG("--close-reason")) {
+            VALUE();
+            if (strlen(val) > 123) return bad("close reason longer than 123 bytes", val);
+            a.close_reason = val;
+        } else if (FLAG("--max-message")) {
+            VALUE();
+            if (parse_u64(val, UINT64_MAX, &u) || u == 0) return bad("bad size", val);
+            a.max_message = u;
+        } else if (FLAG("--connect-timeout")) {
+            VALUE();
+            if (parse_ms(val, &cfg.connect_timeout_ms)) return bad("bad seconds", val);
+        } else if (FLAG("--handshake-timeout")) {
+            VALUE();
+            if (parse_ms(val, &cfg.handshake_timeout_ms)) return bad("bad seconds", val);
+        } else if (FLAG("-q") || FLAG("--quiet")) {
+            a.quiet = 1;
+        } else if (arg[0] == '-' && arg[1]) {
+            return bad("unknown option", arg);
+        } else if (!cfg.url) {
+            cfg.url = arg;
+        } else {
+            return bad("more than one URL", arg);
+        }
+#undef FLAG
+#undef VALUE
+    }
+    if (!cfg.url) return bad("missing URL", NULL);
+    dx__url url;
+    const char *why = NULL;
+    int rc = dx__url_parse(cfg.url, strlen(cfg.url), &url, &why);
+    dx__url_free(&url);
+    if (rc == DX_EADDR) {
+        fprintf(stderr, "duplex connect: invalid URL '%s': %s\n", cfg.url, why);
+        return 2;
+    }
+    headers[nheaders] = NULL;
+    protocols[nprotocols] = NULL;
+    cfg.headers = nheaders ? headers : NULL;
+    cfg.protocols = nprotocols ? protocols : NULL;
+    cfg.max_message = a.max_message;
+
+    a.loop = dx_loop_new(0);
+    if (!a.loop) {
+        fprintf(stderr, "duplex connect: cannot create the event loop\n");
+        return 1;
+    }
+    dx_timer_init(&a.in_timer, on_stdin_pump);
+    dx_timer_init(&a.drain_timer, drain_check);
+    a.in_io.fd = -1;
+    (void)dx_loop_on_signal(a.loop, SIGINT, on_signal, &a);
+    (void)dx_loop_on_signal(a.loop, SIGTERM, on_signal, &a);
+    a.exit_code = 1;
+    a.client = dx_client_new(a.loop, &cfg);
+    if (!a.client) {
+        fprintf(stderr, "duplex connect: out of memory\n");
+        dx_loop_free(a.loop);
+        return 1;
+    }
+    if (dx_loop_run(a.loop) < 0) {
+        fprintf(stderr, "duplex connect: event loop failed\n");
+        a.exit_code = 1;
+    }
+    stdin_stop(&a);
+    dx_client_free(a.client);
+    dx_loop_free(a.loop);
+    free(a.line);
+    fflush(stdout);
+    return a.exit_code;
+}
