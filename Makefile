@@ -1,8 +1,8 @@
 # duplex — the two commands:
-#   make run    install what is missing, build, start the server on :8080
+#   make run    install what is missing, build, start the chat on :8080
 #   make test   install what is missing, build, run every test suite (CTest)
-# Also: make (build only), make test SANITIZE=1 (ASan+UBSan build in
-# build-asan/), make clean.
+# Also: make (build only, the chat web UI included), make test SANITIZE=1
+# (ASan+UBSan build in build-asan/), make run-echo (the echo page), make clean.
 
 BUILD ?= build
 SANITIZE ?= 0
@@ -12,7 +12,13 @@ BUILD := build-asan
 CMAKE_FLAGS += -DDUPLEX_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 endif
 
-.PHONY: all build run test deps deps-build clean
+.PHONY: all build ui run run-echo test deps deps-build clean
+
+# The chat web UI (React + Vite) is rebuilt only when one of its sources or
+# the browser library it imports changed; the server serves web/chat/dist.
+UI_SRC := $(shell find web/chat/src web/client -type f 2>/dev/null) web/chat/index.html \
+          web/chat/vite.config.js package-lock.json
+CHAT_DB ?= $(BUILD)/chat.db
 
 all: build
 
@@ -25,10 +31,19 @@ deps:
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
-build: $(BUILD)/CMakeCache.txt
+build: $(BUILD)/CMakeCache.txt ui
 	cmake --build $(BUILD) -j $(JOBS)
 
+ui: web/chat/dist/index.html
+
+web/chat/dist/index.html: $(UI_SRC)
+	npx --no-install vite build --config web/chat/vite.config.js
+
 run: deps-build
+	@$(MAKE) --no-print-directory build
+	$(BUILD)/duplex serve --chat --db $(CHAT_DB) --static web/chat/dist --port 8080
+
+run-echo: deps-build
 	@$(MAKE) --no-print-directory build
 	$(BUILD)/duplex serve --echo --static web/echo --port 8080
 

@@ -37,10 +37,15 @@ typedef struct app {
     /* the end */
     int opened, we_closed, errored, bad_input, signals, exit_code;
     int out_dirty;
+    /* --reconnect */
+    int reconnect, close_when_open;
+    unsigned last_attempt;
+    uint32_t max_retries;
 } app;
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: duplex connect URL [options]\n\n"
+    fprintf(f, "usage: duplex connect URL [options]\n"
+               "       duplex connect --reconnect URL [URL...] [options]\n\n"
                "Connects to a WebSocket server, like wscat. Each line of stdin is sent as one\n"
                "text message (without its newline); each message received is printed on its\n"
                "own line on stdout. EOF on stdin (or SIGINT/SIGTERM) sends a normal close and\n"
@@ -65,6 +70,29 @@ static void usage(FILE *f) {
                "                           a longer stdin line is an error\n"
                "      --connect-timeout S  seconds to connect (default 10)\n"
                "      --handshake-timeout S  seconds for TLS and the upgrade (default 10)\n"
+               "      --no-deflate         do not offer permessage-deflate (offered by default)\n"
+               "      --deflate-window BITS  offer client_max_window_bits=BITS (8-15): the\n"
+               "                           window of what we send, and so the server's memory\n"
+               "      --no-context-takeover  offer client_no_context_takeover and\n"
+               "                           server_no_context_takeover (less memory both ways)\n");
+    /* Two strings: ISO C guarantees string literals of 4095 bytes only. */
+    fprintf(f, "      --reconnect          keep the connection: when it ends (except after our\n"
+               "                           close or a --final-code), reconnect with exponential\n"
+               "                           backoff and full jitter; lines typed meanwhile are\n"
+               "                           queued and sent in order once connected again.\n"
+               "                           Several URLs may then be given: each attempt takes\n"
+               "                           the next one, in a circle (failover)\n"
+               "      --backoff S          first reconnect delay bound (default 1); it doubles\n"
+               "                           at each attempt in a row, each delay drawn in [0, it]\n"
+               "      --backoff-max S      the bound's cap (default 30)\n"
+               "      --max-retries N      give up after N failed reconnects in a row (default:\n"
+               "                           never); the count restarts after 5 s connected\n"
+               "      --final-code N       never reconnect after close code N (1000-4999;\n"
+               "                           repeatable; 1006 counts as well)\n"
+               "      --ping-interval S    heartbeat: ping after S seconds without a byte from\n"
+               "                           the server; with or without --reconnect\n"
+               "      --ping-timeout S     the server is dead (1006) when nothing arrives within\n"
+               "                           S seconds of a ping (default: the interval)\n"
                "  -q, --quiet              no progress lines on stderr (errors still go there)\n"
                "  -h, --help               this help\n\n"
                "Text lines must be UTF-8: a line that is not is reported and skipped.\n"
@@ -77,6 +105,10 @@ static void usage(FILE *f) {
                "     the server closed with another code: stderr says\n"
                "     \"duplex: connect: closed: CODE REASON\"; also when a stdin line could\n"
                "     not be sent\n"
+               "     With --reconnect only the final end counts: 0 after our close (at EOF\n"
+               "     once connected and the queued lines sent, or on a signal) answered\n"
+               "     cleanly; 1 after a --final-code, or when --max-retries ran out\n"
+               "     (\"giving up after N reconnect attempts\")\n"
                "  2  usage error (bad option or URL)\n"
                "  130  a second SIGINT/SIGTERM\n");
 }
@@ -151,6 +183,12 @@ static void stdin_stop(app *a) {
 /* Our close, after the last line (EOF, a signal, or an input error). */
 static void start_close(app *a) {
     if (a->we_closed) return;
+    if (a->reconnect && !a->signals && dx_client_ready_state(a->client) != DX_OPEN) {
+        /* Disconnected at EOF: the queued lines go first, once back. */
+        a->close_when_open = 1;
+        stdin_stop(a);
+        return;
+    }
     a->we_closed = 1;
     stdin_stop(a);
     (void)dx_client_close(a->client, a->close_code, a->close_reason);
@@ -283,15 +321,39 @@ static void on_open(dx_client *c, void *user) {
     app *a = user;
     a->opened = 1;
     if (!a->quiet) {
-        const char *p = dx_client_protocol(c);
-        fprintf(stderr, "duplex: connected to %s%s%s%s\n", dx_client_url(c),
-                *p ? " (subprotocol " : "", p, *p ? ")" : "");
+        const char *p = dx_client_protocol(c), *x = dx_client_extensions(c);
+        fprintf(stderr, "duplex: connected to %s%s%s%s%s%s%s\n", dx_client_url(c),
+                *p ? " (subprotocol " : "", p, *p ? ")" : "", *x ? " (extensions " : "", x,
+                *x ? ")" : "");
     }
-    if (a->signals) {
+    if (a->signals || a->close_when_open) {
         start_close(a);
         return;
     }
     if (!a->echo) stdin_start(a);
+}
+
+/* --reconnect: say what is going on. */
+static void on_connecting(dx_client *c, void *user, const char *url, unsigned attempt) {
+    app *a = user;
+    a->errored = 0; /* only the last attempt's errors decide the exit status */
+    a->last_attempt = attempt;
+    if (a->quiet) return;
+    if (attempt)
+        fprintf(stderr, "duplex: connecting to %s (attempt %u)\n", url, attempt);
+    else
+        fprintf(stderr, "duplex: connecting to %s\n", url);
+}
+
+static void on_reconnecting(dx_client *c, void *user, unsigned attempt, uint32_t delay_ms) {
+    app *a = user;
+    if (a->quiet) return;
+    if (a->max_retries)
+        fprintf(stderr, "duplex: reconnecting in %.3f s (attempt %u of %u)\n", delay_ms / 1000.0,
+                attempt, (unsigned)a->max_retries);
+    else
+        fprintf(stderr, "duplex: reconnecting in %.3f s (attempt %u)\n", delay_ms / 1000.0,
+                attempt);
 }
 
 static void on_message(dx_client *c, void *user, enum dx_opcode op, const uint8_t *data,
@@ -317,6 +379,17 @@ static void on_close(dx_client *c, void *user, uint16_t code, const char *reason
                      int was_clean) {
     app *a = user;
     int rlen = (int)reason_len;
+    if (dx_client_ready_state(c) == DX_CONNECTING) { /* --reconnect: not the end */
+        if (!a->quiet && a->opened)
+            fprintf(stderr, "duplex: connection lost: %u%s%.*s%s\n", (unsigned)code,
+                    rlen ? " " : "", rlen, reason, was_clean ? "" : " (abnormal)");
+        a->opened = 0;
+        return;
+    }
+    if (a->reconnect && a->max_retries && !a->we_closed && !a->signals &&
+        a->last_attempt >= a->max_retries)
+        fprintf(stderr, "duplex: connect: giving up after %u reconnect attempts\n",
+                (unsigned)a->max_retries);
     if (a->errored) {
         a->exit_code = 1;
     } else if (a->signals && !a->opened) {
@@ -367,11 +440,17 @@ int dx_cli_connect(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     a.close_code = DX_CLOSE_NORMAL;
     a.max_message = DX_DEFAULT_MAX_MESSAGE;
+    const char *urls[MAX_LIST + 1];
+    uint16_t finals[MAX_LIST + 1];
+    int nurls = 0, nfinals = 0;
     dx_client_config cfg = {.user = &a,
                             .on_open = on_open,
                             .on_message = on_message,
                             .on_error = on_error,
-                            .on_close = on_close};
+                            .on_close = on_close,
+                            .on_connecting = on_connecting,
+                            .on_reconnecting = on_reconnecting};
+    cfg.deflate.enable = 1; /* permessage-deflate, as browsers offer it */
 
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -438,27 +517,73 @@ int dx_cli_connect(int argc, char **argv) {
         } else if (FLAG("--handshake-timeout")) {
             VALUE();
             if (parse_ms(val, &cfg.handshake_timeout_ms)) return bad("bad seconds", val);
+        } else if (FLAG("--no-deflate")) {
+            cfg.deflate.enable = 0;
+        } else if (FLAG("--deflate-window")) {
+            VALUE();
+            if (parse_u64(val, 15, &u) || u < 8) return bad("bad window bits (8-15)", val);
+            cfg.deflate.client_max_window_bits = (int)u;
+        } else if (FLAG("--no-context-takeover")) {
+            cfg.deflate.client_no_context_takeover = cfg.deflate.server_no_context_takeover = 1;
+        } else if (FLAG("--reconnect")) {
+            a.reconnect = cfg.reconnect = 1;
+        } else if (FLAG("--backoff")) {
+            VALUE();
+            if (parse_ms(val, &cfg.reconnect_base_ms)) return bad("bad seconds", val);
+        } else if (FLAG("--backoff-max")) {
+            VALUE();
+            if (parse_ms(val, &cfg.reconnect_max_ms)) return bad("bad seconds", val);
+        } else if (FLAG("--max-retries")) {
+            VALUE();
+            if (parse_u64(val, UINT32_MAX, &u) || u == 0) return bad("bad number", val);
+            a.max_retries = cfg.max_retries = (uint32_t)u;
+        } else if (FLAG("--final-code")) {
+            VALUE();
+            if (parse_u64(val, 4999, &u) || u < 1000) return bad("bad close code (1000-4999)", val);
+            if (nfinals == MAX_LIST) return bad("too many final codes", val);
+            finals[nfinals++] = (uint16_t)u;
+        } else if (FLAG("--ping-interval")) {
+            VALUE();
+            if (parse_ms(val, &cfg.ping_interval_ms)) return bad("bad seconds", val);
+        } else if (FLAG("--ping-timeout")) {
+            VALUE();
+            if (parse_ms(val, &cfg.ping_timeout_ms)) return bad("bad seconds", val);
         } else if (FLAG("-q") || FLAG("--quiet")) {
             a.quiet = 1;
         } else if (arg[0] == '-' && arg[1]) {
             return bad("unknown option", arg);
-        } else if (!cfg.url) {
-            cfg.url = arg;
+        } else if (nurls < MAX_LIST) {
+            urls[nurls++] = arg;
         } else {
-            return bad("more than one URL", arg);
+            return bad("too many URLs", arg);
         }
 #undef FLAG
 #undef VALUE
     }
-    if (!cfg.url) return bad("missing URL", NULL);
-    dx__url url;
-    const char *why = NULL;
-    int rc = dx__url_parse(cfg.url, strlen(cfg.url), &url, &why);
-    dx__url_free(&url);
-    if (rc == DX_EADDR) {
-        fprintf(stderr, "duplex connect: invalid URL '%s': %s\n", cfg.url, why);
-        return 2;
+    if (nurls == 0) return bad("missing URL", NULL);
+    if (nurls > 1 && !a.reconnect)
+        return bad("more than one URL (failover needs --reconnect)", urls[1]);
+    for (int k = 0; k < nurls; k++) {
+        dx__url url;
+        const char *why = NULL;
+        int rc = dx__url_parse(urls[k], strlen(urls[k]), &url, &why);
+        dx__url_free(&url);
+        if (rc == DX_EADDR) {
+            fprintf(stderr, "duplex connect: invalid URL '%s': %s\n", urls[k], why);
+            return 2;
+        }
     }
+    if (nfinals && !a.reconnect) return bad("--final-code needs --reconnect", NULL);
+    cfg.url = urls[0];
+    urls[nurls] = NULL;
+    cfg.urls = nurls > 1 ? urls + 1 : NULL;
+    finals[nfinals] = 0;
+    cfg.final_codes = nfinals ? finals : NULL;
+    /* The offline queue holds more than the point where stdin pauses, so a
+     * fast producer is slowed down, never refused. */
+    cfg.queue_max_messages = 1u << 20;
+    cfg.queue_max_bytes =
+        a.max_message < SIZE_MAX / 2 ? 2 * (size_t)PAUSE_ABOVE + (size_t)a.max_message : SIZE_MAX;
     headers[nheaders] = NULL;
     protocols[nprotocols] = NULL;
     cfg.headers = nheaders ? headers : NULL;
@@ -482,6 +607,7 @@ int dx_cli_connect(int argc, char **argv) {
         dx_loop_free(a.loop);
         return 1;
     }
+    if (a.reconnect && !a.echo) stdin_start(&a); /* lines queue until connected */
     if (dx_loop_run(a.loop) < 0) {
         fprintf(stderr, "duplex connect: event loop failed\n");
         a.exit_code = 1;

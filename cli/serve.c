@@ -13,17 +13,21 @@
 #include <duplex/server.h>
 
 #include "cli/cli.h"
+#include "cli/serve_chat.h"
+#include "server/redis_fanout.h"
 
 #define MAX_THREADS 256
 #define MAX_ORIGINS 64
 #define SHUTDOWN_MS 2000
 
-enum mode { MODE_NONE, MODE_ECHO, MODE_BROADCAST };
+enum mode { MODE_NONE, MODE_ECHO, MODE_BROADCAST, MODE_CHAT };
 
 typedef struct worker {
     pthread_t thread;
     dx_loop *loop;
     dx_server *srv;
+    dx__fanout *fan; /* --redis: this thread's link to the other nodes */
+    int index;
 } worker;
 
 static worker workers[MAX_THREADS];
@@ -32,17 +36,30 @@ static atomic_int stopping;
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: duplex serve (--echo | --broadcast) [options]\n\n"
+            "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
             "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
             "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
             "every client gets close 1001 and up to 2 s to answer.\n\n"
             "modes:\n"
             "  --echo                  send every message back (same opcode)\n"
-            "  --broadcast             send every message to every open client\n\n"
+            "  --broadcast             send every message to every open client\n"
+            "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
+            "                          UI (web/chat/dist unless --static); one thread\n\n"
+            "chat options:\n"
+            "  --db FILE               SQLite database, created when missing (default: in\n"
+            "                          memory, lost on exit)\n"
+            "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
+            "                          $DUPLEX_CHAT_SECRET); then ?uid= is refused\n"
+            "  --token-for UID         print a token for UID and exit (needs the secret)\n"
+            "  --token-ttl S           its lifetime in seconds (default 86400)\n\n"
             "options:\n"
             "  --host H                address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
             "  --port P                port (default 8080; 0 picks a free one)\n"
             "  --static DIR            serve files from DIR (index.html, ETag, 304, HEAD)\n"
+            "  --redis URL             redis://[:password@]host[:port][/db]: one node of a\n"
+            "                          cluster; broadcasts reach the clients of every node\n"
+            "                          through Redis pub/sub (reconnects by itself; while\n"
+            "                          Redis is down, /healthz answers 503 degraded)\n"
             "  --cert F --key F        PEM certificate chain and key: wss:// and https://\n"
             "  --threads N             N event loops on N threads, SO_REUSEPORT (default 1)\n"
             "  --max-connections N     open WebSockets; more get HTTP 503 (default unlimited)\n"
@@ -58,6 +75,14 @@ static void usage(FILE *f) {
             "                          other origins get 403; default: any)\n"
             "  --no-app-ping           do not answer the text message \"ping\" with \"pong\"\n"
             "                          (answered by default, unseen by the mode)\n"
+            "  --no-deflate            do not negotiate permessage-deflate (negotiated by\n"
+            "                          default, asking both sides for no_context_takeover,\n"
+            "                          so connections hold no compression state)\n"
+            "  --deflate-takeover      let both sides keep their compression context between\n"
+            "                          messages: smaller messages, up to ~300 KiB per client\n"
+            "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
+            "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
+            "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"
             "  --quiet                 do not print the listening line\n"
             "  -h, --help              this help\n\n"
             "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
@@ -114,7 +139,7 @@ static void xmsg_run(dx_loop *loop, void *arg) {
     xmsg *m = arg;
     for (int i = 0; i < nworkers; i++)
         if (workers[i].loop == loop && workers[i].srv)
-            (void)dx_server_broadcast(workers[i].srv, m->op, m->data, m->len, NULL);
+            (void)dx_server_deliver(workers[i].srv, NULL, m->op, m->data, m->len);
     if (atomic_fetch_sub(&m->refs, 1) == 1) free(m);
 }
 
@@ -135,6 +160,22 @@ static void on_broadcast(dx_server_conn *c, void *user, enum dx_opcode op, const
         if (dx_loop_post(workers[i].loop, xmsg_run, m) < 0 && atomic_fetch_sub(&m->refs, 1) == 1)
             free(m);
     }
+}
+
+/* ---- --redis ------------------------------------------------------------ */
+
+static int redis_quiet, redis_threads;
+
+/* One line per change of the link to Redis (tests wait for them). */
+static void on_redis_state(void *user, int up, const char *why) {
+    worker *w = user;
+    if (redis_quiet && up) return;
+    char who[32] = "";
+    if (redis_threads > 1) snprintf(who, sizeof who, " (thread %d)", w->index);
+    if (up)
+        fprintf(stderr, "duplex: redis up%s\n", who);
+    else
+        fprintf(stderr, "duplex: redis down%s: %s\n", who, why);
 }
 
 /* ---- shutdown --------------------------------------------------------- */
@@ -176,9 +217,16 @@ static void raise_nofile(void) {
 int dx_cli_serve(int argc, char **argv) {
     enum mode mode = MODE_NONE;
     dx_server_config cfg = {.host = "127.0.0.1", .port = 8080, .app_heartbeat = 1};
+    /* permessage-deflate by default, in its cheapest form (deflate.h). */
+    cfg.deflate = (dx_deflate_config){
+        .enable = 1, .server_no_context_takeover = 1, .client_no_context_takeover = 1};
     const char *origins[MAX_ORIGINS + 1];
     int norigins = 0, quiet = 0;
+    const char *redis_url = NULL;
+    dx__redis_addr redis_addr;
     uint64_t threads = 1;
+    dx_cli_chat_opts chat_opts = {0};
+    dx_chat *chat = NULL;
 
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -208,13 +256,46 @@ int dx_cli_serve(int argc, char **argv) {
             mode = MODE_ECHO;
         } else if (FLAG("--broadcast")) {
             mode = MODE_BROADCAST;
-        } else if (FLAG("--chat") || FLAG("--db") || FLAG("--redis")) {
-            fprintf(stderr, "duplex serve: %s is not available yet in this build\n", arg);
-            return 2;
+        } else if (FLAG("--redis")) {
+            VALUE();
+            const char *why;
+            if (dx__redis_parse_url(val, &redis_addr, &why) < 0) return bad(why, val);
+            redis_url = val;
+        } else if (FLAG("--chat")) {
+            mode = MODE_CHAT;
+        } else if (FLAG("--db")) {
+            VALUE();
+            chat_opts.db = val;
+        } else if (FLAG("--secret")) {
+            VALUE();
+            chat_opts.secret = val;
+        } else if (FLAG("--token-for")) {
+            VALUE();
+            chat_opts.token_for = val;
+        } else if (FLAG("--token-ttl")) {
+            VALUE();
+            if (parse_u64(val, UINT32_MAX, &chat_opts.token_ttl) || !chat_opts.token_ttl)
+                return bad("bad number of seconds", val);
         } else if (FLAG("--quiet") || FLAG("-q")) {
             quiet = 1;
         } else if (FLAG("--no-app-ping")) {
             cfg.app_heartbeat = 0;
+        } else if (FLAG("--no-deflate")) {
+            cfg.deflate.enable = 0;
+        } else if (FLAG("--deflate-takeover")) {
+            cfg.deflate.server_no_context_takeover = cfg.deflate.client_no_context_takeover = 0;
+        } else if (FLAG("--deflate-window")) {
+            VALUE();
+            if (parse_u64(val, 15, &u) || u < 8) return bad("bad window bits (8-15)", val);
+            cfg.deflate.server_max_window_bits = cfg.deflate.client_max_window_bits = (int)u;
+        } else if (FLAG("--deflate-level")) {
+            VALUE();
+            if (parse_u64(val, 9, &u) || u < 1) return bad("bad zlib level (1-9)", val);
+            cfg.deflate.level = (int)u;
+        } else if (FLAG("--deflate-threshold")) {
+            VALUE();
+            if (parse_u64(val, SIZE_MAX, &u)) return bad("bad size in bytes", val);
+            cfg.deflate.threshold = u ? (size_t)u : 1;
         } else if (FLAG("--host")) {
             VALUE();
             cfg.host = val;
@@ -270,7 +351,13 @@ int dx_cli_serve(int argc, char **argv) {
 #undef FLAG
 #undef VALUE
     }
-    if (mode == MODE_NONE) return bad("choose a mode: --echo or --broadcast", NULL);
+    if (chat_opts.token_for) return dx_cli_chat_token(&chat_opts);
+    if (mode == MODE_NONE) return bad("choose a mode: --echo, --broadcast or --chat", NULL);
+    if (mode == MODE_CHAT && threads > 1) return bad("--chat runs on one thread", NULL);
+    if (mode == MODE_CHAT && redis_url)
+        return bad("--chat with --redis is not available yet (one node)", NULL);
+    if (mode != MODE_CHAT && (chat_opts.db || chat_opts.secret))
+        return bad("--db and --secret go with --chat", NULL);
     if (!cfg.cert_file != !cfg.key_file) return bad("--cert and --key go together", NULL);
     if (norigins) {
         origins[norigins] = NULL;
@@ -282,11 +369,27 @@ int dx_cli_serve(int argc, char **argv) {
 
     int rc = 0;
     nworkers = (int)threads;
+    /* One id for the whole process: its threads share their deliveries by
+     * posts, so a message of this process coming back from Redis is
+     * skipped by every thread. */
+    uint8_t node_id[8] = {0};
+    if (redis_url) {
+        if (dx_random(node_id, sizeof node_id) < 0) {
+            fprintf(stderr, "duplex serve: no random source for the node id\n");
+            return 1;
+        }
+        redis_quiet = quiet;
+        redis_threads = nworkers;
+    }
     for (int i = 0; i < nworkers; i++) {
         worker *w = &workers[i];
         w->loop = dx_loop_new(0);
         if (!w->loop) {
             fprintf(stderr, "duplex serve: cannot create an event loop\n");
+            rc = 1;
+            break;
+        }
+        if (mode == MODE_CHAT && !(chat = dx_cli_chat_start(w->loop, &chat_opts, &cfg))) {
             rc = 1;
             break;
         }
@@ -305,6 +408,17 @@ int dx_cli_serve(int argc, char **argv) {
         }
         /* With port 0, the other threads join the port the first one got. */
         cfg.port = dx_server_port(w->srv);
+        if (redis_url) {
+            dx__fanout_config fc = {.addr = redis_addr, .on_state = on_redis_state, .user = w};
+            memcpy(fc.node_id, node_id, sizeof node_id);
+            w->index = i;
+            w->fan = dx__fanout_new(w->srv, &fc);
+            if (!w->fan) {
+                fprintf(stderr, "duplex serve: out of memory\n");
+                rc = 1;
+                break;
+            }
+        }
     }
     if (rc == 0 && (dx_loop_on_signal(workers[0].loop, SIGINT, on_signal, NULL) < 0 ||
                     dx_loop_on_signal(workers[0].loop, SIGTERM, on_signal, NULL) < 0)) {
@@ -320,10 +434,16 @@ int dx_cli_serve(int argc, char **argv) {
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", %d threads", nworkers);
             if (cfg.static_dir && n < sizeof extra)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", static %s", cfg.static_dir);
+            if (mode == MODE_CHAT && n < sizeof extra)
+                n += (size_t)snprintf(extra + n, sizeof extra - n, ", db %s",
+                                      chat_opts.db ? chat_opts.db : "in memory");
+            if (redis_url && n < sizeof extra)
+                n += (size_t)snprintf(extra + n, sizeof extra - n, ", redis %s:%d/%d",
+                                      redis_addr.host, redis_addr.port, redis_addr.db);
             int v6 = strchr(cfg.host, ':') != NULL;
             fprintf(stderr, "duplex: listening on %s://%s%s%s:%d (%s%s)\n",
                     cfg.cert_file ? "wss" : "ws", v6 ? "[" : "", cfg.host, v6 ? "]" : "", cfg.port,
-                    mode == MODE_ECHO ? "echo" : "broadcast", extra);
+                    mode == MODE_ECHO ? "echo" : mode == MODE_CHAT ? "chat" : "broadcast", extra);
         }
         int started = 1;
         for (int i = 1; i < nworkers; i++) {
@@ -344,7 +464,10 @@ int dx_cli_serve(int argc, char **argv) {
             pthread_join(workers[i].thread, NULL);
     }
     for (int i = 0; i < nworkers; i++) {
+        dx__fanout_free(workers[i].fan);
+        workers[i].fan = NULL;
         dx_server_free(workers[i].srv);
+        if (i == 0) dx_chat_free(chat); /* after its server, before its loop */
         if (workers[i].loop) dx_loop_free(workers[i].loop);
         workers[i].srv = NULL;
         workers[i].loop = NULL;

@@ -72,6 +72,7 @@
 #define DUPLEX_SERVER_H
 
 #include "common.h"
+#include "deflate.h"
 #include "http.h"
 #include "loop.h"
 
@@ -186,6 +187,15 @@ typedef struct dx_server_config {
      * no way out of the directory). NULL: no static files. Copied. */
     const char *static_dir;
 
+    /* permessage-deflate (deflate.h): what the server accepts and asks
+     * for. `enable` 0 (default) never negotiates it. The first acceptable
+     * offer of the request is accepted (every Sec-WebSocket-Extensions line
+     * is read); a request without one, or with only malformed or
+     * unacceptable ones, gets a 101 without the extension. Asking for both
+     * no_context_takeover parameters keeps every connection free of zlib
+     * state (see deflate.h, "Memory"). */
+    dx_deflate_config deflate;
+
     /* Bytes of zeroed per-connection storage (dx_server_conn_data). */
     size_t conn_data_size;
 
@@ -276,6 +286,52 @@ DX_API int dx_server_publish(dx_server *srv, const char *topic, enum dx_opcode o
 
 /* Number of subscribers of `topic`. */
 DX_API size_t dx_server_topic_count(const dx_server *srv, const char *topic);
+
+/* ---- several nodes: a broker ---------------------------------------------
+ *
+ * A broker carries broadcasts and topic publishes to the other servers of a
+ * cluster (other processes or machines; duplex's own is Redis pub/sub, see
+ * `duplex serve --redis` and docs/cluster.md). With a broker set,
+ * dx_server_broadcast and dx_server_publish first deliver to this server's
+ * clients, then hand the message to broker.publish, even when no local
+ * client wanted it. What the broker receives from other nodes it gives to
+ * dx_server_deliver, which delivers locally and never calls the broker, so
+ * a message crosses the broker once. The broker must not hand a node its
+ * own publishes back (tag them with a node id): that is what makes every
+ * client receive a message exactly once.
+ *
+ * The broker also speaks for /healthz: while broker.up returns 0 the
+ * answer is 503 {"status":"degraded","<name>":"down"}; while it returns 1
+ * it is 200 {"status":"ok","<name>":"up"}. Without a broker /healthz stays
+ * 200 "ok". Local delivery never depends on the broker. */
+typedef struct dx_server_broker {
+    /* Called with every broadcast (`topic` NULL) and publish, after local
+     * delivery. `topic` and `data` are borrowed for the call. Must not call
+     * back into this server (queue the message and return). The result is
+     * ignored by the server (a broker that cannot forward counts or logs
+     * it). */
+    int (*publish)(void *ctx, const char *topic, enum dx_opcode op, const uint8_t *data,
+                   size_t len);
+    /* 1 when the broker reaches the cluster, 0 when degraded. Optional
+     * (NULL: always up). */
+    int (*up)(void *ctx);
+    /* Name of the dependency in the /healthz body ("redis"): a plain JSON
+     * key, no quotes or backslashes. NULL means "broker". Borrowed. */
+    const char *name;
+    void *ctx;
+} dx_server_broker;
+
+/* Sets (copies) or, with NULL, removes the server's broker. The broker's
+ * ctx must outlive the server or the next call. Returns 0, or DX_EINVAL
+ * when `b` has no publish function. */
+DX_API int dx_server_set_broker(dx_server *srv, const dx_server_broker *b);
+
+/* Delivers a message that came from another node to this server's clients
+ * only: every open connection when `topic` is NULL, else the subscribers
+ * of `topic`. Never calls the broker. Returns the number of connections it
+ * was queued on, DX_ENOMEM or DX_EINVAL (bad opcode or topic). */
+DX_API int dx_server_deliver(dx_server *srv, const char *topic, enum dx_opcode op,
+                             const void *data, size_t len);
 
 /* Graceful shutdown: stops accepting (the listener is closed), drops
  * connections still in their HTTP phase, sends 1001 "going away" to every

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "client/config.h"
+#include "client/queue.h"
+#include "client/reconnect.h"
 #include "client/url.h"
 #include "core/alloc.h"
 #include "io/net.h"
@@ -34,6 +36,7 @@ enum phase {
     P_OPEN,    /* WebSocket, dx_conn OPEN or CLOSING */
     P_LINGER,  /* dx_conn CLOSED: flush, then wait for the server's EOF */
     P_ENDING,  /* transport gone; on_close on the next turn */
+    P_WAIT,    /* reconnect: the timer starts the next attempt */
     P_CLOSED,  /* on_close delivered */
 };
 
@@ -70,6 +73,19 @@ struct dx_client {
     int depth;
     int dead;
     char msg[256];
+    /* Resilience (heartbeat, reconnect, offline queue; see client.h). */
+    dx_timer hb_timer;
+    uint64_t last_rx;   /* loop time of the last byte received */
+    uint64_t ping_at;   /* when the unanswered heartbeat ping left; 0: none */
+    uint64_t opened_at; /* loop time of this connection's on_open */
+    int opened;         /* this attempt reached OPEN */
+    int app_closed;     /* dx_client_close was called: never reconnect */
+    int fatal;          /* a config error: never reconnect */
+    unsigned attempt;   /* reconnects since the last stable connection */
+    uint32_t wait_delay;
+    size_t url_i; /* failover: the URL being tried (0: cfg->url, i: own.urls[i-1]) */
+    dx__retry_policy retry;
+    dx__queue queue;
 };
 
 static const char empty[] = "";
@@ -88,12 +104,14 @@ static void leave(dx_client *c) {
 
 static void update_io(dx_client *c);
 static void on_io(dx_loop *loop, dx_io *w, unsigned events);
+static void hb_arm(dx_client *c);
 
 /* Closes the socket and drops every phase's buffers; the dx_conn stays
  * (its close record may still be needed). */
 static void drop_transport(dx_client *c) {
     dx_io_stop(c->loop, &c->io);
     dx_timer_stop(c->loop, &c->timer);
+    dx_timer_stop(c->loop, &c->hb_timer);
     if (c->tls) {
         dx__tls_free(c->tls);
         c->tls = NULL;
@@ -112,22 +130,48 @@ static void destroy(dx_client *c) {
     if (c->tls_ctx) dx__tls_ctx_free(c->tls_ctx);
     dx__url_free(&c->url);
     dx__client_own_free(&c->own);
+    dx__queue_clear(&c->queue);
     if (c->protocol != empty) dx__free(c->protocol);
     if (c->extensions != empty) dx__free(c->extensions);
     dx__free(c);
 }
 
-/* The end: the transport is closed and on_close reports what was
- * recorded. Only from loop callbacks. */
+/* With reconnect: whether another attempt follows this end, and after
+ * what delay. Only finish() asks, once per attempt, and the answer moves
+ * the client to P_WAIT with its one timer: that is the lock that keeps two
+ * failures from ever starting two attempts. */
+static int will_retry(dx_client *c, uint64_t *delay) {
+    if (!c->cfg.reconnect || c->fatal) return 0;
+    uint64_t rnd = 0;
+    (void)dx_random(&rnd, sizeof rnd); /* on failure: no jitter, still a delay */
+    uint64_t open_ms = c->opened ? dx_loop_now(c->loop) - c->opened_at : 0;
+    if (c->opened && open_ms == 0) open_ms = 1;
+    return dx__retry_next(&c->retry, &c->attempt, c->close_code, c->app_closed, open_ms, rnd,
+                          delay) == DX__RETRY;
+}
+
+/* The end of a connection: the transport is closed and on_close reports
+ * what was recorded; then, with reconnect, on_reconnecting. Only from loop
+ * callbacks. */
 static void finish(dx_client *c) {
     if (c->tls && (c->phase == P_OPEN || c->phase == P_LINGER)) dx__tls_shutdown(c->tls);
     drop_transport(c);
     dx_conn_free(c->conn);
     c->conn = NULL;
-    c->phase = P_CLOSED;
+    uint64_t delay = 0;
+    if (will_retry(c, &delay)) {
+        c->phase = P_WAIT; /* so on_close sees DX_CONNECTING */
+        c->wait_delay = (uint32_t)delay;
+        dx_timer_start(c->loop, &c->timer, delay);
+    } else {
+        c->phase = P_CLOSED;
+        dx__queue_clear(&c->queue);
+    }
     if (c->cfg.on_close)
         c->cfg.on_close(c, c->cfg.user, c->close_code, c->close_reason, c->close_reason_len,
                         c->was_clean);
+    if (!c->dead && c->phase == P_WAIT && c->cfg.on_reconnecting)
+        c->cfg.on_reconnecting(c, c->cfg.user, c->attempt, c->wait_delay);
 }
 
 static void record_close(dx_client *c, uint16_t code, const void *reason, size_t len, int clean) {
@@ -329,10 +373,75 @@ static void read_ws(dx_client *c) {
             transport_gone(c);
             return;
         }
+        c->last_rx = dx_loop_now(c->loop); /* any byte proves the server alive */
+        if (c->ping_at) {
+            /* The answer: the next ping is an interval from now. */
+            c->ping_at = 0;
+            hb_arm(c);
+        }
         if (feed(c, buf, (size_t)n) < 0) return;
         if (!c->tls && (size_t)n < cap) break;
     }
     after_recv(c);
+}
+
+/* ---- heartbeat and offline queue ----------------------------------------- */
+
+/* One timer, armed for the moment to ping (an interval after the last
+ * byte received) or for the deadline of the ping in flight. Bytes arriving
+ * only record the time (the timer, when it fires, sees that the ping can
+ * wait); only the first read after a ping re-arms it, once per ping. */
+static void hb_arm(dx_client *c) {
+    uint64_t now = dx_loop_now(c->loop);
+    uint64_t due =
+        c->ping_at ? c->ping_at + c->cfg.ping_timeout_ms : c->last_rx + c->cfg.ping_interval_ms;
+    dx_timer_start(c->loop, &c->hb_timer, due > now ? due - now : 0);
+}
+
+static void on_hb(dx_loop *loop, dx_timer *t) {
+    dx_client *c = (dx_client *)((char *)t - offsetof(dx_client, hb_timer));
+    /* Once closing, close_timeout_ms is what bounds the wait. */
+    if (c->phase != P_OPEN || dx_conn_state(c->conn) != DX_OPEN) return;
+    enter(c);
+    uint64_t now = dx_loop_now(loop);
+    if (c->ping_at && now >= c->ping_at + c->cfg.ping_timeout_ms) {
+        /* Dead: nobody would answer a closing handshake, so drop it (1006). */
+        if (report(c, DX_ETIMEDOUT, "heartbeat: nothing from the server within %u ms of a ping",
+                   (unsigned)c->cfg.ping_timeout_ms))
+            transport_gone(c);
+    } else {
+        if (!c->ping_at && now >= c->last_rx + c->cfg.ping_interval_ms &&
+            dx_conn_ping(c->conn, NULL, 0) == 0) {
+            c->ping_at = now;
+            update_io(c);
+        }
+        hb_arm(c);
+    }
+    leave(c);
+}
+
+/* The connection just opened (before on_open): start the heartbeat, and
+ * hand the offline queue to the protocol in order, so that it goes out
+ * before anything on_open sends. Returns -1 when the client was freed. */
+static int opened(dx_client *c) {
+    c->opened = 1;
+    c->opened_at = c->last_rx = dx_loop_now(c->loop);
+    c->ping_at = 0;
+    if (c->cfg.ping_interval_ms) hb_arm(c);
+    const dx__qmsg *m;
+    while ((m = dx__queue_peek(&c->queue))) {
+        int rc = dx_conn_send(c->conn, (enum dx_opcode)m->op, m->data, m->len);
+        if (rc < 0) {
+            /* Kept for the next connection: report and carry on. */
+            if (!report(c, rc, "offline queue: %s (%zu messages kept)", dx_strerror(rc),
+                        c->queue.count))
+                return -1;
+            break;
+        }
+        dx__queue_pop(&c->queue);
+    }
+    update_io(c);
+    return 0;
 }
 
 /* ---- the opening handshake ------------------------------------------------ */
@@ -341,13 +450,20 @@ static int build_request(dx_client *c) {
     int rc = dx_handshake_client_key(c->key);
     if (rc) return rc;
     const dx__client_own *o = &c->own;
-    size_t cap = 256 + strlen(c->url.host_header) + strlen(c->url.target) +
+    char offer[160]; /* permessage-deflate, when enabled */
+    const char *ext = NULL;
+    if (c->cfg.deflate.enable) {
+        rc = dx_deflate_offer(&c->cfg.deflate, offer, sizeof offer);
+        if (rc < 0) return rc;
+        ext = offer;
+    }
+    size_t cap = 256 + sizeof offer + strlen(c->url.host_header) + strlen(c->url.target) +
                  (o->protocols ? strlen(o->protocols) : 0) + (o->origin ? strlen(o->origin) : 0) +
                  (o->headers ? strlen(o->headers) : 0);
     c->req = dx__malloc(cap);
     if (!c->req) return DX_ENOMEM;
     rc = dx_handshake_write_request(c->req, cap, c->url.host_header, c->url.target, c->key,
-                                    o->protocols, NULL, o->origin, o->headers);
+                                    o->protocols, ext, o->origin, o->headers);
     if (rc < 0) return rc;
     c->req_len = (size_t)rc;
     c->req_off = 0;
@@ -362,9 +478,16 @@ static void open_ws(dx_client *c, size_t head_len, const dx_http_response *res) 
              (int)(res->reason_len > 64 ? 64 : res->reason_len), res->reason);
         return;
     }
-    if (dx_handshake_verify(res, c->key, c->own.protocols, 0, &proto, &proto_len, &ext, &ext_len,
-                            &why) < 0) {
+    if (dx_handshake_verify(res, c->key, c->own.protocols, c->cfg.deflate.enable, &proto,
+                            &proto_len, &ext, &ext_len, &why) < 0) {
         fail(c, DX_EHANDSHAKE, "handshake: %s", why ? why : "invalid answer");
+        return;
+    }
+    /* An extension in the answer can only be our permessage-deflate offer,
+     * accepted as offered (RFC 7692 §5: anything else fails the connection). */
+    dx_deflate_params agreed;
+    if (ext && dx_deflate_verify(&c->cfg.deflate, ext, ext_len, &agreed, &why) < 0) {
+        fail(c, DX_EHANDSHAKE, "handshake: %s", why ? why : "invalid extension answer");
         return;
     }
     dx_conn_config cc = {
@@ -378,7 +501,12 @@ static void open_ws(dx_client *c, size_t head_len, const dx_http_response *res) 
         c->protocol = dx__strndup(proto, proto_len);
         if (!c->protocol) c->protocol = (char *)empty;
     }
-    if (!c->conn || (c->protocol == empty && proto_len)) {
+    if (ext && c->conn) {
+        c->extensions = dx__strndup(ext, ext_len);
+        if (!c->extensions) c->extensions = (char *)empty;
+    }
+    if (!c->conn || (c->protocol == empty && proto_len) || (ext && c->extensions == empty) ||
+        (ext && dx_conn_set_deflate(c->conn, &agreed, &c->cfg.deflate) < 0)) {
         fail(c, DX_ENOMEM, "out of memory");
         return;
     }
@@ -387,6 +515,7 @@ static void open_ws(dx_client *c, size_t head_len, const dx_http_response *res) 
     c->req = NULL;
     dx_timer_stop(c->loop, &c->timer);
     c->phase = P_OPEN;
+    if (opened(c) < 0) return;
     if (c->cfg.on_open) {
         c->cfg.on_open(c, c->cfg.user);
         if (c->dead) return;
@@ -590,6 +719,7 @@ static void connected(dx_client *c) {
 
 static void start(dx_client *c) {
     if (c->own.err) {
+        c->fatal = 1; /* the same config would fail again */
         fail(c, c->own.err, "%s", c->own.why);
         return;
     }
@@ -605,6 +735,77 @@ static void start(dx_client *c) {
     c->deadline = dx_loop_now(c->loop) + c->cfg.connect_timeout_ms;
     c->addr_i = 0;
     try_connect(c);
+}
+
+/* ---- attempts -------------------------------------------------------------------- */
+
+/* An attempt starts (the first, or a reconnect): on_connecting, then the
+ * work. */
+static void begin(dx_client *c) {
+    if (c->cfg.on_connecting && !c->own.err) {
+        c->cfg.on_connecting(c, c->cfg.user, dx_client_url(c), c->attempt);
+        if (c->dead || c->phase != P_START) return; /* freed or closed */
+    }
+    start(c);
+}
+
+/* The wait is over: the next URL of the list, a fresh connection state. */
+static void next_attempt(dx_client *c) {
+    size_t n = 1 + c->own.nurls;
+    c->url_i = (c->url_i + 1) % n;
+    const char *u = c->url_i ? c->own.urls[c->url_i - 1] : c->own.url;
+    if (n > 1) {
+        dx__url_free(&c->url);
+        const char *why = NULL;
+        int rc = dx__url_parse(u, strlen(u), &c->url, &why);
+        if (rc < 0) { /* checked at creation: only ENOMEM remains */
+            fail(c, rc, "invalid URL '%.100s': %s", u, why ? why : dx_strerror(rc));
+            return;
+        }
+    }
+    if (c->protocol != empty) dx__free(c->protocol);
+    if (c->extensions != empty) dx__free(c->extensions);
+    c->protocol = c->extensions = (char *)empty;
+    c->opened = 0;
+    c->tls_want = 0;
+    record_close(c, DX_CLOSE_ABNORMAL, NULL, 0, 0);
+    c->phase = P_START;
+    begin(c);
+}
+
+/* The policy and the queue from the config (defaults for zeros), and every
+ * failover URL checked now, so that a typo fails at once, not hours later. */
+static int init_resilience(dx_client *c) {
+    dx_client_config *g = &c->cfg;
+    if (g->ping_interval_ms && !g->ping_timeout_ms) g->ping_timeout_ms = g->ping_interval_ms;
+    dx__backoff *b = &c->retry.backoff;
+    b->base_ms = g->reconnect_base_ms ? g->reconnect_base_ms : DX_CLIENT_RECONNECT_BASE_MS;
+    b->max_ms = g->reconnect_max_ms ? g->reconnect_max_ms : DX_CLIENT_RECONNECT_MAX_MS;
+    double f = g->reconnect_factor, j = g->reconnect_jitter;
+    b->factor = f == 0 ? 2.0 : f >= 1 ? f : 1.0;
+    b->jitter = j == 0 ? 1.0 : j > 1 ? 1.0 : j > 0 ? j : 0.0;
+    c->retry.max_retries = g->max_retries;
+    c->retry.stable_ms = g->stable_ms ? g->stable_ms : DX_CLIENT_STABLE_MS;
+    c->retry.final_codes = c->own.final_codes;
+    c->retry.num_final = c->own.nfinal;
+    dx__queue_init(&c->queue,
+                   g->queue_max_messages ? g->queue_max_messages : DX_CLIENT_QUEUE_MESSAGES,
+                   g->queue_max_bytes ? g->queue_max_bytes : DX_CLIENT_QUEUE_BYTES,
+                   g->queue_policy == DX_QUEUE_DROP_OLDEST);
+    g->urls = NULL; /* the copies are in own */
+    g->final_codes = NULL;
+    for (size_t i = 0; i < c->own.nurls && !c->own.err; i++) {
+        dx__url u;
+        const char *why = NULL;
+        int rc = dx__url_parse(c->own.urls[i], strlen(c->own.urls[i]), &u, &why);
+        if (rc == DX_ENOMEM) return rc;
+        if (rc < 0)
+            dx__client_own_error(&c->own, DX_EADDR, "invalid URL '%.100s': %s", c->own.urls[i],
+                                 why);
+        else
+            dx__url_free(&u);
+    }
+    return 0;
 }
 
 /* ---- loop callbacks ---------------------------------------------------------- */
@@ -641,7 +842,10 @@ static void on_timer(dx_loop *loop, dx_timer *t) {
     enter(c);
     switch (c->phase) {
     case P_START:
-        start(c);
+        begin(c);
+        break;
+    case P_WAIT:
+        next_attempt(c);
         break;
     case P_CONNECT:
         fail(c, DX_ETIMEDOUT, "connect timed out after %u ms", (unsigned)c->cfg.connect_timeout_ms);
@@ -678,6 +882,7 @@ dx_client *dx_client_new(dx_loop *loop, const dx_client_config *cfg) {
     c->protocol = (char *)empty;
     c->extensions = (char *)empty;
     dx_timer_init(&c->timer, on_timer);
+    dx_timer_init(&c->hb_timer, on_hb);
     if (dx__client_own_init(&c->own, cfg) < 0) {
         dx__client_own_free(&c->own);
         dx__free(c);
@@ -701,6 +906,10 @@ dx_client *dx_client_new(dx_loop *loop, const dx_client_config *cfg) {
         }
         if (rc < 0) dx__client_own_error(&c->own, DX_EADDR, "invalid URL: %s", why);
     }
+    if (init_resilience(c) < 0) {
+        destroy(c);
+        return NULL;
+    }
     c->phase = P_START;
     dx_timer_start(loop, &c->timer, 0);
     return c;
@@ -719,9 +928,17 @@ void dx_client_free(dx_client *c) {
     destroy(c);
 }
 
+/* The offline queue takes messages while not OPEN, until the end. */
+static int queue_open(const dx_client *c) {
+    return c->cfg.reconnect && c->cfg.queue_policy != DX_QUEUE_OFF && !c->app_closed && !c->fatal &&
+           c->phase != P_CLOSED;
+}
+
 static int client_send(dx_client *c, enum dx_opcode op, const void *data, size_t len) {
     if (!c) return DX_EINVAL;
-    if (c->dead || c->phase != P_OPEN || dx_conn_state(c->conn) != DX_OPEN) return DX_ESTATE;
+    if (c->dead) return DX_ESTATE;
+    if (c->phase != P_OPEN || dx_conn_state(c->conn) != DX_OPEN)
+        return queue_open(c) ? dx__queue_push(&c->queue, op, data, len) : DX_ESTATE;
     int rc = dx_conn_send(c->conn, op, data, len);
     if (rc == 0) update_io(c);
     return rc;
@@ -754,11 +971,16 @@ int dx_client_close(dx_client *c, unsigned code, const char *reason) {
     if (rlen > 123 || (rlen && dx_utf8_valid((const uint8_t *)reason, rlen) < 0)) return DX_EINVAL;
     if (code == 0 && rlen) code = DX_CLOSE_NORMAL;
     if (c->dead) return 0;
+    if (c->phase != P_CLOSED) {
+        c->app_closed = 1; /* for good: no reconnect follows */
+        dx__queue_clear(&c->queue);
+    }
     switch (c->phase) {
     case P_START:
     case P_CONNECT:
     case P_TLS:
     case P_UPGRADE:
+    case P_WAIT:
         /* Abandon the attempt; on_close on the next turn, never inside
          * this call. */
         drop_transport(c);
@@ -790,13 +1012,22 @@ enum dx_ready_state dx_client_ready_state(const dx_client *c) {
     case P_LINGER:
     case P_ENDING:
         return DX_CLOSING;
+    case P_WAIT:
+        return DX_CONNECTING;
     default:
         return DX_CLOSED;
     }
 }
 
 size_t dx_client_buffered_amount(const dx_client *c) {
-    return c->conn ? dx_conn_buffered(c->conn) : 0;
+    return (c->conn ? dx_conn_buffered(c->conn) : 0) + c->queue.bytes;
+}
+
+int dx_client_reconnect(dx_client *c) {
+    if (!c || c->dead || c->phase != P_WAIT) return DX_ESTATE;
+    c->wait_delay = 0;
+    dx_timer_start(c->loop, &c->timer, 0); /* restarting the one timer: one attempt */
+    return 0;
 }
 
 const char *dx_client_protocol(const dx_client *c) {

@@ -152,6 +152,44 @@ static int copy_protocols(dx__client_own *o, const dx_client_config *cfg) {
     return 0;
 }
 
+static int copy_resilience(dx__client_own *o, const dx_client_config *cfg) {
+    size_t n = 0;
+    if (cfg->urls) {
+        while (cfg->urls[n])
+            n++;
+        if (n) {
+            o->urls = dx__calloc(n, sizeof *o->urls);
+            if (!o->urls) return DX_ENOMEM;
+            o->nurls = n;
+            for (size_t i = 0; i < n; i++)
+                if (!(o->urls[i] = copy_str(cfg->urls[i]))) return DX_ENOMEM;
+        }
+    }
+    n = 0;
+    if (cfg->final_codes) {
+        while (cfg->final_codes[n]) {
+            if (n == DX_CLIENT_MAX_FINAL_CODES) {
+                dx__client_own_error(o, DX_EINVAL, "more than %d final close codes",
+                                     DX_CLIENT_MAX_FINAL_CODES);
+                return 0;
+            }
+            if (cfg->final_codes[n] < 1000 || cfg->final_codes[n] > 4999) {
+                dx__client_own_error(o, DX_EINVAL, "bad final close code %u (1000-4999)",
+                                     (unsigned)cfg->final_codes[n]);
+                return 0;
+            }
+            n++;
+        }
+        if (n) {
+            o->final_codes = dx__malloc(n * sizeof *o->final_codes);
+            if (!o->final_codes) return DX_ENOMEM;
+            memcpy(o->final_codes, cfg->final_codes, n * sizeof *o->final_codes);
+            o->nfinal = n;
+        }
+    }
+    return 0;
+}
+
 int dx__client_own_init(dx__client_own *o, const dx_client_config *cfg) {
     memset(o, 0, sizeof *o);
     o->url = copy_str(cfg->url);
@@ -167,6 +205,7 @@ int dx__client_own_init(dx__client_own *o, const dx_client_config *cfg) {
         if (!o->ca_file) return DX_ENOMEM;
     }
     if (copy_headers(o, cfg) < 0 || copy_protocols(o, cfg) < 0) return DX_ENOMEM;
+    if (copy_resilience(o, cfg) < 0) return DX_ENOMEM;
     return 0;
 }
 
@@ -176,5 +215,9 @@ void dx__client_own_free(dx__client_own *o) {
     dx__free(o->ca_file);
     dx__free(o->headers);
     dx__free(o->protocols);
+    for (size_t i = 0; i < o->nurls; i++)
+        dx__free(o->urls[i]);
+    dx__free(o->urls);
+    dx__free(o->final_codes);
     memset(o, 0, sizeof *o);
 }

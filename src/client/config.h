@@ -13,6 +13,10 @@ typedef struct dx__client_own {
     char *ca_file;   /* NULL when none */
     char *headers;   /* "Name: value\r\n"..., NULL when none */
     char *protocols; /* "chat, superchat", NULL when none */
+    char **urls;     /* cfg->urls (failover), NULL when none */
+    size_t nurls;
+    uint16_t *final_codes; /* cfg->final_codes, NULL when none */
+    size_t nfinal;
     int err;         /* 0, or the error to report (DX_EINVAL, DX_EADDR) */
     char why[200];   /* its message */
 } dx__client_own;
@@ -22,7 +26,9 @@ typedef struct dx__client_own {
  * with dx__client_own_free. The checks: header lines are "Name: value"
  * with a token name, no CR or LF, and none of the handshake's own headers
  * (nor Origin when cfg->origin is set); subprotocols are tokens, not
- * repeated; origin has no control characters. */
+ * repeated; origin has no control characters; final codes are 1000-4999
+ * (at most DX_CLIENT_MAX_FINAL_CODES). The failover URLs are only copied:
+ * the client parses them. */
 int dx__client_own_init(dx__client_own *o, const dx_client_config *cfg);
 
 void dx__client_own_free(dx__client_own *o);

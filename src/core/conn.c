@@ -6,10 +6,12 @@
 #include <stddef.h>
 #include <string.h>
 
+#include <duplex/deflate.h>
 #include <duplex/frame.h>
 #include <duplex/utf8.h>
 
 #include "core/alloc.h"
+#include "core/deflate.h"
 #include "core/outq.h"
 
 struct dx_conn {
@@ -25,13 +27,14 @@ struct dx_conn {
     uint8_t *buf;
     size_t buf_len; /* message bytes in buf */
     size_t buf_cap;
+    dx__pmd *pmd;       /* permessage-deflate state, NULL when not negotiated */
     dx_utf8 utf8;       /* validator of the text message being received */
     uint8_t role;       /* enum dx_role */
     uint8_t state;      /* enum dx_ready_state */
     uint8_t stream;     /* deliver on_fragment pieces */
     uint8_t auto_pong;  /* answer pings */
     uint8_t close_sent; /* our close frame is queued: no more frames */
-    uint8_t sending;    /* a fragmented send is in progress */
+    uint8_t sending;    /* a fragmented send is in progress (SEND_*) */
     uint8_t msg_op;     /* TEXT or BINARY: the message being received */
     uint8_t msg_flags;  /* MSG_* */
 };
@@ -39,6 +42,12 @@ struct dx_conn {
 enum {
     MSG_CHECK_UTF8 = 1, /* text without extension bits: validate */
     MSG_PIECE_SENT = 2, /* stream mode: the first piece went out */
+    MSG_DEFLATE = 4,    /* RSV1 with permessage-deflate: decompress */
+};
+
+enum {
+    SEND_ON = 1,      /* a fragmented send is in progress */
+    SEND_DEFLATE = 2, /* ... and its pieces are compressed */
 };
 
 /* The user bytes start here, aligned for any type. */
@@ -76,6 +85,7 @@ void dx_conn_free(dx_conn *c) {
     if (!c) return;
     dx__outq_clear(&c->out);
     dx__free(c->buf);
+    dx__pmd_free(c->pmd);
     dx__free(c);
 }
 
@@ -95,6 +105,23 @@ void dx_conn_open(dx_conn *c) {
 
 void dx_conn_allow_rsv(dx_conn *c, uint8_t rsv_bits) {
     dx_frame_parser_allow_rsv(&c->parser, rsv_bits);
+}
+
+int dx_conn_set_deflate(dx_conn *c, const dx_deflate_params *agreed,
+                        const dx_deflate_config *cfg) {
+    if (!c || !agreed) return DX_EINVAL;
+    if (c->pmd) return DX_ESTATE;
+    int err = DX_ENOMEM;
+    c->pmd = dx__pmd_new((enum dx_role)c->role, agreed, cfg, &err);
+    if (!c->pmd) return err;
+    /* RSV1 marks a compressed message on its first frame; the parser keeps
+     * refusing it on continuations and control frames (1002). */
+    dx_frame_parser_allow_rsv(&c->parser, (uint8_t)(c->parser.rsv_allowed | DX_RSV1));
+    return 0;
+}
+
+int dx_conn_deflate(const dx_conn *c) {
+    return c && c->pmd != NULL;
 }
 
 enum dx_ready_state dx_conn_state(const dx_conn *c) {
@@ -124,6 +151,9 @@ static int queue_close(dx_conn *c, unsigned code) {
 static int fail(dx_conn *c, int err) {
     if (c->state == DX_CLOSED) return err;
     uint16_t code = dx_error_close_code(err);
+    /* Compressed data that cannot be decompressed: for a text message the
+     * data is invalid (1007), for a binary one the framing is (1002). */
+    if (err == DX_EEXT && c->msg_op == DX_OP_TEXT) code = DX_CLOSE_INVALID_DATA;
     if (!c->close_sent) (void)queue_close(c, code); /* best effort: we are failing anyway */
     finish(c, code, NULL, 0, 0);
     return err;
@@ -189,22 +219,118 @@ static void deliver_piece(dx_conn *c, const uint8_t *data, size_t len, int fin) 
         c->cb->on_fragment(c, c->user, (enum dx_opcode)c->msg_op, data, len, first, fin);
 }
 
+/* Delivers the reassembled message in buf. The buffer is handed over
+ * before the callback, which may end the connection (and so drop buffers)
+ * from inside. */
+static void deliver_buf(dx_conn *c) {
+    uint8_t *msg = c->buf;
+    size_t msg_len = c->buf_len;
+    c->buf = NULL;
+    c->buf_len = c->buf_cap = 0;
+    if (c->cb && c->cb->on_message) {
+        uint8_t empty[1];
+        c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, msg ? msg : empty, msg_len);
+    }
+    dx__free(msg);
+}
+
+/* permessage-deflate sinks: decompressed bytes of a message that came in
+ * several pieces, checked as UTF-8 as they come (so a bad byte fails fast). */
+static int sink_buf(void *arg, const uint8_t *data, size_t len) {
+    dx_conn *c = arg;
+    if ((c->msg_flags & MSG_CHECK_UTF8) && dx_utf8_feed(&c->utf8, data, len)) return DX_EUTF8;
+    /* Never grown past max_message, which the inflater enforces. */
+    int rc = buf_reserve(c, c->buf_len + len, c->parser.max_message);
+    if (rc) return rc;
+    memcpy(c->buf + c->buf_len, data, len);
+    c->buf_len += len;
+    return 0;
+}
+
+static int sink_piece(void *arg, const uint8_t *data, size_t len) {
+    dx_conn *c = arg;
+    if ((c->msg_flags & MSG_CHECK_UTF8) && dx_utf8_feed(&c->utf8, data, len)) return DX_EUTF8;
+    deliver_piece(c, data, len, 0);
+    return c->state == DX_CLOSED ? DX_ECLOSED : 0;
+}
+
+/* A chunk of a compressed message. The decompressed size is bounded by
+ * the same max_message as any message, checked while decompressing. */
+static int on_deflated(dx_conn *c, const dx_frame_chunk *ch) {
+    const dx_frame_header *h = ch->hdr;
+    int final = ch->last && h->fin;
+    int check = c->msg_flags & MSG_CHECK_UTF8;
+    uint64_t limit = c->parser.max_message;
+    int rc;
+    if (c->stream) {
+        rc = dx__pmd_inflate(c->pmd, ch->data, ch->len, final, 0, limit, NULL, sink_piece, c);
+        if (rc == DX_ECLOSED) return 0; /* a callback ended it */
+        if (rc || !final) return rc;
+        if (check && dx_utf8_finish(&c->utf8)) return DX_EUTF8;
+        static const uint8_t none[1];
+        deliver_piece(c, none, 0, 1);
+        return 0;
+    }
+    if (ch->first && ch->last && ch->msg_first && h->fin) {
+        /* The common case: decompressed into the thread's buffer, with the
+         * thread's shared decompressor unless the peer keeps its context. */
+        dx__pmd_buf b;
+        dx__pmd_buf_take(&b);
+        rc = dx__pmd_inflate(c->pmd, ch->data, ch->len, 1, 1, limit, &b, NULL, NULL);
+        if (rc == 0 && check && b.len && dx_utf8_valid(b.data, b.len)) rc = DX_EUTF8;
+        if (rc == 0 && c->cb && c->cb->on_message) {
+            uint8_t empty[1];
+            c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, b.len ? b.data : empty, b.len);
+        }
+        dx__pmd_buf_give(&b);
+        return rc;
+    }
+    rc = dx__pmd_inflate(c->pmd, ch->data, ch->len, final, 0, limit, NULL, sink_buf, c);
+    if (rc || !final) return rc;
+    if (check && dx_utf8_finish(&c->utf8)) return DX_EUTF8;
+    deliver_buf(c);
+    return 0;
+}
+
+/* 1 when `p` is a short run of ASCII, which is valid UTF-8. Chat and
+ * game messages are mostly short ASCII; checked eight bytes at a time this
+ * costs a few instructions, where the validator's setup for its SIMD
+ * blocks (32 bytes) would cost more than the message. */
+static int short_ascii(const uint8_t *p, size_t len) {
+    if (len > 64) return 0;
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    for (; i < len; i++)
+        acc |= p[i];
+    return (acc & 0x8080808080808080ull) == 0;
+}
+
 static int on_data(dx_conn *c, const dx_frame_chunk *ch) {
     const dx_frame_header *h = ch->hdr;
     if (ch->first && ch->msg_first) {
         c->msg_op = h->opcode;
         /* With extension bits set the payload is transformed (compressed):
          * its UTF-8 can only be checked after the extension undoes that. */
-        c->msg_flags = h->opcode == DX_OP_TEXT && h->rsv == 0 ? MSG_CHECK_UTF8 : 0;
+        int deflated = c->pmd && h->rsv == DX_RSV1;
+        c->msg_flags = (uint8_t)((h->opcode == DX_OP_TEXT && (h->rsv == 0 || deflated)
+                                      ? MSG_CHECK_UTF8
+                                      : 0) |
+                                 (deflated ? MSG_DEFLATE : 0));
         dx_utf8_init(&c->utf8);
     }
+    if (c->msg_flags & MSG_DEFLATE) return on_deflated(c, ch);
     int check = c->msg_flags & MSG_CHECK_UTF8;
     int final = ch->last && h->fin;
 
     /* The common case: the whole message in one chunk of the caller's
      * buffer, delivered in place. */
     if (ch->first && ch->last && ch->msg_first && h->fin && !c->stream) {
-        if (check && dx_utf8_valid(ch->data, ch->len)) return DX_EUTF8;
+        if (check && !short_ascii(ch->data, ch->len) && dx_utf8_valid(ch->data, ch->len))
+            return DX_EUTF8;
         if (c->cb && c->cb->on_message)
             c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, ch->data, ch->len);
         return 0;
@@ -230,17 +356,7 @@ static int on_data(dx_conn *c, const dx_frame_chunk *ch) {
         c->buf_len = need;
     }
     if (!final) return 0;
-    /* Hand the buffer over before the callback, which may end the
-     * connection (and so drop buffers) from inside. */
-    uint8_t *msg = c->buf;
-    size_t msg_len = c->buf_len;
-    c->buf = NULL;
-    c->buf_len = c->buf_cap = 0;
-    if (c->cb && c->cb->on_message) {
-        uint8_t empty[1];
-        c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, msg ? msg : empty, msg_len);
-    }
-    dx__free(msg);
+    deliver_buf(c);
     return 0;
 }
 
@@ -297,9 +413,30 @@ static int queue(dx_conn *c, int fin, uint8_t op, const void *data, size_t len) 
     return dx__outq_frame(&c->out, (enum dx_role)c->role, fin, 0, op, data, len);
 }
 
+/* Queues one frame of a compressed message: RSV1 on its first frame only
+ * (RFC 7692 §6.1). With `may_skip`, a message that did not shrink goes out
+ * as it is instead (allowed when our compressor keeps no context, since the
+ * peer's window then never needs what it skipped). */
+static int queue_deflated(dx_conn *c, int fin, uint8_t op, int first, const void *data,
+                          size_t len, int may_skip) {
+    const uint8_t *z;
+    size_t zlen;
+    int rc = dx__pmd_deflate(c->pmd, data, len, fin, &z, &zlen);
+    if (rc == 0) {
+        if (may_skip && zlen >= len) return queue(c, fin, op, data, len);
+        rc = dx__outq_frame(&c->out, (enum dx_role)c->role, fin, first ? DX_RSV1 : 0, op, z, zlen);
+    }
+    /* Nothing went out, but a compressor that keeps its context has seen
+     * the data: start it afresh so it never refers to bytes the peer lacks. */
+    if (rc) dx__pmd_tx_abort(c->pmd);
+    return rc;
+}
+
 int dx_conn_send(dx_conn *c, enum dx_opcode op, const void *data, size_t len) {
     if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return DX_EINVAL;
     if (!can_send(c) || c->sending) return DX_ESTATE;
+    if (c->pmd && dx__pmd_want(c->pmd, len))
+        return queue_deflated(c, 1, (uint8_t)op, 1, data, len, !dx__pmd_tx_keeps(c->pmd));
     return queue(c, 1, (uint8_t)op, data, len);
 }
 
@@ -307,8 +444,13 @@ int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_
     if (!data && len) return DX_EINVAL;
     if (!c->sending && op != DX_OP_TEXT && op != DX_OP_BINARY) return DX_EINVAL;
     if (!can_send(c)) return DX_ESTATE;
-    int rc = queue(c, fin != 0, c->sending ? DX_OP_CONT : (uint8_t)op, data, len);
-    if (rc == 0) c->sending = !fin;
+    /* The first piece decides whether the whole message is compressed. */
+    int first = !c->sending;
+    int z = first ? c->pmd && dx__pmd_want(c->pmd, len) : (c->sending & SEND_DEFLATE) != 0;
+    uint8_t fop = first ? (uint8_t)op : DX_OP_CONT;
+    int rc = z ? queue_deflated(c, fin != 0, fop, first, data, len, 0)
+               : queue(c, fin != 0, fop, data, len);
+    if (rc == 0) c->sending = fin ? 0 : (uint8_t)(SEND_ON | (z ? SEND_DEFLATE : 0));
     return rc;
 }
 

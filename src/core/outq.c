@@ -106,7 +106,7 @@ static void link_tail(dx__outq *q, dx__outq_seg *s) {
 int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t opcode,
                    const void *data, size_t len) {
     int masked = role == DX_ROLE_CLIENT;
-    size_t hlen = dx_frame_header_size(len, masked);
+    size_t hlen = (len < 126 ? 2 : len <= 0xffff ? 4 : 10) + (masked ? 4 : 0);
     if (len > SIZE_MAX - hlen) return DX_ENOMEM;
     size_t need = hlen + len;
 
@@ -125,7 +125,16 @@ int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t
         fresh = 1;
     }
     uint8_t *out = b->data + b->end;
-    size_t h = dx_frame_write_header(out, fin, rsv, opcode, len, masked ? key : NULL);
+    size_t h;
+    if (!masked && len < 126) {
+        /* A server's small frame, the common case: two header bytes
+         * written here rather than through the general writer. */
+        out[0] = (uint8_t)((fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f));
+        out[1] = (uint8_t)len;
+        h = 2;
+    } else {
+        h = dx_frame_write_header(out, fin, rsv, opcode, len, masked ? key : NULL);
+    }
     if (len) {
         if (masked)
             dx_mask_copy(out + h, data, len, key, 0);

@@ -6,6 +6,9 @@
  *   static.c    static files from a directory
  *   topics.c    pub/sub topics
  *   wsapi.c     the per-connection public API (send, close, accessors)
+ *   broker.c    the broker hook: broadcast/publish to the cluster, deliver,
+ *               /healthz with the broker's state
+ *   redis_fanout.c  the Redis broker (redis_fanout.h)
  */
 #ifndef DX_SERVER_INTERNAL_H
 #define DX_SERVER_INTERNAL_H
@@ -122,6 +125,7 @@ struct dx_server {
     dx_post_fn done;
     void *done_arg;
     int done_called;
+    dx_server_broker broker; /* publish NULL: none (a single node) */
 };
 
 static inline dx_conn *sc_conn(const dx_server_conn *c) {
@@ -180,5 +184,14 @@ int dx__static_serve(dx_server_conn *c, const char *method, size_t method_len, c
 /* topics.c */
 void dx__topics_drop_conn(dx_server_conn *c);
 void dx__topics_free(dx__topics *t);
+int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op,
+                             const void *data, size_t len, const dx_server_conn *except);
+
+/* server.c: dx_server_broadcast without the broker. */
+int dx__srv_broadcast_local(dx_server *s, enum dx_opcode op, const void *data, size_t len,
+                            const dx_server_conn *except);
+
+/* broker.c: the /healthz answer (200 "ok" without a broker). */
+void dx__broker_healthz(dx_server_conn *c, int head);
 
 #endif

@@ -140,7 +140,7 @@ static void route(dx_server_conn *c, const dx_http_request *req) {
     }
     if (slice_is(path, path_len, "/healthz")) {
         if (get || head)
-            (void)dx__req_respond(c, 200, NULL, "Cache-Control: no-store\r\n", "ok", 2, head);
+            dx__broker_healthz(c, head);
         else
             (void)dx__req_error(c, 405, "use GET or HEAD", "Allow: GET, HEAD\r\n");
         return;
@@ -203,8 +203,25 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
             return;
         }
     }
+    /* permessage-deflate: the first acceptable offer, over every line. */
+    char ext[160];
+    const char *ext_answer = NULL;
+    dx_deflate_params agreed;
+    if (cfg->deflate.enable) {
+        for (size_t i = 0; i < req->num_headers && !ext_answer; i++) {
+            const dx_http_header *hd = &req->headers[i];
+            if (dx_http_ieq(hd->name, hd->name_len, "Sec-WebSocket-Extensions") &&
+                dx_deflate_accept(&cfg->deflate, hd->value, hd->value_len, &agreed, ext,
+                                  sizeof ext) == 1)
+                ext_answer = ext;
+        }
+        if (ext_answer && dx_conn_set_deflate(sc_conn(c), &agreed, &cfg->deflate) < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+    }
     char out[1024];
-    int n = dx_handshake_write_101(out, sizeof out, info->key, u.protocol, NULL, NULL);
+    int n = dx_handshake_write_101(out, sizeof out, info->key, u.protocol, ext_answer, NULL);
     if (n < 0) {
         if (n == DX_EINVAL)
             (void)dx__req_error(c, 500, "bad subprotocol", NULL);

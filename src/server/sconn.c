@@ -453,5 +453,16 @@ void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
     if (c->phase == P_DEAD) return;
     if (events & (DX_IO_READ | DX_IO_ERROR)) read_some(c);
     if (c->phase == P_DEAD) return;
+    /* Send at once what the messages just read produced (echoes, pongs):
+     * one write per read, as a plain TCP echo server does, instead of
+     * waiting with every other connection for the end of the iteration.
+     * The output block then goes straight back to the per-thread cache,
+     * so a burst of ready connections never holds a block each (which
+     * cost a malloc per message and left the heap, and RSS, grown). */
+    if ((c->flags & F_DIRTY) && c->phase == P_WS) {
+        c->flags &= (uint16_t)~F_DIRTY; /* its flush-list entry is skipped */
+        dx__sc_flush(c);
+        if (c->phase == P_DEAD) return;
+    }
     if (c->tls && (c->flags & F_TLS_WANT_W)) dx__sc_update(c);
 }

@@ -213,6 +213,10 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
         new_why = "port out of range";
         return NULL;
     }
+    if (cfg->deflate.enable && dx_deflate_offer(&cfg->deflate, NULL, 0) == DX_EINVAL) {
+        new_why = "deflate: window bits must be 8-15 (or 0)";
+        return NULL;
+    }
     dx_server *s = dx__calloc(1, sizeof *s);
     if (!s) {
         new_why = "out of memory";
@@ -344,8 +348,9 @@ int dx__srv_send_shared(dx_server_conn *c, dx_shared *sh) {
     return send_shared(c, sh);
 }
 
-int dx_server_broadcast(dx_server *s, enum dx_opcode op, const void *data, size_t len,
-                        const dx_server_conn *except) {
+/* Local delivery of dx_server_broadcast (broker.c adds the cluster). */
+int dx__srv_broadcast_local(dx_server *s, enum dx_opcode op, const void *data, size_t len,
+                            const dx_server_conn *except) {
     if (op != DX_OP_TEXT && op != DX_OP_BINARY) return DX_EINVAL;
     if (!s->open || (s->open == except && !s->open->next)) return 0;
     dx_shared *sh = dx_shared_new(op, data, len);

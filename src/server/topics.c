@@ -159,8 +159,9 @@ size_t dx_server_topic_count(const dx_server *srv, const char *topic) {
     return t ? t->count : 0;
 }
 
-int dx_server_publish(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
-                      size_t len, const dx_server_conn *except) {
+/* Local delivery of dx_server_publish (broker.c adds the cluster). */
+int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op,
+                             const void *data, size_t len, const dx_server_conn *except) {
     size_t tlen;
     if (check_name(topic, &tlen) || (op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len))
         return DX_EINVAL;

@@ -1,0 +1,264 @@
+/* The whole sans-I/O connection (src/core/conn.c and everything under it)
+ * fed random bytes after a valid opening handshake, in either role.
+ *
+ * The handshake is done for real with the core's own functions: the
+ * request (or, for a client, the 101 answer) is written, the fuzz data is
+ * appended to it as if it came in the same read, the head is parsed and
+ * checked, and what follows it is fed to dx_conn_recv in fuzzer-chosen
+ * pieces, with the output drained in random amounts in between.
+ *
+ * cfg bit 0: role; bit 1: stream mode; bit 2: the application echoes every
+ * message (exercising sends from inside callbacks); bit 3: no automatic
+ * pong; bits 4-5: max_message default, 64, 4096 or unlimited; bit 6: fail
+ * allocations (every Nth, N from the split seed); bit 7: the application
+ * closes (1000) after its third message.
+ *
+ * Properties: text handed to the application is valid UTF-8 by the
+ * reference validator; on_close runs exactly once, and a failed recv leaves
+ * the connection CLOSED; everything the connection writes parses cleanly
+ * with a peer's parser, and nothing follows its close frame. */
+#include <duplex/conn.h>
+#include <duplex/frame.h>
+#include <duplex/handshake.h>
+#include <duplex/http.h>
+
+#include "fuzz.h"
+
+static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+static const uint64_t limits[4] = {0, 64, 4096, UINT64_MAX};
+
+/* Allocation failure injection: dx_set_allocator once, a countdown per
+ * input (0 = off). */
+static unsigned long fail_every, alloc_count;
+static void *f_malloc(size_t n) {
+    if (fail_every && ++alloc_count % fail_every == 0) return NULL;
+    return malloc(n);
+}
+static void *f_realloc(void *p, size_t n) {
+    if (fail_every && ++alloc_count % fail_every == 0) return NULL;
+    return realloc(p, n);
+}
+static void f_free(void *p) {
+    free(p);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    dx_set_allocator(f_malloc, f_realloc, f_free);
+    return 0;
+}
+
+typedef struct app {
+    uint8_t cfg;
+    int closes;
+    int messages;
+    uint16_t close_code;
+    fz_buf text; /* stream mode: the text message so far */
+    int in_text;
+} app;
+
+static void check_text(const uint8_t *d, size_t n) {
+    FZ_CHECK(fz_utf8_first_bad(d, n) == n);
+}
+
+static void on_message(dx_conn *c, void *user, enum dx_opcode op, uint8_t *data, size_t len) {
+    app *a = user;
+    FZ_CHECK(op == DX_OP_TEXT || op == DX_OP_BINARY);
+    FZ_CHECK(dx_conn_state(c) != DX_CLOSED);
+    if (op == DX_OP_TEXT) check_text(data, len);
+    if (len) data[0] ^= 0x55; /* writable scratch, as documented */
+    if (len) data[0] ^= 0x55;
+    a->messages++;
+    if (a->cfg & 4) {
+        int rc = dx_conn_send(c, op, data, len);
+        FZ_CHECK(rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO);
+    }
+    if ((a->cfg & 0x80) && a->messages == 3) {
+        int rc = dx_conn_close(c, 1000, "bye", 3);
+        FZ_CHECK(rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO);
+    }
+}
+
+static void on_fragment(dx_conn *c, void *user, enum dx_opcode op, const uint8_t *data, size_t len,
+                        int first, int fin) {
+    app *a = user;
+    FZ_CHECK(op == DX_OP_TEXT || op == DX_OP_BINARY);
+    if (first) {
+        a->text.len = 0;
+        a->in_text = op == DX_OP_TEXT;
+    }
+    if (a->in_text) fz_put(&a->text, data, len);
+    if (a->cfg & 4) {
+        int rc = dx_conn_send_fragment(c, op, data, len, fin);
+        FZ_CHECK(rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO);
+    }
+    if (fin) {
+        if (a->in_text) check_text(a->text.p, a->text.len);
+        a->messages++;
+    } else if (a->in_text) {
+        /* Valid so far: a prefix may end inside a code point. */
+        FZ_CHECK(fz_utf8_first_bad(a->text.p, a->text.len) >= a->text.len);
+    }
+}
+
+static void on_ping(dx_conn *c, void *user, const uint8_t *data, size_t len) {
+    FZ_CHECK(len <= 125);
+}
+
+static void on_close(dx_conn *c, void *user, uint16_t code, const uint8_t *reason, size_t len,
+                     int was_clean) {
+    app *a = user;
+    a->closes++;
+    a->close_code = code;
+    FZ_CHECK(a->closes == 1);
+    FZ_CHECK(dx_conn_state(c) == DX_CLOSED);
+    FZ_CHECK(len <= 123);
+    if (len) check_text(reason, len);
+    FZ_CHECK(dx_close_code_valid(code) || code == 1005 || code == 1006);
+    /* Sends after CLOSED are refused. */
+    FZ_CHECK(dx_conn_send(c, DX_OP_TEXT, "x", 1) == DX_ESTATE);
+}
+
+static const dx_conn_callbacks cbs = {on_message, NULL, on_ping, NULL, on_close};
+static const dx_conn_callbacks stream_cbs = {NULL, on_fragment, on_ping, NULL, on_close};
+
+/* The peer reads what we wrote: it must be valid frames, and nothing may
+ * follow our close frame. */
+typedef struct peer {
+    dx_frame_parser p;
+    int closed;
+} peer;
+
+static void drain(dx_conn *c, peer *pr, fz_input *in, int all) {
+    for (;;) {
+        struct iovec iov[4];
+        int n = dx_conn_out_iov(c, iov, 4);
+        FZ_CHECK(n >= 0 && n <= 4);
+        if (n == 0) {
+            FZ_CHECK(dx_conn_buffered(c) == 0);
+            return;
+        }
+        size_t total = 0;
+        for (int i = 0; i < n; i++) {
+            FZ_CHECK(iov[i].iov_len > 0);
+            total += iov[i].iov_len;
+        }
+        FZ_CHECK(total <= dx_conn_buffered(c));
+        /* Consume part of what is offered, as a short write would. */
+        size_t take = all ? total : 1 + fz_rand(in) % total;
+        size_t left = take;
+        for (int i = 0; i < n && left; i++) {
+            size_t k = iov[i].iov_len < left ? iov[i].iov_len : left;
+            uint8_t *copy = fz_dup(iov[i].iov_base, k);
+            size_t pos = 0;
+            while (pos < k) {
+                dx_frame_chunk ch;
+                int64_t got = dx_frame_parse(&pr->p, copy + pos, k - pos, &ch);
+                FZ_CHECK(got >= 0);
+                if (ch.present && ch.first) {
+                    FZ_CHECK(!pr->closed);
+                    if (ch.hdr->opcode == DX_OP_CLOSE) pr->closed = 1;
+                }
+                pos += (size_t)got;
+                if (got == 0 && !ch.present) break;
+            }
+            free(copy);
+            left -= k;
+        }
+        dx_conn_out_consume(c, take);
+        if (!all) return;
+    }
+}
+
+/* Builds the handshake for `role`, followed by the data; returns the
+ * buffer and sets *head to the length of the handshake head. */
+static uint8_t *handshake(int role, const uint8_t *data, size_t len, size_t *total, size_t *head) {
+    char hs[512];
+    int n = role == DX_ROLE_SERVER
+                ? dx_handshake_write_request(hs, sizeof hs, "example.com", "/chat?x=1", key,
+                                             "chat", NULL, "https://example.com", NULL)
+                : dx_handshake_write_101(hs, sizeof hs, key, NULL, NULL, NULL);
+    FZ_CHECK(n > 0);
+    uint8_t *buf = malloc((size_t)n + len + 1);
+    if (!buf) abort();
+    memcpy(buf, hs, (size_t)n);
+    if (len) memcpy(buf + n, data, len);
+    *total = (size_t)n + len;
+    dx_http_header h[16];
+    int rc;
+    if (role == DX_ROLE_SERVER) {
+        dx_http_request req = {.headers = h, .num_headers = 16};
+        rc = dx_http_parse_request((const char *)buf, *total, 8192, &req);
+        FZ_CHECK(rc == n);
+        dx_handshake_info info;
+        FZ_CHECK(dx_handshake_check(&req, &info, NULL) == 0);
+        FZ_CHECK(info.path_len == 5 && info.query_len == 3);
+    } else {
+        dx_http_response res = {.headers = h, .num_headers = 16};
+        rc = dx_http_parse_response((const char *)buf, *total, 8192, &res);
+        FZ_CHECK(rc == n);
+        FZ_CHECK(dx_handshake_verify(&res, key, NULL, 0, NULL, NULL, NULL, NULL, NULL) == 0);
+    }
+    *head = (size_t)rc;
+    return buf;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fz_input in;
+    if (!fz_input_init(&in, data, size)) return 0;
+    int role = in.cfg & 1;
+    size_t total, head;
+    uint8_t *buf = handshake(role, in.data, in.len, &total, &head);
+
+    app a = {.cfg = in.cfg};
+    dx_conn_config cfg = {
+        .role = (enum dx_role)role,
+        .max_message = limits[(in.cfg >> 4) & 3],
+        .stream = (in.cfg >> 1) & 1,
+        .no_auto_pong = (in.cfg >> 3) & 1,
+        .cb = (in.cfg & 2) ? &stream_cbs : &cbs,
+        .user = &a,
+    };
+    alloc_count = 0;
+    fail_every = (in.cfg & 0x40) ? 2 + (data[1] >> 2) % 16 : 0;
+    dx_conn *c = dx_conn_new(&cfg, 32);
+    if (!c) {
+        FZ_CHECK(fail_every);
+        fail_every = 0;
+        free(buf);
+        return 0;
+    }
+    FZ_CHECK(dx_conn_state(c) == DX_CONNECTING);
+    FZ_CHECK(dx_conn_recv(c, buf, 0) == DX_ESTATE);
+    dx_conn_open(c);
+    FZ_CHECK(dx_conn_state(c) == DX_OPEN);
+
+    peer pr = {0};
+    dx_frame_parser_init(&pr.p, role == DX_ROLE_SERVER ? DX_ROLE_CLIENT : DX_ROLE_SERVER, 0);
+
+    size_t off = head;
+    while (off < total) {
+        size_t n = fz_piece(&in, total - off);
+        uint8_t *piece = fz_dup(buf + off, n);
+        int64_t rc = dx_conn_recv(c, piece, n);
+        free(piece);
+        if (rc < 0) {
+            FZ_CHECK(rc == DX_EPROTO || rc == DX_EUTF8 || rc == DX_ETOOBIG || rc == DX_ENOMEM ||
+                     rc == DX_EIO);
+            FZ_CHECK(dx_conn_state(c) == DX_CLOSED && a.closes == 1);
+            FZ_CHECK(a.close_code == dx_error_close_code((int)rc));
+        } else {
+            FZ_CHECK((size_t)rc == n);
+        }
+        if (fz_rand(&in) & 1) drain(c, &pr, &in, 0);
+        off += n;
+    }
+    FZ_CHECK(dx_conn_should_close(c) == (dx_conn_state(c) == DX_CLOSED));
+    dx_conn_eof(c, 0);
+    FZ_CHECK(a.closes == 1 && dx_conn_state(c) == DX_CLOSED);
+    fail_every = 0;
+    drain(c, &pr, &in, 1);
+    dx_conn_free(c);
+    free(a.text.p);
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,91 @@
+/* duplex — the chat service: durable instant messaging over WebSocket.
+ *
+ * What `duplex serve --chat` runs, embeddable in any program that has a
+ * dx_server: users connect with `?uid=NAME` (development) or a signed
+ * `?token=` (see dx_chat_token), send messages that are stored in SQLite
+ * (WAL, synchronous=FULL) before they are acknowledged, and get deliveries,
+ * read receipts, presence and typing notices. The wire protocol is
+ * docs/chat-protocol.md.
+ *
+ *     dx_loop *loop = dx_loop_new(0);
+ *     dx_chat_config cc = {.db_path = "chat.db", .lobby = "lobby"};
+ *     dx_chat *chat = dx_chat_new(loop, &cc);
+ *     dx_server_config sc = {.port = 8080, .static_dir = "web/chat/dist"};
+ *     dx_chat_server_config(chat, &sc);        // fills the callbacks
+ *     dx_server *srv = dx_server_new(loop, &sc);
+ *     dx_server_listen(srv);
+ *     dx_loop_run(loop);
+ *     ...
+ *     dx_server_free(srv);                      // first the server,
+ *     dx_chat_free(chat);                       // then the chat
+ *
+ * One dx_chat serves one dx_server on one loop (single node; the store and
+ * broker sit behind internal interfaces so that a clustered backend can be
+ * added). Like the loop, nothing here is thread-safe.
+ *
+ * Writes are committed once per loop turn (group commit): every message
+ * that arrived in one turn shares one fsync, and acks leave after it.
+ */
+#ifndef DUPLEX_CHAT_H
+#define DUPLEX_CHAT_H
+
+#include "common.h"
+#include "loop.h"
+#include "server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dx_chat dx_chat;
+
+typedef struct dx_chat_config {
+    /* The SQLite database file, created when missing. NULL or ":memory:"
+     * keeps everything in memory (nothing survives a restart). Copied. */
+    const char *db_path;
+    /* HMAC-SHA256 key for tokens. When set, only `?token=` identifies a
+     * user (`?uid=` gets HTTP 401). NULL: `?uid=NAME` is accepted as is —
+     * development only. Copied. */
+    const void *secret;
+    size_t secret_len;
+    /* A room ("lobby" → g:lobby) every user joins on connecting; NULL for
+     * none. Copied. */
+    const char *lobby;
+} dx_chat_config;
+
+/* Opens the store and creates the service on `loop`. NULL on failure
+ * (dx_chat_new_why() says why: the database cannot be opened, bad lobby
+ * name, out of memory). */
+DX_API dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg);
+DX_API const char *dx_chat_new_why(void);
+
+/* Fills `scfg` for the chat: on_upgrade, on_open, on_message, on_close,
+ * user and conn_data_size (other callbacks set there are replaced), and
+ * when they are 0: max_message 1 MiB, ping_interval_ms 20 s,
+ * ping_timeout_ms 10 s; app_heartbeat is turned on. Call before
+ * dx_server_new(). Returns 0 or DX_EINVAL. */
+DX_API int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg);
+
+/* Commits what is pending and frees the service. Free the server first
+ * (its connections' on_close still use the chat), after the loop stopped. */
+DX_API void dx_chat_free(dx_chat *chat);
+
+/* Writes the token "UID.EXPIRES.SIG" for `uid` (1-32 of A-Z a-z 0-9 _ -)
+ * valid until `expires` (Unix seconds) into `out`, NUL-terminated. SIG is
+ * base64url (no padding) of HMAC-SHA256(secret, "UID.EXPIRES"). Returns
+ * the length, DX_EINVAL (bad uid, no secret) or DX_ENOSPC (128 bytes are
+ * always enough). */
+DX_API int dx_chat_token(const void *secret, size_t secret_len, const char *uid, int64_t expires,
+                         char *out, size_t cap);
+
+/* Checks `token` (`len` bytes) against `secret` at time `now` (Unix
+ * seconds), in constant time for the signature. On success writes the uid
+ * (NUL-terminated, `uid_cap` >= 33) and returns 0; DX_EPOLICY when it is
+ * malformed, badly signed or expired. */
+DX_API int dx_chat_token_check(const void *secret, size_t secret_len, const char *token,
+                               size_t len, int64_t now, char *uid, size_t uid_cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

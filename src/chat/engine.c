@@ -1,0 +1,762 @@
+/* The chat engine: connections in, protocol replies out (see engine.h and
+ * docs/chat-protocol.md). Requests are parsed and validated here with
+ * jansson; every failure becomes an `error` reply, never a crash. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <duplex/common.h>
+
+#include "chat/engine.h"
+#include "chat/proto.h"
+#include "core/alloc.h"
+
+/* Something that must wait for the commit: a reply for the requesting
+ * device, and a message for every member of a conversation. */
+typedef struct pending {
+    dx__chat_dev *dev;   /* NULL once the device closed */
+    json_t *id;          /* the request id, for store_failed */
+    char *reply;         /* sent to dev after the commit */
+    char *conv;          /* NULL: no broadcast */
+    char *bcast;         /* sent to every member's devices */
+    int bcast_self;      /* 0: not to dev itself */
+} pending;
+
+struct dx__chat {
+    dx__chat_io io;
+    dx__chat_store *st;
+    dx__chat_broker *broker;
+    char lobby[40]; /* "g:NAME" or "" */
+    int in_tx;      /* a transaction is open */
+    int scheduled;  /* io.schedule was called and flush has not run */
+    pending *pend;
+    size_t npend, cap;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static char *dump(json_t *j) {
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+static void send_json(dx__chat *chat, dx__chat_dev *d, json_t *j) {
+    char *s = dump(j);
+    if (s) {
+        chat->io.send(chat->io.arg, d, s, strlen(s));
+        free(s);
+    }
+}
+
+static void send_error(dx__chat *chat, dx__chat_dev *d, json_t *id, const char *code,
+                       const char *msg, const char *field) {
+    json_t *j = dx__chat_env("error");
+    if (!j) return;
+    if (id) json_object_set(j, "id", id);
+    json_object_set_new(j, "code", json_string(code));
+    json_object_set_new(j, "message", json_string(msg));
+    if (field) json_object_set_new(j, "field", json_string(field));
+    send_json(chat, d, j);
+}
+
+static int publish(dx__chat *chat, const char *uid, const char *data, const dx__chat_dev *except) {
+    return chat->broker->ops->publish(chat->broker, uid, data, strlen(data), except);
+}
+
+/* Opens the turn's transaction on the first write. */
+static int tx(dx__chat *chat) {
+    if (chat->in_tx) return 0;
+    int rc = chat->st->ops->begin(chat->st);
+    if (rc < 0) return rc;
+    chat->in_tx = 1;
+    if (!chat->scheduled) {
+        chat->scheduled = 1;
+        chat->io.schedule(chat->io.arg);
+    }
+    return 0;
+}
+
+static int add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *reply,
+                       const char *conv, json_t *bcast, int self) {
+    if (chat->npend == chat->cap) {
+        size_t ncap = chat->cap ? chat->cap * 2 : 64;
+        pending *np = dx__realloc(chat->pend, ncap * sizeof *np);
+        if (!np) goto nomem;
+        chat->pend = np;
+        chat->cap = ncap;
+    }
+    pending *p = &chat->pend[chat->npend];
+    *p = (pending){.dev = d, .bcast_self = self};
+    p->reply = reply ? dump(reply) : NULL;
+    p->bcast = bcast ? dump(bcast) : NULL;
+    p->conv = conv ? dx__strndup(conv, strlen(conv)) : NULL;
+    reply = bcast = NULL;
+    if ((!p->reply && !p->bcast) || (conv && !p->conv)) {
+        free(p->reply);
+        free(p->bcast);
+        dx__free(p->conv);
+        goto nomem;
+    }
+    p->id = id ? json_incref(id) : NULL;
+    chat->npend++;
+    return 0;
+nomem:
+    json_decref(reply);
+    json_decref(bcast);
+    return DX_ENOMEM;
+}
+
+typedef struct bcast_arg {
+    dx__chat *chat;
+    const char *data;
+    const dx__chat_dev *except;
+} bcast_arg;
+
+static int bcast_one(void *arg, const char *uid, int64_t n) {
+    bcast_arg *a = arg;
+    (void)publish(a->chat, uid, a->data, a->except);
+    return 0;
+}
+
+/* To every device of every member of `conv`. */
+static int to_members(dx__chat *chat, const char *conv, const char *data,
+                      const dx__chat_dev *except) {
+    bcast_arg a = {chat, data, except};
+    return chat->st->ops->members(chat->st, conv, INT64_MAX, NULL, bcast_one, &a);
+}
+
+int dx__chat_flush(dx__chat *chat) {
+    chat->scheduled = 0;
+    int rc = 0;
+    if (chat->in_tx) {
+        rc = chat->st->ops->commit(chat->st);
+        if (rc < 0) chat->st->ops->rollback(chat->st);
+        chat->in_tx = 0;
+    }
+    /* Entries are taken one at a time so that a reply's own effects cannot
+     * see a half-processed list. */
+    for (size_t i = 0; i < chat->npend; i++) {
+        pending *p = &chat->pend[i];
+        if (rc < 0) {
+            if (p->dev && p->reply)
+                send_error(chat, p->dev, p->id, "store_failed",
+                           "the database refused the write; nothing was stored", NULL);
+        } else {
+            if (p->dev && p->reply) chat->io.send(chat->io.arg, p->dev, p->reply, strlen(p->reply));
+            if (p->conv && p->bcast)
+                (void)to_members(chat, p->conv, p->bcast, p->bcast_self ? NULL : p->dev);
+        }
+        json_decref(p->id);
+        free(p->reply);
+        free(p->bcast);
+        dx__free(p->conv);
+    }
+    chat->npend = 0;
+    return rc < 0 ? DX_EIO : 0;
+}
+
+/* ---- presence ---------------------------------------------------------- */
+
+static json_t *presence_entry(const char *uid, int online, int64_t last_seen) {
+    return json_pack("{s:s, s:b, s:I}", "uid", uid, "online", online, "last_seen",
+                     (json_int_t)last_seen);
+}
+
+typedef struct presence_arg {
+    dx__chat *chat;
+    const char *data; /* to push, or NULL to collect */
+    json_t *list;
+} presence_arg;
+
+static int presence_one(void *arg, const char *uid, int64_t last_seen) {
+    presence_arg *a = arg;
+    if (a->data) {
+        (void)publish(a->chat, uid, a->data, NULL);
+    } else {
+        int on = a->chat->broker->ops->devices(a->chat->broker, uid) > 0;
+        json_array_append_new(a->list, presence_entry(uid, on, last_seen));
+    }
+    return 0;
+}
+
+/* Tells every contact of `uid` that it went online or offline. */
+static void presence_push(dx__chat *chat, const char *uid, int online, int64_t ts) {
+    json_t *j = dx__chat_env("presence");
+    json_t *users = json_array();
+    if (!j || !users) {
+        json_decref(j);
+        json_decref(users);
+        return;
+    }
+    json_array_append_new(users, presence_entry(uid, online, ts));
+    json_object_set_new(j, "users", users);
+    char *s = dump(j);
+    if (!s) return;
+    presence_arg a = {chat, s, NULL};
+    (void)chat->st->ops->contacts(chat->st, uid, presence_one, &a);
+    free(s);
+}
+
+void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
+    int64_t now = chat->io.now_ms(chat->io.arg);
+    if (tx(chat) == 0) {
+        (void)chat->st->ops->touch_user(chat->st, d->uid, now);
+        if (chat->lobby[0]) (void)chat->st->ops->join(chat->st, chat->lobby, d->uid);
+    }
+    json_t *w = dx__chat_env("welcome");
+    if (w) {
+        json_object_set_new(w, "uid", json_string(d->uid));
+        json_object_set_new(w, "proto", json_integer(DX_CHAT_PROTO));
+        json_object_set_new(w, "server", json_string("duplex/" DX_VERSION_STRING));
+        json_object_set_new(w, "time", json_integer(now));
+        json_object_set_new(w, "limits", json_pack("{s:i, s:i}", "text", DX_CHAT_TEXT_MAX,
+                                                   "request", DX_CHAT_REQUEST_MAX));
+        send_json(chat, d, w);
+    }
+    int64_t n = chat->broker->ops->online(chat->broker, d->uid);
+    if (n > 0) d->online = 1;
+    if (n == 1) presence_push(chat, d->uid, 1, now);
+}
+
+void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
+    for (size_t i = 0; i < chat->npend; i++)
+        if (chat->pend[i].dev == d) chat->pend[i].dev = NULL;
+    if (!d->online) return;
+    d->online = 0;
+    if (chat->broker->ops->offline(chat->broker, d->uid) == 0) {
+        int64_t now = chat->io.now_ms(chat->io.arg);
+        if (tx(chat) == 0) (void)chat->st->ops->touch_user(chat->st, d->uid, now);
+        presence_push(chat, d->uid, 0, now);
+    }
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+typedef struct req {
+    dx__chat *chat;
+    dx__chat_dev *dev;
+    json_t *root;
+    json_t *id; /* borrowed from root, or NULL */
+} req;
+
+static void fail(req *r, const char *code, const char *msg, const char *field) {
+    send_error(r->chat, r->dev, r->id, code, msg, field);
+}
+
+static void store_fail(req *r, int rc) {
+    if (rc == DX_ENOMEM)
+        fail(r, "internal", "out of memory", NULL);
+    else
+        fail(r, "store_failed", "the database failed; nothing was changed", NULL);
+}
+
+static json_t *reply(req *r, const char *type) {
+    json_t *j = dx__chat_env(type);
+    if (j && r->id) json_object_set(j, "id", r->id);
+    return j;
+}
+
+/* Reads "conv", checks its form and the caller's right to it. Returns the
+ * string, or NULL after replying with an error. */
+static const char *need_conv(req *r, int *direct) {
+    const char *conv = json_string_value(json_object_get(r->root, "conv"));
+    if (!conv) {
+        fail(r, "bad_field", "conv must be a conversation id string", "conv");
+        return NULL;
+    }
+    int k = dx__chat_conv_kind(conv, r->dev->uid);
+    if (k == DX_CHAT_CONV_BAD) {
+        fail(r, "bad_field", "conv must be d:UID1:UID2 (in byte order) or g:NAME", "conv");
+        return NULL;
+    }
+    if (k == DX_CHAT_CONV_OTHERS) {
+        fail(r, "not_member", "this direct conversation is not yours", "conv");
+        return NULL;
+    }
+    *direct = k == DX_CHAT_CONV_DIRECT;
+    return conv;
+}
+
+/* For a room: 1 when the caller is a member, else replies not_member. */
+static int need_member(req *r, const char *conv) {
+    int m = r->chat->st->ops->is_member(r->chat->st, conv, r->dev->uid);
+    if (m < 0) {
+        store_fail(r, m);
+        return 0;
+    }
+    if (!m) fail(r, "not_member", "join this room first", "conv");
+    return m == 1;
+}
+
+static json_t *msg_json(const dx__chat_msg *m) {
+    return json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:I}", "conv", m->conv, "seq",
+                     (json_int_t)m->seq, "mid", (json_int_t)m->mid, "cid", m->cid, "from",
+                     m->from, "text", m->text, "ts", (json_int_t)m->ts);
+}
+
+static void do_send(req *r) {
+    dx__chat *chat = r->chat;
+    int direct;
+    const char *conv = need_conv(r, &direct);
+    if (!conv) return;
+    const char *cid = json_string_value(json_object_get(r->root, "cid"));
+    if (!cid || !dx__chat_valid_cid(cid)) {
+        fail(r, "bad_field", "cid must be 1-64 printable ASCII characters", "cid");
+        return;
+    }
+    json_t *tj = json_object_get(r->root, "text");
+    const char *text = json_string_value(tj);
+    if (!text || json_string_length(tj) == 0 || strlen(text) != json_string_length(tj)) {
+        fail(r, "bad_field", "text must be a non-empty string", "text");
+        return;
+    }
+    if (json_string_length(tj) > DX_CHAT_TEXT_MAX) {
+        fail(r, "too_large", "text is limited to 4000 bytes", "text");
+        return;
+    }
+    int rc = tx(chat);
+    if (rc < 0) {
+        store_fail(r, rc);
+        return;
+    }
+    if (direct) {
+        /* The first message creates the conversation for both. */
+        char a[DX_CHAT_UID_MAX + 1], b[DX_CHAT_UID_MAX + 1];
+        dx__chat_direct_uids(conv, a, b);
+        if ((rc = chat->st->ops->join(chat->st, conv, a)) < 0 ||
+            (rc = chat->st->ops->join(chat->st, conv, b)) < 0) {
+            store_fail(r, rc);
+            return;
+        }
+    } else if (!need_member(r, conv)) {
+        return;
+    }
+    dx__chat_msg m;
+    int dup = 0;
+    rc = chat->st->ops->put(chat->st, conv, r->dev->uid, cid, text, chat->io.now_ms(chat->io.arg),
+                            &m, &dup);
+    if (rc < 0) {
+        store_fail(r, rc);
+        return;
+    }
+    json_t *ack = reply(r, "ack");
+    if (!ack) goto nomem;
+    json_object_set_new(ack, "conv", json_string(m.conv));
+    json_object_set_new(ack, "cid", json_string(cid));
+    json_object_set_new(ack, "mid", json_integer(m.mid));
+    json_object_set_new(ack, "seq", json_integer(m.seq));
+    json_object_set_new(ack, "ts", json_integer(m.ts));
+    json_t *deliver = NULL;
+    if (dup) {
+        json_object_set_new(ack, "dup", json_true());
+    } else {
+        deliver = dx__chat_env("deliver");
+        json_t *mj = msg_json(&m);
+        if (!deliver || !mj) {
+            json_decref(deliver);
+            json_decref(mj);
+            json_decref(ack);
+            goto nomem;
+        }
+        json_object_set_new(deliver, "msg", mj);
+    }
+    if (add_pending(chat, r->dev, r->id, ack, dup ? NULL : m.conv, deliver, 0) < 0) goto nomem;
+    return;
+nomem:
+    fail(r, "internal", "out of memory", NULL);
+}
+
+static void do_read(req *r) {
+    dx__chat *chat = r->chat;
+    int direct;
+    const char *conv = need_conv(r, &direct);
+    if (!conv) return;
+    json_t *sj = json_object_get(r->root, "seq");
+    if (!json_is_integer(sj) || json_integer_value(sj) < 0) {
+        fail(r, "bad_field", "seq must be an integer >= 0", "seq");
+        return;
+    }
+    int rc = tx(chat);
+    if (rc < 0) {
+        store_fail(r, rc);
+        return;
+    }
+    int64_t now = 0;
+    rc = chat->st->ops->mark_read(chat->st, conv, r->dev->uid, json_integer_value(sj), &now);
+    if (rc == DX_EINVAL) {
+        fail(r, "not_member", "not a member of this conversation", "conv");
+        return;
+    }
+    if (rc < 0) {
+        store_fail(r, rc);
+        return;
+    }
+    json_t *receipt = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "read",
+                                "conv", conv, "uid", r->dev->uid, "seq", (json_int_t)now);
+    if (!receipt || add_pending(chat, r->dev, r->id, reply(r, "ok"), conv, receipt, 1) < 0)
+        fail(r, "internal", "out of memory", NULL);
+}
+
+static void do_join(req *r) {
+    dx__chat *chat = r->chat;
+    int direct;
+    const char *conv = need_conv(r, &direct);
+    if (!conv) return;
+    if (direct) {
+        fail(r, "bad_field", "direct conversations start with their first message", "conv");
+        return;
+    }
+    int rc = tx(chat);
+    if (rc == 0) rc = chat->st->ops->join(chat->st, conv, r->dev->uid);
+    if (rc < 0) {
+        store_fail(r, rc);
+        return;
+    }
+    if (add_pending(chat, r->dev, r->id, reply(r, "ok"), NULL, NULL, 0) < 0)
+        fail(r, "internal", "out of memory", NULL);
+}
+
+static int collect_msg(void *arg, const dx__chat_msg *m) {
+    json_t *mj = msg_json(m);
+    return mj && json_array_append_new(arg, mj) == 0 ? 0 : DX_ENOMEM;
+}
+
+/* Reads on committed data only (see engine.h). */
+static void before_read(dx__chat *chat) {
+    if (chat->in_tx || chat->npend) (void)dx__chat_flush(chat);
+}
+
+static int opt_int(req *r, const char *name, int64_t dflt, int64_t lo, int64_t hi, int64_t *out) {
+    json_t *j = json_object_get(r->root, name);
+    if (!j || json_is_null(j)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", name, (long long)lo,
+                 (long long)hi);
+        fail(r, "bad_field", msg, name);
+        return -1;
+    }
+    *out = json_integer_value(j);
+    return 0;
+}
+
+static void do_history(req *r) {
+    dx__chat *chat = r->chat;
+    int direct;
+    const char *conv = need_conv(r, &direct);
+    if (!conv) return;
+    int64_t before, limit;
+    if (opt_int(r, "before", 0, 0, INT64_MAX, &before) < 0 ||
+        opt_int(r, "limit", 50, 1, 100, &limit) < 0)
+        return;
+    before_read(chat);
+    if (!need_member(r, conv)) return;
+    json_t *msgs = json_array(), *j = reply(r, "history");
+    int more = 0, rc = DX_ENOMEM;
+    if (msgs && j)
+        rc = chat->st->ops->messages(chat->st, conv, 0, before, (int)limit, 1, collect_msg, msgs,
+                                     &more);
+    if (rc < 0) {
+        json_decref(msgs);
+        json_decref(j);
+        store_fail(r, rc);
+        return;
+    }
+    json_object_set_new(j, "conv", json_string(conv));
+    json_object_set_new(j, "msgs", msgs);
+    json_object_set_new(j, "more", json_boolean(more));
+    send_json(chat, r->dev, j);
+}
+
+typedef struct sync_arg {
+    req *r;
+    json_t *since; /* object or NULL */
+    json_t *convs;
+} sync_arg;
+
+static int member_read(void *arg, const char *uid, int64_t seq) {
+    json_t *reads = json_object_get(arg, "reads"), *members = json_object_get(arg, "members");
+    json_array_append_new(members, json_string(uid));
+    json_object_set_new(reads, uid, json_integer(seq));
+    return 0;
+}
+
+static int sync_conv(void *arg, const dx__chat_conv *c) {
+    sync_arg *a = arg;
+    dx__chat *chat = a->r->chat;
+    const char *uid = a->r->dev->uid;
+    json_t *o = json_pack("{s:s, s:I, s:I, s:[], s:{}}", "conv", c->conv, "last_seq",
+                          (json_int_t)c->last_seq, "read_seq", (json_int_t)c->read_seq, "members",
+                          "reads");
+    json_t *msgs = json_array();
+    if (!o || !msgs) goto nomem;
+    int64_t unread = 0, count = 0;
+    int rc = chat->st->ops->unread(chat->st, c->conv, uid, c->read_seq, &unread);
+    if (rc < 0) goto err;
+    json_object_set_new(o, "unread", json_integer(unread));
+    rc = chat->st->ops->members(chat->st, c->conv, 64, &count, member_read, o);
+    if (rc < 0) goto err;
+    if (count > 64) {
+        json_object_del(o, "members");
+        json_object_del(o, "reads");
+        json_object_set_new(o, "members_count", json_integer(count));
+    }
+    json_t *have = a->since ? json_object_get(a->since, c->conv) : NULL;
+    int more = 0;
+    if (have)
+        rc = chat->st->ops->messages(chat->st, c->conv, json_integer_value(have), 0, 100, 0,
+                                     collect_msg, msgs, &more);
+    else
+        rc = chat->st->ops->messages(chat->st, c->conv, 0, 0, 50, 1, collect_msg, msgs, &more);
+    if (rc < 0) goto err;
+    json_object_set_new(o, "msgs", msgs);
+    json_object_set_new(o, "more", json_boolean(more));
+    return json_array_append_new(a->convs, o) == 0 ? 0 : DX_ENOMEM;
+nomem:
+    rc = DX_ENOMEM;
+err:
+    json_decref(o);
+    json_decref(msgs);
+    return rc;
+}
+
+static void do_sync(req *r) {
+    dx__chat *chat = r->chat;
+    json_t *since = json_object_get(r->root, "since");
+    if (since && !json_is_null(since)) {
+        if (!json_is_object(since)) {
+            fail(r, "bad_field", "since must be an object {conv: last seq}", "since");
+            return;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(since, k, v) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                fail(r, "bad_field", "since values must be integers >= 0", "since");
+                return;
+            }
+        }
+    } else {
+        since = NULL;
+    }
+    before_read(chat);
+    sync_arg a = {r, since, json_array()};
+    json_t *j = reply(r, "sync"), *pres = json_array();
+    int rc = DX_ENOMEM;
+    if (a.convs && j && pres) {
+        rc = chat->st->ops->convs_of(chat->st, r->dev->uid, sync_conv, &a);
+        presence_arg pa = {chat, NULL, pres};
+        if (rc == 0) rc = chat->st->ops->contacts(chat->st, r->dev->uid, presence_one, &pa);
+    }
+    if (rc < 0) {
+        json_decref(a.convs);
+        json_decref(j);
+        json_decref(pres);
+        store_fail(r, rc);
+        return;
+    }
+    json_object_set_new(j, "convs", a.convs);
+    json_object_set_new(j, "presence", pres);
+    send_json(chat, r->dev, j);
+}
+
+static void do_typing(req *r) {
+    int direct;
+    const char *conv = need_conv(r, &direct);
+    if (!conv) return;
+    /* Members only, but typing is not worth a flush: a room's membership is
+     * read as it stands in the open transaction. */
+    if (!direct && !need_member(r, conv)) return;
+    json_t *j = json_pack("{s:i, s:s, s:s, s:s}", "v", DX_CHAT_PROTO, "type", "typing", "conv",
+                          conv, "uid", r->dev->uid);
+    char *s = j ? dump(j) : NULL;
+    if (!s) return;
+    if (direct) {
+        char a[DX_CHAT_UID_MAX + 1], b[DX_CHAT_UID_MAX + 1];
+        dx__chat_direct_uids(conv, a, b);
+        (void)publish(r->chat, strcmp(a, r->dev->uid) ? a : b, s, NULL);
+    } else {
+        bcast_arg ba = {r->chat, s, NULL};
+        (void)r->chat->st->ops->members(r->chat->st, conv, INT64_MAX, NULL, bcast_one, &ba);
+    }
+    free(s);
+}
+
+static void do_presence(req *r) {
+    dx__chat *chat = r->chat;
+    json_t *uids = json_object_get(r->root, "uids");
+    size_t n = json_array_size(uids);
+    if (!json_is_array(uids) || n < 1 || n > 100) {
+        fail(r, "bad_field", "uids must be an array of 1-100 user ids", "uids");
+        return;
+    }
+    json_t *users = json_array(), *j = reply(r, "presence");
+    if (!users || !j) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        const char *u = json_string_value(json_array_get(uids, i));
+        if (!u || !dx__chat_valid_uid(u, strlen(u))) {
+            json_decref(users);
+            json_decref(j);
+            fail(r, "bad_field", "uids must be an array of 1-100 user ids", "uids");
+            return;
+        }
+        int64_t seen = 0;
+        int rc = chat->st->ops->last_seen(chat->st, u, &seen);
+        if (rc < 0) {
+            json_decref(users);
+            json_decref(j);
+            store_fail(r, rc);
+            return;
+        }
+        int on = chat->broker->ops->devices(chat->broker, u) > 0;
+        json_array_append_new(users, presence_entry(u, on, seen));
+    }
+    json_object_set_new(j, "users", users);
+    send_json(chat, r->dev, j);
+    return;
+nomem:
+    json_decref(users);
+    json_decref(j);
+    fail(r, "internal", "out of memory", NULL);
+}
+
+static const struct {
+    const char *type;
+    void (*fn)(req *r);
+} HANDLERS[] = {
+    {"send", do_send},       {"read", do_read},     {"history", do_history},
+    {"sync", do_sync},       {"join", do_join},     {"typing", do_typing},
+    {"presence", do_presence},
+};
+
+void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len,
+                      int binary) {
+    req r = {chat, d, NULL, NULL};
+    if (binary) {
+        fail(&r, "bad_json", "binary messages are not part of the protocol", NULL);
+        return;
+    }
+    if (len > DX_CHAT_REQUEST_MAX) {
+        fail(&r, "too_large", "requests are limited to 16384 bytes", NULL);
+        return;
+    }
+    json_error_t jerr;
+    r.root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(r.root)) {
+        fail(&r, "bad_json", r.root ? "a request is a JSON object" : jerr.text, NULL);
+        json_decref(r.root);
+        return;
+    }
+    json_t *id = json_object_get(r.root, "id");
+    if (id) {
+        size_t n = json_string_length(id);
+        if (!(json_is_integer(id) || (json_is_string(id) && n >= 1 && n <= 64))) {
+            fail(&r, "bad_field", "id must be an integer or a string of 1-64 bytes", "id");
+            goto done;
+        }
+        r.id = id;
+    }
+    json_t *v = json_object_get(r.root, "v");
+    if (!json_is_integer(v) || json_integer_value(v) != DX_CHAT_PROTO) {
+        fail(&r, "bad_version", "this server speaks protocol version 1 (\"v\":1)", "v");
+        goto done;
+    }
+    const char *type = json_string_value(json_object_get(r.root, "type"));
+    if (!type) {
+        fail(&r, "bad_type", "type is missing", "type");
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof HANDLERS / sizeof HANDLERS[0]; i++) {
+        if (!strcmp(type, HANDLERS[i].type)) {
+            HANDLERS[i].fn(&r);
+            goto done;
+        }
+    }
+    fail(&r, "bad_type", "unknown request type", "type");
+done:
+    json_decref(r.root);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+/* The broker hands this node's share of a publish back here. */
+void dx__chat_deliver_here(void *engine, const char *uid, const char *data, size_t len,
+                           const void *except) {
+    dx__chat *chat = engine;
+    chat->io.deliver(chat->io.arg, uid, data, len, except);
+}
+
+void dx__chat_use_broker(dx__chat *chat, dx__chat_broker *b) {
+    if (!b) return;
+    chat->broker->ops->free(chat->broker);
+    chat->broker = b;
+}
+
+typedef struct local_push {
+    dx__chat *chat;
+    const char *data;
+} local_push;
+
+static int push_local(void *arg, const char *uid, int64_t n) {
+    local_push *p = arg;
+    dx__chat_deliver_here(p->chat, uid, p->data, strlen(p->data), NULL);
+    return 0;
+}
+
+void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices) {
+    int64_t seen = 0;
+    if (devices <= 0) (void)chat->st->ops->last_seen(chat->st, uid, &seen);
+    if (devices > 0) seen = chat->io.now_ms(chat->io.arg);
+    json_t *j = dx__chat_env("presence");
+    json_t *users = json_array();
+    if (!j || !users || json_array_append_new(users, presence_entry(uid, devices > 0, seen)) < 0) {
+        json_decref(j);
+        json_decref(users);
+        return;
+    }
+    json_object_set_new(j, "users", users);
+    char *s = dump(j);
+    if (!s) return;
+    local_push p = {chat, s};
+    (void)chat->st->ops->contacts(chat->st, uid, push_local, &p);
+    free(s);
+}
+
+dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char *lobby,
+                       const char **why) {
+    dx__chat *chat = dx__calloc(1, sizeof *chat);
+    if (!chat) {
+        *why = "out of memory";
+        return NULL;
+    }
+    chat->io = *io;
+    chat->st = store;
+    if (lobby && *lobby) {
+        if (!dx__chat_valid_uid(lobby, strlen(lobby))) {
+            *why = "bad lobby room name (1-32 of A-Z a-z 0-9 _ -)";
+            dx__free(chat);
+            return NULL;
+        }
+        snprintf(chat->lobby, sizeof chat->lobby, "g:%s", lobby);
+    }
+    chat->broker = dx__chat_broker_local(dx__chat_deliver_here, chat);
+    if (!chat->broker) {
+        *why = "out of memory";
+        dx__free(chat);
+        return NULL;
+    }
+    return chat;
+}
+
+void dx__chat_free(dx__chat *chat) {
+    if (!chat) return;
+    if (chat->in_tx || chat->npend) (void)dx__chat_flush(chat);
+    dx__free(chat->pend);
+    chat->broker->ops->free(chat->broker);
+    chat->st->ops->close(chat->st);
+    dx__free(chat);
+}

@@ -1,0 +1,83 @@
+/* Internal: the chat engine — the protocol of docs/chat-protocol.md over a
+ * store (store.h) and a broker (broker.h), with no socket and no loop of its
+ * own. The service (service.c) plugs it into a dx_server; the unit tests
+ * drive it directly through a dx__chat_io that records what it sends.
+ *
+ * Flow: the transport calls dx__chat_open when a device's WebSocket opens,
+ * dx__chat_message for each message, dx__chat_close when it ends. Requests
+ * that write (send, read, join) run inside one store transaction per loop
+ * turn; their replies wait in a pending list, and io.schedule asks the
+ * transport to call dx__chat_flush after the turn's callbacks, which
+ * commits and only then sends acks and deliveries (group commit). Reads
+ * (history, sync) flush first, so nothing uncommitted is ever shown. */
+#ifndef DX_CHAT_ENGINE_H
+#define DX_CHAT_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat/broker.h"
+#include "chat/store.h"
+
+#define DX_CHAT_UID_MAX 32
+#define DX_CHAT_TEXT_MAX 4000
+#define DX_CHAT_REQUEST_MAX 16384
+
+/* One connected device. Owned by the transport (inline connection data);
+ * the engine reads uid and keeps no pointer to it after dx__chat_close. */
+typedef struct dx__chat_dev {
+    char uid[DX_CHAT_UID_MAX + 1];
+    void *handle;  /* the transport's connection */
+    int online;    /* counted in presence (set by the engine) */
+} dx__chat_dev;
+
+typedef struct dx__chat_io {
+    void *arg;
+    /* Sends one text message to one device. */
+    void (*send)(void *arg, dx__chat_dev *d, const char *data, size_t len);
+    /* Sends to this node's devices of `uid`, except the device `except`. */
+    void (*deliver)(void *arg, const char *uid, const char *data, size_t len,
+                    const dx__chat_dev *except);
+    /* Asks for one dx__chat_flush() after the current callbacks. */
+    void (*schedule)(void *arg);
+    /* Wall clock in ms since the epoch. */
+    int64_t (*now_ms)(void *arg);
+} dx__chat_io;
+
+typedef struct dx__chat dx__chat;
+
+/* Creates an engine over `store` (taken: closed by dx__chat_free) with the
+ * local broker. `lobby` (NULL for none) is a room name every device's user
+ * joins when it connects. `io` is copied. NULL with *why on failure. */
+dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char *lobby,
+                       const char **why);
+void dx__chat_free(dx__chat *chat);
+
+/* Several nodes. dx__chat_use_broker replaces the local broker with `b`
+ * (taken: freed by dx__chat_free), before any device opens. Create `b`
+ * with dx__chat_deliver_here as its deliver function and the engine as its
+ * argument, so that what it receives reaches this node's devices. */
+void dx__chat_use_broker(dx__chat *chat, dx__chat_broker *b);
+void dx__chat_deliver_here(void *engine, const char *uid, const char *data, size_t len,
+                           const void *except);
+/* Another node's devices of `uid` changed to `devices` in all (a node
+ * crashed and its devices expired, typically): when that makes the user
+ * offline or online, tells the contacts connected to THIS node only — a
+ * live node announces its own changes through the broker already. */
+void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices);
+
+/* A device of d->uid (already validated) is open: welcome, presence. */
+void dx__chat_open(dx__chat *chat, dx__chat_dev *d);
+/* One message from a device: `binary` ones are refused with bad_json. */
+void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len,
+                      int binary);
+/* The device is gone; replies still pending for it are dropped. */
+void dx__chat_close(dx__chat *chat, dx__chat_dev *d);
+/* Commits the turn's writes and sends what waited for it. Returns 0, or
+ * DX_EIO when the commit failed (the requests got store_failed). */
+int dx__chat_flush(dx__chat *chat);
+
+/* 1 when `s` is a valid uid: 1-32 of A-Z a-z 0-9 _ -. */
+int dx__chat_valid_uid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,55 @@
+/* Identifier syntax of the chat protocol (docs/chat-protocol.md). */
+#include <string.h>
+
+#include "chat/engine.h"
+#include "chat/proto.h"
+
+json_t *dx__chat_env(const char *type) {
+    return json_pack("{s:i, s:s}", "v", DX_CHAT_PROTO, "type", type);
+}
+
+int dx__chat_valid_uid(const char *s, size_t len) {
+    if (len < 1 || len > DX_CHAT_UID_MAX) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int dx__chat_valid_cid(const char *cid) {
+    size_t n = strlen(cid);
+    if (n < 1 || n > 64) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (cid[i] < 0x21 || cid[i] > 0x7e) return 0;
+    return 1;
+}
+
+enum dx__chat_conv_kind dx__chat_conv_kind(const char *conv, const char *uid) {
+    if (conv[0] == 'g' && conv[1] == ':')
+        return dx__chat_valid_uid(conv + 2, strlen(conv + 2)) ? DX_CHAT_CONV_ROOM
+                                                               : DX_CHAT_CONV_BAD;
+    if (conv[0] != 'd' || conv[1] != ':') return DX_CHAT_CONV_BAD;
+    const char *a = conv + 2, *colon = strchr(a, ':');
+    if (!colon) return DX_CHAT_CONV_BAD;
+    const char *b = colon + 1;
+    size_t na = (size_t)(colon - a), nb = strlen(b);
+    if (!dx__chat_valid_uid(a, na) || !dx__chat_valid_uid(b, nb)) return DX_CHAT_CONV_BAD;
+    /* Byte order, and never a conversation with oneself. */
+    int cmp = memcmp(a, b, na < nb ? na : nb);
+    if (cmp > 0 || (cmp == 0 && na >= nb)) return DX_CHAT_CONV_BAD;
+    size_t nu = strlen(uid);
+    if ((na == nu && !memcmp(a, uid, nu)) || (nb == nu && !memcmp(b, uid, nu)))
+        return DX_CHAT_CONV_DIRECT;
+    return DX_CHAT_CONV_OTHERS;
+}
+
+void dx__chat_direct_uids(const char *conv, char *a, char *b) {
+    const char *p = conv + 2, *colon = strchr(p, ':');
+    size_t na = (size_t)(colon - p);
+    memcpy(a, p, na);
+    a[na] = 0;
+    strcpy(b, colon + 1);
+}

@@ -1,0 +1,212 @@
+/* The chat service on a dx_server (include/duplex/chat.h): identifies each
+ * upgrade, keeps one dx__chat_dev inline in every connection, and gives the
+ * engine its I/O — a send is dx_server_send, a delivery to a user is a
+ * publish on the topic "u:UID" that every device of that user subscribes
+ * to (framed once for all of them), and the group commit runs from a
+ * deferred call after each loop turn. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <duplex/chat.h>
+
+#include "chat/engine.h"
+#include "core/alloc.h"
+
+struct dx_chat {
+    dx_loop *loop;
+    dx_server *srv; /* learnt from the first connection */
+    dx__chat *engine;
+    unsigned char *secret;
+    size_t secret_len;
+    int closing; /* dx_chat_free is running: nothing goes out any more */
+};
+
+static _Thread_local const char *new_why = "no error";
+
+const char *dx_chat_new_why(void) {
+    return new_why;
+}
+
+/* ---- the engine's I/O ---------------------------------------------------- */
+
+static void io_send(void *arg, dx__chat_dev *d, const char *data, size_t len) {
+    dx_chat *chat = arg;
+    if (chat->closing || !d->handle) return;
+    (void)dx_server_send(d->handle, DX_OP_TEXT, data, len);
+}
+
+static void topic_of(const char *uid, char out[DX_CHAT_UID_MAX + 3]) {
+    snprintf(out, DX_CHAT_UID_MAX + 3, "u:%s", uid);
+}
+
+static void io_deliver(void *arg, const char *uid, const char *data, size_t len,
+                       const dx__chat_dev *except) {
+    dx_chat *chat = arg;
+    if (chat->closing || !chat->srv) return;
+    char topic[DX_CHAT_UID_MAX + 3];
+    topic_of(uid, topic);
+    (void)dx_server_publish(chat->srv, topic, DX_OP_TEXT, data, len,
+                            except ? except->handle : NULL);
+}
+
+static void run_flush(dx_loop *loop, void *arg) {
+    dx_chat *chat = arg;
+    (void)dx__chat_flush(chat->engine);
+}
+
+static void io_schedule(void *arg) {
+    dx_chat *chat = arg;
+    /* When the defer cannot be queued, commit now: late acks beat none. */
+    if (dx_loop_defer(chat->loop, run_flush, chat) < 0) (void)dx__chat_flush(chat->engine);
+}
+
+static int64_t io_now(void *arg) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- server callbacks ---------------------------------------------------- */
+
+/* Finds `name=` in a query string; the value ends at '&'. */
+static const char *query_param(const char *q, size_t qlen, const char *name, size_t *vlen) {
+    size_t n = strlen(name);
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - p) > n && !memcmp(p, name, n) && p[n] == '=') {
+            *vlen = (size_t)(stop - p - n - 1);
+            return p + n + 1;
+        }
+        p = stop + 1;
+    }
+    return NULL;
+}
+
+static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
+    dx_chat *chat = user;
+    dx__chat_dev *d = dx_server_conn_data(c);
+    chat->srv = dx_server_conn_server(c);
+    size_t n = 0;
+    const char *q = u->query ? u->query : "";
+    size_t qlen = u->query ? u->query_len : 0;
+    const char *token = query_param(q, qlen, "token", &n);
+    if (token) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (!chat->secret || dx_chat_token_check(chat->secret, chat->secret_len, token, n,
+                                                 ts.tv_sec, d->uid, sizeof d->uid) < 0) {
+            u->reason = "invalid or expired token\n";
+            return 401;
+        }
+        return 0;
+    }
+    const char *uid = query_param(q, qlen, "uid", &n);
+    if (chat->secret) {
+        u->reason = "a token is required (?token=...)\n";
+        return 401;
+    }
+    if (!uid || !dx__chat_valid_uid(uid, n)) {
+        u->reason = "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)\n";
+        return 401;
+    }
+    memcpy(d->uid, uid, n);
+    d->uid[n] = 0;
+    return 0;
+}
+
+static void on_open(dx_server_conn *c, void *user) {
+    dx_chat *chat = user;
+    dx__chat_dev *d = dx_server_conn_data(c);
+    d->handle = c;
+    char topic[DX_CHAT_UID_MAX + 3];
+    topic_of(d->uid, topic);
+    if (dx_server_subscribe(c, topic) < 0) {
+        (void)dx_server_close(c, 1011, "out of memory");
+        return;
+    }
+    dx__chat_open(chat->engine, d);
+}
+
+static void on_message(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *data,
+                       size_t len) {
+    dx_chat *chat = user;
+    dx__chat_message(chat->engine, dx_server_conn_data(c), (const char *)data, len,
+                     op == DX_OP_BINARY);
+}
+
+static void on_close(dx_server_conn *c, void *user, uint16_t code, const uint8_t *reason,
+                     size_t reason_len, int was_clean) {
+    dx_chat *chat = user;
+    dx__chat_dev *d = dx_server_conn_data(c);
+    dx__chat_close(chat->engine, d);
+    d->handle = NULL;
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
+    if (!loop || !cfg) {
+        new_why = "no loop or no configuration";
+        return NULL;
+    }
+    dx_chat *chat = dx__calloc(1, sizeof *chat);
+    if (!chat) {
+        new_why = "out of memory";
+        return NULL;
+    }
+    chat->loop = loop;
+    if (cfg->secret && cfg->secret_len) {
+        chat->secret = dx__malloc(cfg->secret_len);
+        if (!chat->secret) {
+            new_why = "out of memory";
+            dx__free(chat);
+            return NULL;
+        }
+        memcpy(chat->secret, cfg->secret, cfg->secret_len);
+        chat->secret_len = cfg->secret_len;
+    }
+    const char *why = "out of memory";
+    dx__chat_store *st = dx__chat_store_sqlite(cfg->db_path, &why);
+    dx__chat_io io = {.arg = chat, .send = io_send, .deliver = io_deliver,
+                      .schedule = io_schedule, .now_ms = io_now};
+    if (st) {
+        chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
+        if (!chat->engine) st->ops->close(st);
+    }
+    if (!chat->engine) {
+        new_why = why;
+        dx__free(chat->secret);
+        dx__free(chat);
+        return NULL;
+    }
+    return chat;
+}
+
+int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg) {
+    if (!chat || !scfg) return DX_EINVAL;
+    scfg->user = chat;
+    scfg->conn_data_size = sizeof(dx__chat_dev);
+    scfg->on_upgrade = on_upgrade;
+    scfg->on_open = on_open;
+    scfg->on_message = on_message;
+    scfg->on_close = on_close;
+    scfg->app_heartbeat = 1;
+    if (!scfg->max_message) scfg->max_message = 1u << 20;
+    if (!scfg->ping_interval_ms) scfg->ping_interval_ms = 20000;
+    if (!scfg->ping_timeout_ms) scfg->ping_timeout_ms = 10000;
+    return 0;
+}
+
+void dx_chat_free(dx_chat *chat) {
+    if (!chat) return;
+    chat->closing = 1;
+    dx__chat_free(chat->engine);
+    if (chat->secret) {
+        explicit_bzero(chat->secret, chat->secret_len);
+        dx__free(chat->secret);
+    }
+    dx__free(chat);
+}

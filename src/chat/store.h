@@ -1,0 +1,100 @@
+/* Internal: the chat store interface. The chat logic sees only these
+ * operations, so another backend (PostgreSQL for a cluster) is one more
+ * dx__chat_store_ops table; store_sqlite.c is the embedded one.
+ *
+ * Transactions. Writes happen between begin() and commit(). The chat
+ * service groups every write of one event-loop turn into one transaction
+ * (group commit) and sends acks only after commit() returned 0: commit is
+ * the durability point, so an implementation must not return from it before
+ * the data would survive a crash of the process (and, for SQLite with
+ * synchronous=FULL, of the machine). Reads may happen inside or outside a
+ * transaction; inside, they see the transaction's own writes.
+ *
+ * Strings passed in are borrowed for the call. Strings passed to callbacks
+ * (dx__chat_msg fields, uids, conv ids) are borrowed until the callback
+ * returns. Functions return 0 or a negative code: DX_ENOMEM, DX_EIO (the
+ * database failed: disk full, I/O error, corrupt file). A callback that
+ * returns non-zero stops the iteration, and that value is returned. */
+#ifndef DX_CHAT_STORE_H
+#define DX_CHAT_STORE_H
+
+#include <stdint.h>
+
+typedef struct dx__chat_msg {
+    const char *conv;
+    int64_t seq;
+    int64_t mid;
+    const char *cid;
+    const char *from;
+    const char *text;
+    int64_t ts;
+} dx__chat_msg;
+
+/* One conversation of a user, as convs_of lists it. */
+typedef struct dx__chat_conv {
+    const char *conv;
+    int64_t last_seq;
+    int64_t read_seq; /* the user's */
+} dx__chat_conv;
+
+typedef int (*dx__chat_msg_cb)(void *arg, const dx__chat_msg *m);
+typedef int (*dx__chat_conv_cb)(void *arg, const dx__chat_conv *c);
+/* A user, with a number: a member's read seq, or a contact's last_seen. */
+typedef int (*dx__chat_uid_cb)(void *arg, const char *uid, int64_t n);
+
+typedef struct dx__chat_store dx__chat_store;
+
+typedef struct dx__chat_store_ops {
+    void (*close)(dx__chat_store *st);
+    int (*begin)(dx__chat_store *st);
+    int (*commit)(dx__chat_store *st);
+    void (*rollback)(dx__chat_store *st);
+
+    /* Records that `uid` exists and was last seen at `ts` (ms). */
+    int (*touch_user)(dx__chat_store *st, const char *uid, int64_t ts);
+    /* The last_seen of `uid`, 0 when unknown. */
+    int (*last_seen)(dx__chat_store *st, const char *uid, int64_t *ts);
+    /* Makes `uid` a member of `conv`, creating the conversation. No-op
+     * when already a member. */
+    int (*join)(dx__chat_store *st, const char *conv, const char *uid);
+    /* 1 member, 0 not, or a negative code. */
+    int (*is_member)(dx__chat_store *st, const char *conv, const char *uid);
+    /* Stores a message with the next seq of `conv`, unless (from, cid)
+     * exists already: then *dup = 1 and `out` describes the stored one.
+     * `out`'s strings are valid until the next call on the store; for a
+     * duplicate, out->text is "" (the ack does not need it). Returns
+     * DX_EINVAL when the conversation does not exist (join first). */
+    int (*put)(dx__chat_store *st, const char *conv, const char *from, const char *cid,
+               const char *text, int64_t ts, dx__chat_msg *out, int *dup);
+    /* read_seq = max(read_seq, min(seq, last_seq)); the result in *now. */
+    int (*mark_read)(dx__chat_store *st, const char *conv, const char *uid, int64_t seq,
+                     int64_t *now);
+    /* Members of `conv` with their read seq; *count (may be NULL) gets the
+     * number of members, and when it exceeds `max` no callback runs. */
+    int (*members)(dx__chat_store *st, const char *conv, int64_t max, int64_t *count,
+                   dx__chat_uid_cb cb, void *arg);
+    /* Every conversation of `uid`. */
+    int (*convs_of)(dx__chat_store *st, const char *uid, dx__chat_conv_cb cb, void *arg);
+    /* Messages of `conv` with after < seq < before (before 0: no bound),
+     * at most `limit`: the oldest of them when `newest` is 0, the newest
+     * when 1 — always delivered in ascending seq. *more (may be NULL) is 1
+     * when the range holds more than `limit`. */
+    int (*messages)(dx__chat_store *st, const char *conv, int64_t after, int64_t before,
+                    int limit, int newest, dx__chat_msg_cb cb, void *arg, int *more);
+    /* Messages of `conv` after `seq` not sent by `uid`. */
+    int (*unread)(dx__chat_store *st, const char *conv, const char *uid, int64_t seq,
+                  int64_t *n);
+    /* Users sharing a conversation with `uid`, with their last_seen. */
+    int (*contacts)(dx__chat_store *st, const char *uid, dx__chat_uid_cb cb, void *arg);
+} dx__chat_store_ops;
+
+struct dx__chat_store {
+    const dx__chat_store_ops *ops;
+};
+
+/* Opens (creating when needed) the SQLite store at `path` (":memory:" or
+ * NULL for a private in-memory database). WAL mode, synchronous=FULL.
+ * Returns NULL on failure with a one-line reason in `why` (static). */
+dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why);
+
+#endif

@@ -1,0 +1,125 @@
+"""permessage-deflate against Python `websockets` (Debian python3-websockets
+10.x), both roles.
+
+  deflate_python.py client URL
+      For every combination of the four parameters the client can offer,
+      connects to `duplex serve --echo`, checks the answer names
+      permessage-deflate, sends a plan of messages and checks every echo, and
+      counts the compressed frames received (RSV1): the server must have
+      compressed. Prints one line per check; exits 0 when all passed.
+  deflate_python.py server SNCT CNCT SMWB CMWB
+      A server (its permessage-deflate options: 0/1 flags and window bits,
+      0 for none) printing "listening PORT"; it drives an echoing client
+      (`duplex connect --echo`) through the same plan, then closes with 1000
+      "done", or 4000 and the first mismatch.
+"""
+
+import asyncio
+import sys
+
+import websockets
+from websockets.extensions import permessage_deflate as pmd
+
+failed = 0
+compressed_in = 0
+
+# Count the compressed frames this side receives.
+_decode = pmd.PerMessageDeflate.decode
+
+
+def _counting_decode(self, frame, *, max_size=None):
+    global compressed_in
+    if frame.rsv1:
+        compressed_in += 1
+    return _decode(self, frame, max_size=max_size)
+
+
+pmd.PerMessageDeflate.decode = _counting_decode
+
+
+def check(ok, what):
+    global failed
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        failed += 1
+
+
+def plan():
+    msgs = []
+    for i in range(20):
+        msgs.append(('{"id":%d,"user":"user-%d","text":"%s"}' % (i, i % 7, "hello chat " * 80))[:1024])
+    msgs += ["", "héllo wörld ✓ 世界 🎉" * 40, b"", bytes((i * 7919) & 255 for i in range(50000)),
+             "abc" * 300000, b"\x00" * 200000, ["frag-1 ", "y" * 3000, " frag-3"]]
+    return msgs
+
+
+async def pieces(items):
+    for p in items:
+        yield p
+
+
+async def drive(ws):
+    """Sends the plan to an echoing peer; returns None or the first mismatch."""
+    for i, m in enumerate(plan()):
+        await ws.send(pieces(m) if isinstance(m, list) else m)
+        want = "".join(m) if isinstance(m, list) else m
+        got = await asyncio.wait_for(ws.recv(), 30)
+        if type(got) is not type(want) or got != want:
+            return f"echo {i} differs"
+    return None
+
+
+async def client(url):
+    combos = [
+        dict(),
+        dict(server_no_context_takeover=True),
+        dict(client_no_context_takeover=True),
+        dict(server_no_context_takeover=True, client_no_context_takeover=True),
+        dict(client_max_window_bits=10),
+        dict(server_max_window_bits=10),
+        dict(server_max_window_bits=9, client_max_window_bits=9),
+    ]
+    global compressed_in
+    for opts in combos:
+        compressed_in = 0
+        factory = pmd.ClientPerMessageDeflateFactory(**opts)
+        try:
+            async with websockets.connect(url, extensions=[factory], compression=None,
+                                          max_size=None, ping_interval=None) as ws:
+                ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+                check(ext.startswith("permessage-deflate"), f"{opts}: negotiated '{ext}'")
+                err = await drive(ws)
+                check(err is None, f"{opts}: every echo equal ({err or 'all'})")
+                check(compressed_in >= 5, f"{opts}: {compressed_in} compressed messages received")
+        except Exception as e:  # a refused handshake fails the combination
+            check(False, f"{opts}: {type(e).__name__}: {e}")
+
+
+async def server(snct, cnct, smwb, cmwb):
+    factory = pmd.ServerPerMessageDeflateFactory(
+        server_no_context_takeover=bool(snct), client_no_context_takeover=bool(cnct),
+        server_max_window_bits=smwb or None, client_max_window_bits=cmwb or None)
+
+    async def handler(ws, path=None):
+        global compressed_in
+        compressed_in = 0
+        if "permessage-deflate" not in ws.response_headers.get("Sec-WebSocket-Extensions", ""):
+            await ws.close(4000, "permessage-deflate not negotiated")
+            return
+        err = await drive(ws)
+        if err is None and compressed_in < 5:
+            err = f"only {compressed_in} compressed messages from the client"
+        await ws.close(4000 if err else 1000, err or "done")
+
+    async with websockets.serve(handler, "127.0.0.1", 0, extensions=[factory], compression=None,
+                                max_size=None, ping_interval=None) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        print(f"listening {port}", flush=True)
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "client":
+        asyncio.run(client(sys.argv[2]))
+        sys.exit(1 if failed else 0)
+    asyncio.run(server(*(int(a) for a in sys.argv[2:6])))

@@ -1,0 +1,691 @@
+/* The chat protocol handlers (src/chat/engine.c) against the real SQLite
+ * store, with a transport that records what each device would receive:
+ * group commit (no ack before the commit), idempotent resend, deliveries to
+ * every device but the sender's, receipts, unread counts, history pages,
+ * sync, presence with two devices, typing, every error code, a failing
+ * disk, and random garbage that must never crash. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <duplex/common.h>
+
+#include "chat/engine.h"
+#include "test.h"
+
+#define MAX_DEVS 8
+#define MAX_OUT 4096
+
+typedef struct rec {
+    dx__chat_dev *to;
+    char *data;
+    int taken;
+} rec;
+
+static rec outs[MAX_OUT];
+static int nouts, schedules;
+static dx__chat_dev *devs[MAX_DEVS];
+static int64_t clock_ms = 1700000000000;
+
+static void io_send(void *arg, dx__chat_dev *d, const char *data, size_t len) {
+    if (nouts < MAX_OUT) outs[nouts++] = (rec){d, strndup(data, len), 0};
+}
+
+static void io_deliver(void *arg, const char *uid, const char *data, size_t len,
+                       const dx__chat_dev *except) {
+    for (int i = 0; i < MAX_DEVS; i++)
+        if (devs[i] && devs[i] != except && !strcmp(devs[i]->uid, uid))
+            io_send(arg, devs[i], data, len);
+}
+
+static void io_schedule(void *arg) {
+    schedules++;
+}
+
+static int64_t io_now(void *arg) {
+    return clock_ms;
+}
+
+static void reset_outs(void) {
+    for (int i = 0; i < nouts; i++)
+        free(outs[i].data);
+    nouts = 0;
+    schedules = 0;
+}
+
+static dx__chat *engine(dx__chat_store *st) {
+    const char *why = NULL;
+    if (!st) st = dx__chat_store_sqlite(NULL, &why);
+    if (!st) return NULL;
+    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now};
+    reset_outs();
+    memset(devs, 0, sizeof devs);
+    return dx__chat_new(&io, st, "lobby", &why);
+}
+
+static void dev_open(dx__chat *c, dx__chat_dev *d, const char *uid) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->uid, sizeof d->uid, "%s", uid);
+    for (int i = 0; i < MAX_DEVS; i++)
+        if (!devs[i]) {
+            devs[i] = d;
+            break;
+        }
+    dx__chat_open(c, d);
+}
+
+static void dev_close(dx__chat *c, dx__chat_dev *d) {
+    for (int i = 0; i < MAX_DEVS; i++)
+        if (devs[i] == d) devs[i] = NULL;
+    dx__chat_close(c, d);
+}
+
+static void req(dx__chat *c, dx__chat_dev *d, const char *json) {
+    dx__chat_message(c, d, json, strlen(json), 0);
+}
+
+/* The next message for `d` not yet looked at, parsed (caller decrefs), or
+ * NULL. */
+static json_t *next(dx__chat_dev *d) {
+    for (int i = 0; i < nouts; i++) {
+        if (outs[i].to != d || outs[i].taken) continue;
+        outs[i].taken = 1;
+        return json_loads(outs[i].data, 0, NULL);
+    }
+    return NULL;
+}
+
+/* Skips messages of other types until one of `type`. */
+static json_t *next_of(dx__chat_dev *d, const char *type) {
+    json_t *j;
+    while ((j = next(d))) {
+        if (!strcmp(json_string_value(json_object_get(j, "type")), type)) return j;
+        json_decref(j);
+    }
+    return NULL;
+}
+
+static int left(dx__chat_dev *d) {
+    int n = 0;
+    for (int i = 0; i < nouts; i++)
+        n += outs[i].to == d && !outs[i].taken;
+    return n;
+}
+
+static void drain(dx__chat_dev *d) {
+    json_t *j;
+    while ((j = next(d)))
+        json_decref(j);
+}
+
+static const char *str(json_t *j, const char *k) {
+    const char *s = json_string_value(json_object_get(j, k));
+    return s ? s : "";
+}
+
+static long long num(json_t *j, const char *k) {
+    return json_integer_value(json_object_get(j, k));
+}
+
+static void test_welcome_presence(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a1, a2, b;
+    dev_open(c, &a1, "alice");
+    json_t *w = next(&a1);
+    REQUIRE(w);
+    CHECK(!strcmp(str(w, "type"), "welcome"));
+    CHECK_EQ_INT(num(w, "v"), 1);
+    CHECK(!strcmp(str(w, "uid"), "alice"));
+    json_decref(w);
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    dev_open(c, &b, "bob");
+    /* alice and bob share the lobby: alice hears that bob came online. */
+    json_t *p = next_of(&a1, "presence");
+    REQUIRE(p);
+    json_t *u = json_array_get(json_object_get(p, "users"), 0);
+    CHECK(!strcmp(str(u, "uid"), "bob"));
+    CHECK(json_is_true(json_object_get(u, "online")));
+    json_decref(p);
+    drain(&b);
+    /* A second device of alice: no news for bob. */
+    dev_open(c, &a2, "alice");
+    drain(&a2);
+    CHECK_EQ_INT(left(&b), 0);
+    dev_close(c, &a1);
+    CHECK_EQ_INT(left(&b), 0); /* alice is still online on a2 */
+    clock_ms += 5000;
+    dev_close(c, &a2);
+    p = next_of(&b, "presence");
+    REQUIRE(p);
+    u = json_array_get(json_object_get(p, "users"), 0);
+    CHECK(!strcmp(str(u, "uid"), "alice"));
+    CHECK(json_is_false(json_object_get(u, "online")));
+    CHECK_EQ_INT(num(u, "last_seen"), clock_ms);
+    json_decref(p);
+    /* And the presence request agrees, last_seen from the store. */
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    req(c, &b, "{\"v\":1,\"type\":\"presence\",\"id\":7,\"uids\":[\"alice\",\"bob\",\"zed\"]}");
+    p = next(&b);
+    REQUIRE(p);
+    CHECK(!strcmp(str(p, "type"), "presence"));
+    CHECK_EQ_INT(num(p, "id"), 7);
+    json_t *users = json_object_get(p, "users");
+    CHECK_EQ_INT(json_array_size(users), 3);
+    CHECK(json_is_false(json_object_get(json_array_get(users, 0), "online")));
+    CHECK_EQ_INT(num(json_array_get(users, 0), "last_seen"), clock_ms);
+    CHECK(json_is_true(json_object_get(json_array_get(users, 1), "online")));
+    CHECK_EQ_INT(num(json_array_get(users, 2), "last_seen"), 0);
+    json_decref(p);
+    dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+static void test_send_ack_deliver(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a1, a2, b, k;
+    dev_open(c, &a1, "alice");
+    dev_open(c, &a2, "alice");
+    dev_open(c, &b, "bob");
+    dev_open(c, &k, "carol");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a1), drain(&a2), drain(&b), drain(&k);
+    schedules = 0;
+
+    req(c, &a1,
+        "{\"v\":1,\"type\":\"send\",\"id\":\"s1\",\"conv\":\"d:alice:bob\",\"cid\":\"c-1\","
+        "\"text\":\"你好 👋\"}");
+    /* Group commit: nothing leaves before the flush, which was asked for. */
+    CHECK_EQ_INT(left(&a1) + left(&b) + left(&a2), 0);
+    CHECK_EQ_INT(schedules, 1);
+    req(c, &a1,
+        "{\"v\":1,\"type\":\"send\",\"id\":\"s2\",\"conv\":\"d:alice:bob\",\"cid\":\"c-2\","
+        "\"text\":\"second\"}");
+    CHECK_EQ_INT(schedules, 1); /* one flush per turn */
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+
+    json_t *ack = next(&a1);
+    REQUIRE(ack);
+    CHECK(!strcmp(str(ack, "type"), "ack"));
+    CHECK(!strcmp(str(ack, "id"), "s1"));
+    CHECK(!strcmp(str(ack, "cid"), "c-1"));
+    CHECK_EQ_INT(num(ack, "seq"), 1);
+    CHECK(num(ack, "mid") > 0);
+    CHECK(json_object_get(ack, "dup") == NULL);
+    json_decref(ack);
+    ack = next(&a1);
+    REQUIRE(ack);
+    CHECK_EQ_INT(num(ack, "seq"), 2);
+    json_decref(ack);
+    CHECK_EQ_INT(left(&a1), 0); /* the sending device gets no deliver */
+
+    for (int i = 0; i < 2; i++) {
+        dx__chat_dev *d = i ? &b : &a2;
+        json_t *dv = next(d);
+        REQUIRE(dv);
+        CHECK(!strcmp(str(dv, "type"), "deliver"));
+        json_t *m = json_object_get(dv, "msg");
+        CHECK(!strcmp(str(m, "text"), "你好 👋"));
+        CHECK(!strcmp(str(m, "from"), "alice"));
+        CHECK(!strcmp(str(m, "conv"), "d:alice:bob"));
+        CHECK_EQ_INT(num(m, "seq"), 1);
+        CHECK_EQ_INT(num(m, "ts"), clock_ms);
+        json_decref(dv);
+        dv = next(d);
+        REQUIRE(dv);
+        CHECK_EQ_INT(num(json_object_get(dv, "msg"), "seq"), 2);
+        json_decref(dv);
+    }
+    CHECK_EQ_INT(left(&k), 0); /* carol is not in the conversation */
+
+    /* Resend of c-1 (a timeout, a reconnect): the same ack, marked dup,
+     * and no second delivery. */
+    req(c, &a2,
+        "{\"v\":1,\"type\":\"send\",\"id\":\"again\",\"conv\":\"d:alice:bob\",\"cid\":\"c-1\","
+        "\"text\":\"你好 👋\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    ack = next(&a2);
+    REQUIRE(ack);
+    CHECK(!strcmp(str(ack, "type"), "ack"));
+    CHECK(!strcmp(str(ack, "id"), "again"));
+    CHECK_EQ_INT(num(ack, "seq"), 1);
+    CHECK(json_is_true(json_object_get(ack, "dup")));
+    json_decref(ack);
+    CHECK_EQ_INT(left(&b) + left(&a1), 0);
+
+    /* Rooms: the lobby everyone joined; a room nobody joined. */
+    req(c, &k, "{\"v\":1,\"type\":\"send\",\"conv\":\"g:lobby\",\"cid\":\"k1\",\"text\":\"hi all\"}");
+    req(c, &k, "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"g:secret\",\"cid\":\"k2\",\"text\":\"x\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    json_t *e = next_of(&k, "error");
+    REQUIRE(e);
+    CHECK(!strcmp(str(e, "code"), "not_member"));
+    CHECK_EQ_INT(num(e, "id"), 3);
+    json_decref(e);
+    ack = next_of(&k, "ack"); /* of k1, which came after the error */
+    REQUIRE(ack);
+    CHECK(!strcmp(str(ack, "cid"), "k1"));
+    json_decref(ack);
+    for (int i = 0; i < 3; i++) {
+        dx__chat_dev *d = i == 0 ? &a1 : i == 1 ? &a2 : &b;
+        json_t *dv = next_of(d, "deliver");
+        REQUIRE(dv);
+        CHECK(!strcmp(str(json_object_get(dv, "msg"), "conv"), "g:lobby"));
+        json_decref(dv);
+    }
+    req(c, &k, "{\"v\":1,\"type\":\"join\",\"id\":4,\"conv\":\"g:secret\"}");
+    req(c, &k, "{\"v\":1,\"type\":\"send\",\"id\":5,\"conv\":\"g:secret\",\"cid\":\"k2\",\"text\":\"x\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    json_t *ok = next(&k);
+    REQUIRE(ok);
+    CHECK(!strcmp(str(ok, "type"), "ok"));
+    CHECK_EQ_INT(num(ok, "id"), 4);
+    json_decref(ok);
+    ack = next(&k);
+    REQUIRE(ack);
+    CHECK(!strcmp(str(ack, "type"), "ack"));
+    CHECK_EQ_INT(num(ack, "seq"), 1);
+    json_decref(ack);
+
+    dev_close(c, &a1), dev_close(c, &a2), dev_close(c, &b), dev_close(c, &k);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+static void test_read_sync_history(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a, b;
+    dev_open(c, &a, "alice");
+    dev_open(c, &b, "bob");
+    char buf[256];
+    for (int i = 1; i <= 120; i++) {
+        snprintf(buf, sizeof buf,
+                 "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"m%d\",\"text\":\"n%d\"}",
+                 i, i);
+        req(c, &a, buf);
+        if (i % 7 == 0) CHECK_EQ_INT(dx__chat_flush(c), 0);
+    }
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a), drain(&b);
+
+    req(c, &b, "{\"v\":1,\"type\":\"read\",\"id\":1,\"conv\":\"d:alice:bob\",\"seq\":100}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    json_t *ok = next(&b);
+    REQUIRE(ok);
+    CHECK(!strcmp(str(ok, "type"), "ok"));
+    json_decref(ok);
+    json_t *r = next_of(&a, "read");
+    REQUIRE(r);
+    CHECK(!strcmp(str(r, "uid"), "bob"));
+    CHECK_EQ_INT(num(r, "seq"), 100);
+    CHECK(!strcmp(str(r, "conv"), "d:alice:bob"));
+    json_decref(r);
+    drain(&b);
+
+    /* Sync from bob, who holds up to 110 of the direct conversation. */
+    req(c, &b, "{\"v\":1,\"type\":\"sync\",\"id\":\"y\",\"since\":{\"d:alice:bob\":110}}");
+    json_t *s = next(&b);
+    REQUIRE(s);
+    CHECK(!strcmp(str(s, "type"), "sync"));
+    json_t *convs = json_object_get(s, "convs");
+    CHECK_EQ_INT(json_array_size(convs), 2);
+    json_t *d = json_array_get(convs, 0);
+    CHECK(!strcmp(str(d, "conv"), "d:alice:bob"));
+    CHECK_EQ_INT(num(d, "last_seq"), 120);
+    CHECK_EQ_INT(num(d, "read_seq"), 100);
+    CHECK_EQ_INT(num(d, "unread"), 20);
+    CHECK_EQ_INT(json_array_size(json_object_get(d, "msgs")), 10);
+    CHECK_EQ_INT(num(json_array_get(json_object_get(d, "msgs"), 0), "seq"), 111);
+    CHECK(json_is_false(json_object_get(d, "more")));
+    CHECK_EQ_INT(num(json_object_get(d, "reads"), "bob"), 100);
+    CHECK_EQ_INT(json_array_size(json_object_get(d, "members")), 2);
+    json_t *pres = json_object_get(s, "presence");
+    CHECK_EQ_INT(json_array_size(pres), 1);
+    CHECK(json_is_true(json_object_get(json_array_get(pres, 0), "online")));
+    json_decref(s);
+
+    /* A fresh device with nothing: the newest 50, more = true. */
+    req(c, &b, "{\"v\":1,\"type\":\"sync\",\"id\":\"z\"}");
+    s = next(&b);
+    REQUIRE(s);
+    d = json_array_get(json_object_get(s, "convs"), 0);
+    CHECK_EQ_INT(json_array_size(json_object_get(d, "msgs")), 50);
+    CHECK_EQ_INT(num(json_array_get(json_object_get(d, "msgs"), 0), "seq"), 71);
+    CHECK(json_is_true(json_object_get(d, "more")));
+    json_decref(s);
+
+    /* Alice's unread in the same conversation: none (she sent them all). */
+    req(c, &a, "{\"v\":1,\"type\":\"sync\",\"id\":1}");
+    s = next_of(&a, "sync");
+    REQUIRE(s);
+    CHECK_EQ_INT(num(json_array_get(json_object_get(s, "convs"), 0), "unread"), 0);
+    json_decref(s);
+
+    req(c, &b, "{\"v\":1,\"type\":\"history\",\"id\":2,\"conv\":\"d:alice:bob\",\"before\":71,\"limit\":30}");
+    json_t *h = next(&b);
+    REQUIRE(h);
+    CHECK(!strcmp(str(h, "type"), "history"));
+    json_t *msgs = json_object_get(h, "msgs");
+    CHECK_EQ_INT(json_array_size(msgs), 30);
+    CHECK_EQ_INT(num(json_array_get(msgs, 0), "seq"), 41);
+    CHECK(!strcmp(str(json_array_get(msgs, 0), "text"), "n41"));
+    CHECK(json_is_true(json_object_get(h, "more")));
+    json_decref(h);
+
+    /* A read in the same turn as a send: the history that follows sees the
+     * send only once it is committed (reads flush first). */
+    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":\"last\",\"conv\":\"d:alice:bob\",\"cid\":\"m121\",\"text\":\"end\"}");
+    req(c, &a, "{\"v\":1,\"type\":\"history\",\"id\":\"h\",\"conv\":\"d:alice:bob\",\"limit\":1}");
+    json_t *first = next(&a);
+    REQUIRE(first);
+    CHECK(!strcmp(str(first, "type"), "ack"));
+    json_decref(first);
+    h = next(&a);
+    REQUIRE(h);
+    CHECK_EQ_INT(num(json_array_get(json_object_get(h, "msgs"), 0), "seq"), 121);
+    json_decref(h);
+
+    dev_close(c, &a), dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+static void test_typing(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a, b, k;
+    dev_open(c, &a, "alice");
+    dev_open(c, &b, "bob");
+    dev_open(c, &k, "carol");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a), drain(&b), drain(&k);
+    req(c, &a, "{\"v\":1,\"type\":\"typing\",\"conv\":\"d:alice:bob\"}");
+    json_t *t = next(&b);
+    REQUIRE(t);
+    CHECK(!strcmp(str(t, "type"), "typing"));
+    CHECK(!strcmp(str(t, "uid"), "alice"));
+    json_decref(t);
+    CHECK_EQ_INT(left(&a) + left(&k), 0);
+    req(c, &a, "{\"v\":1,\"type\":\"typing\",\"conv\":\"g:lobby\"}");
+    CHECK_EQ_INT(left(&b), 1);
+    CHECK_EQ_INT(left(&k), 1);
+    dev_close(c, &a), dev_close(c, &b), dev_close(c, &k);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+static void expect_error(dx__chat *c, dx__chat_dev *d, const char *json, size_t len,
+                         const char *code, const char *field) {
+    dx__chat_message(c, d, json, len, 0);
+    (void)dx__chat_flush(c);
+    json_t *e = next(d);
+    if (!e || strcmp(str(e, "type"), "error") || strcmp(str(e, "code"), code) ||
+        (field && strcmp(str(e, "field"), field))) {
+        fprintf(stderr, "  request %.80s\n  got %s\n", json, e ? json_dumps(e, 0) : "nothing");
+        CHECK(!"the expected error");
+    }
+    json_decref(e);
+    CHECK_EQ_INT(left(d), 0);
+}
+
+#define ERR(c, d, s, code, field) expect_error(c, d, s, strlen(s), code, field)
+
+static void test_errors(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a;
+    dev_open(c, &a, "alice");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a);
+    ERR(c, &a, "{bad", "bad_json", NULL);
+    ERR(c, &a, "[1,2]", "bad_json", NULL);
+    ERR(c, &a, "\"ping\"", "bad_json", NULL);
+    ERR(c, &a, "{\"v\":1,\"v\":1,\"type\":\"sync\"}", "bad_json", NULL); /* duplicate key */
+    ERR(c, &a, "{\"type\":\"sync\"}", "bad_version", "v");
+    ERR(c, &a, "{\"v\":2,\"type\":\"sync\"}", "bad_version", "v");
+    ERR(c, &a, "{\"v\":\"1\",\"type\":\"sync\"}", "bad_version", "v");
+    ERR(c, &a, "{\"v\":1}", "bad_type", "type");
+    ERR(c, &a, "{\"v\":1,\"type\":\"launch\"}", "bad_type", "type");
+    ERR(c, &a, "{\"v\":1,\"type\":\"sync\",\"id\":{}}", "bad_field", "id");
+    ERR(c, &a, "{\"v\":1,\"type\":\"sync\",\"id\":\"\"}", "bad_field", "id");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"cid\":\"x\",\"text\":\"t\"}", "bad_field", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:bob:alice\",\"cid\":\"x\",\"text\":\"t\"}",
+        "bad_field", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:alice\",\"cid\":\"x\",\"text\":\"t\"}",
+        "bad_field", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"g:a b\",\"cid\":\"x\",\"text\":\"t\"}",
+        "bad_field", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:bob:carol\",\"cid\":\"x\",\"text\":\"t\"}",
+        "not_member", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"text\":\"t\"}", "bad_field",
+        "cid");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"a b\",\"text\":\"t\"}",
+        "bad_field", "cid");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"\"}",
+        "bad_field", "text");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":5}",
+        "bad_field", "text");
+    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"a\\u0000b\"}",
+        "bad_json", NULL); /* NUL inside a string is refused by the parser */
+    ERR(c, &a, "{\"v\":1,\"type\":\"read\",\"conv\":\"d:alice:bob\",\"seq\":-1}", "bad_field", "seq");
+    ERR(c, &a, "{\"v\":1,\"type\":\"read\",\"conv\":\"d:alice:bob\",\"seq\":1}", "not_member", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"limit\":0}", "bad_field", "limit");
+    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"limit\":101}", "bad_field", "limit");
+    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:nope\"}", "not_member", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"sync\",\"since\":[]}", "bad_field", "since");
+    ERR(c, &a, "{\"v\":1,\"type\":\"sync\",\"since\":{\"g:lobby\":\"x\"}}", "bad_field", "since");
+    ERR(c, &a, "{\"v\":1,\"type\":\"join\",\"conv\":\"d:alice:bob\"}", "bad_field", "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"presence\",\"uids\":[]}", "bad_field", "uids");
+    ERR(c, &a, "{\"v\":1,\"type\":\"presence\",\"uids\":[\"a:b\"]}", "bad_field", "uids");
+
+    /* The id comes back on errors too. */
+    req(c, &a, "{\"v\":1,\"type\":\"nope\",\"id\":\"q9\"}");
+    json_t *e = next(&a);
+    REQUIRE(e);
+    CHECK(!strcmp(str(e, "id"), "q9"));
+    json_decref(e);
+
+    /* Text over 4000 bytes; a request over 16 KiB; a binary message. */
+    char *big = malloc(20000);
+    REQUIRE(big);
+    int n = snprintf(big, 20000, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"");
+    memset(big + n, 'a', 4001);
+    strcpy(big + n + 4001, "\"}");
+    expect_error(c, &a, big, strlen(big), "too_large", "text");
+    /* Exactly 4000 multi-byte-safe bytes pass: 1000 four-byte emoji. */
+    n = snprintf(big, 20000, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"y\",\"text\":\"");
+    for (int i = 0; i < 1000; i++, n += 4)
+        memcpy(big + n, "\xf0\x9f\x98\x80", 4);
+    strcpy(big + n, "\"}");
+    req(c, &a, big);
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    json_t *ack = next(&a);
+    REQUIRE(ack);
+    CHECK(!strcmp(str(ack, "type"), "ack"));
+    json_decref(ack);
+    memset(big, ' ', 17000);
+    expect_error(c, &a, big, 17000, "too_large", NULL);
+    free(big);
+    dx__chat_message(c, &a, "\x01\x02", 2, 1);
+    e = next(&a);
+    REQUIRE(e);
+    CHECK(!strcmp(str(e, "code"), "bad_json"));
+    json_decref(e);
+
+    dev_close(c, &a);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+/* A device that goes away between its request and the commit: the reply
+ * is dropped (ASan would catch a use of the dead device), the message is
+ * stored and delivered all the same. */
+static void test_close_before_commit(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev *a = calloc(1, sizeof *a), b;
+    REQUIRE(a);
+    dev_open(c, a, "alice");
+    dev_open(c, &b, "bob");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&b);
+    req(c, a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"gone\",\"text\":\"bye\"}");
+    dev_close(c, a);
+    free(a);
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    json_t *d = next_of(&b, "deliver");
+    REQUIRE(d);
+    CHECK(!strcmp(str(json_object_get(d, "msg"), "text"), "bye"));
+    json_decref(d);
+    dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+/* A disk that refuses the commit: every request of the turn gets
+ * store_failed, nothing is delivered, nothing is stored, and the resend
+ * afterwards succeeds with the same seq. */
+static int fail_commits;
+static dx__chat_store_ops failing_ops;
+static const dx__chat_store_ops *real_ops;
+
+static int failing_commit(dx__chat_store *st) {
+    if (fail_commits) {
+        fail_commits--;
+        return DX_EIO;
+    }
+    return real_ops->commit(st);
+}
+
+static void test_store_failure(void) {
+    const char *why;
+    dx__chat_store *st = dx__chat_store_sqlite(NULL, &why);
+    REQUIRE(st);
+    real_ops = st->ops;
+    failing_ops = *st->ops;
+    failing_ops.commit = failing_commit;
+    st->ops = &failing_ops;
+    dx__chat *c = engine(st);
+    REQUIRE(c);
+    dx__chat_dev a, b;
+    dev_open(c, &a, "alice");
+    dev_open(c, &b, "bob");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a), drain(&b);
+    fail_commits = 1;
+    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"f1\",\"text\":\"x\"}");
+    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":2,\"conv\":\"d:alice:bob\",\"cid\":\"f2\",\"text\":\"y\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), DX_EIO);
+    for (int i = 1; i <= 2; i++) {
+        json_t *e = next(&a);
+        REQUIRE(e);
+        CHECK(!strcmp(str(e, "code"), "store_failed"));
+        CHECK_EQ_INT(num(e, "id"), i);
+        json_decref(e);
+    }
+    CHECK_EQ_INT(left(&b), 0);
+    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"d:alice:bob\",\"cid\":\"f1\",\"text\":\"x\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    json_t *ack = next(&a);
+    REQUIRE(ack);
+    CHECK(!strcmp(str(ack, "type"), "ack"));
+    CHECK_EQ_INT(num(ack, "seq"), 1);
+    CHECK(json_object_get(ack, "dup") == NULL);
+    json_decref(ack);
+    dev_close(c, &a), dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+/* Random bytes and mutated requests: every one is answered (an error or a
+ * reply), none crashes or leaks (ASan/LSan). */
+static void test_garbage(void) {
+    dx_t_seed();
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a;
+    dev_open(c, &a, "alice");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a);
+    static const char *const base[] = {
+        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"c\",\"text\":\"t\"}",
+        "{\"v\":1,\"type\":\"sync\",\"since\":{\"d:alice:bob\":3,\"g:lobby\":0}}",
+        "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"before\":5,\"limit\":2}",
+        "{\"v\":1,\"type\":\"read\",\"conv\":\"g:lobby\",\"seq\":2}",
+        "{\"v\":1,\"type\":\"presence\",\"uids\":[\"bob\"]}",
+    };
+    char buf[512];
+    int answered = 0, asked = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        const char *b = base[dx_t_rand() % 5];
+        size_t n = strlen(b);
+        memcpy(buf, b, n);
+        int flips = 1 + (int)(dx_t_rand() % 4);
+        for (int f = 0; f < flips; f++) {
+            size_t at = dx_t_rand() % n;
+            switch (dx_t_rand() % 3) {
+            case 0: buf[at] = (char)(dx_t_rand() & 0xff); break;
+            case 1: buf[at] = "{}[]\":,0-9a"[dx_t_rand() % 11]; break;
+            default: n = at ? at : 1; break; /* truncate */
+            }
+        }
+        int before = nouts;
+        dx__chat_message(c, &a, buf, n, 0);
+        (void)dx__chat_flush(c);
+        /* typing and a few valid requests may legitimately answer nothing;
+         * everything else answers at least once. */
+        asked++;
+        answered += nouts > before;
+        if (nouts > MAX_OUT - 64) {
+            drain(&a);
+            reset_outs();
+        }
+    }
+    CHECK(answered > asked * 9 / 10);
+    dev_close(c, &a);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+/* A node of a cluster hears that a user's devices elsewhere are gone:
+ * the contacts connected here are told, once. */
+static void test_remote_presence(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a, b;
+    dev_open(c, &a, "alice");
+    dev_open(c, &b, "bob");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a), drain(&b);
+    dx__chat_remote_presence(c, "carol", 0); /* carol shares nothing with them */
+    CHECK_EQ_INT(left(&a) + left(&b), 0);
+    dx__chat_remote_presence(c, "bob", 0);
+    json_t *p = next(&a);
+    REQUIRE(p);
+    json_t *u = json_array_get(json_object_get(p, "users"), 0);
+    CHECK(!strcmp(str(u, "uid"), "bob"));
+    CHECK(json_is_false(json_object_get(u, "online")));
+    json_decref(p);
+    CHECK_EQ_INT(left(&a), 0);
+    CHECK_EQ_INT(left(&b), 0); /* not to bob himself */
+    dev_close(c, &a), dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+int main(void) {
+    RUN(test_welcome_presence);
+    RUN(test_remote_presence);
+    RUN(test_send_ack_deliver);
+    RUN(test_read_sync_history);
+    RUN(test_typing);
+    RUN(test_errors);
+    RUN(test_close_before_commit);
+    RUN(test_store_failure);
+    RUN(test_garbage);
+    return TEST_DONE();
+}
