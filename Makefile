@@ -2,7 +2,8 @@
 #   make run    install what is missing, build, start the chat on :8080
 #   make test   install what is missing, build, run every test suite (CTest)
 # Also: make (build only, the chat web UI included), make test SANITIZE=1
-# (ASan+UBSan build in build-asan/), make run-echo (the echo page), make clean.
+# (ASan+UBSan build in build-asan/), make run-echo (the echo page), make fuzz
+# (every libFuzzer harness for FUZZ_TIME seconds, default 60), make clean.
 
 BUILD ?= build
 SANITIZE ?= 0
@@ -12,7 +13,7 @@ BUILD := build-asan
 CMAKE_FLAGS += -DDUPLEX_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 endif
 
-.PHONY: all build ui run run-echo test deps deps-build clean
+.PHONY: all build ui run run-echo test fuzz deps deps-build clean
 
 # The chat web UI (React + Vite) is rebuilt only when one of its sources or
 # the browser library it imports changed; the server serves web/chat/dist.
@@ -51,5 +52,13 @@ test: deps
 	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
+# Each harness in fuzz/ in turn, built with clang in build-fuzz/; new corpus
+# entries and crash inputs go to fuzz/corpus-run/ (git-ignored). FUZZ=name
+# runs one harness only.
+FUZZ_TIME ?= 60
+fuzz:
+	@scripts/deps test
+	fuzz/run.sh -t $(FUZZ_TIME) -b build-fuzz -w fuzz/corpus-run $(FUZZ)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

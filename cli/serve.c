@@ -79,7 +79,7 @@ static void usage(FILE *f) {
             "                          default, asking both sides for no_context_takeover,\n"
             "                          so connections hold no compression state)\n"
             "  --deflate-takeover      let both sides keep their compression context between\n"
-            "                          messages: smaller messages, up to ~300 KiB per client\n"
+            "                          messages: smaller messages, up to ~180 KiB per client\n"
             "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
             "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
             "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"

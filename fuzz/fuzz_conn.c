@@ -11,16 +11,21 @@
  * message (exercising sends from inside callbacks); bit 3: no automatic
  * pong; bits 4-5: max_message default, 64, 4096 or unlimited; bit 6: fail
  * allocations (every Nth, N from the split seed); bit 7: the application
- * closes (1000) after its third message.
+ * closes (1000) after its third message. The split-seed byte also says:
+ * bit 7, permessage-deflate negotiated (bit 6: both sides keep their
+ * context; bit 5: windows of 9 bits instead of 15).
  *
  * Properties: text handed to the application is valid UTF-8 by the
  * reference validator; on_close runs exactly once, and a failed recv leaves
  * the connection CLOSED; everything the connection writes parses cleanly
  * with a peer's parser, and nothing follows its close frame. */
 #include <duplex/conn.h>
+#include <duplex/deflate.h>
 #include <duplex/frame.h>
 #include <duplex/handshake.h>
 #include <duplex/http.h>
+
+#include "core/deflate.h"
 
 #include "fuzz.h"
 
@@ -56,6 +61,13 @@ typedef struct app {
     int in_text;
 } app;
 
+/* What a send from inside a callback may return. */
+static void check_send(int rc) {
+    if (rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO) return;
+    fprintf(stderr, "send returned %d (%s)\n", rc, dx_strerror(rc));
+    FZ_CHECK(!"a send returned an undocumented error");
+}
+
 static void check_text(const uint8_t *d, size_t n) {
     FZ_CHECK(fz_utf8_first_bad(d, n) == n);
 }
@@ -69,12 +81,10 @@ static void on_message(dx_conn *c, void *user, enum dx_opcode op, uint8_t *data,
     if (len) data[0] ^= 0x55;
     a->messages++;
     if (a->cfg & 4) {
-        int rc = dx_conn_send(c, op, data, len);
-        FZ_CHECK(rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO);
+        check_send(dx_conn_send(c, op, data, len));
     }
     if ((a->cfg & 0x80) && a->messages == 3) {
-        int rc = dx_conn_close(c, 1000, "bye", 3);
-        FZ_CHECK(rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO);
+        check_send(dx_conn_close(c, 1000, "bye", 3));
     }
 }
 
@@ -88,8 +98,7 @@ static void on_fragment(dx_conn *c, void *user, enum dx_opcode op, const uint8_t
     }
     if (a->in_text) fz_put(&a->text, data, len);
     if (a->cfg & 4) {
-        int rc = dx_conn_send_fragment(c, op, data, len, fin);
-        FZ_CHECK(rc == 0 || rc == DX_ESTATE || rc == DX_ENOMEM || rc == DX_EIO);
+        check_send(dx_conn_send_fragment(c, op, data, len, fin));
     }
     if (fin) {
         if (a->in_text) check_text(a->text.p, a->text.len);
@@ -229,11 +238,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     FZ_CHECK(dx_conn_state(c) == DX_CONNECTING);
     FZ_CHECK(dx_conn_recv(c, buf, 0) == DX_ESTATE);
-    dx_conn_open(c);
-    FZ_CHECK(dx_conn_state(c) == DX_OPEN);
-
     peer pr = {0};
     dx_frame_parser_init(&pr.p, role == DX_ROLE_SERVER ? DX_ROLE_CLIENT : DX_ROLE_SERVER, 0);
+    if (data[1] & 0x80) {
+        int nct = !(data[1] & 0x40);
+        uint8_t bits = (data[1] & 0x20) ? 9 : 15;
+        dx_deflate_params agreed = {(uint8_t)nct, (uint8_t)nct, bits, bits};
+        dx_deflate_config dcfg = {.enable = 1, .threshold = 16};
+        int rc = dx_conn_set_deflate(c, &agreed, &dcfg);
+        FZ_CHECK(rc == 0 || (rc == DX_ENOMEM && fail_every));
+        if (rc == 0) {
+            FZ_CHECK(dx_conn_deflate(c));
+            FZ_CHECK(dx_conn_set_deflate(c, &agreed, &dcfg) == DX_ESTATE);
+            dx_frame_parser_allow_rsv(&pr.p, DX_RSV1);
+        }
+    }
+    dx_conn_open(c);
+    FZ_CHECK(dx_conn_state(c) == DX_OPEN);
 
     size_t off = head;
     while (off < total) {
@@ -243,9 +264,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(piece);
         if (rc < 0) {
             FZ_CHECK(rc == DX_EPROTO || rc == DX_EUTF8 || rc == DX_ETOOBIG || rc == DX_ENOMEM ||
-                     rc == DX_EIO);
+                     rc == DX_EIO || rc == DX_EEXT);
             FZ_CHECK(dx_conn_state(c) == DX_CLOSED && a.closes == 1);
-            FZ_CHECK(a.close_code == dx_error_close_code((int)rc));
+            /* Corrupt compressed text is 1007, corrupt binary 1002. */
+            FZ_CHECK(a.close_code == dx_error_close_code((int)rc) ||
+                     (rc == DX_EEXT && a.close_code == DX_CLOSE_INVALID_DATA));
         } else {
             FZ_CHECK((size_t)rc == n);
         }
@@ -258,6 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fail_every = 0;
     drain(c, &pr, &in, 1);
     dx_conn_free(c);
+    dx__pmd_thread_trim();
     free(a.text.p);
     free(buf);
     return 0;

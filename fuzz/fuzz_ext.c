@@ -75,7 +75,7 @@ static void check_deflate(const char *v, size_t size, const uint8_t *raw, size_t
     }
 
     dx_deflate_config server = config_of(b0, b1), client = config_of(b2, b3);
-    char offer[128], answer[256];
+    char offer[160], answer[256];
     int n = dx_deflate_offer(&client, offer, sizeof offer);
     FZ_CHECK(n > 0 && (size_t)n == strlen(offer));
     dx_deflate_params sa, ca;

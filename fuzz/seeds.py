@@ -5,6 +5,7 @@ split-seed byte, then the data (see fuzz/fuzz.h); fuzz_url and fuzz_ext
 take the raw input."""
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -45,6 +46,14 @@ def frames(masked):
         "rsv1": f(1, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=4),
         "reserved_op": f(3, b"x"),
     }
+
+
+def pmd(data, bits=15, level=6):
+    """A permessage-deflate payload: raw DEFLATE, sync-flushed, tail removed."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -bits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
 
 
 def write(harness, name, data):
@@ -111,6 +120,28 @@ def main():
           b"Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: " + EXTS[0] + b"\r\n\r\n")
     write("fuzz_http_response", "refused", b"\x08\x03HTTP/1.1 400 Bad Request\r\nContent-Length: 5\r\n\r\nnope\n")
     write("fuzz_http_response", "no_reason", b"\x08\x00HTTP/1.1 101\r\n\r\n")
+
+    # Inflate: cfg bits: 0 role, 1 peer keeps context, 2-4 window-8, 5 sink,
+    # 6-7 limit (none, 1000, 64 KiB, 1 MiB).
+    text = b"Hello, hello, hello! " * 20
+    write("fuzz_inflate", "hello", bytes([0x1C, 0x03]) + pmd(b"Hello"))
+    write("fuzz_inflate", "repeat_sink", bytes([0x3C, 0x02]) + pmd(text))
+    write("fuzz_inflate", "window9_keep", bytes([0x06, 0x01]) + pmd(text, bits=9) + pmd(text, bits=9))
+    write("fuzz_inflate", "bomb_1000", bytes([0x5C, 0x03]) + pmd(b"\x00" * 200000, level=9))
+    write("fuzz_inflate", "bomb_64k_sink", bytes([0xBC, 0x03]) + pmd(b"\x00" * 200000, level=9))
+    write("fuzz_inflate", "stored", bytes([0x1C, 0x03]) + pmd(bytes(range(256)), level=0))
+    write("fuzz_inflate", "final_block", bytes([0x1C, 0x03]) + zlib.compressobj(6, zlib.DEFLATED, -15).compress(b"abc") + zlib.compressobj(6, zlib.DEFLATED, -15).flush())
+    # The connection with permessage-deflate: split-seed bit 7 turns it on.
+    for masked, cfg in ((True, 0x04), (False, 0x05)):
+        role = "server" if masked else "client"
+        f = lambda *a, **k: frame(*a, masked=masked, **k)
+        msgs = (f(1, pmd("héllo wörld".encode()), rsv=4) + f(2, pmd(text), rsv=4) +
+                f(1, pmd(text)[:5], fin=False, rsv=4) + f(9, b"p") + f(0, pmd(text)[5:]) +
+                f(1, pmd(b"\xff\xfe"), rsv=4) + f(2, pmd(b"\x00" * 100000, level=9), rsv=4))
+        write("fuzz_conn", f"{role}_deflate", bytes([cfg, 0x83]) + msgs)
+        write("fuzz_conn", f"{role}_deflate_keep_w9", bytes([cfg | 0x02, 0xE1]) + msgs)
+        write("fuzz_conn", f"{role}_deflate_bomb", bytes([cfg | 0x20, 0x83]) +
+              f(2, pmd(b"\x00" * 200000, level=9), rsv=4))
 
     for i, e in enumerate(EXTS):
         write("fuzz_ext", f"ext{i}", e)

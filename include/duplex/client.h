@@ -201,8 +201,9 @@ typedef struct dx_client_config {
      * DX_OP_BINARY. Fragmented messages are reassembled first. */
     void (*on_message)(dx_client *c, void *user, enum dx_opcode op, const uint8_t *data,
                        size_t len);
-    /* A pong arrived (the answer to dx_client_ping, or unsolicited). Pings
-     * from the server are answered automatically. */
+    /* A pong arrived (the answer to dx_client_ping or to the heartbeat's
+     * ping, or unsolicited). Pings from the server are answered
+     * automatically. */
     void (*on_pong)(dx_client *c, void *user, const uint8_t *data, size_t len);
     /* A failure, before on_close: `err` is a negative dx_error, `message` a
      * one-line description (borrowed until return). */

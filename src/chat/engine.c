@@ -122,6 +122,13 @@ static int bcast_one(void *arg, const char *uid, int64_t n) {
 /* To every device of every member of `conv`. */
 static int to_members(dx__chat *chat, const char *conv, const char *data,
                       const dx__chat_dev *except) {
+    if (conv[0] == 'd') {
+        /* A direct conversation names its two members: no query. */
+        char x[DX_CHAT_UID_MAX + 1], y[DX_CHAT_UID_MAX + 1];
+        dx__chat_direct_uids(conv, x, y);
+        int rc = publish(chat, x, data, except);
+        return rc < 0 ? rc : publish(chat, y, data, except);
+    }
     bcast_arg a = {chat, data, except};
     return chat->st->ops->members(chat->st, conv, INT64_MAX, NULL, bcast_one, &a);
 }
@@ -472,11 +479,34 @@ static void do_history(req *r) {
     send_json(chat, r->dev, j);
 }
 
+/* A sync reply holds at most this many bytes of messages (about), so that
+ * it stays well under the connection's output limit; what does not fit is
+ * marked `more` and comes with the next sync. */
+#define SYNC_BUDGET (256 * 1024)
+
 typedef struct sync_arg {
     req *r;
     json_t *since; /* object or NULL */
     json_t *convs;
+    size_t budget; /* bytes of messages left for this reply */
 } sync_arg;
+
+typedef struct budget_arg {
+    json_t *msgs;
+    size_t *budget;
+    int cut; /* stopped for lack of budget */
+} budget_arg;
+
+static int collect_budget(void *arg, const dx__chat_msg *m) {
+    budget_arg *b = arg;
+    size_t cost = strlen(m->text) + strlen(m->cid) + strlen(m->conv) + 128;
+    if (cost > *b->budget) {
+        b->cut = 1;
+        return 1;
+    }
+    *b->budget -= cost;
+    return collect_msg(b->msgs, m);
+}
 
 static int member_read(void *arg, const char *uid, int64_t seq) {
     json_t *reads = json_object_get(arg, "reads"), *members = json_object_get(arg, "members");
@@ -507,12 +537,19 @@ static int sync_conv(void *arg, const dx__chat_conv *c) {
     }
     json_t *have = a->since ? json_object_get(a->since, c->conv) : NULL;
     int more = 0;
+    budget_arg b = {msgs, &a->budget, 0};
     if (have)
         rc = chat->st->ops->messages(chat->st, c->conv, json_integer_value(have), 0, 100, 0,
-                                     collect_msg, msgs, &more);
+                                     collect_budget, &b, &more);
     else
-        rc = chat->st->ops->messages(chat->st, c->conv, 0, 0, 50, 1, collect_msg, msgs, &more);
+        rc = chat->st->ops->messages(chat->st, c->conv, 0, 0, 50, 1, collect_budget, &b, &more);
     if (rc < 0) goto err;
+    if (b.cut) {
+        /* Newest-first pages that were cut would leave a hole: send none
+         * of that conversation's messages rather than a part. */
+        if (!have) json_array_clear(msgs);
+        more = 1;
+    }
     json_object_set_new(o, "msgs", msgs);
     json_object_set_new(o, "more", json_boolean(more));
     return json_array_append_new(a->convs, o) == 0 ? 0 : DX_ENOMEM;
@@ -544,7 +581,7 @@ static void do_sync(req *r) {
         since = NULL;
     }
     before_read(chat);
-    sync_arg a = {r, since, json_array()};
+    sync_arg a = {r, since, json_array(), SYNC_BUDGET};
     json_t *j = reply(r, "sync"), *pres = json_array();
     int rc = DX_ENOMEM;
     if (a.convs && j && pres) {

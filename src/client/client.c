@@ -410,10 +410,11 @@ static void on_hb(dx_loop *loop, dx_timer *t) {
                    (unsigned)c->cfg.ping_timeout_ms))
             transport_gone(c);
     } else {
-        if (!c->ping_at && now >= c->last_rx + c->cfg.ping_interval_ms &&
-            dx_conn_ping(c->conn, NULL, 0) == 0) {
+        if (!c->ping_at && now >= c->last_rx + c->cfg.ping_interval_ms) {
+            /* A ping that could not be queued (no memory) still starts the
+             * deadline: the timer must not spin, and silence is silence. */
             c->ping_at = now;
-            update_io(c);
+            if (dx_conn_ping(c->conn, NULL, 0) == 0) update_io(c);
         }
         hb_arm(c);
     }
@@ -753,15 +754,11 @@ static void begin(dx_client *c) {
 static void next_attempt(dx_client *c) {
     size_t n = 1 + c->own.nurls;
     c->url_i = (c->url_i + 1) % n;
-    const char *u = c->url_i ? c->own.urls[c->url_i - 1] : c->own.url;
+    const char *u = c->url_i ? c->own.urls[c->url_i - 1] : c->own.url, *why = NULL;
+    int rc = 0;
     if (n > 1) {
         dx__url_free(&c->url);
-        const char *why = NULL;
-        int rc = dx__url_parse(u, strlen(u), &c->url, &why);
-        if (rc < 0) { /* checked at creation: only ENOMEM remains */
-            fail(c, rc, "invalid URL '%.100s': %s", u, why ? why : dx_strerror(rc));
-            return;
-        }
+        rc = dx__url_parse(u, strlen(u), &c->url, &why);
     }
     if (c->protocol != empty) dx__free(c->protocol);
     if (c->extensions != empty) dx__free(c->extensions);
@@ -770,6 +767,16 @@ static void next_attempt(dx_client *c) {
     c->tls_want = 0;
     record_close(c, DX_CLOSE_ABNORMAL, NULL, 0, 0);
     c->phase = P_START;
+    if (rc < 0) {
+        /* Checked at creation, so only ENOMEM is left: the attempt is
+         * announced all the same, then fails like any other. */
+        if (c->cfg.on_connecting) {
+            c->cfg.on_connecting(c, c->cfg.user, u, c->attempt);
+            if (c->dead || c->phase != P_START) return;
+        }
+        fail(c, rc, "invalid URL '%.100s': %s", u, why ? why : dx_strerror(rc));
+        return;
+    }
     begin(c);
 }
 

@@ -482,9 +482,12 @@ int dx__pmd_deflate(dx__pmd *p, const uint8_t *in, size_t len, int fin, const ui
     }
     z->next_in = Z_NULL;
     z->avail_in = 0;
-    if (fin) {
+    if (fin && have > 0) {
         /* RFC 7692 §7.2.1: the last piece drops the sync flush's empty
-         * stored block, which the receiver appends again. */
+         * stored block, which the receiver appends again. (An empty last
+         * piece right after a flushed one makes zlib write nothing, since
+         * it refuses two flushes in a row: an empty payload is then right,
+         * the receiver's tail being all it needs. Found by fuzz_conn.) */
         if (have < 4 || memcmp(th.tx + have - 4, tail, 4) != 0) return DX_EEXT;
         have -= 4;
     }

@@ -74,8 +74,8 @@ typedef void dx__redis_reply_fn(struct redisAsyncContext *ac, void *reply, void 
 dx__redis *dx__redis_new(dx_loop *loop, const dx__redis_config *cfg);
 
 /* Drops the connection (pending callbacks run with a NULL reply; on_down
- * does not run) and frees. Not from inside a reply callback of `r`; NULL
- * is fine. */
+ * does not run) and frees. Not from inside a callback of `r` (a reply,
+ * on_up, on_down): defer it with dx_loop_defer. NULL is fine. */
 void dx__redis_free(dx__redis *r);
 
 /* 1 while the connection is up (handshake done, not dropped). */

@@ -32,6 +32,10 @@
  *                              sockets, N rounds
  *   churn PORT N               N connect/handshake/close cycles, RSS before ≈
  *                              after
+ *   bomb PORT MB               permessage-deflate: MB MiB of zeros compressed
+ *                              ~1000:1, whole and fragmented, text and binary
+ *                              → 1009 without inflating it; corrupt data →
+ *                              1007 (text) / 1002 (binary)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -50,6 +54,8 @@
 #include <time.h>
 #include <dirent.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define REQUEST                                                                                    \
@@ -202,16 +208,32 @@ static ssize_t ws_fill(ws *w, int ms) {
     return n;
 }
 
+/* Extra request headers for the next ws_open (CRLF-terminated), and a
+ * string the 101 answer must contain. */
+static const char *next_headers, *next_expect;
+
 /* Connects and upgrades. Returns 0 or -1 (and prints why). */
 static int ws_open(ws *w) {
     w->fd = tcp_connect();
     w->len = 0;
-    if (send_all(w->fd, REQUEST, sizeof REQUEST - 1)) return -1;
+    if (next_headers) {
+        /* The request without its final CRLF, the extra headers, the CRLF. */
+        if (send_all(w->fd, REQUEST, sizeof REQUEST - 3) ||
+            send_all(w->fd, next_headers, strlen(next_headers)) || send_all(w->fd, "\r\n", 2))
+            return -1;
+    } else if (send_all(w->fd, REQUEST, sizeof REQUEST - 1)) {
+        return -1;
+    }
     for (;;) {
         uint8_t *end = memmem(w->buf, w->len, "\r\n\r\n", 4);
         if (end) {
             if (w->len < 12 || memcmp(w->buf, "HTTP/1.1 101", 12)) {
                 fprintf(stderr, "attacker: no 101: %.40s\n", (char *)w->buf);
+                return -1;
+            }
+            if (next_expect && !memmem(w->buf, (size_t)(end - w->buf), next_expect,
+                                       strlen(next_expect))) {
+                fprintf(stderr, "attacker: the 101 lacks '%s'\n", next_expect);
                 return -1;
             }
             size_t head = (size_t)(end + 4 - w->buf);
@@ -232,6 +254,7 @@ static size_t frame(uint8_t *out, int fin, int op, const void *payload, size_t l
                     uint64_t announce) {
     static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
     size_t n = 0;
+    /* op may carry RSV bits (0x40 is RSV1: compressed). */
     out[n++] = (uint8_t)((fin ? 0x80 : 0) | op);
     if (announce < 126) {
         out[n++] = (uint8_t)(0x80 | announce);
@@ -943,6 +966,114 @@ static int attack_churn(long cycles) {
     return 0;
 }
 
+/* ---- decompression bomb ------------------------------------------------ */
+
+/* MB MiB of zeros as a permessage-deflate payload (raw DEFLATE, sync flush,
+ * the 00 00 ff ff tail removed). */
+static uint8_t *bomb_payload(long mb, size_t *out_len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) != Z_OK) die("deflateInit2");
+    size_t cap = (size_t)mb * 1200 + 4096, have = 0;
+    uint8_t *out = malloc(cap), *zeros = calloc(1, 1 << 20);
+    if (!out || !zeros) die("malloc");
+    for (long i = 0; i < mb; i++) {
+        z.next_in = zeros;
+        z.avail_in = 1 << 20;
+        do {
+            z.next_out = out + have;
+            z.avail_out = (uInt)(cap - have);
+            deflate(&z, i + 1 == mb ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+            have = cap - z.avail_out;
+        } while (z.avail_in || (i + 1 == mb && z.avail_out == 0));
+    }
+    deflateEnd(&z);
+    free(zeros);
+    if (have < 4 || memcmp(out + have - 4, "\x00\x00\xff\xff", 4)) die("deflate tail");
+    *out_len = have - 4;
+    return out;
+}
+
+static int attack_bomb(long mb) {
+    begin();
+    ws *w = malloc(sizeof *w);
+    if (!w) die("malloc");
+    next_headers = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    next_expect = "permessage-deflate";
+    size_t blen;
+    uint8_t *bomb = bomb_payload(mb, &blen);
+    uint8_t *f = malloc(blen + 14);
+    if (!f) die("malloc");
+    printf("bomb: %ld MiB of zeros compressed to %zu bytes (%.0f:1)\n", mb, blen,
+           (double)mb * 1048576 / (double)blen);
+    long rss0 = proc_kb("VmRSS");
+    static const int ops[2] = {2, 1};
+    static const char *names[2] = {"binary", "text"};
+    for (int k = 0; k < 2; k++) {
+        /* Whole, in one frame with RSV1. */
+        if (ws_open(w)) return 1;
+        size_t n = frame(f, 1, 0x40 | ops[k], bomb, blen, blen);
+        send_all(w->fd, f, n);
+        int code = ws_expect_close(w, 20000);
+        check(code == 1009, "%s bomb in one frame -> close %d (want 1009)", names[k], code);
+        close(w->fd);
+        /* Fragmented: the compressed bytes over 64 frames. */
+        if (ws_open(w)) return 1;
+        size_t step = blen / 64 + 1;
+        for (size_t off = 0; off < blen; off += step) {
+            size_t len = blen - off < step ? blen - off : step;
+            int first = off == 0, last = off + len == blen;
+            n = frame(f, last, first ? 0x40 | ops[k] : 0, bomb + off, len, len);
+            if (send_all(w->fd, f, n)) break; /* closed under us */
+        }
+        code = ws_expect_close(w, 20000);
+        check(code == 1009, "%s bomb in 64 fragments -> close %d (want 1009)", names[k], code);
+        close(w->fd);
+    }
+    long hwm = proc_kb("VmHWM");
+    if (server_pid)
+        check(hwm - rss0 < mb * 1024 / 4,
+              "  the server inflated none of it: peak RSS %ld KiB, %+ld KiB over the %ld KiB before",
+              hwm, hwm - rss0, rss0);
+
+    /* Corrupt compressed data: invalid for text (1007), framing for binary. */
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x12, 0x34};
+    for (int k = 0; k < 2; k++) {
+        if (ws_open(w)) return 1;
+        size_t n = frame(f, 1, 0x40 | ops[k], junk, sizeof junk, sizeof junk);
+        send_all(w->fd, f, n);
+        int code = ws_expect_close(w, 5000);
+        int want = ops[k] == 1 ? 1007 : 1002;
+        check(code == want, "corrupt compressed %s -> close %d (want %d)", names[k], code, want);
+        close(w->fd);
+    }
+    /* RSV1 on a continuation frame: 1002. */
+    if (ws_open(w)) return 1;
+    size_t n = frame(f, 0, 0x40 | 2, "", 0, 0);
+    n += frame(f + n, 1, 0x40, "", 0, 0);
+    send_all(w->fd, f, n);
+    int code = ws_expect_close(w, 5000);
+    check(code == 1002, "RSV1 on a continuation frame -> close %d (want 1002)", code);
+    close(w->fd);
+    /* And a real compressed message still echoes. */
+    if (ws_open(w)) return 1;
+    static const uint8_t hello[] = {0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}; /* "Hello" */
+    n = frame(f, 1, 0x40 | 1, hello, sizeof hello, sizeof hello);
+    send_all(w->fd, f, n);
+    size_t h, l;
+    int op = ws_next(w, 5000, &h, &l, NULL);
+    /* Short answers go uncompressed (under the server's threshold). */
+    check(op == 1 && l == 5 && !memcmp(w->buf + h, "Hello", 5), "compressed \"Hello\" echoed");
+    if (op >= 0) ws_drop(w, h + l);
+    ws_close(w);
+    next_headers = next_expect = NULL;
+    free(f);
+    free(bomb);
+    free(w);
+    end_checks("bomb");
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static int usage(void) {
@@ -988,6 +1119,8 @@ int main(int argc, char **argv) {
         rc = attack_utf8();
     } else if (!strcmp(what, "resets") && nargs == 1) {
         rc = attack_resets(atoi(args[0]));
+    } else if (!strcmp(what, "bomb") && nargs == 1) {
+        rc = attack_bomb(atol(args[0]));
     } else if (!strcmp(what, "churn") && nargs == 1) {
         rc = attack_churn(atol(args[0]));
     } else {

@@ -18,7 +18,7 @@ if [ "${DX_SANITIZE:-0}" = 1 ]; then
 fi
 
 ulimit -n "$(ulimit -Hn)"
-cc -O2 -Wall -Wextra -Werror -o "$DX_TMP/attacker" "$here/attacker.c"
+cc -O2 -Wall -Wextra -Werror -o "$DX_TMP/attacker" "$here/attacker.c" -lz
 
 # attack ARGS... : runs the attacker against the last dx_serve, with the
 # bounds; fails the script if any of its checks failed.

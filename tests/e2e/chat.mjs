@@ -8,7 +8,8 @@
 //   3. the server is SIGKILLed; alice writes two messages, which stay
 //      "sending"; the server restarts; they turn "sent" and bob sees each
 //      exactly once;
-//   4. screenshots of both windows.
+//   4. screenshots of both windows;
+//   5. a message the server refuses shows "failed" and a Resend button.
 // Usage: node chat.mjs DUPLEX UI_DIR WORK_DIR ARTIFACT_DIR
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -254,6 +255,19 @@ try {
   await alice.screenshot({ path: path.join(artifacts, 'chat-alice.png') });
   await bob.screenshot({ path: path.join(artifacts, 'chat-bob.png') });
   console.log(`screenshots: ${artifacts}/chat-alice.png, chat-bob.png`);
+
+  // ---- 5. a refused message: failed, with a Resend button ----
+  const long = 'x'.repeat(4001); // over the protocol's 4000 bytes: the server answers too_large
+  await say(alice, long);
+  await waitStatus(alice, long, 'failed');
+  const button = await alice.$('#msgs li.msg[data-status="failed"] button.resend');
+  check(!!button, "a refused message shows 'failed' and a Resend button");
+  const cl = await cidOf(alice, long);
+  await button.click();
+  await alice.waitForFunction((c) => (window.__statuses[c] || []).filter((x) => x === 'failed').length >= 2,
+    cl, { timeout: T });
+  const hl = await history(alice, cl);
+  check(hl.join() === 'sending,failed,sending,failed', `resend goes back to sending, then failed again (${hl.join(' → ')})`);
 } catch (e) {
   check(false, `exception: ${e.stack || e}`);
 } finally {

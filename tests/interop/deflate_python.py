@@ -7,6 +7,15 @@
       permessage-deflate, sends a plan of messages and checks every echo, and
       counts the compressed frames received (RSV1): the server must have
       compressed. Prints one line per check; exits 0 when all passed.
+  deflate_python.py raw PORT
+      Plain sockets against `duplex serve --echo` (default deflate mode):
+      offers split over two header lines and malformed or unacceptable
+      offers, each declined cleanly (a 101 without the extension, and the
+      connection still echoes), the first acceptable one taken.
+  deflate_python.py badserver EXTENSIONS
+      A server printing "listening PORT" that answers every upgrade with a
+      101 carrying "Sec-WebSocket-Extensions: EXTENSIONS" (what a broken or
+      hostile server could say); the client must fail the handshake.
   deflate_python.py server SNCT CNCT SMWB CMWB
       A server (its permessage-deflate options: 0/1 flags and window bits,
       0 for none) printing "listening PORT"; it drives an echoing client
@@ -118,7 +127,98 @@ async def server(snct, cnct, smwb, cmwb):
         await asyncio.Future()
 
 
+def raw(port):
+    import base64
+    import hashlib
+    import socket
+
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+
+    def upgrade(ext_lines):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        req = ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+        for line in ext_lines:
+            req += f"Sec-WebSocket-Extensions: {line}\r\n"
+        s.sendall((req + "\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(1)
+            if not b:
+                break
+            head += b
+        return s, head.decode("latin-1")
+
+    def echo_ok(s, compressed_hello=None):
+        # "Hello" masked with a zero key; compressed (RSV1) when given.
+        body = compressed_hello or b"Hello"
+        first = 0xC1 if compressed_hello else 0x81
+        s.sendall(bytes([first, 0x80 | len(body), 0, 0, 0, 0]) + body)
+        got = b""
+        while len(got) < 7:
+            b = s.recv(64)
+            if not b:
+                break
+            got += b
+        return got[:7] == b"\x81\x05Hello"
+
+    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                                           .encode()).digest()).decode()
+    hello_z = bytes([0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])
+    for lines in (["permessage-deflate; server_max_window_bits=7"],
+                  ["permessage-deflate; foo=bar"],
+                  ["permessage-deflate; client_no_context_takeover; client_no_context_takeover"],
+                  ["permessage-deflate;; x"],
+                  ["x-webkit-deflate-frame"]):
+        s, head = upgrade(lines)
+        check(head.startswith("HTTP/1.1 101") and accept in head
+              and "Sec-WebSocket-Extensions" not in head, f"declined cleanly: {lines}")
+        check(echo_ok(s), f"... and the connection still works: {lines}")
+        s.close()
+    s, head = upgrade(["x-foo, permessage-deflate; server_max_window_bits=16",
+                       "permessage-deflate; server_max_window_bits=10, permessage-deflate"])
+    want = ("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+            "client_no_context_takeover; server_max_window_bits=10\r\n")
+    check(head.startswith("HTTP/1.1 101") and want in head,
+          "the first acceptable offer, on the second header line, is taken")
+    check(echo_ok(s, hello_z), "... and a compressed 'Hello' (RFC 7692 7.2.3.1) is echoed")
+    s.close()
+    # RSV1 on a connection without the extension: 1002.
+    s, head = upgrade([])
+    s.sendall(bytes([0xC1, 0x80 | len(hello_z), 0, 0, 0, 0]) + hello_z)
+    got = s.recv(16)
+    check(got[:4] == b"\x88\x02\x03\xea", f"RSV1 without the extension: close 1002 ({got.hex()})")
+    s.close()
+
+
+async def badserver(ext):
+    import base64
+    import hashlib
+
+    async def handle(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key:")][0]
+        acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                               .digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc +
+                     b"\r\nSec-WebSocket-Extensions: " + ext.encode() + b"\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(f"listening {srv.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.Future()
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "raw":
+        raw(int(sys.argv[2]))
+        sys.exit(1 if failed else 0)
+    if sys.argv[1] == "badserver":
+        asyncio.run(badserver(sys.argv[2]))
     if sys.argv[1] == "client":
         asyncio.run(client(sys.argv[2]))
         sys.exit(1 if failed else 0)

@@ -2,8 +2,12 @@
  * sends one masked text message on each, checks every echo, prints
  * "ready N", and holds the connections open until stdin closes (or a
  * line arrives). libc only, so the scale test needs nothing built.
- * Usage: manyconn PORT N [SOURCES]   (SOURCES: source addresses
- * 127.0.0.1..SOURCES, default 4, so N may exceed one address's ports) */
+ * Usage: manyconn PORT N [SOURCES] [--deflate]   (SOURCES: source
+ * addresses 127.0.0.1..SOURCES, default 4, so N may exceed one address's
+ * ports). With --deflate each connection offers permessage-deflate as
+ * browsers do, requires it in the answer, and sends its message compressed
+ * (RSV1, one stored DEFLATE block: no zlib needed here), so the server
+ * decompresses one message per connection. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +37,7 @@ typedef struct conn {
 static conn *cs;
 static int n_total, port, sources = 4, epfd;
 static int n_open, n_done, n_failed, pending;
+static int deflate;
 
 static double now(void) {
     struct timespec t;
@@ -73,6 +78,18 @@ static void send_msg(int i) {
     char msg[32];
     int n = snprintf(msg, sizeof msg, "msg-%d", i);
     uint8_t f[64] = {0x81, (uint8_t)(0x80 | n), 0x11, 0x22, 0x33, 0x44};
+    if (deflate) {
+        /* RFC 7692 §7.2.3.3: a stored block (BFINAL 0, LEN, NLEN, the
+         * bytes), then the first byte of the next block; the receiver
+         * appends 00 00 ff ff. */
+        char z[40] = {0x00, (char)n, 0x00, (char)~n, (char)0xff};
+        memcpy(z + 5, msg, (size_t)n);
+        z[5 + n] = 0x00;
+        memcpy(msg, z, (size_t)n + 6);
+        n += 6;
+        f[0] = 0xc1;
+        f[1] = (uint8_t)(0x80 | n);
+    }
     for (int k = 0; k < n; k++)
         f[6 + k] = (uint8_t)(msg[k] ^ f[2 + (k & 3)]);
     if (write(c->fd, f, (size_t)(6 + n)) != 6 + n) {
@@ -98,7 +115,14 @@ static void on_event(int i, uint32_t events) {
             "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n";
-        if (write(c->fd, req, sizeof req - 1) != (ssize_t)sizeof req - 1) {
+        static const char req_deflate[] =
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+        const char *r = deflate ? req_deflate : req;
+        size_t rlen = deflate ? sizeof req_deflate - 1 : sizeof req - 1;
+        if (write(c->fd, r, rlen) != (ssize_t)rlen) {
             fail(c, "request write failed");
             return;
         }
@@ -125,6 +149,10 @@ static void on_event(int i, uint32_t events) {
         if (strncmp(c->buf, "HTTP/1.1 101", 12) ||
             !strstr(c->buf, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")) {
             fail(c, "handshake refused");
+            return;
+        }
+        if (deflate && !strstr(c->buf, "Sec-WebSocket-Extensions: permessage-deflate")) {
+            fail(c, "permessage-deflate not negotiated");
             return;
         }
         c->state = OPEN;
@@ -155,8 +183,12 @@ static void pump(int timeout_ms) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[argc - 1], "--deflate")) {
+        deflate = 1;
+        argc--;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: manyconn PORT N [SOURCES]\n");
+        fprintf(stderr, "usage: manyconn PORT N [SOURCES] [--deflate]\n");
         return 2;
     }
     port = atoi(argv[1]);

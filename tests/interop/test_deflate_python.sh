@@ -25,6 +25,37 @@ for mode in default --deflate-takeover; do
   dx_stop "$DX_PID"
 done
 
+echo "== raw offers -> duplex serve --echo: declined cleanly, or the first acceptable"
+dx_serve raw --echo
+set +e
+timeout 60 "$PY" "$here/deflate_python.py" raw "$DX_PORT"
+rc=$?
+set -e
+check "raw offers (rc $rc)" test "$rc" = 0
+dx_stop "$DX_PID"
+
+echo "== duplex connect -> servers answering what was not offered: the handshake fails"
+for ext in "x-foo" "permessage-deflate; server_max_window_bits=7" \
+  "permessage-deflate; client_max_window_bits" "permessage-deflate; foo" \
+  "permessage-deflate, permessage-deflate" "permessage-deflate; server_no_context_takeover=1"; do
+  peer_start "bad" "$PY" "$here/deflate_python.py" badserver "$ext"
+  dxc "bad" "ws://127.0.0.1:$PEER_PORT/" </dev/null
+  if [ "$RC" = 1 ] && grep -q 'handshake' "$DX_TMP/bad.err"; then
+    ok "answer '$ext' refused: $(grep -m1 handshake "$DX_TMP/bad.err")"
+  else
+    no "answer '$ext': rc $RC: $(tr '\n' ' ' <"$DX_TMP/bad.err")"
+  fi
+  kill "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+done
+# Without an offer (--no-deflate) any extension in the answer is refused.
+peer_start "bad2" "$PY" "$here/deflate_python.py" badserver "permessage-deflate"
+dxc "bad2" --no-deflate "ws://127.0.0.1:$PEER_PORT/" </dev/null
+check "answer with permessage-deflate to no offer: refused (rc $RC)" \
+  grep -q 'handshake: server accepted an extension that was not offered' "$DX_TMP/bad2.err"
+kill "$PEER_PID" 2>/dev/null || true
+wait "$PEER_PID" 2>/dev/null || true
+
 echo "== duplex connect --echo -> websockets server"
 for opts in "0 0 0 0" "1 0 0 0" "0 1 0 0" "1 1 0 0" "0 0 10 0" "0 0 0 10" "1 1 9 9"; do
   # shellcheck disable=SC2086 # the four numbers are four arguments

@@ -651,6 +651,68 @@ static void test_garbage(void) {
     reset_outs();
 }
 
+/* A big backlog comes in several syncs, each reply bounded, nothing lost. */
+static void test_sync_budget(void) {
+    dx__chat *c = engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a, b;
+    dev_open(c, &a, "alice");
+    dev_open(c, &b, "bob");
+    static const char *const peers[] = {"p1", "p2", "p3", "p4"};
+    char *buf = malloc(4096);
+    REQUIRE(buf);
+    for (int p = 0; p < 4; p++) {
+        for (int i = 0; i < 100; i++) {
+            int n = snprintf(buf, 4096, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:bob:%s\","
+                             "\"cid\":\"%s-%d\",\"text\":\"", peers[p], peers[p], i);
+            memset(buf + n, 'z', 3000);
+            strcpy(buf + n + 3000, "\"}");
+            req(c, &b, buf);
+        }
+        CHECK_EQ_INT(dx__chat_flush(c), 0);
+    }
+    free(buf);
+    drain(&a), drain(&b);
+    /* bob's other device had up to seq 0 everywhere: 1.2 MB of backlog. */
+    int64_t have[4] = {0, 0, 0, 0};
+    int rounds = 0, more = 1;
+    while (more && rounds < 20) {
+        char since[256];
+        snprintf(since, sizeof since,
+                 "{\"v\":1,\"type\":\"sync\",\"since\":{\"d:bob:p1\":%lld,\"d:bob:p2\":%lld,"
+                 "\"d:bob:p3\":%lld,\"d:bob:p4\":%lld}}",
+                 (long long)have[0], (long long)have[1], (long long)have[2], (long long)have[3]);
+        req(c, &b, since);
+        REQUIRE(nouts > 0);
+        CHECK(strlen(outs[nouts - 1].data) < 300 * 1024);
+        json_t *s = next(&b);
+        REQUIRE(s);
+        more = 0;
+        json_t *conv;
+        size_t i;
+        json_array_foreach(json_object_get(s, "convs"), i, conv) {
+            const char *id = str(conv, "conv");
+            if (strncmp(id, "d:bob:p", 7)) continue;
+            int k = id[7] - '1';
+            json_t *msgs = json_object_get(conv, "msgs");
+            size_t n = json_array_size(msgs);
+            if (n) {
+                CHECK_EQ_INT(num(json_array_get(msgs, 0), "seq"), have[k] + 1); /* no gap */
+                have[k] = num(json_array_get(msgs, n - 1), "seq");
+            }
+            more |= json_is_true(json_object_get(conv, "more"));
+        }
+        json_decref(s);
+        rounds++;
+    }
+    CHECK(rounds >= 5); /* 1.2 MB cannot come in fewer 256 KB replies */
+    for (int k = 0; k < 4; k++)
+        CHECK_EQ_INT(have[k], 100);
+    dev_close(c, &a), dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
 /* A node of a cluster hears that a user's devices elsewhere are gone:
  * the contacts connected here are told, once. */
 static void test_remote_presence(void) {
@@ -680,6 +742,7 @@ static void test_remote_presence(void) {
 int main(void) {
     RUN(test_welcome_presence);
     RUN(test_remote_presence);
+    RUN(test_sync_budget);
     RUN(test_send_ack_deliver);
     RUN(test_read_sync_history);
     RUN(test_typing);
