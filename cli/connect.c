@@ -375,10 +375,29 @@ static void on_error(dx_client *c, void *user, int err, const char *message) {
     fprintf(stderr, "duplex: connect: %s\n", message);
 }
 
+/* The close reason is the server's text: valid UTF-8, but free to hold
+ * control characters (an escape sequence, a CR) that must not reach the
+ * terminal as such. Copies at most 123 bytes of it into `out` with each
+ * control byte written as \xNN. */
+static const char *printable(char out[4 * 123 + 1], const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len && i < 123; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f)
+            n += (size_t)snprintf(out + n, 5, "\\x%02x", ch);
+        else
+            out[n++] = (char)ch;
+    }
+    out[n] = 0;
+    return out;
+}
+
 static void on_close(dx_client *c, void *user, uint16_t code, const char *reason, size_t reason_len,
                      int was_clean) {
     app *a = user;
-    int rlen = (int)reason_len;
+    char safe[4 * 123 + 1];
+    reason = printable(safe, reason, reason_len);
+    int rlen = (int)strlen(reason);
     if (dx_client_ready_state(c) == DX_CONNECTING) { /* --reconnect: not the end */
         if (!a->quiet && a->opened)
             fprintf(stderr, "duplex: connection lost: %u%s%.*s%s\n", (unsigned)code,

@@ -48,6 +48,11 @@ static void usage(FILE *f) {
             "chat options:\n"
             "  --db FILE               SQLite database, created when missing (default: in\n"
             "                          memory, lost on exit)\n"
+            "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
+            "                          nodes of a cluster share; tables created when missing\n"
+            "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
+            "                          PostgreSQL --db); deliveries and presence cross nodes\n"
+            "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
             "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
             "                          $DUPLEX_CHAT_SECRET); then ?uid= is refused\n"
             "  --token-for UID         print a token for UID and exit (needs the secret)\n"
@@ -276,6 +281,10 @@ int dx_cli_serve(int argc, char **argv) {
             VALUE();
             if (parse_u64(val, UINT32_MAX, &chat_opts.token_ttl) || !chat_opts.token_ttl)
                 return bad("bad number of seconds", val);
+        } else if (FLAG("--presence-ttl")) {
+            VALUE();
+            if (parse_seconds(val, &chat_opts.presence_ttl_ms) || chat_opts.presence_ttl_ms < 300)
+                return bad("bad number of seconds (0.3 or more)", val);
         } else if (FLAG("--quiet") || FLAG("-q")) {
             quiet = 1;
         } else if (FLAG("--no-app-ping")) {
@@ -354,10 +363,16 @@ int dx_cli_serve(int argc, char **argv) {
     if (chat_opts.token_for) return dx_cli_chat_token(&chat_opts);
     if (mode == MODE_NONE) return bad("choose a mode: --echo, --broadcast or --chat", NULL);
     if (mode == MODE_CHAT && threads > 1) return bad("--chat runs on one thread", NULL);
-    if (mode == MODE_CHAT && redis_url)
-        return bad("--chat with --redis is not available yet (one node)", NULL);
-    if (mode != MODE_CHAT && (chat_opts.db || chat_opts.secret))
-        return bad("--db and --secret go with --chat", NULL);
+    if (mode == MODE_CHAT && redis_url) {
+        if (!dx_cli_chat_is_pg(chat_opts.db))
+            return bad("--chat --redis needs the shared store: --db postgresql://...", NULL);
+        /* The chat carries its own traffic through Redis (the server's
+         * fan-out below is for --broadcast and topics). */
+        chat_opts.redis = redis_url;
+        redis_url = NULL;
+    }
+    if (mode != MODE_CHAT && (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms))
+        return bad("--db, --secret and --presence-ttl go with --chat", NULL);
     if (!cfg.cert_file != !cfg.key_file) return bad("--cert and --key go together", NULL);
     if (norigins) {
         origins[norigins] = NULL;
@@ -389,6 +404,7 @@ int dx_cli_serve(int argc, char **argv) {
             rc = 1;
             break;
         }
+        chat_opts.quiet = quiet;
         if (mode == MODE_CHAT && !(chat = dx_cli_chat_start(w->loop, &chat_opts, &cfg))) {
             rc = 1;
             break;
@@ -399,6 +415,7 @@ int dx_cli_serve(int argc, char **argv) {
             rc = 1;
             break;
         }
+        if (chat && (rc = dx_cli_chat_attach(chat, w->srv)) != 0) break;
         int lr = dx_server_listen(w->srv);
         if (lr < 0) {
             fprintf(stderr, "duplex serve: cannot listen on %s:%d: %s\n", cfg.host, cfg.port,
@@ -436,8 +453,10 @@ int dx_cli_serve(int argc, char **argv) {
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", static %s", cfg.static_dir);
             if (mode == MODE_CHAT && n < sizeof extra)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", db %s",
-                                      chat_opts.db ? chat_opts.db : "in memory");
-            if (redis_url && n < sizeof extra)
+                                      !chat_opts.db                       ? "in memory"
+                                      : dx_cli_chat_is_pg(chat_opts.db) ? "PostgreSQL"
+                                                                        : chat_opts.db);
+            if ((redis_url || chat_opts.redis) && n < sizeof extra)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", redis %s:%d/%d",
                                       redis_addr.host, redis_addr.port, redis_addr.db);
             int v6 = strchr(cfg.host, ':') != NULL;

@@ -11,7 +11,13 @@ typedef struct dx_cli_chat_opts {
     const char *secret;    /* --secret S, else $DUPLEX_CHAT_SECRET */
     const char *token_for; /* --token-for UID: print a token and exit */
     uint64_t token_ttl;    /* --token-ttl S (default 1 day) */
+    const char *redis;     /* --redis URL: one node of a cluster */
+    uint32_t presence_ttl_ms; /* --presence-ttl S (0: the default, 15 s) */
+    int quiet;             /* --quiet: no "redis up" lines */
 } dx_cli_chat_opts;
+
+/* 1 when --db is a PostgreSQL URL (postgresql:// or postgres://). */
+int dx_cli_chat_is_pg(const char *db);
 
 /* --token-for: prints the token on stdout. Returns the exit status. */
 int dx_cli_chat_token(const dx_cli_chat_opts *o);
@@ -20,5 +26,9 @@ int dx_cli_chat_token(const dx_cli_chat_opts *o);
  * web UI from web/chat/dist when no --static was given and it exists).
  * NULL after printing the reason on stderr. */
 dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_config *cfg);
+
+/* After dx_server_new: lets the chat report Redis on /healthz. Returns 0,
+ * or 1 after printing the reason. */
+int dx_cli_chat_attach(dx_chat *chat, dx_server *srv);
 
 #endif

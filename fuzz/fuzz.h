@@ -20,7 +20,7 @@
 #define FZ_CHECK(cond)                                                                             \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond);            \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -29,7 +29,7 @@ typedef struct fz_input {
     uint8_t cfg;         /* configuration bits, harness-specific */
     const uint8_t *data; /* the data proper */
     size_t len;
-    uint32_t rng;   /* splitter state */
+    uint32_t rng;     /* splitter state */
     size_t max_piece; /* largest piece: 1, 2..16, 1..256, or the whole */
 } fz_input;
 
@@ -121,7 +121,8 @@ static inline void fz_put(fz_buf *b, const void *data, size_t len) {
     if (len == 0) return;
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->len + len) cap *= 2;
+        while (cap < b->len + len)
+            cap *= 2;
         b->p = realloc(b->p, cap);
         if (!b->p) abort();
         b->cap = cap;

@@ -18,7 +18,10 @@
  * Properties: text handed to the application is valid UTF-8 by the
  * reference validator; on_close runs exactly once, and a failed recv leaves
  * the connection CLOSED; everything the connection writes parses cleanly
- * with a peer's parser, and nothing follows its close frame. */
+ * with a peer's parser, and nothing follows its close frame; and when the
+ * application echoes whole messages, the peer reads back (decompressing
+ * with its own permessage-deflate state when the message is compressed)
+ * exactly the messages that were echoed, in order. */
 #include <duplex/conn.h>
 #include <duplex/deflate.h>
 #include <duplex/frame.h>
@@ -59,6 +62,7 @@ typedef struct app {
     uint16_t close_code;
     fz_buf text; /* stream mode: the text message so far */
     int in_text;
+    fz_buf echoed; /* messages echoed: op (1 byte), length (8), bytes */
 } app;
 
 /* What a send from inside a callback may return. */
@@ -81,7 +85,14 @@ static void on_message(dx_conn *c, void *user, enum dx_opcode op, uint8_t *data,
     if (len) data[0] ^= 0x55;
     a->messages++;
     if (a->cfg & 4) {
-        check_send(dx_conn_send(c, op, data, len));
+        int rc = dx_conn_send(c, op, data, len);
+        check_send(rc);
+        if (rc == 0) {
+            uint8_t o = (uint8_t)op;
+            fz_put(&a->echoed, &o, 1);
+            fz_put_u64(&a->echoed, len);
+            fz_put(&a->echoed, data, len);
+        }
     }
     if ((a->cfg & 0x80) && a->messages == 3) {
         check_send(dx_conn_close(c, 1000, "bye", 3));
@@ -135,7 +146,46 @@ static const dx_conn_callbacks stream_cbs = {NULL, on_fragment, on_ping, NULL, o
 typedef struct peer {
     dx_frame_parser p;
     int closed;
+    app *a;
+    dx__pmd *pmd;   /* the peer's permessage-deflate state, when negotiated */
+    int verify;     /* compare data messages with a->echoed */
+    size_t exp_off; /* next record in a->echoed */
+    fz_buf msg;     /* the data message being read */
+    uint8_t msg_op, msg_rsv;
 } peer;
+
+/* A whole data message read by the peer: the next one echoed. Allocation
+ * failures are suspended meanwhile: the peer is not under test. */
+static void peer_message(peer *pr) {
+    if (!pr->verify) return;
+    app *a = pr->a;
+    FZ_CHECK(pr->exp_off + 9 <= a->echoed.len);
+    uint8_t op = a->echoed.p[pr->exp_off];
+    uint64_t len;
+    memcpy(&len, a->echoed.p + pr->exp_off + 1, 8);
+    const uint8_t *want = a->echoed.p + pr->exp_off + 9;
+    pr->exp_off += 9 + (size_t)len;
+    FZ_CHECK(pr->msg_op == op);
+    const uint8_t *got = pr->msg.p;
+    size_t got_len = pr->msg.len;
+    dx__pmd_buf b;
+    int inflated = 0;
+    unsigned long saved = fail_every;
+    fail_every = 0;
+    if (pr->msg_rsv & DX_RSV1) {
+        FZ_CHECK(pr->pmd != NULL);
+        dx__pmd_buf_take(&b);
+        FZ_CHECK(dx__pmd_inflate(pr->pmd, pr->msg.p, pr->msg.len, 1, 0, 0, &b, NULL, NULL) == 0);
+        got = b.data;
+        got_len = b.len;
+        inflated = 1;
+    } else {
+        FZ_CHECK(pr->msg_rsv == 0);
+    }
+    FZ_CHECK(got_len == len && (len == 0 || memcmp(got, want, len) == 0));
+    if (inflated) dx__pmd_buf_give(&b);
+    fail_every = saved;
+}
 
 static void drain(dx_conn *c, peer *pr, fz_input *in, int all) {
     for (;;) {
@@ -167,6 +217,15 @@ static void drain(dx_conn *c, peer *pr, fz_input *in, int all) {
                     FZ_CHECK(!pr->closed);
                     if (ch.hdr->opcode == DX_OP_CLOSE) pr->closed = 1;
                 }
+                if (ch.present && ch.hdr->opcode < 8) {
+                    if (ch.first && ch.msg_first) {
+                        pr->msg.len = 0;
+                        pr->msg_op = ch.hdr->opcode;
+                        pr->msg_rsv = ch.hdr->rsv;
+                    }
+                    fz_put(&pr->msg, ch.data, ch.len);
+                    if (ch.last && ch.hdr->fin) peer_message(pr);
+                }
                 pos += (size_t)got;
                 if (got == 0 && !ch.present) break;
             }
@@ -183,8 +242,8 @@ static void drain(dx_conn *c, peer *pr, fz_input *in, int all) {
 static uint8_t *handshake(int role, const uint8_t *data, size_t len, size_t *total, size_t *head) {
     char hs[512];
     int n = role == DX_ROLE_SERVER
-                ? dx_handshake_write_request(hs, sizeof hs, "example.com", "/chat?x=1", key,
-                                             "chat", NULL, "https://example.com", NULL)
+                ? dx_handshake_write_request(hs, sizeof hs, "example.com", "/chat?x=1", key, "chat",
+                                             NULL, "https://example.com", NULL)
                 : dx_handshake_write_101(hs, sizeof hs, key, NULL, NULL, NULL);
     FZ_CHECK(n > 0);
     uint8_t *buf = malloc((size_t)n + len + 1);
@@ -238,8 +297,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     FZ_CHECK(dx_conn_state(c) == DX_CONNECTING);
     FZ_CHECK(dx_conn_recv(c, buf, 0) == DX_ESTATE);
-    peer pr = {0};
-    dx_frame_parser_init(&pr.p, role == DX_ROLE_SERVER ? DX_ROLE_CLIENT : DX_ROLE_SERVER, 0);
+    peer pr = {.a = &a, .verify = (in.cfg & 6) == 4}; /* echo, not stream mode */
+    enum dx_role peer_role = role == DX_ROLE_SERVER ? DX_ROLE_CLIENT : DX_ROLE_SERVER;
+    dx_frame_parser_init(&pr.p, peer_role, 0);
     if (data[1] & 0x80) {
         int nct = !(data[1] & 0x40);
         uint8_t bits = (data[1] & 0x20) ? 9 : 15;
@@ -251,6 +311,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FZ_CHECK(dx_conn_deflate(c));
             FZ_CHECK(dx_conn_set_deflate(c, &agreed, &dcfg) == DX_ESTATE);
             dx_frame_parser_allow_rsv(&pr.p, DX_RSV1);
+            unsigned long saved = fail_every;
+            fail_every = 0;
+            int err = 0;
+            pr.pmd = dx__pmd_new(peer_role, &agreed, NULL, &err);
+            fail_every = saved;
+            FZ_CHECK(pr.pmd != NULL);
         }
     }
     dx_conn_open(c);
@@ -280,8 +346,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_CHECK(a.closes == 1 && dx_conn_state(c) == DX_CLOSED);
     fail_every = 0;
     drain(c, &pr, &in, 1);
+    /* Everything echoed came out: echoes are queued before any close. */
+    if (pr.verify) FZ_CHECK(pr.exp_off == a.echoed.len);
     dx_conn_free(c);
+    dx__pmd_free(pr.pmd);
     dx__pmd_thread_trim();
+    free(pr.msg.p);
+    free(a.echoed.p);
     free(a.text.p);
     free(buf);
     return 0;

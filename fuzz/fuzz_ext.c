@@ -22,7 +22,8 @@ static int is_tchar(unsigned char c) {
 
 static void check_token(const char *s, size_t n, const char *v, size_t len) {
     FZ_CHECK(n > 0 && s >= v && s + n <= v + len);
-    for (size_t i = 0; i < n; i++) FZ_CHECK(is_tchar((unsigned char)s[i]));
+    for (size_t i = 0; i < n; i++)
+        FZ_CHECK(is_tchar((unsigned char)s[i]));
 }
 
 static int params_ok(const dx_deflate_params *a) {
@@ -49,11 +50,10 @@ static dx_deflate_config config_of(uint8_t b, uint8_t c) {
 static void check_deflate(const char *v, size_t size, const uint8_t *raw, size_t raw_len) {
     uint8_t b0 = raw_len > 0 ? raw[0] : 0, b1 = raw_len > 1 ? raw[1] : 0;
     uint8_t b2 = raw_len > 2 ? raw[2] : 0, b3 = raw_len > 3 ? raw[3] : 0;
-    dx_deflate_config cfgs[3] = {{.enable = 1},
-                                 {.enable = 1,
-                                  .server_no_context_takeover = 1,
-                                  .client_no_context_takeover = 1},
-                                 config_of(b0, b1)};
+    dx_deflate_config cfgs[3] = {
+        {.enable = 1},
+        {.enable = 1, .server_no_context_takeover = 1, .client_no_context_takeover = 1},
+        config_of(b0, b1)};
     for (int k = 0; k < 3; k++) {
         dx_deflate_params a;
         char out[256];

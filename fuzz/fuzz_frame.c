@@ -36,8 +36,10 @@ static void check_chunk(const dx_frame_parser *p, const dx_frame_chunk *ch, cons
         FZ_CHECK(!ch->msg_first);
     } else {
         FZ_CHECK(h->opcode <= DX_OP_BINARY);
-        if (h->opcode == DX_OP_CONT) FZ_CHECK(h->rsv == 0 && !ch->msg_first);
-        else FZ_CHECK(ch->msg_first == ch->first);
+        if (h->opcode == DX_OP_CONT)
+            FZ_CHECK(h->rsv == 0 && !ch->msg_first);
+        else
+            FZ_CHECK(ch->msg_first == ch->first);
         if (ch->first) {
             if (h->opcode != DX_OP_CONT) r->msg_total = 0;
             r->msg_total += h->length;

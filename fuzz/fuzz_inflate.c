@@ -74,8 +74,8 @@ static void round_trip(const uint8_t *data, size_t len, int role, const dx_defla
     /* The sender is the peer; threshold 1 so that everything is compressed. */
     dx_deflate_config scfg = {.enable = 1, .threshold = 1};
     int err = 0;
-    dx__pmd *tx = dx__pmd_new(role == DX_ROLE_SERVER ? DX_ROLE_CLIENT : DX_ROLE_SERVER, a, &scfg,
-                              &err);
+    dx__pmd *tx =
+        dx__pmd_new(role == DX_ROLE_SERVER ? DX_ROLE_CLIENT : DX_ROLE_SERVER, a, &scfg, &err);
     dx__pmd *rx = dx__pmd_new((enum dx_role)role, a, NULL, &err);
     FZ_CHECK(tx && rx);
     if (dx__pmd_want(tx, len) && len) {

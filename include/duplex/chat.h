@@ -19,9 +19,10 @@
  *     dx_server_free(srv);                      // first the server,
  *     dx_chat_free(chat);                       // then the chat
  *
- * One dx_chat serves one dx_server on one loop (single node; the store and
- * broker sit behind internal interfaces so that a clustered backend can be
- * added). Like the loop, nothing here is thread-safe.
+ * One dx_chat serves one dx_server on one loop. Several processes make a
+ * cluster when they share a PostgreSQL database (db_path) and a Redis
+ * (redis_url): see docs/cluster.md. Like the loop, nothing here is
+ * thread-safe.
  *
  * Writes are committed once per loop turn (group commit): every message
  * that arrived in one turn shares one fsync, and acks leave after it.
@@ -41,7 +42,10 @@ typedef struct dx_chat dx_chat;
 
 typedef struct dx_chat_config {
     /* The SQLite database file, created when missing. NULL or ":memory:"
-     * keeps everything in memory (nothing survives a restart). Copied. */
+     * keeps everything in memory (nothing survives a restart). A URL
+     * "postgresql://..." (or "postgres://...") selects PostgreSQL instead:
+     * the store several nodes share; its chat_* tables are created when
+     * missing. Copied. */
     const char *db_path;
     /* HMAC-SHA256 key for tokens. When set, only `?token=` identifies a
      * user (`?uid=` gets HTTP 401). NULL: `?uid=NAME` is accepted as is —
@@ -51,6 +55,20 @@ typedef struct dx_chat_config {
     /* A room ("lobby" → g:lobby) every user joins on connecting; NULL for
      * none. Copied. */
     const char *lobby;
+    /* Several nodes (docs/cluster.md): "redis://[:password@]host[:port][/db]".
+     * Deliveries, receipts, typing and presence then reach the devices of
+     * every node that shares this Redis, and db_path must be the
+     * "postgresql://..." URL of the database they all share (a SQLite file
+     * is refused: each node would have its own truth). NULL: one node.
+     * Copied. */
+    const char *redis_url;
+    /* How long the users of a node that died stay online for the others,
+     * in ms; 0 means 15000. */
+    uint32_t presence_ttl_ms;
+    /* Called on the loop each time the link to Redis comes up (up = 1) or
+     * goes down (0, `why` a static one-line reason). Optional. */
+    void (*on_cluster)(void *user, int up, const char *why);
+    void *user;
 } dx_chat_config;
 
 /* Opens the store and creates the service on `loop`. NULL on failure
@@ -65,6 +83,14 @@ DX_API const char *dx_chat_new_why(void);
  * ping_timeout_ms 10 s; app_heartbeat is turned on. Call before
  * dx_server_new(). Returns 0 or DX_EINVAL. */
 DX_API int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg);
+
+/* Tells the chat its server (optional with one node; learnt from the first
+ * connection otherwise). With redis_url set, call it after dx_server_new():
+ * it sets the server's broker (server.h) so that /healthz answers 503
+ * {"status":"degraded","redis":"down"} while Redis is away; chat traffic
+ * crosses Redis through the chat's own channel, never through the server's
+ * broker, so do not set another broker on `srv`. Returns 0 or DX_EINVAL. */
+DX_API int dx_chat_attach(dx_chat *chat, dx_server *srv);
 
 /* Commits what is pending and frees the service. Free the server first
  * (its connections' on_close still use the chat), after the loop stopped. */

@@ -99,7 +99,9 @@ DX_API void dx_conn_open(dx_conn *c);
 /* Allows RSV bits on data frames (set by a negotiated extension). A
  * message whose first frame carries RSV bits is delivered as received, and
  * a text one is not UTF-8-checked here: the extension that owns the bits
- * must check it after undoing its transform. */
+ * must check it after undoing its transform. permessage-deflate is built
+ * in instead: dx_conn_set_deflate() (deflate.h) takes RSV1, decompresses
+ * (max_message then bounds the decompressed size) and checks UTF-8. */
 DX_API void dx_conn_allow_rsv(dx_conn *c, uint8_t rsv_bits);
 
 /* DX_CONNECTING, DX_OPEN, DX_CLOSING or DX_CLOSED. */
@@ -165,7 +167,12 @@ DX_API void dx_shared_release(dx_shared *s);
 DX_API size_t dx_shared_size(const dx_shared *s);
 
 /* Queues a shared frame (takes a new reference; the caller keeps its own).
- * Server role only. Returns 0, DX_ESTATE unless OPEN (or a fragmented send
+ * Server role only. On a permessage-deflate connection a message at or
+ * over its threshold goes compressed: once per shared frame (on the first
+ * such send; the result is shared too, kept with the frame and freed with
+ * it) for every connection whose compressor keeps no context and whose
+ * window is at least that one's; by the connection's own compressor (a
+ * copy) for the others. A frame found incompressible goes as it is. Returns 0, DX_ESTATE unless OPEN (or a fragmented send
  * is in progress), DX_EINVAL for a client connection, DX_ENOMEM. */
 DX_API int dx_conn_send_shared(dx_conn *c, dx_shared *s);
 

@@ -35,7 +35,9 @@
  * and the default mem_level 4, 256 KiB at zlib's usual 8, 10 KiB at 9 bits
  * and 1). A decompressor without context takeover is freed again when its
  * message ends. Broadcasts and publishes (frames built once for many
- * connections) are sent uncompressed. So the cheapest setting, which
+ * connections) are compressed once for all the connections whose
+ * compressor keeps no context (window permitting), and by their own
+ * compressor for the others. So the cheapest setting, which
  * `duplex serve` uses, is a server that asks for both no_context_takeover
  * parameters: idle and busy connections then hold no zlib state at all.
  * Measured (tests/interop/test_deflate_10k.sh, 10,000 idle connections

@@ -8,6 +8,7 @@
  *   http.h       HTTP/1.1 head parser into caller-owned slices
  *   handshake.h  the opening handshake, both roles
  *   conn.h       the sans-I/O connection: bytes in → events, calls → bytes
+ *   deflate.h    permessage-deflate (RFC 7692): negotiation and its memory model
  *   loop.h       the epoll event loop, timers, signals, cross-thread posts
  *   server.h     the server: HTTP + WebSocket on one port, broadcast, pub/sub
  *   client.h     the client: ws:// and wss:// with a browser-like surface
@@ -17,6 +18,7 @@
 
 #include "common.h"
 #include "conn.h"
+#include "deflate.h"
 #include "frame.h"
 #include "handshake.h"
 #include "http.h"

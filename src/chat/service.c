@@ -10,6 +10,7 @@
 
 #include <duplex/chat.h>
 
+#include "chat/broker_redis.h"
 #include "chat/engine.h"
 #include "core/alloc.h"
 
@@ -20,6 +21,9 @@ struct dx_chat {
     unsigned char *secret;
     size_t secret_len;
     int closing; /* dx_chat_free is running: nothing goes out any more */
+    dx__chat_broker *redis; /* the engine's broker when clustered (owned by it) */
+    void (*on_cluster)(void *user, int up, const char *why);
+    void *user;
 };
 
 static _Thread_local const char *new_why = "no error";
@@ -145,6 +149,51 @@ static void on_close(dx_server_conn *c, void *user, uint16_t code, const uint8_t
     d->handle = NULL;
 }
 
+/* ---- several nodes -------------------------------------------------------- */
+
+static void on_redis_state(void *user, int up, const char *why) {
+    dx_chat *chat = user;
+    if (chat->on_cluster) chat->on_cluster(chat->user, up, why);
+}
+
+/* Another node's devices of a user appeared or expired. */
+static void on_redis_remote(void *user, const char *uid, int64_t devices) {
+    dx_chat *chat = user;
+    if (!chat->closing) dx__chat_remote_presence(chat->engine, uid, devices);
+}
+
+/* The server's broker exists only for /healthz: chat deliveries travel on
+ * the chat broker's channel, so what the server would forward is dropped
+ * here rather than sent twice. */
+static int srv_broker_publish(void *ctx, const char *topic, enum dx_opcode op,
+                              const uint8_t *data, size_t len) {
+    return 0;
+}
+
+static int srv_broker_up(void *ctx) {
+    dx_chat *chat = ctx;
+    return dx__chat_broker_redis_up(chat->redis);
+}
+
+static int use_redis(dx_chat *chat, const dx_chat_config *cfg, const char **why) {
+    dx__chat_redis_config rc = {.presence_ttl_ms = cfg->presence_ttl_ms,
+                                .on_state = on_redis_state,
+                                .on_remote = on_redis_remote,
+                                .user = chat};
+    if (dx__redis_parse_url(cfg->redis_url, &rc.addr, why) < 0) return -1;
+    if (dx_random(rc.node_id, sizeof rc.node_id) < 0) {
+        *why = "no random source for the node id";
+        return -1;
+    }
+    chat->redis = dx__chat_broker_redis(chat->loop, &rc, dx__chat_deliver_here, chat->engine);
+    if (!chat->redis) {
+        *why = "out of memory";
+        return -1;
+    }
+    dx__chat_use_broker(chat->engine, chat->redis);
+    return 0;
+}
+
 /* ---- public -------------------------------------------------------------- */
 
 dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
@@ -168,13 +217,27 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         memcpy(chat->secret, cfg->secret, cfg->secret_len);
         chat->secret_len = cfg->secret_len;
     }
+    chat->on_cluster = cfg->on_cluster;
+    chat->user = cfg->user;
     const char *why = "out of memory";
-    dx__chat_store *st = dx__chat_store_sqlite(cfg->db_path, &why);
+    int pg = dx__chat_store_is_pg_url(cfg->db_path);
+    if (cfg->redis_url && !pg) {
+        new_why = "a cluster (Redis) needs a shared PostgreSQL store (postgresql://...)";
+        dx__free(chat->secret);
+        dx__free(chat);
+        return NULL;
+    }
+    dx__chat_store *st = pg ? dx__chat_store_pg(cfg->db_path, &why)
+                            : dx__chat_store_sqlite(cfg->db_path, &why);
     dx__chat_io io = {.arg = chat, .send = io_send, .deliver = io_deliver,
                       .schedule = io_schedule, .now_ms = io_now};
     if (st) {
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
         if (!chat->engine) st->ops->close(st);
+    }
+    if (chat->engine && cfg->redis_url && use_redis(chat, cfg, &why) < 0) {
+        dx__chat_free(chat->engine);
+        chat->engine = NULL;
     }
     if (!chat->engine) {
         new_why = why;
@@ -183,6 +246,15 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         return NULL;
     }
     return chat;
+}
+
+int dx_chat_attach(dx_chat *chat, dx_server *srv) {
+    if (!chat || !srv) return DX_EINVAL;
+    chat->srv = srv;
+    if (!chat->redis) return 0;
+    dx_server_broker b = {.publish = srv_broker_publish, .up = srv_broker_up, .name = "redis",
+                          .ctx = chat};
+    return dx_server_set_broker(srv, &b);
 }
 
 int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg) {

@@ -97,4 +97,15 @@ struct dx__chat_store {
  * Returns NULL on failure with a one-line reason in `why` (static). */
 dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why);
 
+/* Connects to PostgreSQL at `url` ("postgresql://user@host:port/db?..." or
+ * any libpq connection string), creating the chat_* tables when missing:
+ * the store several nodes share (store_pg.c). Every write is its own
+ * transaction, committed (WAL flushed) before the call returns, so
+ * begin/commit only check the connection; a lost connection is retried at
+ * the next begin(). Calls block the caller until the server answers.
+ * Returns NULL on failure with a one-line reason in `why` (static). */
+dx__chat_store *dx__chat_store_pg(const char *url, const char **why);
+/* 1 when `s` starts with postgresql:// or postgres://. */
+int dx__chat_store_is_pg_url(const char *s);
+
 #endif

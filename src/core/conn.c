@@ -107,8 +107,7 @@ void dx_conn_allow_rsv(dx_conn *c, uint8_t rsv_bits) {
     dx_frame_parser_allow_rsv(&c->parser, rsv_bits);
 }
 
-int dx_conn_set_deflate(dx_conn *c, const dx_deflate_params *agreed,
-                        const dx_deflate_config *cfg) {
+int dx_conn_set_deflate(dx_conn *c, const dx_deflate_params *agreed, const dx_deflate_config *cfg) {
     if (!c || !agreed) return DX_EINVAL;
     if (c->pmd) return DX_ESTATE;
     int err = DX_ENOMEM;
@@ -316,10 +315,9 @@ static int on_data(dx_conn *c, const dx_frame_chunk *ch) {
         /* With extension bits set the payload is transformed (compressed):
          * its UTF-8 can only be checked after the extension undoes that. */
         int deflated = c->pmd && h->rsv == DX_RSV1;
-        c->msg_flags = (uint8_t)((h->opcode == DX_OP_TEXT && (h->rsv == 0 || deflated)
-                                      ? MSG_CHECK_UTF8
-                                      : 0) |
-                                 (deflated ? MSG_DEFLATE : 0));
+        c->msg_flags =
+            (uint8_t)((h->opcode == DX_OP_TEXT && (h->rsv == 0 || deflated) ? MSG_CHECK_UTF8 : 0) |
+                      (deflated ? MSG_DEFLATE : 0));
         dx_utf8_init(&c->utf8);
     }
     if (c->msg_flags & MSG_DEFLATE) return on_deflated(c, ch);
@@ -417,8 +415,8 @@ static int queue(dx_conn *c, int fin, uint8_t op, const void *data, size_t len) 
  * (RFC 7692 §6.1). With `may_skip`, a message that did not shrink goes out
  * as it is instead (allowed when our compressor keeps no context, since the
  * peer's window then never needs what it skipped). */
-static int queue_deflated(dx_conn *c, int fin, uint8_t op, int first, const void *data,
-                          size_t len, int may_skip) {
+static int queue_deflated(dx_conn *c, int fin, uint8_t op, int first, const void *data, size_t len,
+                          int may_skip) {
     const uint8_t *z;
     size_t zlen;
     int rc = dx__pmd_deflate(c->pmd, data, len, fin, &z, &zlen);
@@ -490,6 +488,8 @@ dx_shared *dx_shared_new(enum dx_opcode op, const void *data, size_t len) {
     dx_shared *s = dx__malloc(sizeof *s + h + len);
     if (!s) return NULL;
     s->refs = 1;
+    s->alt = NULL;
+    s->alt_bits = 0;
     s->len = dx_frame_write_header(s->data, 1, 0, (uint8_t)op, len, NULL);
     if (len) memcpy(s->data + s->len, data, len);
     s->len += len;
@@ -501,16 +501,63 @@ void dx_shared_retain(dx_shared *s) {
 }
 
 void dx_shared_release(dx_shared *s) {
-    if (s && --s->refs == 0) dx__free(s);
+    if (s && --s->refs == 0) {
+        dx_shared_release(s->alt);
+        dx__free(s);
+    }
 }
 
 size_t dx_shared_size(const dx_shared *s) {
     return s->len;
 }
 
+/* The compressed twin of a shared frame (payload at `h`, `len` bytes) for
+ * a permessage-deflate connection, or NULL. A broadcast is compressed once
+ * for every connection whose compressor keeps no context (a message from
+ * another compressor would leave a kept context out of step with the
+ * peer's) and whose window is at least the one it was made with. */
+static dx_shared *shared_deflated(dx_conn *c, dx_shared *s, size_t h, size_t len) {
+    if (dx__pmd_tx_keeps(c->pmd)) return NULL;
+    int bits = dx__pmd_tx_bits(c->pmd);
+    if (s->alt) return s->alt_bits <= bits ? s->alt : NULL;
+    const uint8_t *z;
+    size_t zlen;
+    if (dx__pmd_deflate(c->pmd, s->data + h, len, 1, &z, &zlen) < 0) return NULL;
+    if (zlen >= len) {
+        s->alt_bits = 0xff; /* incompressible: the plain frame for everyone */
+        return NULL;
+    }
+    size_t zh = dx_frame_header_size(zlen, 0);
+    dx_shared *a = dx__malloc(sizeof *a + zh + zlen);
+    if (!a) return NULL;
+    a->refs = 1;
+    a->alt = NULL;
+    a->alt_bits = 0xff;
+    a->len = dx_frame_write_header(a->data, 1, DX_RSV1, s->data[0] & 0x0f, zlen, NULL);
+    memcpy(a->data + a->len, z, zlen);
+    a->len += zlen;
+    s->alt = a; /* s holds this reference; queues take their own */
+    s->alt_bits = (uint8_t)bits;
+    return a;
+}
+
 int dx_conn_send_shared(dx_conn *c, dx_shared *s) {
     if (!s || c->role != DX_ROLE_SERVER) return DX_EINVAL;
     if (!can_send(c) || c->sending) return DX_ESTATE;
+    if (c->pmd && s->alt_bits != 0xff) {
+        uint8_t l7 = s->data[1] & 127;
+        size_t h = l7 == 127 ? 10 : l7 == 126 ? 4 : 2;
+        size_t len = s->len - h;
+        if (dx__pmd_want(c->pmd, len)) {
+            dx_shared *z = shared_deflated(c, s, h, len);
+            if (z) return dx__outq_shared(&c->out, z);
+            /* Its own compressor (context kept, or a smaller window than
+             * the twin's): compressed for this connection alone. */
+            if (s->alt_bits != 0xff)
+                return queue_deflated(c, 1, s->data[0] & 0x0f, 1, s->data + h, len,
+                                      !dx__pmd_tx_keeps(c->pmd));
+        }
+    }
     return dx__outq_shared(&c->out, s);
 }
 

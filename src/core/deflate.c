@@ -11,9 +11,9 @@
 
 #include "core/alloc.h"
 
-#define CHUNK 16384              /* sink-mode output step */
-#define KEEP_BUF (256u << 10)    /* scratch buffers larger than this are freed after use */
-#define STEP_IN (1u << 30)       /* zlib counts in uInt: feed at most this much at once */
+#define CHUNK 16384           /* sink-mode output step */
+#define KEEP_BUF (256u << 10) /* scratch buffers larger than this are freed after use */
+#define STEP_IN (1u << 30)    /* zlib counts in uInt: feed at most this much at once */
 static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
 
 /* ---- zlib allocations ---------------------------------------------------- */
@@ -49,7 +49,7 @@ struct pmd_thread {
     z_stream def;
     uint8_t inf_ok, def_ok;
     uint8_t def_bits, def_level, def_mem;
-    uint8_t rx_busy;   /* the rx buffer is lent out */
+    uint8_t rx_busy;    /* the rx buffer is lent out */
     uint8_t registered; /* the thread-exit destructor is set */
     uint8_t *rx;
     size_t rx_cap;
@@ -106,16 +106,16 @@ void dx__pmd_thread_trim(void) {
 enum { RX_IDLE, RX_SHARED, RX_OWN };
 
 struct dx__pmd {
-    z_stream *inf;      /* own decompressor, NULL until needed */
-    z_stream *def;      /* own compressor (context takeover sends), NULL until needed */
+    z_stream *inf; /* own decompressor, NULL until needed */
+    z_stream *def; /* own compressor (context takeover sends), NULL until needed */
     size_t threshold;
-    size_t mem;         /* bytes of zlib state held by inf and def */
-    uint64_t rx_total;  /* decompressed bytes of the message being received */
+    size_t mem;        /* bytes of zlib state held by inf and def */
+    uint64_t rx_total; /* decompressed bytes of the message being received */
     uint8_t rx_bits, tx_bits;
     uint8_t rx_keep, tx_keep; /* the peer's / our context is kept between messages */
     uint8_t level, mem_level;
-    uint8_t rx_state;   /* RX_*: which stream the current message uses */
-    uint8_t rx_ended;   /* the current message's stream had a final block */
+    uint8_t rx_state; /* RX_*: which stream the current message uses */
+    uint8_t rx_ended; /* the current message's stream had a final block */
 };
 
 dx__pmd *dx__pmd_new(enum dx_role role, const dx_deflate_params *a, const dx_deflate_config *cfg,
@@ -279,6 +279,10 @@ static int inflate_run(dx__pmd *p, z_stream *z, const uint8_t *in, size_t len, r
                 dst = o->buf->data + o->buf->len;
                 room = o->buf->cap - o->buf->len;
                 if (room > CHUNK * 64) room = CHUNK * 64;
+                /* A buffer grown by an earlier, larger message: still write
+                 * at most one byte past the limit. */
+                if (o->limit && room > o->limit + 1 - p->rx_total)
+                    room = (size_t)(o->limit + 1 - p->rx_total);
             } else {
                 dst = chunk;
                 room = sizeof chunk;
@@ -378,6 +382,10 @@ int dx__pmd_want(const dx__pmd *p, size_t len) {
     /* zlib cannot make a raw stream with a 256-byte window (it would use
      * 512), so a window of 8 bits for our sends means: send uncompressed. */
     return p && p->tx_bits >= 9 && p->threshold != SIZE_MAX && len >= p->threshold;
+}
+
+int dx__pmd_tx_bits(const dx__pmd *p) {
+    return p ? p->tx_bits : 15;
 }
 
 int dx__pmd_tx_keeps(const dx__pmd *p) {

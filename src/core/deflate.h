@@ -59,8 +59,9 @@ typedef int (*dx__pmd_sink)(void *arg, const uint8_t *data, size_t len);
  * then, when the peer keeps no context and `out` is given, the thread's
  * shared decompressor is used and the connection allocates nothing.
  * `limit` bounds the decompressed size of the whole message (0: none): it is
- * checked after every step of zlib, so output never exceeds it by more than
- * one 16 KiB step and a buffer never grows past limit + 1. Returns 0,
+ * checked after every step of zlib: a buffer never receives (nor grows to)
+ * more than limit + 1 bytes of the message, a sink at most one 16 KiB step
+ * past the limit. Returns 0,
  * DX_ETOOBIG (over `limit`), DX_EEXT (corrupt data), DX_ENOMEM, or what the
  * sink returned. After an error the connection must be failed; the state is
  * reset at the next message all the same. */
@@ -70,6 +71,9 @@ int dx__pmd_inflate(dx__pmd *p, const uint8_t *in, size_t len, int fin, int whol
 /* 1 when a message of `len` bytes should be sent compressed (the
  * threshold, and a window of at least 9 bits for our sends). */
 int dx__pmd_want(const dx__pmd *p, size_t len);
+
+/* Window bits of our sends (8-15). */
+int dx__pmd_tx_bits(const dx__pmd *p);
 
 /* 1 when our compressor keeps its context, so every message it compressed
  * must be sent compressed even when that came out larger. */

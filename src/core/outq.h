@@ -25,6 +25,12 @@
 struct dx_shared {
     size_t refs;
     size_t len;
+    /* permessage-deflate: the same message compressed once, on the first
+     * send to a connection that may take it (see dx_conn_send_shared), and
+     * the window bits it was made with (0: not tried; 0xff: it did not
+     * shrink, send the plain frame). */
+    struct dx_shared *alt;
+    uint8_t alt_bits;
     uint8_t data[];
 };
 

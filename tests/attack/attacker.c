@@ -39,6 +39,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -52,14 +53,13 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <zlib.h>
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define REQUEST                                                                                    \
-    "GET /attack HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"   \
+    "GET /attack HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"     \
     "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 static int port, server_pid;
@@ -184,7 +184,8 @@ static int send_all(int fd, const void *p, size_t n) {
 static int wait_readable(int fd, int ms) {
     struct pollfd p = {fd, POLLIN, 0};
     int r;
-    do r = poll(&p, 1, ms);
+    do
+        r = poll(&p, 1, ms);
     while (r < 0 && errno == EINTR);
     return r > 0;
 }
@@ -231,8 +232,8 @@ static int ws_open(ws *w) {
                 fprintf(stderr, "attacker: no 101: %.40s\n", (char *)w->buf);
                 return -1;
             }
-            if (next_expect && !memmem(w->buf, (size_t)(end - w->buf), next_expect,
-                                       strlen(next_expect))) {
+            if (next_expect &&
+                !memmem(w->buf, (size_t)(end - w->buf), next_expect, strlen(next_expect))) {
                 fprintf(stderr, "attacker: the 101 lacks '%s'\n", next_expect);
                 return -1;
             }
@@ -264,12 +265,14 @@ static size_t frame(uint8_t *out, int fin, int op, const void *payload, size_t l
         out[n++] = (uint8_t)announce;
     } else {
         out[n++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--) out[n++] = (uint8_t)(announce >> (8 * i));
+        for (int i = 7; i >= 0; i--)
+            out[n++] = (uint8_t)(announce >> (8 * i));
     }
     memcpy(out + n, key, 4);
     n += 4;
     const uint8_t *p = payload;
-    for (size_t i = 0; i < len; i++) out[n + i] = p[i] ^ key[i & 3];
+    for (size_t i = 0; i < len; i++)
+        out[n + i] = p[i] ^ key[i & 3];
     return n + len;
 }
 
@@ -296,7 +299,8 @@ static int ws_next(ws *w, int ms, size_t *hlen, size_t *plen, int *fin) {
                 h = 4;
             } else if (l == 127 && w->len >= 10) {
                 l = 0;
-                for (int i = 0; i < 8; i++) l = (l << 8) | w->buf[2 + i];
+                for (int i = 0; i < 8; i++)
+                    l = (l << 8) | w->buf[2 + i];
                 h = 10;
             } else if (l >= 126) {
                 h = 0; /* header incomplete */
@@ -409,13 +413,17 @@ static int http_exchange(const void *req, size_t len, char *out, size_t cap) {
         if (poll(&p, 1, 100) < 0 && errno != EINTR) break;
         if (p.revents & POLLOUT) {
             ssize_t w = send(fd, (const char *)req + sent, len - sent, MSG_NOSIGNAL);
-            if (w > 0) sent += (size_t)w;
-            else if (w < 0 && errno != EAGAIN) sent = len; /* the server is done with us */
+            if (w > 0)
+                sent += (size_t)w;
+            else if (w < 0 && errno != EAGAIN)
+                sent = len; /* the server is done with us */
         }
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t r = recv(fd, out + got, cap - 1 - got, 0);
-            if (r > 0) got += (size_t)r;
-            else if (r == 0 || errno != EAGAIN) eof = 1;
+            if (r > 0)
+                got += (size_t)r;
+            else if (r == 0 || errno != EAGAIN)
+                eof = 1;
             if (got == cap - 1) eof = 1;
         }
     }
@@ -458,7 +466,8 @@ static int attack_http(void) {
 
     /* 100 small headers: over the 64 allowed. */
     n = sprintf(req, "GET / HTTP/1.1\r\nHost: a\r\n");
-    for (int i = 0; i < 100; i++) n += sprintf(req + n, "X-H%d: %d\r\n", i, i);
+    for (int i = 0; i < 100; i++)
+        n += sprintf(req + n, "X-H%d: %d\r\n", i, i);
     n += sprintf(req + n, "\r\n");
     st = http_exchange(req, (size_t)n, ans, cap);
     check(st == 431, "too many headers (100) -> %d (want 431)", st);
@@ -483,7 +492,8 @@ static int attack_http(void) {
     st = http_exchange(req, 4096, ans, cap);
     check(st == 400, "binary garbage -> %d (want 400)", st);
     check(answer_clean(ans, NULL), "  answer has no control bytes");
-    static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03};
+    static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
+                                    0x00, 0x01, 0xfc, 0x03, 0x03};
     st = http_exchange(hello, sizeof hello, ans, cap);
     check(st == 400, "TLS ClientHello on the plain port -> %d (want 400)", st);
 
@@ -502,8 +512,8 @@ static int attack_http(void) {
     for (size_t i = 0; i < sizeof evil / sizeof *evil; i++) {
         st = http_exchange(evil[i], strlen(evil[i]), ans, cap);
         int clean = answer_clean(ans, "EVIL") && !strstr(ans, "\x1b") && !strstr(ans, "<script>");
-        check(st >= 400 && st < 500 && clean, "hostile request %zu -> %d, answer quotes nothing of it",
-              i + 1, st);
+        check(st >= 400 && st < 500 && clean,
+              "hostile request %zu -> %d, answer quotes nothing of it", i + 1, st);
     }
     free(ans);
     free(req);
@@ -558,22 +568,30 @@ static int attack_slowloris(int n, double timeout_s) {
         if (ms < 0) echo_fail++;
         if (ms > worst_echo) worst_echo = ms;
         double next = t0 + (double)pos;
-        while (now() < next) sleep_ms(20);
+        while (now() < next)
+            sleep_ms(20);
     }
-    double last = 0;
+    double first = 1e9, last = 0;
     for (int i = 0; i < n; i++) {
-        if (fds[i] >= 0) close(fds[i]);
+        if (fds[i] >= 0)
+            close(fds[i]);
+        else if (closed_at[i] < first)
+            first = closed_at[i];
         if (closed_at[i] > last) last = closed_at[i];
     }
-    printf("slowloris: %d connections opened in %.2f s, %zu bytes each, last dropped at %.1f s\n", n,
-           opened, pos, last);
+    printf("slowloris: %d connections opened in %.2f s, %zu bytes each, dropped from %.1f s to "
+           "%.1f s\n",
+           n, opened, pos, first, last);
     check(open_n == 0, "all %d slow connections dropped by the server (%d still open after %.0f s)",
           n, open_n, timeout_s + 10);
-    check(last >= timeout_s * 0.8, "  not before the handshake timeout (%.1f s >= %.1f s)", last,
-          timeout_s * 0.8);
+    /* Seen within a second (one byte a second), so a little early is fine. */
+    check(first >= timeout_s - 1.5,
+          "  none before the handshake timeout (first at %.1f s, timeout %.1f s)", first,
+          timeout_s);
     check(got_answer == 0, "  none of them got an answer (%d did)", got_answer);
-    check(echo_fail == 0, "a normal client echoed %d times during the attack (%d failed, worst %.0f ms)",
-          echoes, echo_fail, worst_echo);
+    check(echo_fail == 0,
+          "a normal client echoed %d times during the attack (%d failed, worst %.0f ms)", echoes,
+          echo_fail, worst_echo);
     free(fds);
     free(closed_at);
     end_checks("slowloris");
@@ -593,8 +611,8 @@ static int attack_bigframe(void) {
     send_all(w->fd, f, n);
     double t0 = now();
     int code = ws_expect_close(w, 5000);
-    check(code == 1009, "frame header announcing 2^62 bytes -> close %d (want 1009) in %.1f ms", code,
-          (now() - t0) * 1000);
+    check(code == 1009, "frame header announcing 2^62 bytes -> close %d (want 1009) in %.1f ms",
+          code, (now() - t0) * 1000);
     close(w->fd);
     /* 2^63 (the top bit, which RFC 6455 forbids). */
     if (ws_open(w)) return 1;
@@ -630,7 +648,8 @@ static int attack_conts(long limit) {
     send_all(w->fd, f, n);
     long total = 1;
     size_t one = frame(batch, 0, 0, "y", 1, 1);
-    for (int i = 1; i < BATCH; i++) memcpy(batch + i * one, batch, one);
+    for (int i = 1; i < BATCH; i++)
+        memcpy(batch + i * one, batch, one);
     int code = -2;
     while (total <= limit + BATCH) {
         if (send_all(w->fd, batch, one * BATCH)) break; /* closed under us */
@@ -638,8 +657,9 @@ static int attack_conts(long limit) {
         if (wait_readable(w->fd, 0)) break;
     }
     code = ws_expect_close(w, 10000);
-    check(code == 1009, "1-byte continuation frames adding up past %ld bytes -> close %d (want 1009)",
-          limit, code);
+    check(code == 1009,
+          "1-byte continuation frames adding up past %ld bytes -> close %d (want 1009)", limit,
+          code);
     check(total > limit, "  the server let the message grow to the limit first (%ld bytes sent)",
           total);
     close(w->fd);
@@ -690,11 +710,12 @@ static int attack_pingflood(long count) {
         }
     }
     long rss1 = proc_kb("VmRSS");
-    check(pongs == count && bad == 0, "ping flood: %ld pings, %ld pongs in order with their payload",
-          sent, pongs);
+    check(pongs == count && bad == 0,
+          "ping flood: %ld pings, %ld pongs in order with their payload", sent, pongs);
     if (server_pid)
-        check(rss1 - rss0 <= rss_slack_kb, "  server RSS flat: %ld KiB before, %ld KiB after (bound +%ld)",
-              rss0, rss1, rss_slack_kb);
+        check(rss1 - rss0 <= rss_slack_kb,
+              "  server RSS flat: %ld KiB before, %ld KiB after (bound +%ld)", rss0, rss1,
+              rss_slack_kb);
     close(w->fd);
     free(w);
     end_checks("ping flood");
@@ -814,7 +835,8 @@ static int attack_utf8(void) {
      * byte that is invalid wherever it stands (0xFF), sent up to the
      * fragment that holds it, without FIN unless it is the last: the
      * server must fail it then, not at the end of the message. */
-    const char *text = "h\xc3\xa9llo w\xc3\xb6rld \xe2\x82\xac" "uro \xf0\x9d\x84\x9e!";
+    const char *text = "h\xc3\xa9llo w\xc3\xb6rld \xe2\x82\xac"
+                       "uro \xf0\x9d\x84\x9e!";
     size_t len = strlen(text), cut1 = len / 3, cut2 = 2 * len / 3;
     int ok = 0, bad = 0;
     ws *w = malloc(sizeof *w);
@@ -832,7 +854,8 @@ static int attack_utf8(void) {
             if (pos < cuts[k + 1]) break;
         }
         code = ws_expect_close(w, 5000);
-        if (code == 1007) ok++;
+        if (code == 1007)
+            ok++;
         else {
             bad++;
             printf("  position %zu: close %d\n", pos, code);
@@ -884,7 +907,8 @@ static int attack_resets(int rounds) {
         /* RST right after connecting. */
         reset_close(tcp_connect());
     }
-    check(1, "%d resets mid-frame, %d mid-handshake, %d right after connect", rounds, rounds, rounds);
+    check(1, "%d resets mid-frame, %d mid-handshake, %d right after connect", rounds, rounds,
+          rounds);
 
     /* Half-closed: the request, then our FIN before the end of the head.
      * The server drops it rather than wait for the rest. */
@@ -1032,9 +1056,10 @@ static int attack_bomb(long mb) {
     }
     long hwm = proc_kb("VmHWM");
     if (server_pid)
-        check(hwm - rss0 < mb * 1024 / 4,
-              "  the server inflated none of it: peak RSS %ld KiB, %+ld KiB over the %ld KiB before",
-              hwm, hwm - rss0, rss0);
+        check(
+            hwm - rss0 < mb * 1024 / 4,
+            "  the server inflated none of it: peak RSS %ld KiB, %+ld KiB over the %ld KiB before",
+            hwm, hwm - rss0, rss0);
 
     /* Corrupt compressed data: invalid for text (1007), framing for binary. */
     static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x12, 0x34};
@@ -1077,7 +1102,8 @@ static int attack_bomb(long mb) {
 /* ---- main ------------------------------------------------------------------- */
 
 static int usage(void) {
-    fprintf(stderr, "usage: attacker [--pid PID] [--rss-max KB] ATTACK PORT [ARGS] (see the source)\n");
+    fprintf(stderr,
+            "usage: attacker [--pid PID] [--rss-max KB] ATTACK PORT [ARGS] (see the source)\n");
     return 2;
 }
 
@@ -1085,10 +1111,14 @@ int main(int argc, char **argv) {
     int i = 1;
     for (; i < argc && !strncmp(argv[i], "--", 2); i += 2) {
         if (i + 1 >= argc) return usage();
-        if (!strcmp(argv[i], "--pid")) server_pid = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rss-max")) rss_max_kb = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rss-slack")) rss_slack_kb = atol(argv[i + 1]);
-        else return usage();
+        if (!strcmp(argv[i], "--pid"))
+            server_pid = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rss-max"))
+            rss_max_kb = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rss-slack"))
+            rss_slack_kb = atol(argv[i + 1]);
+        else
+            return usage();
     }
     if (argc - i < 2) return usage();
     const char *what = argv[i];

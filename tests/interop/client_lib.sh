@@ -23,6 +23,9 @@ check() { # check WHAT COMMAND...
 peer_start() {
   local name=$1
   shift
+  # Created first: the background job opens it a moment later, and the
+  # sed below (under set -e and pipefail) must not find it missing.
+  : >"$DX_TMP/$name.log"
   "$@" >"$DX_TMP/$name.log" 2>&1 &
   PEER_PID=$!
   DX_PIDS+=("$PEER_PID")

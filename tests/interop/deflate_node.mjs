@@ -14,6 +14,12 @@
 //   node deflate_node.mjs bomb URL
 //     Sends 8 MiB of zeros (about 8 KiB compressed) to a server whose
 //     --max-message is 1 MiB: the server must close with 1009.
+//   node deflate_node.mjs broadcast URL
+//     Four ws clients of `duplex serve --broadcast` (without deflate, with
+//     ws's defaults, with server_max_window_bits 9 and 10): one sends 200 KB
+//     of JSON-like text, all must receive it equal, the deflate ones in far
+//     fewer bytes on the wire than its size (the server compressed its
+//     broadcast), the other one uncompressed.
 //   node deflate_node.mjs server '{...ws perMessageDeflate options...}'
 //     A ws server printing "listening PORT"; each connection is driven
 //     like the client above (the client must echo: `duplex connect --echo`),
@@ -136,6 +142,31 @@ if (mode === 'client') {
     if (code !== 1009) fail(`closed with ${code}, want 1009`);
     console.log('ok bomb: 1009');
     process.exit(0);
+  });
+} else if (mode === 'broadcast') {
+  const kinds = [false, {}, { serverMaxWindowBits: 9 }, { serverMaxWindowBits: 10 }];
+  const big = JSON.stringify(Array.from({ length: 3000 }, (_, i) => ({ id: i, user: `u${i % 9}`, text: 'broadcast me' }))).slice(0, 200000);
+  const timer = setTimeout(() => fail('timed out'), 60000);
+  const socks = kinds.map((k) => new WebSocket(args[0], { perMessageDeflate: k ? { ...k, threshold: 0 } : false }));
+  let open = 0;
+  let got = 0;
+  socks.forEach((ws, i) => {
+    ws.on('error', (e) => fail(`client ${i}: ${e.message}`));
+    ws.on('open', () => {
+      ws.before = ws._socket.bytesRead;
+      if (++open === socks.length) socks[0].send(big);
+    });
+    ws.on('message', (data) => {
+      const wire = ws._socket.bytesRead - ws.before;
+      if (data.toString() !== big) fail(`client ${i}: broadcast differs`);
+      if (kinds[i] && wire > big.length / 5) fail(`client ${i}: ${wire} bytes on the wire: not compressed`);
+      if (!kinds[i] && wire < big.length) fail(`client ${i}: ${wire} bytes on the wire: compressed without deflate`);
+      console.log(`ok broadcast client ${i} (${JSON.stringify(kinds[i])}): ${big.length} bytes in ${wire} on the wire`);
+      if (++got === socks.length) {
+        clearTimeout(timer);
+        process.exit(0);
+      }
+    });
   });
 } else if (mode === 'server') {
   const opts = JSON.parse(args[0]);

@@ -65,6 +65,15 @@ dx_serve bomb --echo --max-message 1048576
 check "8 MiB of zeros inflating past 1 MiB closes with 1009" $N bomb "ws://127.0.0.1:$DX_PORT/"
 dx_stop "$DX_PID"
 
+echo "== ws clients <- duplex serve --broadcast: compressed once, for those with deflate"
+dx_serve bcast --broadcast
+if $N broadcast "ws://127.0.0.1:$DX_PORT/" >"$DX_TMP/bcast.out" 2>&1; then
+  ok "broadcast: $(tr '\n' ' ' <"$DX_TMP/bcast.out")"
+else
+  no "broadcast: $(tr '\n' ' ' <"$DX_TMP/bcast.out")"
+fi
+dx_stop "$DX_PID"
+
 echo "== duplex connect --echo -> ws servers"
 for opts in '{}' '{"serverNoContextTakeover":true}' '{"clientNoContextTakeover":true}' \
   '{"serverNoContextTakeover":true,"clientNoContextTakeover":true}' \

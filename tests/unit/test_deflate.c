@@ -95,8 +95,8 @@ typedef struct rec {
     int piece_first, piece_fin;
     int closes;
     unsigned code;
-    int echo;             /* echo every message */
-    dx_conn *forward;     /* feed a compressed message into it from the callback */
+    int echo;         /* echo every message */
+    dx_conn *forward; /* feed a compressed message into it from the callback */
     const uint8_t *fwd;
     size_t fwd_len;
 } rec;
@@ -376,9 +376,9 @@ static void roundtrip(int snct, int cnct, int sbits, int cbits, int level) {
     int ops[N];
     for (int i = 0; i < N; i++) {
         int kind = (int)(dx_t_rand() % 4);
-        size_t len = kind == 0 ? (size_t)(dx_t_rand() % 200)
-                               : kind == 1 ? (size_t)(dx_t_rand() % 5000)
-                                           : (size_t)(dx_t_rand() % 150000);
+        size_t len = kind == 0   ? (size_t)(dx_t_rand() % 200)
+                     : kind == 1 ? (size_t)(dx_t_rand() % 5000)
+                                 : (size_t)(dx_t_rand() % 150000);
         int noise = dx_t_rand() % 5 == 0;
         ops[i] = noise ? DX_OP_BINARY : DX_OP_TEXT;
         sent[i] = content(len, noise);
@@ -623,8 +623,9 @@ static void test_memory(void) {
     uint8_t *text = content(20000, 0);
     size_t held[3];
     for (int t = 0; t < 3; t++) {
-        dx_deflate_params p = t == 0 ? params(1, 1, 15, 15)
-                                     : t == 1 ? params(0, 0, 15, 15) : params(0, 0, 9, 9);
+        dx_deflate_params p = t == 0   ? params(1, 1, 15, 15)
+                              : t == 1 ? params(0, 0, 15, 15)
+                                       : params(0, 0, 9, 9);
         dx_deflate_config cfg = {.enable = 1, .mem_level = t == 2 ? 1 : 0};
         rec rs = {.echo = 1}, rc = {0};
         dx_conn *s = mk(DX_ROLE_SERVER, &rs, 0, 0, &p, &cfg);
@@ -647,7 +648,7 @@ static void test_memory(void) {
         rec_clear(&rc);
     }
     CHECK_EQ_INT(held[0], 0);
-    CHECK(held[1] > 200 * 1024); /* two compressors of 256 KiB... */
+    CHECK(held[1] > 200 * 1024);  /* two compressors of 256 KiB... */
     CHECK(held[2] < held[1] / 8); /* ...and 9 bits with memLevel 1: far less */
     free(text);
     hooks_off();
@@ -688,7 +689,7 @@ static void test_bfinal_keeps_context(void) {
     rec r = {0};
     dx_conn *c = mk(DX_ROLE_CLIENT, &r, 0, 0, &p, NULL);
     const char *m1 = "the quick brown fox jumps over the lazy dog, again and again";
-    bytes z1 = zip(m1, strlen(m1), 6, 1, NULL, 0); /* ends with BFINAL */
+    bytes z1 = zip(m1, strlen(m1), 6, 1, NULL, 0);        /* ends with BFINAL */
     bytes z2 = zip(m1, strlen(m1), 6, 0, m1, strlen(m1)); /* refers back to m1 */
     uint8_t buf[256];
     size_t n = frame(buf, 1, 4, DX_OP_TEXT, z1.p, z1.len, 0);
@@ -753,7 +754,7 @@ static int alloc_scenario(long k) {
     dx_conn *c = mk(DX_ROLE_CLIENT, &rc, 0, 0, &p, NULL);
     uint8_t *text = malloc(30000);
     for (int i = 0; i < 30000; i++)
-        text[i] = (uint8_t)"abcdefgh"[(i * 7 / 5) % 8];
+        text[i] = (uint8_t) "abcdefgh"[(i * 7 / 5) % 8];
     if (s && c) {
         int ok = dx_conn_send(c, DX_OP_TEXT, text, 30000) == 0 &&
                  dx_conn_send_fragment(c, DX_OP_BINARY, text, 10000, 0) == 0 &&
@@ -787,6 +788,58 @@ static void test_fail_every_allocation(void) {
     CHECK_EQ_INT(alloc_scenario(0), 1);
 }
 
+/* A broadcast frame is compressed once and shared by every connection
+ * whose compressor keeps no context (window permitting); the others
+ * compress it themselves; every client decodes the same message. */
+static void test_shared_frames(void) {
+    uint8_t *text = content(30000, 0);
+    struct {
+        dx_deflate_params p;
+        int deflate, want_rsv1;
+    } k[] = {
+        {params(1, 1, 12, 15), 1, 1}, /* first: makes the compressed twin, 12 bits */
+        {params(1, 1, 15, 15), 1, 1}, /* a larger window may take it */
+        {params(1, 1, 10, 15), 1, 1}, /* a smaller one compresses its own */
+        {params(0, 0, 15, 15), 1, 1}, /* context takeover: its own compressor */
+        {params(1, 1, 15, 15), 0, 0}, /* no deflate at all */
+    };
+    enum { K = 5 };
+    hooks_on();
+    dx_shared *sh = dx_shared_new(DX_OP_TEXT, text, 30000);
+    REQUIRE(sh);
+    bytes wires[K];
+    for (int i = 0; i < K; i++) {
+        rec rs = {0}, rc = {0};
+        dx_conn *s = mk(DX_ROLE_SERVER, &rs, 0, 0, k[i].deflate ? &k[i].p : NULL, NULL);
+        dx_conn *c = mk(DX_ROLE_CLIENT, &rc, 0, 0, k[i].deflate ? &k[i].p : NULL, NULL);
+        REQUIRE(s && c);
+        CHECK_EQ_INT(dx_conn_send_shared(s, sh), 0);
+        wires[i] = take(s);
+        CHECK_EQ_INT(wires[i].p[0], k[i].want_rsv1 ? 0xc1 : 0x81);
+        uint8_t *copy = malloc(wires[i].len);
+        memcpy(copy, wires[i].p, wires[i].len);
+        CHECK_EQ_INT(feed(c, copy, wires[i].len, 0), 0);
+        free(copy);
+        CHECK(rc.n == 1 && rc.len[0] == 30000 && !memcmp(rc.data[0], text, 30000));
+        dx_conn_free(s);
+        dx_conn_free(c);
+        rec_clear(&rs);
+        rec_clear(&rc);
+    }
+    /* Compressed once: the two shared copies are the same bytes; the
+     * 10-bit one differs (compressed on its own). */
+    CHECK(wires[0].len == wires[1].len && !memcmp(wires[0].p, wires[1].p, wires[0].len));
+    CHECK(wires[2].len != wires[0].len || memcmp(wires[2].p, wires[0].p, wires[0].len));
+    CHECK(wires[0].len < 30000 / 3);
+    for (int i = 0; i < K; i++)
+        free(wires[i].p);
+    dx_shared_release(sh);
+    trim();
+    CHECK_EQ_INT(live_blocks, 0); /* the twin went with the frame */
+    hooks_off();
+    free(text);
+}
+
 /* The inflate API on its own, as a fuzz harness uses it. */
 static int sink_count(void *arg, const uint8_t *d, size_t n) {
     *(size_t *)arg += n;
@@ -806,13 +859,26 @@ static void test_inflate_api(void) {
     dx__pmd_buf_give(&b);
     size_t got = 0;
     for (size_t i = 0; i < hello.len; i++)
-        CHECK_EQ_INT(dx__pmd_inflate(x, hello.p + i, 1, i + 1 == hello.len, 0, 0, NULL, sink_count,
-                                     &got),
-                     0);
+        CHECK_EQ_INT(
+            dx__pmd_inflate(x, hello.p + i, 1, i + 1 == hello.len, 0, 0, NULL, sink_count, &got),
+            0);
     CHECK_EQ_INT(got, 12);
     CHECK_EQ_INT(dx__pmd_inflate(x, hello.p, hello.len, 1, 1, 5, NULL, sink_count, &got),
                  DX_ETOOBIG);
     CHECK_EQ_INT(dx__pmd_mem(x), 0);
+    /* A buffer already large (from a bigger message) still receives at
+     * most limit + 1 bytes of a message over the limit. */
+    uint8_t *big = content(200000, 0);
+    bytes zb = zip(big, 200000, 6, 0, NULL, 0);
+    dx__pmd_buf_take(&b);
+    CHECK_EQ_INT(dx__pmd_inflate(x, zb.p, zb.len, 1, 1, 0, &b, NULL, NULL), 0);
+    CHECK(b.len == 200000 && b.cap >= 200000);
+    b.len = 0;
+    CHECK_EQ_INT(dx__pmd_inflate(x, zb.p, zb.len, 1, 1, 1000, &b, NULL, NULL), DX_ETOOBIG);
+    CHECK(b.len <= 1001);
+    dx__pmd_buf_give(&b);
+    free(big);
+    free(zb.p);
     dx__pmd_free(x);
     free(hello.p);
     dx_deflate_params bad = params(0, 0, 7, 15);
@@ -835,6 +901,7 @@ int main(void) {
     RUN(test_bfinal_keeps_context);
     RUN(test_reentrant);
     RUN(test_fail_every_allocation);
+    RUN(test_shared_frames);
     RUN(test_inflate_api);
     trim();
     return TEST_DONE();

@@ -65,8 +65,8 @@ static void test_accept_browser_offer(void) {
     c = cfg_of(1, 1, 0, 0);
     CHECK_EQ_INT(accept_str(&c, "permessage-deflate; client_max_window_bits", &p, out, sizeof out),
                  1);
-    CHECK(!strcmp(out,
-                  "permessage-deflate; server_no_context_takeover; client_no_context_takeover"));
+    CHECK(
+        !strcmp(out, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"));
     CHECK(p.server_no_context_takeover && p.client_no_context_takeover);
     /* Limits on the client's window: only when it offered the parameter. */
     c = cfg_of(0, 0, 0, 10);
@@ -93,13 +93,13 @@ static void test_accept_server_window(void) {
     dx_deflate_params p;
     dx_deflate_config c = cfg_of(0, 0, 0, 0);
     /* Offered: must be answered, with the same value or less. */
-    CHECK_EQ_INT(accept_str(&c, "permessage-deflate; server_max_window_bits=10", &p, out, sizeof out),
-                 1);
+    CHECK_EQ_INT(
+        accept_str(&c, "permessage-deflate; server_max_window_bits=10", &p, out, sizeof out), 1);
     CHECK(!strcmp(out, "permessage-deflate; server_max_window_bits=10"));
     CHECK_EQ_INT(p.server_max_window_bits, 10);
     c = cfg_of(0, 0, 9, 0);
-    CHECK_EQ_INT(accept_str(&c, "permessage-deflate; server_max_window_bits=12", &p, out, sizeof out),
-                 1);
+    CHECK_EQ_INT(
+        accept_str(&c, "permessage-deflate; server_max_window_bits=12", &p, out, sizeof out), 1);
     CHECK(!strcmp(out, "permessage-deflate; server_max_window_bits=9"));
     CHECK_EQ_INT(p.server_max_window_bits, 9);
     /* Not offered: the server may still limit its own window. */
@@ -108,10 +108,11 @@ static void test_accept_server_window(void) {
     /* Quoted values are tokens once unquoted (RFC 6455 §9.1). */
     c = cfg_of(0, 0, 0, 0);
     CHECK_EQ_INT(
-        accept_str(&c, "permessage-deflate; server_max_window_bits=\"11\"", &p, out, sizeof out), 1);
+        accept_str(&c, "permessage-deflate; server_max_window_bits=\"11\"", &p, out, sizeof out),
+        1);
     CHECK_EQ_INT(p.server_max_window_bits, 11);
-    CHECK_EQ_INT(accept_str(&c, "permessage-deflate; server_max_window_bits=8", &p, out, sizeof out),
-                 1);
+    CHECK_EQ_INT(
+        accept_str(&c, "permessage-deflate; server_max_window_bits=8", &p, out, sizeof out), 1);
     CHECK_EQ_INT(p.server_max_window_bits, 8);
 }
 
@@ -132,9 +133,10 @@ static void test_accept_several_offers(void) {
                  1);
     CHECK(!strcmp(out, "permessage-deflate"));
     /* A malformed element (a stray '=' here) does not hide the next one. */
-    CHECK_EQ_INT(accept_str(&c, "permessage-deflate; =3, PerMessage-Deflate; client_no_context_takeover",
-                            &p, out, sizeof out),
-                 1);
+    CHECK_EQ_INT(
+        accept_str(&c, "permessage-deflate; =3, PerMessage-Deflate; client_no_context_takeover", &p,
+                   out, sizeof out),
+        1);
     CHECK(!strcmp(out, "permessage-deflate; client_no_context_takeover"));
     CHECK_EQ_INT(p.client_no_context_takeover, 1);
 }
@@ -221,13 +223,16 @@ static void test_verify(void) {
         {{.enable = 1}, "permessage-deflate; client_max_window_bits", "without a value"},
         {{.enable = 1}, "permessage-deflate; server_max_window_bits=20", "8-15"},
         {{.enable = 1}, "permessage-deflate; server_no_context_takeover=yes", "with a value"},
-        {{.enable = 1}, "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+        {{.enable = 1},
+         "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
          "repeated"},
         {{.enable = 1}, "permessage-deflate;;", "malformed"},
-        {{.enable = 1, .server_max_window_bits = 10}, "permessage-deflate; server_max_window_bits=11",
+        {{.enable = 1, .server_max_window_bits = 10},
+         "permessage-deflate; server_max_window_bits=11",
          "larger"},
         {{.enable = 1, .server_max_window_bits = 10}, "permessage-deflate", "ignored"},
-        {{.enable = 1, .client_max_window_bits = 9}, "permessage-deflate; client_max_window_bits=10",
+        {{.enable = 1, .client_max_window_bits = 9},
+         "permessage-deflate; client_max_window_bits=10",
          "larger"},
         {{.enable = 1, .server_no_context_takeover = 1}, "permessage-deflate", "ignored"},
         {{.enable = 1, .server_max_window_bits = 3}, "permessage-deflate", "config"},
@@ -278,8 +283,7 @@ static void test_every_combination(void) {
                  sp.client_no_context_takeover ==
                      (sc.client_no_context_takeover || cc.client_no_context_takeover);
             if (!ok && fails++ < 5)
-                fprintf(stderr, "offer '%s' answer '%s' why '%s'\n", offer, answer,
-                        why ? why : "");
+                fprintf(stderr, "offer '%s' answer '%s' why '%s'\n", offer, answer, why ? why : "");
         }
     }
     CHECK_EQ_INT(n, 10000);

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# A chat cluster (docs/cluster.md): a real PostgreSQL (Debian's server,
+# initdb into a temp dir, loopback port, sockets in the temp dir), a real
+# redis-server kept running by a supervisor loop (so that killing it is a
+# restart), and three `duplex serve --chat --db postgresql://... --redis`
+# nodes. chat_cluster.mjs (Node `ws`) then checks cross-node chat and
+# presence, a node SIGKILLed mid-stream, Redis SIGKILLed mid-stream, and
+# that nothing acked is lost. Here, afterwards: PostgreSQL's own view
+# (gap-free seqs, each cid once), and a clean exit of the survivors.
+# Fails loudly when PostgreSQL or Redis cannot be started (never skips).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+command -v node >/dev/null || { echo "node is missing (make deps)" >&2; exit 1; }
+[ -f "$DX_ROOT/node_modules/ws/index.js" ] || { echo "ws is missing: npm ci in $DX_ROOT" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "redis-server is missing (make deps)" >&2; exit 1; }
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$PGBIN/initdb" ] && [ -x "$PGBIN/postgres" ] ||
+  { echo "FAIL: PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin (make deps)" >&2; exit 1; }
+TTL=2 # --presence-ttl of the nodes, seconds
+
+# PostgreSQL refuses to run as root: as root, run it as the 'postgres'
+# user (Debian's package creates it) in a directory of its own.
+PGDIR=$(mktemp -d /tmp/duplex-pg.XXXXXX)
+AS=()
+if [ "$(id -u)" = 0 ]; then
+  id postgres >/dev/null 2>&1 || { echo "FAIL: running as root and there is no 'postgres' user" >&2; exit 1; }
+  chown postgres "$PGDIR"
+  AS=(setpriv --reuid=postgres --regid="$(id -g postgres)" --clear-groups --)
+fi
+PG_PID= REDIS_LOOP= STOP_REDIS="$DX_TMP/redis.stop"
+cleanup() {
+  touch "$STOP_REDIS" 2>/dev/null || true
+  if [ -n "$REDIS_LOOP" ]; then
+    redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+    kill "$REDIS_LOOP" 2>/dev/null || true
+    wait "$REDIS_LOOP" 2>/dev/null || true
+  fi
+  if [ -n "$PG_PID" ]; then
+    kill -QUIT "$PG_PID" 2>/dev/null || true # immediate shutdown, children included
+    wait "$PG_PID" 2>/dev/null || true
+  fi
+  rm -rf "$PGDIR"
+  dx_cleanup
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+echo "== PostgreSQL ($PGBIN)"
+"${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -U duplex --auth=trust -E UTF8 --no-locale --no-sync \
+  >"$PGDIR/initdb.log" 2>&1 || { echo "FAIL: initdb failed:" >&2; cat "$PGDIR/initdb.log" >&2; exit 1; }
+for try in 1 2 3 4 5; do
+  PGPORT=$(free_port)
+  "${AS[@]}" "$PGBIN/postgres" -D "$PGDIR/data" -p "$PGPORT" -k "$PGDIR" \
+    -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on >"$PGDIR/pg.log" 2>&1 &
+  PG_PID=$!
+  for i in $(seq 1 200); do
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break
+    kill -0 "$PG_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break
+  kill -QUIT "$PG_PID" 2>/dev/null || true
+  wait "$PG_PID" 2>/dev/null || true
+  PG_PID=
+done
+[ -n "$PG_PID" ] || { echo "FAIL: PostgreSQL did not start:" >&2; cat "$PGDIR/pg.log" >&2; exit 1; }
+PGURL="postgresql://duplex@127.0.0.1:$PGPORT/postgres"
+psql_q() { "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PGPORT" -U duplex -d postgres -c "$1"; }
+echo "ok   PostgreSQL on 127.0.0.1:$PGPORT"
+
+echo "== Redis (restarted by a supervisor when killed)"
+RPORT=$(free_port)
+(
+  while [ ! -e "$STOP_REDIS" ]; do
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DX_TMP" \
+      --daemonize no --loglevel warning >>"$DX_TMP/redis.log" 2>&1 || true
+    [ -e "$STOP_REDIS" ] || sleep 1 # a real outage, not a blink
+  done
+) &
+REDIS_LOOP=$!
+for i in $(seq 1 100); do
+  redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG && break
+  sleep 0.05
+done
+redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG ||
+  { echo "FAIL: redis-server did not start:" >&2; cat "$DX_TMP/redis.log" >&2; exit 1; }
+echo "ok   redis-server on 127.0.0.1:$RPORT"
+
+echo "== usage"
+if "$DUPLEX" serve --port 0 --chat --redis "redis://127.0.0.1:$RPORT" --db "$DX_TMP/x.db" 2>"$DX_TMP/u.err"; then
+  echo "FAIL: --chat --redis with a SQLite file was accepted" >&2; exit 1
+fi
+grep -q postgresql "$DX_TMP/u.err" || { echo "FAIL: no reason given:" >&2; cat "$DX_TMP/u.err" >&2; exit 1; }
+echo "ok   --chat --redis needs --db postgresql://"
+
+echo "== one node on PostgreSQL: the whole protocol, and acks that survive kill -9"
+psql_q "CREATE DATABASE proto" && psql_q "CREATE DATABASE durable"
+base="postgresql://duplex@127.0.0.1:$PGPORT"
+dx_serve pgproto --chat --db "$base/proto"
+timeout 120 node "$here/chat_client.mjs" "ws://127.0.0.1:$DX_PORT" proto >"$DX_TMP/proto.out" ||
+  { cat "$DX_TMP/proto.out" >&2; exit 1; }
+echo "ok   $(grep -c '^ok' "$DX_TMP/proto.out") protocol checks against the PostgreSQL store"
+dx_stop "$DX_PID"
+dx_serve pgdurable1 --chat --db "$base/durable"
+timeout 120 node "$here/chat_client.mjs" "ws://127.0.0.1:$DX_PORT" write 200 >"$DX_TMP/write.out" ||
+  { cat "$DX_TMP/write.out" >&2; exit 1; }
+kill -KILL "$DX_PID"
+wait "$DX_PID" 2>/dev/null || true
+dx_serve pgdurable2 --chat --db "$base/durable"
+timeout 120 node "$here/chat_client.mjs" "ws://127.0.0.1:$DX_PORT" check 200 >"$DX_TMP/check.out" ||
+  { cat "$DX_TMP/check.out" >&2; exit 1; }
+dx_stop "$DX_PID"
+echo "ok   200 acked messages all there after kill -9 and a restart, resends answered as duplicates"
+
+echo "== three nodes"
+ports=() pids=()
+for n in 0 1 2; do
+  dx_serve "node$n" --chat --db "$PGURL" --redis "redis://127.0.0.1:$RPORT/0" --presence-ttl "$TTL"
+  ports+=("$DX_PORT")
+  pids+=("$DX_PID")
+done
+for n in 0 1 2; do
+  for i in $(seq 1 300); do grep -q 'redis up' "$DX_TMP/node$n.log" && break; sleep 0.05; done
+  grep -q 'redis up' "$DX_TMP/node$n.log" || { echo "FAIL: node $n never reached Redis" >&2; cat "$DX_TMP/node$n.log" >&2; exit 1; }
+done
+echo "ok   nodes on ${ports[*]}"
+
+KILL_PID=${pids[2]} REDIS_PORT=$RPORT TTL_S=$TTL timeout 120 node "$here/chat_cluster.mjs" \
+  "ws://127.0.0.1:${ports[0]}" "ws://127.0.0.1:${ports[1]}" "ws://127.0.0.1:${ports[2]}" || {
+  echo "--- node logs" >&2
+  tail -n 20 "$DX_TMP"/node*.log >&2
+  exit 1
+}
+wait "${pids[2]}" 2>/dev/null || true
+
+echo "== PostgreSQL's view"
+bad=$(psql_q "SELECT conv, count(*), max(seq) FROM chat_messages GROUP BY conv HAVING count(*) <> max(seq) OR min(seq) <> 1")
+[ -z "$bad" ] || { echo "FAIL: conversations with gaps in their seqs: $bad" >&2; exit 1; }
+n=$(psql_q "SELECT count(*) FROM chat_messages")
+d=$(psql_q "SELECT count(DISTINCT (sender, cid)) FROM chat_messages")
+[ "$n" = "$d" ] && [ "$n" -gt 100 ] || { echo "FAIL: $n messages, $d distinct cids" >&2; exit 1; }
+last=$(psql_q "SELECT last_seq FROM chat_convs WHERE conv = 'g:lobby'")
+max=$(psql_q "SELECT max(seq) FROM chat_messages WHERE conv = 'g:lobby'")
+[ "$last" = "$max" ] || { echo "FAIL: lobby last_seq $last, max seq $max" >&2; exit 1; }
+echo "ok   $n messages, seqs 1..n in every conversation, each cid once, last_seq = max(seq)"
+
+echo "== the survivors exit cleanly"
+dx_stop "${pids[0]}"
+dx_stop "${pids[1]}"
+echo "chat cluster: passed"
