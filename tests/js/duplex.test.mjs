@@ -479,6 +479,9 @@ test('manual close while connecting or in backoff: async final close, nothing le
   s.close(1000, 'bye');
   assert.equal(s.readyState, 3);
   assert.equal(F.last().attached, false);
+  // The native socket still connecting is aborted, not left to open with
+  // nobody listening (it would stay open: a leaked connection).
+  assert.equal(F.last().closeCalls.length, 1, 'the connecting native socket is closed');
   await flush();
   assert.deepEqual(log.filter((l) => l.startsWith('close')), ['close:1000:bye:final']);
 

@@ -246,8 +246,13 @@ export class DuplexSocket extends EventTarget {
       }
       return;
     }
-    // Connecting or waiting to reconnect: nothing to hand-shake with.
+    // Connecting or waiting to reconnect: nothing to hand-shake with. A
+    // native socket still connecting must be aborted, or it would open
+    // later with nobody listening and stay open (a leaked connection).
     this.#detach();
+    if (ws && ws.readyState === CONNECTING) {
+      try { ws.close(); } catch { /* already failing */ }
+    }
     this.#finalClose(code ?? 1005, reason ?? '', true, true);
   }
 
