@@ -11,6 +11,7 @@
 #include <duplex/client.h>
 #include <duplex/loop.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "client/url.h"
 
@@ -111,35 +112,6 @@ static void usage(FILE *f) {
                "     (\"giving up after N reconnect attempts\")\n"
                "  2  usage error (bad option or URL)\n"
                "  130  a second SIGINT/SIGTERM\n");
-}
-
-static int bad(const char *msg, const char *arg) {
-    if (arg)
-        fprintf(stderr, "duplex connect: %s '%s' (try 'duplex connect --help')\n", msg, arg);
-    else
-        fprintf(stderr, "duplex connect: %s (try 'duplex connect --help')\n", msg);
-    return 2;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_ms(const char *s, uint32_t *ms) {
-    char *end;
-    errno = 0;
-    if (!s || !*s) return -1;
-    double v = strtod(s, &end);
-    if (errno || *end || !(v > 0) || v > 4000000.0) return -1;
-    *ms = (uint32_t)(v * 1000.0 + 0.5);
-    if (*ms == 0) *ms = 1;
-    return 0;
 }
 
 /* ---- stdout -------------------------------------------------------------- */
@@ -487,7 +459,7 @@ int dx_cli_connect(int argc, char **argv) {
 #define VALUE()                                                                                    \
     do {                                                                                           \
         if (!val) {                                                                                \
-            if (i + 1 >= argc) return bad("missing the value of", arg);                            \
+            if (i + 1 >= argc) return dx_cli_bad("connect", "missing the value of", arg);          \
             val = argv[++i];                                                                       \
         }                                                                                          \
     } while (0)
@@ -497,11 +469,11 @@ int dx_cli_connect(int argc, char **argv) {
             return 0;
         } else if (FLAG("-H") || FLAG("--header")) {
             VALUE();
-            if (nheaders == MAX_LIST) return bad("too many headers", val);
+            if (nheaders == MAX_LIST) return dx_cli_bad("connect", "too many headers", val);
             headers[nheaders++] = val;
         } else if (FLAG("-s") || FLAG("--subprotocol")) {
             VALUE();
-            if (nprotocols == MAX_LIST) return bad("too many subprotocols", val);
+            if (nprotocols == MAX_LIST) return dx_cli_bad("connect", "too many subprotocols", val);
             protocols[nprotocols++] = val;
         } else if (FLAG("-o") || FLAG("--origin")) {
             VALUE();
@@ -519,28 +491,33 @@ int dx_cli_connect(int argc, char **argv) {
             cfg.ca_file = val;
         } else if (FLAG("--close-code")) {
             VALUE();
-            if (parse_u64(val, 4999, &u) || (u != DX_CLOSE_NORMAL && u < 3000))
-                return bad("bad close code (1000 or 3000-4999)", val);
+            if (dx_cli_u64(val, 4999, &u) || (u != DX_CLOSE_NORMAL && u < 3000))
+                return dx_cli_bad("connect", "bad close code (1000 or 3000-4999)", val);
             a.close_code = (unsigned)u;
         } else if (FLAG("--close-reason")) {
             VALUE();
-            if (strlen(val) > 123) return bad("close reason longer than 123 bytes", val);
+            if (strlen(val) > 123)
+                return dx_cli_bad("connect", "close reason longer than 123 bytes", val);
             a.close_reason = val;
         } else if (FLAG("--max-message")) {
             VALUE();
-            if (parse_u64(val, UINT64_MAX, &u) || u == 0) return bad("bad size", val);
+            if (dx_cli_u64(val, UINT64_MAX, &u) || u == 0)
+                return dx_cli_bad("connect", "bad size", val);
             a.max_message = u;
         } else if (FLAG("--connect-timeout")) {
             VALUE();
-            if (parse_ms(val, &cfg.connect_timeout_ms)) return bad("bad seconds", val);
+            if (dx_cli_seconds(val, 0, &cfg.connect_timeout_ms))
+                return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("--handshake-timeout")) {
             VALUE();
-            if (parse_ms(val, &cfg.handshake_timeout_ms)) return bad("bad seconds", val);
+            if (dx_cli_seconds(val, 0, &cfg.handshake_timeout_ms))
+                return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("--no-deflate")) {
             cfg.deflate.enable = 0;
         } else if (FLAG("--deflate-window")) {
             VALUE();
-            if (parse_u64(val, 15, &u) || u < 8) return bad("bad window bits (8-15)", val);
+            if (dx_cli_u64(val, 15, &u) || u < 8)
+                return dx_cli_bad("connect", "bad window bits (8-15)", val);
             cfg.deflate.client_max_window_bits = (int)u;
         } else if (FLAG("--no-context-takeover")) {
             cfg.deflate.client_no_context_takeover = cfg.deflate.server_no_context_takeover = 1;
@@ -548,40 +525,46 @@ int dx_cli_connect(int argc, char **argv) {
             a.reconnect = cfg.reconnect = 1;
         } else if (FLAG("--backoff")) {
             VALUE();
-            if (parse_ms(val, &cfg.reconnect_base_ms)) return bad("bad seconds", val);
+            if (dx_cli_seconds(val, 0, &cfg.reconnect_base_ms))
+                return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("--backoff-max")) {
             VALUE();
-            if (parse_ms(val, &cfg.reconnect_max_ms)) return bad("bad seconds", val);
+            if (dx_cli_seconds(val, 0, &cfg.reconnect_max_ms))
+                return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("--max-retries")) {
             VALUE();
-            if (parse_u64(val, UINT32_MAX, &u) || u == 0) return bad("bad number", val);
+            if (dx_cli_u64(val, UINT32_MAX, &u) || u == 0)
+                return dx_cli_bad("connect", "bad number", val);
             a.max_retries = cfg.max_retries = (uint32_t)u;
         } else if (FLAG("--final-code")) {
             VALUE();
-            if (parse_u64(val, 4999, &u) || u < 1000) return bad("bad close code (1000-4999)", val);
-            if (nfinals == MAX_LIST) return bad("too many final codes", val);
+            if (dx_cli_u64(val, 4999, &u) || u < 1000)
+                return dx_cli_bad("connect", "bad close code (1000-4999)", val);
+            if (nfinals == MAX_LIST) return dx_cli_bad("connect", "too many final codes", val);
             finals[nfinals++] = (uint16_t)u;
         } else if (FLAG("--ping-interval")) {
             VALUE();
-            if (parse_ms(val, &cfg.ping_interval_ms)) return bad("bad seconds", val);
+            if (dx_cli_seconds(val, 0, &cfg.ping_interval_ms))
+                return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("--ping-timeout")) {
             VALUE();
-            if (parse_ms(val, &cfg.ping_timeout_ms)) return bad("bad seconds", val);
+            if (dx_cli_seconds(val, 0, &cfg.ping_timeout_ms))
+                return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("-q") || FLAG("--quiet")) {
             a.quiet = 1;
         } else if (arg[0] == '-' && arg[1]) {
-            return bad("unknown option", arg);
+            return dx_cli_bad("connect", "unknown option", arg);
         } else if (nurls < MAX_LIST) {
             urls[nurls++] = arg;
         } else {
-            return bad("too many URLs", arg);
+            return dx_cli_bad("connect", "too many URLs", arg);
         }
 #undef FLAG
 #undef VALUE
     }
-    if (nurls == 0) return bad("missing URL", NULL);
+    if (nurls == 0) return dx_cli_bad("connect", "missing URL", NULL);
     if (nurls > 1 && !a.reconnect)
-        return bad("more than one URL (failover needs --reconnect)", urls[1]);
+        return dx_cli_bad("connect", "more than one URL (failover needs --reconnect)", urls[1]);
     for (int k = 0; k < nurls; k++) {
         dx__url url;
         const char *why = NULL;
@@ -592,7 +575,8 @@ int dx_cli_connect(int argc, char **argv) {
             return 2;
         }
     }
-    if (nfinals && !a.reconnect) return bad("--final-code needs --reconnect", NULL);
+    if (nfinals && !a.reconnect)
+        return dx_cli_bad("connect", "--final-code needs --reconnect", NULL);
     cfg.url = urls[0];
     urls[nurls] = NULL;
     cfg.urls = nurls > 1 ? urls + 1 : NULL;

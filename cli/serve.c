@@ -12,6 +12,7 @@
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/serve_chat.h"
 #include "server/redis_fanout.h"
@@ -35,93 +36,63 @@ static int nworkers;
 static atomic_int stopping;
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
-            "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
-            "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
-            "every client gets close 1001 and up to 2 s to answer.\n\n"
-            "modes:\n"
-            "  --echo                  send every message back (same opcode)\n"
-            "  --broadcast             send every message to every open client\n"
-            "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
-            "                          UI (web/chat/dist unless --static); one thread\n\n"
-            "chat options:\n"
-            "  --db FILE               SQLite database, created when missing (default: in\n"
-            "                          memory, lost on exit)\n"
-            "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
-            "                          nodes of a cluster share; tables created when missing\n"
-            "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
-            "                          PostgreSQL --db); deliveries and presence cross nodes\n"
-            "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
-            "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
-            "                          $DUPLEX_CHAT_SECRET); then ?uid= is refused\n"
-            "  --token-for UID         print a token for UID and exit (needs the secret)\n"
-            "  --token-ttl S           its lifetime in seconds (default 86400)\n\n"
-            "options:\n"
-            "  --host H                address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
-            "  --port P                port (default 8080; 0 picks a free one)\n"
-            "  --static DIR            serve files from DIR (index.html, ETag, 304, HEAD)\n"
-            "  --redis URL             redis://[:password@]host[:port][/db]: one node of a\n"
-            "                          cluster; broadcasts reach the clients of every node\n"
-            "                          through Redis pub/sub (reconnects by itself; while\n"
-            "                          Redis is down, /healthz answers 503 degraded)\n"
-            "  --cert F --key F        PEM certificate chain and key: wss:// and https://\n"
-            "  --threads N             N event loops on N threads, SO_REUSEPORT (default 1)\n"
-            "  --max-connections N     open WebSockets; more get HTTP 503 (default unlimited)\n"
-            "  --max-message BYTES     largest message; larger closes with 1009 (default 16 MiB)\n"
-            "  --max-buffered BYTES    output queued per client before the slow-consumer\n"
-            "                          policy closes it with 1008 (default 1 MiB)\n"
-            "  --ping-interval S       send a ping frame after S seconds of silence (default off)\n"
-            "  --ping-timeout S        drop a client that has not answered in S seconds\n"
-            "                          (reported as 1006; default: the ping interval)\n"
-            "  --idle-timeout S        close (1001) a client silent for S seconds (default off)\n"
-            "  --handshake-timeout S   drop a connection without a request after S s (default 10)\n"
-            "  --origin O              allow browser pages from origin O only (repeatable;\n"
-            "                          other origins get 403; default: any)\n"
-            "  --no-app-ping           do not answer the text message \"ping\" with \"pong\"\n"
-            "                          (answered by default, unseen by the mode)\n"
-            "  --no-deflate            do not negotiate permessage-deflate (negotiated by\n"
-            "                          default, asking both sides for no_context_takeover,\n"
-            "                          so connections hold no compression state)\n"
-            "  --deflate-takeover      let both sides keep their compression context between\n"
-            "                          messages: smaller messages, up to ~180 KiB per client\n"
-            "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
-            "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
-            "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"
-            "  --quiet                 do not print the listening line\n"
-            "  -h, --help              this help\n\n"
-            "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
-            "1 when the server cannot start, 2 for a usage error.\n");
-}
-
-/* One line on stderr: "duplex serve: <msg> '<arg>'", and the usage exit. */
-static int bad(const char *msg, const char *arg) {
-    if (arg)
-        fprintf(stderr, "duplex serve: %s '%s' (try 'duplex serve --help')\n", msg, arg);
-    else
-        fprintf(stderr, "duplex serve: %s (try 'duplex serve --help')\n", msg);
-    return 2;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *s, uint32_t *ms) {
-    char *end;
-    errno = 0;
-    if (!s || !*s) return -1;
-    double v = strtod(s, &end);
-    if (errno || *end || !(v >= 0) || v > 4000000.0) return -1;
-    *ms = (uint32_t)(v * 1000.0 + 0.5);
-    if (v > 0 && *ms == 0) *ms = 1;
-    return 0;
+    fprintf(
+        f, "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
+           "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
+           "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
+           "every client gets close 1001 and up to 2 s to answer.\n\n"
+           "modes:\n"
+           "  --echo                  send every message back (same opcode)\n"
+           "  --broadcast             send every message to every open client\n"
+           "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
+           "                          UI (web/chat/dist unless --static); one thread\n\n"
+           "chat options:\n"
+           "  --db FILE               SQLite database, created when missing (default: in\n"
+           "                          memory, lost on exit)\n"
+           "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
+           "                          nodes of a cluster share; tables created when missing\n"
+           "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
+           "                          PostgreSQL --db); deliveries and presence cross nodes\n"
+           "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
+           "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
+           "                          $DUPLEX_CHAT_SECRET); then ?uid= is refused\n"
+           "  --token-for UID         print a token for UID and exit (needs the secret)\n"
+           "  --token-ttl S           its lifetime in seconds (default 86400)\n\n"
+           "options:\n"
+           "  --host H                address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+           "  --port P                port (default 8080; 0 picks a free one)\n"
+           "  --static DIR            serve files from DIR (index.html, ETag, 304, HEAD)\n"
+           "  --redis URL             redis://[:password@]host[:port][/db]: one node of a\n"
+           "                          cluster; broadcasts reach the clients of every node\n"
+           "                          through Redis pub/sub (reconnects by itself; while\n"
+           "                          Redis is down, /healthz answers 503 degraded)\n"
+           "  --cert F --key F        PEM certificate chain and key: wss:// and https://\n"
+           "  --threads N             N event loops on N threads, SO_REUSEPORT (default 1)\n"
+           "  --max-connections N     open WebSockets; more get HTTP 503 (default unlimited)\n"
+           "  --max-message BYTES     largest message; larger closes with 1009 (default 16 MiB)\n"
+           "  --max-buffered BYTES    output queued per client before the slow-consumer\n"
+           "                          policy closes it with 1008 (default 1 MiB)\n"
+           "  --ping-interval S       send a ping frame after S seconds of silence (default off)\n"
+           "  --ping-timeout S        drop a client that has not answered in S seconds\n"
+           "                          (reported as 1006; default: the ping interval)\n"
+           "  --idle-timeout S        close (1001) a client silent for S seconds (default off)\n"
+           "  --handshake-timeout S   drop a connection without a request after S s (default 10)\n"
+           "  --origin O              allow browser pages from origin O only (repeatable;\n"
+           "                          other origins get 403; default: any)\n"
+           "  --no-app-ping           do not answer the text message \"ping\" with \"pong\"\n"
+           "                          (answered by default, unseen by the mode)\n"
+           "  --no-deflate            do not negotiate permessage-deflate (negotiated by\n"
+           "                          default, asking both sides for no_context_takeover,\n"
+           "                          so connections hold no compression state)\n"
+           "  --deflate-takeover      let both sides keep their compression context between\n"
+           "                          messages: smaller messages, up to ~180 KiB per client\n"
+           "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
+           "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
+           "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"
+           "  --quiet                 do not print the listening line\n"
+           "  -h, --help              this help\n\n"
+           "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
+           "1 when the server cannot start, 2 for a usage error.\n");
 }
 
 /* ---- the modes -------------------------------------------------------- */
@@ -249,7 +220,7 @@ int dx_cli_serve(int argc, char **argv) {
 #define VALUE()                                                                                    \
     do {                                                                                           \
         if (!val) {                                                                                \
-            if (i + 1 >= argc) return bad("missing the value of", arg);                            \
+            if (i + 1 >= argc) return dx_cli_bad("serve", "missing the value of", arg);            \
             val = argv[++i];                                                                       \
         }                                                                                          \
     } while (0)
@@ -264,7 +235,8 @@ int dx_cli_serve(int argc, char **argv) {
         } else if (FLAG("--redis")) {
             VALUE();
             const char *why;
-            if (dx__redis_parse_url(val, &redis_addr, &why) < 0) return bad(why, val);
+            if (dx__redis_parse_url(val, &redis_addr, &why) < 0)
+                return dx_cli_bad("serve", why, val);
             redis_url = val;
         } else if (FLAG("--chat")) {
             mode = MODE_CHAT;
@@ -279,12 +251,13 @@ int dx_cli_serve(int argc, char **argv) {
             chat_opts.token_for = val;
         } else if (FLAG("--token-ttl")) {
             VALUE();
-            if (parse_u64(val, UINT32_MAX, &chat_opts.token_ttl) || !chat_opts.token_ttl)
-                return bad("bad number of seconds", val);
+            if (dx_cli_u64(val, UINT32_MAX, &chat_opts.token_ttl) || !chat_opts.token_ttl)
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--presence-ttl")) {
             VALUE();
-            if (parse_seconds(val, &chat_opts.presence_ttl_ms) || chat_opts.presence_ttl_ms < 300)
-                return bad("bad number of seconds (0.3 or more)", val);
+            if (dx_cli_seconds(val, 1, &chat_opts.presence_ttl_ms) ||
+                chat_opts.presence_ttl_ms < 300)
+                return dx_cli_bad("serve", "bad number of seconds (0.3 or more)", val);
         } else if (FLAG("--quiet") || FLAG("-q")) {
             quiet = 1;
         } else if (FLAG("--no-app-ping")) {
@@ -295,22 +268,24 @@ int dx_cli_serve(int argc, char **argv) {
             cfg.deflate.server_no_context_takeover = cfg.deflate.client_no_context_takeover = 0;
         } else if (FLAG("--deflate-window")) {
             VALUE();
-            if (parse_u64(val, 15, &u) || u < 8) return bad("bad window bits (8-15)", val);
+            if (dx_cli_u64(val, 15, &u) || u < 8)
+                return dx_cli_bad("serve", "bad window bits (8-15)", val);
             cfg.deflate.server_max_window_bits = cfg.deflate.client_max_window_bits = (int)u;
         } else if (FLAG("--deflate-level")) {
             VALUE();
-            if (parse_u64(val, 9, &u) || u < 1) return bad("bad zlib level (1-9)", val);
+            if (dx_cli_u64(val, 9, &u) || u < 1)
+                return dx_cli_bad("serve", "bad zlib level (1-9)", val);
             cfg.deflate.level = (int)u;
         } else if (FLAG("--deflate-threshold")) {
             VALUE();
-            if (parse_u64(val, SIZE_MAX, &u)) return bad("bad size in bytes", val);
+            if (dx_cli_u64(val, SIZE_MAX, &u)) return dx_cli_bad("serve", "bad size in bytes", val);
             cfg.deflate.threshold = u ? (size_t)u : 1;
         } else if (FLAG("--host")) {
             VALUE();
             cfg.host = val;
         } else if (FLAG("--port")) {
             VALUE();
-            if (parse_u64(val, 65535, &u)) return bad("bad port", val);
+            if (dx_cli_u64(val, 65535, &u)) return dx_cli_bad("serve", "bad port", val);
             cfg.port = (int)u;
         } else if (FLAG("--static")) {
             VALUE();
@@ -323,57 +298,68 @@ int dx_cli_serve(int argc, char **argv) {
             cfg.key_file = val;
         } else if (FLAG("--threads")) {
             VALUE();
-            if (parse_u64(val, MAX_THREADS, &threads) || threads == 0)
-                return bad("bad thread count (1-256)", val);
+            if (dx_cli_u64(val, MAX_THREADS, &threads) || threads == 0)
+                return dx_cli_bad("serve", "bad thread count (1-256)", val);
         } else if (FLAG("--max-connections")) {
             VALUE();
-            if (parse_u64(val, UINT32_MAX, &u)) return bad("bad connection count", val);
+            if (dx_cli_u64(val, UINT32_MAX, &u))
+                return dx_cli_bad("serve", "bad connection count", val);
             cfg.max_connections = (uint32_t)u;
         } else if (FLAG("--max-message")) {
             VALUE();
-            if (parse_u64(val, UINT64_MAX, &u) || u == 0) return bad("bad size in bytes", val);
+            if (dx_cli_u64(val, UINT64_MAX, &u) || u == 0)
+                return dx_cli_bad("serve", "bad size in bytes", val);
             cfg.max_message = u;
         } else if (FLAG("--max-buffered")) {
             VALUE();
-            if (parse_u64(val, SIZE_MAX, &u) || u == 0) return bad("bad size in bytes", val);
+            if (dx_cli_u64(val, SIZE_MAX, &u) || u == 0)
+                return dx_cli_bad("serve", "bad size in bytes", val);
             cfg.max_buffered = (size_t)u;
         } else if (FLAG("--ping-interval")) {
             VALUE();
-            if (parse_seconds(val, &cfg.ping_interval_ms)) return bad("bad number of seconds", val);
+            if (dx_cli_seconds(val, 1, &cfg.ping_interval_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--ping-timeout")) {
             VALUE();
-            if (parse_seconds(val, &cfg.ping_timeout_ms)) return bad("bad number of seconds", val);
+            if (dx_cli_seconds(val, 1, &cfg.ping_timeout_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--idle-timeout")) {
             VALUE();
-            if (parse_seconds(val, &cfg.idle_timeout_ms)) return bad("bad number of seconds", val);
+            if (dx_cli_seconds(val, 1, &cfg.idle_timeout_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--handshake-timeout")) {
             VALUE();
-            if (parse_seconds(val, &cfg.handshake_timeout_ms))
-                return bad("bad number of seconds", val);
+            if (dx_cli_seconds(val, 1, &cfg.handshake_timeout_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--origin")) {
             VALUE();
-            if (norigins >= MAX_ORIGINS) return bad("too many --origin (64 at most)", NULL);
+            if (norigins >= MAX_ORIGINS)
+                return dx_cli_bad("serve", "too many --origin (64 at most)", NULL);
             origins[norigins++] = val;
         } else {
-            return bad("unknown option", arg);
+            return dx_cli_bad("serve", "unknown option", arg);
         }
 #undef FLAG
 #undef VALUE
     }
     if (chat_opts.token_for) return dx_cli_chat_token(&chat_opts);
-    if (mode == MODE_NONE) return bad("choose a mode: --echo, --broadcast or --chat", NULL);
-    if (mode == MODE_CHAT && threads > 1) return bad("--chat runs on one thread", NULL);
+    if (mode == MODE_NONE)
+        return dx_cli_bad("serve", "choose a mode: --echo, --broadcast or --chat", NULL);
+    if (mode == MODE_CHAT && threads > 1)
+        return dx_cli_bad("serve", "--chat runs on one thread", NULL);
     if (mode == MODE_CHAT && redis_url) {
         if (!dx_cli_chat_is_pg(chat_opts.db))
-            return bad("--chat --redis needs the shared store: --db postgresql://...", NULL);
+            return dx_cli_bad("serve",
+                              "--chat --redis needs the shared store: --db postgresql://...", NULL);
         /* The chat carries its own traffic through Redis (the server's
          * fan-out below is for --broadcast and topics). */
         chat_opts.redis = redis_url;
         redis_url = NULL;
     }
     if (mode != MODE_CHAT && (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms))
-        return bad("--db, --secret and --presence-ttl go with --chat", NULL);
-    if (!cfg.cert_file != !cfg.key_file) return bad("--cert and --key go together", NULL);
+        return dx_cli_bad("serve", "--db, --secret and --presence-ttl go with --chat", NULL);
+    if (!cfg.cert_file != !cfg.key_file)
+        return dx_cli_bad("serve", "--cert and --key go together", NULL);
     if (norigins) {
         origins[norigins] = NULL;
         cfg.origins = origins;
@@ -453,7 +439,7 @@ int dx_cli_serve(int argc, char **argv) {
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", static %s", cfg.static_dir);
             if (mode == MODE_CHAT && n < sizeof extra)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", db %s",
-                                      !chat_opts.db                       ? "in memory"
+                                      !chat_opts.db                     ? "in memory"
                                       : dx_cli_chat_is_pg(chat_opts.db) ? "PostgreSQL"
                                                                         : chat_opts.db);
             if ((redis_url || chat_opts.redis) && n < sizeof extra)
@@ -462,7 +448,10 @@ int dx_cli_serve(int argc, char **argv) {
             int v6 = strchr(cfg.host, ':') != NULL;
             fprintf(stderr, "duplex: listening on %s://%s%s%s:%d (%s%s)\n",
                     cfg.cert_file ? "wss" : "ws", v6 ? "[" : "", cfg.host, v6 ? "]" : "", cfg.port,
-                    mode == MODE_ECHO ? "echo" : mode == MODE_CHAT ? "chat" : "broadcast", extra);
+                    mode == MODE_ECHO   ? "echo"
+                    : mode == MODE_CHAT ? "chat"
+                                        : "broadcast",
+                    extra);
         }
         int started = 1;
         for (int i = 1; i < nworkers; i++) {
