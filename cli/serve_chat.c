@@ -26,8 +26,7 @@ int dx_cli_chat_token(const dx_cli_chat_opts *o) {
     char tok[160];
     int64_t exp = (int64_t)time(NULL) + (int64_t)(o->token_ttl ? o->token_ttl : 86400);
     if (dx_chat_token(secret, strlen(secret), o->token_for, exp, tok, sizeof tok) < 0) {
-        fprintf(stderr, "duplex serve: bad user id '%s' (1-32 of A-Z a-z 0-9 _ -)\n",
-                o->token_for);
+        fprintf(stderr, "duplex serve: bad user id '%s' (1-32 of A-Z a-z 0-9 _ -)\n", o->token_for);
         return 2;
     }
     printf("%s\n", tok);
@@ -46,8 +45,11 @@ static void on_cluster(void *user, int up, const char *why) {
 
 dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_config *cfg) {
     const char *secret = secret_of(o);
-    dx_chat_config cc = {.db_path = o->db, .lobby = "lobby", .redis_url = o->redis,
-                         .presence_ttl_ms = o->presence_ttl_ms, .on_cluster = on_cluster,
+    dx_chat_config cc = {.db_path = o->db,
+                         .lobby = "lobby",
+                         .redis_url = o->redis,
+                         .presence_ttl_ms = o->presence_ttl_ms,
+                         .on_cluster = on_cluster,
                          .user = (void *)o};
     if (secret) {
         cc.secret = secret;

@@ -7,13 +7,13 @@
 #include <duplex/chat.h>
 
 typedef struct dx_cli_chat_opts {
-    const char *db;        /* --db FILE (NULL: in memory) */
-    const char *secret;    /* --secret S, else $DUPLEX_CHAT_SECRET */
-    const char *token_for; /* --token-for UID: print a token and exit */
-    uint64_t token_ttl;    /* --token-ttl S (default 1 day) */
-    const char *redis;     /* --redis URL: one node of a cluster */
+    const char *db;           /* --db FILE (NULL: in memory) */
+    const char *secret;       /* --secret S, else $DUPLEX_CHAT_SECRET */
+    const char *token_for;    /* --token-for UID: print a token and exit */
+    uint64_t token_ttl;       /* --token-ttl S (default 1 day) */
+    const char *redis;        /* --redis URL: one node of a cluster */
     uint32_t presence_ttl_ms; /* --presence-ttl S (0: the default, 15 s) */
-    int quiet;             /* --quiet: no "redis up" lines */
+    int quiet;                /* --quiet: no "redis up" lines */
 } dx_cli_chat_opts;
 
 /* 1 when --db is a PostgreSQL URL (postgresql:// or postgres://). */

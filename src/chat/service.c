@@ -20,7 +20,7 @@ struct dx_chat {
     dx__chat *engine;
     unsigned char *secret;
     size_t secret_len;
-    int closing; /* dx_chat_free is running: nothing goes out any more */
+    int closing;            /* dx_chat_free is running: nothing goes out any more */
     dx__chat_broker *redis; /* the engine's broker when clustered (owned by it) */
     void (*on_cluster)(void *user, int up, const char *why);
     void *user;
@@ -165,8 +165,8 @@ static void on_redis_remote(void *user, const char *uid, int64_t devices) {
 /* The server's broker exists only for /healthz: chat deliveries travel on
  * the chat broker's channel, so what the server would forward is dropped
  * here rather than sent twice. */
-static int srv_broker_publish(void *ctx, const char *topic, enum dx_opcode op,
-                              const uint8_t *data, size_t len) {
+static int srv_broker_publish(void *ctx, const char *topic, enum dx_opcode op, const uint8_t *data,
+                              size_t len) {
     return 0;
 }
 
@@ -227,10 +227,13 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         dx__free(chat);
         return NULL;
     }
-    dx__chat_store *st = pg ? dx__chat_store_pg(cfg->db_path, &why)
-                            : dx__chat_store_sqlite(cfg->db_path, &why);
-    dx__chat_io io = {.arg = chat, .send = io_send, .deliver = io_deliver,
-                      .schedule = io_schedule, .now_ms = io_now};
+    dx__chat_store *st =
+        pg ? dx__chat_store_pg(cfg->db_path, &why) : dx__chat_store_sqlite(cfg->db_path, &why);
+    dx__chat_io io = {.arg = chat,
+                      .send = io_send,
+                      .deliver = io_deliver,
+                      .schedule = io_schedule,
+                      .now_ms = io_now};
     if (st) {
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
         if (!chat->engine) st->ops->close(st);
@@ -252,8 +255,8 @@ int dx_chat_attach(dx_chat *chat, dx_server *srv) {
     if (!chat || !srv) return DX_EINVAL;
     chat->srv = srv;
     if (!chat->redis) return 0;
-    dx_server_broker b = {.publish = srv_broker_publish, .up = srv_broker_up, .name = "redis",
-                          .ctx = chat};
+    dx_server_broker b = {
+        .publish = srv_broker_publish, .up = srv_broker_up, .name = "redis", .ctx = chat};
     return dx_server_set_broker(srv, &b);
 }
 

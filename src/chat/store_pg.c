@@ -12,17 +12,23 @@
  * conversation row for the time of one commit. Concurrent commits of
  * several nodes still share WAL flushes inside PostgreSQL.
  *
- * Sequence numbers: put() is "UPDATE convs SET last_seq = last_seq + 1
- * ... RETURNING" feeding the INSERT of the message in the same statement.
- * The UPDATE takes the conversation's row lock until the statement
- * commits, so two nodes writing to one conversation are serialised and
- * the seqs are 1, 2, 3... with no gap: a failed INSERT (a duplicate cid
- * racing on two nodes) rolls the UPDATE back with it.
+ * The price is one WAL flush per write on each node (docs/cluster.md has
+ * the figures); async libpq with a few connections per node is the way to
+ * more.
+ *
+ * Sequence numbers: put() is one statement that looks for (sender, cid)
+ * and, when absent, runs "UPDATE convs SET last_seq = last_seq + 1 ...
+ * RETURNING" feeding the INSERT of the message. The UPDATE takes the
+ * conversation's row lock until the statement commits, so two nodes
+ * writing to one conversation are serialised and the seqs are 1, 2, 3...
+ * with no gap: a failed INSERT (a duplicate cid racing on two nodes) rolls
+ * the UPDATE back with it, and is answered as the duplicate.
  *
  * The calls are synchronous: a slow database stalls the loop of the node
  * that waits on it (docs/cluster.md, failure modes). A lost connection is
- * reset at the next begin(), at most once a second; meanwhile writes fail
- * with DX_EIO and clients get store_failed. */
+ * reset at once and the statement tried again; when that fails, at most
+ * once a second after; meanwhile calls fail with DX_EIO and clients get
+ * store_failed. */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,18 +193,24 @@ static PGresult *exec(pg_store *s, int which, int n, const char *const *params, 
                       char state[6]) {
     char name[8];
     snprintf(name, sizeof name, "dx%d", which);
-    PGresult *r = PQexecPrepared(s->db, name, n, params, NULL, NULL, 0);
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    if (state) {
-        const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-        snprintf(state, 6, "%s", code ? code : "");
+    for (int attempt = 0;; attempt++) {
+        PGresult *r = PQexecPrepared(s->db, name, n, params, NULL, NULL, 0);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+        if (state) {
+            const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+            snprintf(state, 6, "%s", code ? code : "");
+        }
+        *err = r ? DX_EIO : DX_ENOMEM;
+        PQclear(r);
+        if (PQstatus(s->db) == CONNECTION_OK) return NULL;
+        /* The server restarted, or the connection broke: one new connection
+         * and one more try (every write here is idempotent: a put that had
+         * committed is found as its own duplicate). The prepared statements
+         * went with the old connection. */
+        s->prepared = 0;
+        if (attempt > 0 || ensure(s) < 0) return NULL;
     }
-    /* A broken connection loses the prepared statements with it. */
-    if (PQstatus(s->db) != CONNECTION_OK) s->prepared = 0;
-    *err = r ? DX_EIO : DX_ENOMEM;
-    PQclear(r);
-    return NULL;
 }
 
 static int64_t val64(const PGresult *r, int row, int col) {
@@ -210,8 +222,7 @@ static void i64(char *buf, int64_t v) {
 }
 
 /* CREATE ... IF NOT EXISTS says "skipping" as a NOTICE: not for stderr. */
-static void no_notice(void *arg, const char *message) {
-}
+static void no_notice(void *arg, const char *message) {}
 
 static void pg_close(dx__chat_store *base) {
     pg_store *s = (pg_store *)base;
@@ -228,8 +239,7 @@ static int pg_commit(dx__chat_store *base) {
     return 0; /* every write committed as it ran (see the top) */
 }
 
-static void pg_rollback(dx__chat_store *base) {
-}
+static void pg_rollback(dx__chat_store *base) {}
 
 /* A statement whose rows we do not need. */
 static int run(pg_store *s, int which, int n, const char *const *p) {
@@ -249,8 +259,7 @@ static int pg_touch(dx__chat_store *base, const char *uid, int64_t ts) {
 }
 
 /* A one-row, one-column integer query: *out (0 when no row). */
-static int scalar(pg_store *s, int which, int n, const char *const *p, int64_t *out,
-                  int *found) {
+static int scalar(pg_store *s, int which, int n, const char *const *p, int64_t *out, int *found) {
     int err = 0;
     if (!s->prepared && ensure(s) < 0) return DX_EIO;
     PGresult *r = exec(s, which, n, p, &err, NULL);
@@ -321,8 +330,13 @@ static int find_dup(pg_store *s, const char *from, const char *cid, dx__chat_msg
     int found = PQntuples(r) > 0;
     if (found) {
         snprintf(s->dup_conv, sizeof s->dup_conv, "%s", PQgetvalue(r, 0, 0));
-        *out = (dx__chat_msg){.conv = s->dup_conv, .seq = val64(r, 0, 1), .mid = val64(r, 0, 2),
-                              .cid = cid, .from = from, .text = "", .ts = val64(r, 0, 3)};
+        *out = (dx__chat_msg){.conv = s->dup_conv,
+                              .seq = val64(r, 0, 1),
+                              .mid = val64(r, 0, 2),
+                              .cid = cid,
+                              .from = from,
+                              .text = "",
+                              .ts = val64(r, 0, 3)};
     }
     PQclear(r);
     return found;
@@ -356,11 +370,21 @@ static int pg_put(dx__chat_store *base, const char *conv, const char *from, cons
     *dup = val64(r, 0, 4) != 0;
     if (*dup) {
         snprintf(s->dup_conv, sizeof s->dup_conv, "%s", PQgetvalue(r, 0, 0));
-        *out = (dx__chat_msg){.conv = s->dup_conv, .seq = val64(r, 0, 1), .mid = val64(r, 0, 2),
-                              .cid = cid, .from = from, .text = "", .ts = val64(r, 0, 3)};
+        *out = (dx__chat_msg){.conv = s->dup_conv,
+                              .seq = val64(r, 0, 1),
+                              .mid = val64(r, 0, 2),
+                              .cid = cid,
+                              .from = from,
+                              .text = "",
+                              .ts = val64(r, 0, 3)};
     } else {
-        *out = (dx__chat_msg){.conv = conv, .seq = val64(r, 0, 1), .mid = val64(r, 0, 2),
-                              .cid = cid, .from = from, .text = text, .ts = ts};
+        *out = (dx__chat_msg){.conv = conv,
+                              .seq = val64(r, 0, 1),
+                              .mid = val64(r, 0, 2),
+                              .cid = cid,
+                              .from = from,
+                              .text = text,
+                              .ts = ts};
     }
     PQclear(r);
     return 0;
@@ -379,8 +403,7 @@ static int pg_mark_read(dx__chat_store *base, const char *conv, const char *uid,
 
 /* Rows of (text, integer), one callback each. The result is complete in
  * memory, so callbacks may use the store meanwhile. */
-static int each_uid(pg_store *s, int which, const char *const *p, dx__chat_uid_cb cb,
-                    void *arg) {
+static int each_uid(pg_store *s, int which, const char *const *p, dx__chat_uid_cb cb, void *arg) {
     int err = 0;
     if (!s->prepared && ensure(s) < 0) return DX_EIO;
     PGresult *r = exec(s, which, 1, p, &err, NULL);
@@ -440,9 +463,12 @@ static int pg_messages(dx__chat_store *base, const char *conv, int64_t after, in
     int from = extra && newest ? 1 : 0, to = extra && !newest ? n - 1 : n;
     int stop = 0;
     for (int i = from; i < to && !stop; i++) {
-        dx__chat_msg m = {.conv = PQgetvalue(r, i, 0), .seq = val64(r, i, 1),
-                          .mid = val64(r, i, 2), .cid = PQgetvalue(r, i, 3),
-                          .from = PQgetvalue(r, i, 4), .text = PQgetvalue(r, i, 5),
+        dx__chat_msg m = {.conv = PQgetvalue(r, i, 0),
+                          .seq = val64(r, i, 1),
+                          .mid = val64(r, i, 2),
+                          .cid = PQgetvalue(r, i, 3),
+                          .from = PQgetvalue(r, i, 4),
+                          .text = PQgetvalue(r, i, 5),
                           .ts = val64(r, i, 6)};
         stop = cb(arg, &m);
     }

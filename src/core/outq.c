@@ -148,6 +148,18 @@ int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t
 }
 
 int dx__outq_shared(dx__outq *q, dx_shared *s) {
+    /* A small frame that fits in the tail block is copied there, as a send
+     * would be: cheaper than a segment allocated (and freed) for this
+     * receiver, and it leaves in the same iovec as the frames around it.
+     * Into an empty queue it is referenced: a 16 KiB block per receiver
+     * for one small frame would cost more than the segment. */
+    dx__outq_seg *b = q->tail;
+    if (s->len <= DX__OUTQ_SHARED_COPY && b && !b->shared && b->cap - b->end >= s->len) {
+        memcpy(b->data + b->end, s->data, s->len);
+        b->end += s->len;
+        q->bytes += s->len;
+        return 0;
+    }
     dx__outq_seg *seg = dx__malloc(sizeof *seg);
     if (!seg) return DX_ENOMEM;
     dx_shared_retain(s);

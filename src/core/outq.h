@@ -37,6 +37,9 @@ struct dx_shared {
 /* Size of a standard block, allocation header included. A frame that does
  * not fit gets a block of its own size. */
 #define DX__OUTQ_BLOCK 16384
+/* Shared frames up to this size are copied into the queue's tail block,
+ * when it has room, rather than referenced (see dx__outq_shared). */
+#define DX__OUTQ_SHARED_COPY 256
 /* Standard blocks each thread keeps for reuse. */
 #define DX__OUTQ_CACHE 4
 
@@ -55,7 +58,9 @@ typedef struct dx__outq {
 int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t opcode,
                    const void *data, size_t len);
 
-/* Queues a reference to a shared frame (takes a reference). 0 or DX_ENOMEM. */
+/* Queues a shared frame: a reference to it (taking a reference), or for a
+ * frame of at most DX__OUTQ_SHARED_COPY bytes that fits in the tail block
+ * a copy there. 0 or DX_ENOMEM. */
 int dx__outq_shared(dx__outq *q, dx_shared *s);
 
 /* Fills up to `max` iovecs over the queued bytes; returns how many. */

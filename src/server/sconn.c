@@ -346,7 +346,10 @@ void dx__sc_flush(dx_server_conn *c) {
             left -= k;
         }
         if (left) dx_conn_out_consume(conn, left);
-        if ((size_t)w < total) break;
+        /* A short write means the socket is full; a full one of fewer
+         * iovecs than the array holds means the queue is empty (no need
+         * to walk it again to find out). */
+        if ((size_t)w < total || n < IOV_MAX_BATCH) break;
     }
     if (p101 && p101->off >= p101->len) dx__sc_drop_101(c);
     if (h && h->out_off >= h->out_len && h->file_fd >= 0 && write_file(c) < 0) {

@@ -2,7 +2,7 @@
 // test_chat_cluster.sh): three `duplex serve --chat` nodes sharing one
 // PostgreSQL and one Redis. Usage:
 //   node chat_cluster.mjs URL0 URL1 URL2   (env: KILL_PID the pid of node 2,
-//   REDIS_PORT, TTL_S the --presence-ttl of the nodes)
+//   TERM_PID the pid of node 1, REDIS_PORT, TTL_S the --presence-ttl)
 // 1. users on different nodes chat: every delivery exactly once, each
 //    sender's messages in order, seqs gap-free; presence across nodes
 //    (a user with tabs on two nodes is online until both are gone);
@@ -13,6 +13,8 @@
 // 3. Redis is SIGKILLed (the test's supervisor restarts it) while everyone
 //    sends: acks go on (PostgreSQL holds the truth), /healthz says degraded,
 //    then the nodes recover by themselves;
+// 4. node 1 is shut down (SIGTERM, 1001) while everyone sends: its users
+//    move to node 0, the last one standing;
 // finally every user's copy of every conversation is 1..last_seq, holds
 // every message acked to anyone, and each cid once.
 import { execFileSync } from 'node:child_process';
@@ -26,6 +28,7 @@ const WebSocket = require('ws');
 
 const urls = process.argv.slice(2, 5);
 const KILL_PID = Number(process.env.KILL_PID);
+const TERM_PID = Number(process.env.TERM_PID);
 const REDIS_PORT = process.env.REDIS_PORT;
 const TTL_S = Number(process.env.TTL_S ?? 2);
 let failed = 0;
@@ -154,8 +157,7 @@ class User {
       this.ws.send(JSON.stringify({ v: 1, type: 'send', id: u.cid, conv: u.conv, cid: u.cid, text: u.text }));
   }
   // Sends and waits for the ack, across reconnections.
-  send(conv) {
-    const cid = `${this.uid}-${++this.n}`;
+  send(conv, cid = `${this.uid}-${++this.n}`) {
     const u = { conv, cid, text: `${cid} → ${conv} 你好` };
     this.unacked.set(cid, u);
     return new Promise((resolve, reject) => {
@@ -247,6 +249,21 @@ users[3].closing = false;
 await users[3].connect();
 await until('u3 back online', async () => online('u3'));
 
+// The same cid sent at the same moment by two devices of u0 on two nodes
+// (a client that failed over and resent before its first ack): stored once,
+// both devices get the same seq, and only one seq is used up.
+const twin = new User('u0', 1, ['g:lobby'], { stay: true });
+await twin.connect();
+const R = 10;
+let same = 0, dups = 0;
+for (let k = 0; k < R; k++) {
+  const [a, b] = await Promise.all([users[0].send('g:lobby', `race-${k}`), twin.send('g:lobby', `race-${k}`)]);
+  if (a.seq === b.seq && a.mid === b.mid) same++;
+  if (!!a.dup !== !!b.dup) dups++;
+}
+check(same === R && dups === R, `a cid sent at once on two nodes: stored once, the other answered dup (${same}/${R} same seq, ${dups}/${R} one dup)`);
+twin.close();
+
 // ---- 2. SIGKILL node 2 while everyone sends --------------------------------
 const K2 = 10;
 let killed = false;
@@ -261,8 +278,9 @@ const sending = everyone(async (u, i) => {
 });
 await sending;
 check(killed, 'node 2 was killed with SIGKILL mid-stream');
-check(users[2].reconnects >= 1 && users[5].reconnects >= 1 && users[2].at !== 2 && users[5].at !== 2,
-  `its users reconnected to the other nodes (u2 → node ${users[2].at}, u5 → node ${users[5].at})`);
+// A user may have finished its sends before the kill reached it.
+await until('its users (u2, u5) reconnected to the other nodes', async () =>
+  [users[2], users[5]].every((u) => u.reconnects >= 1 && u.at !== 2 && u.ws && u.ws.readyState === 1));
 check(users.every((u) => u.unacked.size === 0), 'every send of the stream was acked (resends after the failover included)');
 const t0 = Date.now();
 await until(`the ghost (left on node 2) goes offline for node 0 within the TTL (${TTL_S} s)`,
@@ -293,10 +311,31 @@ await until('both surviving nodes report Redis up again on /healthz', async () =
 // After the outage: new messages flow across nodes again, and each device
 // fills the hole left by the outage from the store.
 await everyone(async (u) => { await u.send('g:lobby'); });
-const lobbyTotal = N * K + N * K2 / 2 + N * K3 / 2 + N;
+const lobby3 = N * K + R + N * K2 / 2 + N * K3 / 2 + N;
 await until('every user caught up with the lobby after the outage', async () =>
-  users.every((u) => u.contiguous('g:lobby') === lobbyTotal), 20000);
+  users.every((u) => u.contiguous('g:lobby') === lobby3), 20000);
 await until('presence is consistent again: u0 sees everyone online', async () =>
+  (await watcher.ask({ type: 'presence', uids })).users.every((x) => x.online), 20000);
+
+// ---- 4. node 1 shut down (SIGTERM: 1001 to its clients) while everyone sends
+const before = users.map((u) => u.reconnects);
+const K4 = 6;
+await everyone(async (u, i) => {
+  for (let k = 0; k < K4; k++) {
+    await u.send(k % 2 ? 'g:lobby' : directOf(u.uid, uids[partner(i)]));
+    if (k === 2 && i === 0) process.kill(TERM_PID, 'SIGTERM');
+  }
+});
+check(true, 'every send acked across the shutdown of node 1');
+// A user may have finished its sends before the shutdown reached it.
+await until('node 1 shut down: its users moved to node 0', async () =>
+  users.every((u) => u.at === 0 && u.ws && u.ws.readyState === 1) &&
+  users.filter((u, i) => u.reconnects > before[i]).length >= 2);
+await everyone(async (u) => { await u.send('g:lobby'); });
+const lobbyTotal = N * K + R + N * K2 / 2 + N * K3 / 2 + N + N * K4 / 2 + N;
+await until('every user caught up with the lobby on the last node', async () =>
+  users.every((u) => u.contiguous('g:lobby') === lobbyTotal), 20000);
+await until('all six users online for u0, all on node 0', async () =>
   (await watcher.ask({ type: 'presence', uids })).users.every((x) => x.online), 20000);
 
 // ---- the truth --------------------------------------------------------------
