@@ -9,70 +9,61 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli/args.h"
+#include "cli/cli.h"
 #include "cli/bench_load.h"
 #include "client/url.h"
 
 static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
-        "       duplex bench micro [--json] [--size BYTES]\n\n"
-        "Load generator for WebSocket servers. By default every connection keeps\n"
-        "--inflight messages in flight (each echo answered by a new message) and the\n"
-        "report gives echoes per second and their round-trip latency.\n\n"
-        "load:\n"
-        "  --url URL            the server (ws:// only; the path is the request target)\n"
-        "  --connections N      connections (default 100)\n"
-        "  --size B             payload bytes per message (default 20)\n"
-        "  --inflight K         messages in flight per connection (default 1)\n"
-        "  --duration S         measured seconds (default 5)\n"
-        "  --warmup S           seconds of load before measuring (default 0)\n"
-        "  --binary             binary messages (default text, ASCII)\n"
-        "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
-        "                       with varying fields, which compress like real traffic)\n"
-        "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
-        "                       connections where the server refuses it; frames then go\n"
-        "                       through the library's dx_conn, which compresses\n"
-        "  --threads T          generator threads, one epoll loop each (default 1)\n\n"
-        "modes (default: closed-loop echo):\n"
-        "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
-        "                       connections; latency counts from each message's scheduled\n"
-        "                       send time, so stalls are not hidden (coordinated omission)\n"
-        "  --broadcast          one extra connection publishes (at --rate R, or with\n"
-        "                       --inflight K of its own copies outstanding), the\n"
-        "                       --connections N others count deliveries and fan-out\n"
-        "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
-        "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
-        "                       starts again: handshakes/s and upgrade latency\n"
-        "  --idle N             open N connections, echo one message on each, hold them\n"
-        "                       for --duration; with --server-pid the server's RSS growth\n"
-        "                       per connection. Over 20,000 connections to 127.x the\n"
-        "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
-        "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
-        "                       for a raw TCP echo server (the baseline)\n\n"
-        "measuring the server:\n"
-        "  --server-pid PID     also report the server's CPU time per message (and its\n"
-        "                       RSS with --idle), read from /proc/PID\n"
-        "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
-        "output:\n"
-        "  --json               print one JSON object instead of the report\n"
-        "  --progress           a progress line on stderr each second (the default on a\n"
-        "                       terminal for runs of 3 s or more); --no-progress\n\n"
-        "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
-        "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
-        "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
-        "Not yet: wss://.\n\n"
-        "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
-        "                       UTF-8 validation and small-frame parsing (--json).\n");
-}
-
-static int bad(const char *msg, const char *arg) {
-    if (arg)
-        fprintf(stderr, "duplex bench: %s '%s' (try 'duplex bench --help')\n", msg, arg);
-    else
-        fprintf(stderr, "duplex bench: %s (try 'duplex bench --help')\n", msg);
-    return 2;
+    fprintf(f, "usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
+               "       duplex bench micro [--json] [--size BYTES]\n\n"
+               "Load generator for WebSocket servers. By default every connection keeps\n"
+               "--inflight messages in flight (each echo answered by a new message) and the\n"
+               "report gives echoes per second and their round-trip latency.\n\n"
+               "load:\n"
+               "  --url URL            the server (ws:// only; the path is the request target)\n"
+               "  --connections N      connections (default 100)\n"
+               "  --size B             payload bytes per message (default 20)\n"
+               "  --inflight K         messages in flight per connection (default 1)\n"
+               "  --duration S         measured seconds (default 5)\n"
+               "  --warmup S           seconds of load before measuring (default 0)\n"
+               "  --binary             binary messages (default text, ASCII)\n"
+               "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
+               "                       with varying fields, which compress like real traffic)\n"
+               "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
+               "                       connections where the server refuses it; frames then go\n"
+               "                       through the library's dx_conn, which compresses\n"
+               "  --threads T          generator threads, one epoll loop each (default 1)\n\n"
+               "modes (default: closed-loop echo):\n"
+               "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
+               "                       connections; latency counts from each message's scheduled\n"
+               "                       send time, so stalls are not hidden (coordinated omission)\n"
+               "  --broadcast          one extra connection publishes (at --rate R, or with\n"
+               "                       --inflight K of its own copies outstanding), the\n"
+               "                       --connections N others count deliveries and fan-out\n"
+               "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
+               "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
+               "                       starts again: handshakes/s and upgrade latency\n"
+               "  --idle N             open N connections, echo one message on each, hold them\n"
+               "                       for --duration; with --server-pid the server's RSS growth\n"
+               "                       per connection. Over 20,000 connections to 127.x the\n"
+               "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
+               "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
+               "                       for a raw TCP echo server (the baseline)\n\n"
+               "measuring the server:\n"
+               "  --server-pid PID     also report the server's CPU time per message (and its\n"
+               "                       RSS with --idle), read from /proc/PID\n"
+               "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
+               "output:\n"
+               "  --json               print one JSON object instead of the report\n"
+               "  --progress           a progress line on stderr each second (the default on a\n"
+               "                       terminal for runs of 3 s or more); --no-progress\n\n"
+               "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
+               "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
+               "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
+               "Not yet: wss://.\n\n"
+               "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
+               "                       UTF-8 validation and small-frame parsing (--json).\n");
 }
 
 static int parse_num(const char *s, double lo, double hi, double *out) {
@@ -88,10 +79,10 @@ static int resolve(dx_bench_cfg *cfg) {
     dx__url u = {0};
     const char *why = NULL;
     if (dx__url_parse(cfg->url, strlen(cfg->url), &u, &why) < 0)
-        return bad(why ? why : "bad URL", cfg->url);
+        return dx_cli_bad("bench", why ? why : "bad URL", cfg->url);
     if (u.secure) {
         dx__url_free(&u);
-        return bad("wss:// is not supported by the load generator yet", cfg->url);
+        return dx_cli_bad("bench", "wss:// is not supported by the load generator yet", cfg->url);
     }
     snprintf(cfg->host_header, sizeof cfg->host_header, "%s", u.host_header);
     snprintf(cfg->target, sizeof cfg->target, "%s", u.target);
@@ -116,11 +107,16 @@ static int resolve(dx_bench_cfg *cfg) {
 
 static const char *mode_name(const dx_bench_cfg *cfg) {
     switch (cfg->mode) {
-    case BM_ECHO: return "echo";
-    case BM_RATE: return "rate";
-    case BM_BROADCAST: return "broadcast";
-    case BM_HANDSHAKES: return "handshakes";
-    case BM_IDLE: return "idle";
+    case BM_ECHO:
+        return "echo";
+    case BM_RATE:
+        return "rate";
+    case BM_BROADCAST:
+        return "broadcast";
+    case BM_HANDSHAKES:
+        return "handshakes";
+    case BM_IDLE:
+        return "idle";
     }
     return "?";
 }
@@ -157,8 +153,10 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
     double rate = r->seconds > 0 ? (double)r->messages / r->seconds : 0;
     double gen_pct = r->seconds > 0 ? 100.0 * r->gen_cpu_s / r->seconds : 0;
     int gen_bound = gen_pct >= 90.0 * cfg->threads;
-    double srv_pct = r->server_cpu_s >= 0 && r->seconds > 0 ? 100 * r->server_cpu_s / r->seconds : -1;
-    double us_per_msg = r->server_cpu_s >= 0 && r->messages ? 1e6 * r->server_cpu_s / (double)r->messages : -1;
+    double srv_pct =
+        r->server_cpu_s >= 0 && r->seconds > 0 ? 100 * r->server_cpu_s / r->seconds : -1;
+    double us_per_msg =
+        r->server_cpu_s >= 0 && r->messages ? 1e6 * r->server_cpu_s / (double)r->messages : -1;
     int conns = cfg->mode == BM_IDLE ? cfg->connections : cfg->connections;
     double rss_per = r->rss_before_kib >= 0 && r->rss_after_kib >= 0 && conns
                          ? (double)(r->rss_after_kib - r->rss_before_kib) / conns
@@ -201,8 +199,9 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
     }
     char g1[40], g2[40];
     printf("duplex bench: %s %s%s%s, %d connection%s, %d B %s, ", mode_name(cfg), cfg->url,
-           cfg->raw ? " (raw TCP)" : "", cfg->deflate ? " (permessage-deflate)" : "", cfg->connections, cfg->connections == 1 ? "" : "s",
-           cfg->size, cfg->binary ? "binary" : "text");
+           cfg->raw ? " (raw TCP)" : "", cfg->deflate ? " (permessage-deflate)" : "",
+           cfg->connections, cfg->connections == 1 ? "" : "s", cfg->size,
+           cfg->binary ? "binary" : "text");
     if (cfg->rate > 0)
         printf("%s msg/s, ", grouped(cfg->rate, g1, sizeof g1));
     else if (cfg->mode == BM_ECHO || cfg->mode == BM_BROADCAST)
@@ -240,8 +239,13 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
 
 int dx_cli_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "micro")) return dx_cli_bench_micro(argc - 1, argv + 1);
-    dx_bench_cfg cfg = {.mode = BM_ECHO, .connections = 100, .size = 20, .inflight = 1,
-                        .duration = 5, .threads = 1, .progress = -1};
+    dx_bench_cfg cfg = {.mode = BM_ECHO,
+                        .connections = 100,
+                        .size = 20,
+                        .inflight = 1,
+                        .duration = 5,
+                        .threads = 1,
+                        .progress = -1};
     int json = 0, modes = 0;
     double v;
     for (int i = 1; i < argc; i++) {
@@ -257,12 +261,12 @@ int dx_cli_bench(int argc, char **argv) {
         else if (i + 1 < argc)                                                                     \
             val = argv[++i];                                                                       \
         else                                                                                       \
-            return bad("missing value for", arg);                                                  \
+            return dx_cli_bad("bench", "missing value for", arg);                                  \
     } while (0)
 #define NUM(lo, hi)                                                                                \
     do {                                                                                           \
         VALUE();                                                                                   \
-        if (parse_num(val, lo, hi, &v)) return bad("bad value for", arg);                         \
+        if (parse_num(val, lo, hi, &v)) return dx_cli_bad("bench", "bad value for", arg);          \
     } while (0)
         if (FLAG("-h") || FLAG("--help")) {
             usage(stdout);
@@ -329,27 +333,30 @@ int dx_cli_bench(int argc, char **argv) {
             else if (!strcmp(val, "letters"))
                 cfg.json_payload = 0;
             else
-                return bad("--payload is 'letters' or 'json', not", val);
+                return dx_cli_bad("bench", "--payload is 'letters' or 'json', not", val);
         } else {
-            return bad("unknown option", arg);
+            return dx_cli_bad("bench", "unknown option", arg);
         }
 #undef FLAG
 #undef VALUE
 #undef NUM
     }
-    if (!cfg.url) return bad("--url is required", NULL);
-    if (modes > 1) return bad("choose one of --broadcast, --handshakes, --idle", NULL);
+    if (!cfg.url) return dx_cli_bad("bench", "--url is required", NULL);
+    if (modes > 1)
+        return dx_cli_bad("bench", "choose one of --broadcast, --handshakes, --idle", NULL);
     if (cfg.rate > 0 && cfg.mode == BM_ECHO) cfg.mode = BM_RATE;
     if (cfg.rate > 0 && (cfg.mode == BM_HANDSHAKES || cfg.mode == BM_IDLE))
-        return bad("--rate goes with the echo and broadcast modes", NULL);
-    if (cfg.raw && cfg.deflate) return bad("--raw and --deflate do not go together", NULL);
+        return dx_cli_bad("bench", "--rate goes with the echo and broadcast modes", NULL);
+    if (cfg.raw && cfg.deflate)
+        return dx_cli_bad("bench", "--raw and --deflate do not go together", NULL);
     if (cfg.raw && (cfg.mode == BM_BROADCAST || cfg.mode == BM_HANDSHAKES))
-        return bad("--raw goes with the echo, rate and idle modes", NULL);
+        return dx_cli_bad("bench", "--raw goes with the echo, rate and idle modes", NULL);
     if (cfg.mode == BM_BROADCAST && cfg.size < 16)
-        return bad("--broadcast needs --size 16 or more (the send time travels in it)", NULL);
-    if (cfg.raw && cfg.size == 0) return bad("--raw needs --size 1 or more", NULL);
+        return dx_cli_bad(
+            "bench", "--broadcast needs --size 16 or more (the send time travels in it)", NULL);
+    if (cfg.raw && cfg.size == 0) return dx_cli_bad("bench", "--raw needs --size 1 or more", NULL);
     if ((uint64_t)cfg.size * (uint64_t)cfg.inflight > (1ull << 30))
-        return bad("--size times --inflight is over 1 GiB", NULL);
+        return dx_cli_bad("bench", "--size times --inflight is over 1 GiB", NULL);
     if (cfg.threads > cfg.connections) cfg.threads = cfg.connections;
     if (cfg.progress < 0) cfg.progress = !json && isatty(2) && cfg.duration >= 3;
     int rc = resolve(&cfg);
@@ -361,8 +368,8 @@ int dx_cli_bench(int argc, char **argv) {
     free(res.hist);
     if (res.connected == 0 || res.messages == 0) {
         if (!json)
-            fprintf(stderr, "duplex bench: nothing measured%s%s\n",
-                    res.first_error ? ": " : "", res.first_error ? res.first_error : "");
+            fprintf(stderr, "duplex bench: nothing measured%s%s\n", res.first_error ? ": " : "",
+                    res.first_error ? res.first_error : "");
         return 1;
     }
     return 0;
