@@ -538,10 +538,18 @@ static void connected(bthread *t, bconn *c) {
         return;
     }
     const dx_bench_cfg *cfg = t->r->cfg;
-    char offer[128];
+    char offer[160]; /* always enough, says deflate.h */
     const char *exts = NULL;
     dx_deflate_config dcfg = {.enable = 1};
-    if (cfg->deflate && dx_deflate_offer(&dcfg, offer, sizeof offer) > 0) exts = offer;
+    if (cfg->deflate) {
+        /* Never fall back to an uncompressed run the report would call
+         * deflate. */
+        if (dx_deflate_offer(&dcfg, offer, sizeof offer) <= 0) {
+            conn_end(t, c, "could not write the permessage-deflate offer");
+            return;
+        }
+        exts = offer;
+    }
     int n = dx_handshake_write_request(req, sizeof req, cfg->host_header, cfg->target, c->key, NULL,
                                        exts, NULL, NULL);
     /* A fresh socket's buffer always takes a request this small whole. */
