@@ -303,6 +303,12 @@ static int short_ascii(const uint8_t *p, size_t len) {
         memcpy(&w, p + i, 8);
         acc |= w;
     }
+    if (i + 4 <= len) {
+        uint32_t w4;
+        memcpy(&w4, p + i, 4);
+        acc |= w4;
+        i += 4;
+    }
     for (; i < len; i++)
         acc |= p[i];
     return (acc & 0x8080808080808080ull) == 0;

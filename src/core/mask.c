@@ -5,13 +5,11 @@
 
 #include <duplex/mask.h>
 
+#include "core/mask_short.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-
-static void rotate_key(uint8_t k[4], const uint8_t key[4], uint64_t offset) {
-    for (int i = 0; i < 4; i++) k[i] = key[(offset + (uint64_t)i) & 3];
-}
 
 static void mask_portable(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t k[4]) {
     uint32_t k32;
@@ -83,22 +81,24 @@ static mask_fn pick(void) {
 }
 
 void dx_mask(uint8_t *data, size_t len, const uint8_t key[4], uint64_t offset) {
-    uint8_t k[4];
-    rotate_key(k, key, offset);
-    if (len < 16) {
-        for (size_t i = 0; i < len; i++) data[i] ^= k[i & 3];
+    uint32_t k32 = dx__mask_key_word(key, offset);
+    if (len < DX__MASK_SHORT_MAX) {
+        dx__mask_short(data, data, len, k32);
         return;
     }
+    uint8_t k[4];
+    memcpy(k, &k32, 4);
     pick()(data, data, len, k);
 }
 
 void dx_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4],
                   uint64_t offset) {
-    uint8_t k[4];
-    rotate_key(k, key, offset);
-    if (len < 16) {
-        for (size_t i = 0; i < len; i++) dst[i] = src[i] ^ k[i & 3];
+    uint32_t k32 = dx__mask_key_word(key, offset);
+    if (len < DX__MASK_SHORT_MAX) {
+        dx__mask_short(dst, src, len, k32);
         return;
     }
+    uint8_t k[4];
+    memcpy(k, &k32, 4);
     pick()(dst, src, len, k);
 }

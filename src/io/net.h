@@ -55,11 +55,12 @@ void dx__addr_str(const dx_addr *a, char *out, size_t cap);
  * on port 0. Returns the port or DX_EIO. */
 int dx__local_port(int fd);
 
-/* read(2)/writev(2) with errno mapped and EINTR retried: > 0 bytes; 0 on
- * EOF (read only); DX_EBUSY when it would block; DX_EIO on error
- * (ECONNRESET, EPIPE...). dx__writev may write less than asked (and at most
- * IOV_MAX pieces); it is sendmsg(2) with MSG_NOSIGNAL, so sockets only, and
- * a closed peer gives DX_EIO (EPIPE), never SIGPIPE. */
+/* Socket reads and writes with errno mapped and EINTR retried: > 0 bytes;
+ * 0 on EOF (read only); DX_EBUSY when it would block; DX_EIO on error
+ * (ECONNRESET, EPIPE...). Sockets only: dx__read is recv(2), dx__writev is
+ * send(2) for one piece and sendmsg(2) for several, with MSG_NOSIGNAL, so a
+ * closed peer gives DX_EIO (EPIPE), never SIGPIPE. dx__writev may write
+ * less than asked (and at most IOV_MAX pieces). */
 int64_t dx__read(int fd, void *buf, size_t cap);
 int64_t dx__writev(int fd, const struct iovec *iov, int n);
 

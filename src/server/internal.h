@@ -45,6 +45,8 @@ enum {
     F_HEAD = 1 << 8,       /* the plain HTTP request was HEAD */
     F_FRAG = 1 << 9,       /* a fragmented send is in progress */
     F_101 = 1 << 10,       /* part of the 101 answer waits in srv->pending101 */
+    F_READING = 1 << 11,   /* in dx__sc_io's read: a flush follows it at once */
+    F_MARKED = 1 << 12,    /* marked while F_READING: F_DIRTY, but not in the list */
 };
 
 /* State of the HTTP phase, on the heap only while it lasts. */

@@ -179,6 +179,12 @@ int dx__sc_remote(const dx_server_conn *c, char *out, size_t cap) {
 
 void dx__sc_mark(dx_server_conn *c) {
     if (c->flags & F_DIRTY) return;
+    if (c->flags & F_READING) {
+        /* dx__sc_io flushes this connection right after its read: no
+         * flush-list entry, and no flush pass scheduled for it. */
+        c->flags |= F_DIRTY | F_MARKED;
+        return;
+    }
     dx_server *s = c->srv;
     c->flags |= F_DIRTY;
     if (s->dirty_len == s->dirty_cap) {
@@ -454,7 +460,16 @@ void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
     }
     if (events & DX_IO_WRITE) dx__sc_flush(c);
     if (c->phase == P_DEAD) return;
-    if (events & (DX_IO_READ | DX_IO_ERROR)) read_some(c);
+    if (events & (DX_IO_READ | DX_IO_ERROR)) {
+        c->flags |= F_READING;
+        read_some(c);
+        c->flags &= (uint16_t)~F_READING;
+        if ((c->flags & F_MARKED) && c->phase != P_WS) {
+            /* Not flushed below (or dead): into the flush list after all. */
+            c->flags &= (uint16_t) ~(F_DIRTY | F_MARKED);
+            if (c->phase != P_DEAD) dx__sc_mark(c);
+        }
+    }
     if (c->phase == P_DEAD) return;
     /* Send at once what the messages just read produced (echoes, pongs):
      * one write per read, as a plain TCP echo server does, instead of
@@ -463,7 +478,8 @@ void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
      * so a burst of ready connections never holds a block each (which
      * cost a malloc per message and left the heap, and RSS, grown). */
     if ((c->flags & F_DIRTY) && c->phase == P_WS) {
-        c->flags &= (uint16_t)~F_DIRTY; /* its flush-list entry is skipped */
+        /* A flush-list entry, if it has one, is skipped. */
+        c->flags &= (uint16_t) ~(F_DIRTY | F_MARKED);
         dx__sc_flush(c);
         if (c->phase == P_DEAD) return;
     }

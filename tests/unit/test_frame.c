@@ -380,11 +380,79 @@ static void test_guard_page(void) {
     munmap(mem, (size_t)pg * 2);
 }
 
+/* Whole small messages (the parser's fastest path) of every length under
+ * 126, both roles, text and binary: the payload comes back unmasked, the
+ * header is reported, max_message is enforced, and each rule still holds
+ * (a data frame inside an open fragmented message, RSV bits, the wrong
+ * masking for the role). */
+static void test_small_whole_frames(void) {
+    uint8_t payload[125], wire[140];
+    for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)dx_t_rand();
+    for (int role = 0; role < 2; role++) {
+        enum dx_role reader = role ? DX_ROLE_SERVER : DX_ROLE_CLIENT;
+        enum dx_role writer = role ? DX_ROLE_CLIENT : DX_ROLE_SERVER;
+        for (size_t len = 0; len <= 125; len++) {
+            uint8_t op = len & 1 ? DX_OP_BINARY : DX_OP_TEXT;
+            int64_t w = dx_frame_write(wire, sizeof wire, writer, 1, 0, op, payload, len);
+            REQUIRE(w > 0);
+            /* Trailing bytes of a next frame must not be taken. */
+            wire[w] = 0x81;
+            dx_frame_parser p;
+            dx_frame_parser_init(&p, reader, 125);
+            dx_frame_chunk ch;
+            CHECK_EQ_INT(dx_frame_parse(&p, wire, (size_t)w + 1, &ch), w);
+            CHECK(ch.present && ch.first && ch.last && ch.msg_first);
+            CHECK_EQ_INT(ch.len, len);
+            CHECK_EQ_INT(ch.offset, 0);
+            CHECK_EQ_INT(ch.hdr->opcode, op);
+            CHECK_EQ_INT(ch.hdr->length, len);
+            CHECK_EQ_INT(ch.hdr->masked, reader == DX_ROLE_SERVER);
+            CHECK(ch.hdr->fin && ch.hdr->rsv == 0);
+            CHECK(len == 0 || memcmp(ch.data, payload, len) == 0);
+            /* One byte short: nothing reported yet, then the rest. */
+            w = dx_frame_write(wire, sizeof wire, writer, 1, 0, op, payload, len);
+            dx_frame_parser_init(&p, reader, 0);
+            size_t got = 0;
+            int64_t n = dx_frame_parse(&p, wire, (size_t)w - 1, &ch);
+            REQUIRE(n >= 0);
+            if (ch.present) got += ch.len;
+            CHECK(!ch.present || !ch.last);
+            int64_t m = dx_frame_parse(&p, wire + n, (size_t)(w - n), &ch);
+            CHECK_EQ_INT(n + m, w);
+            CHECK(ch.present && ch.last);
+            got += ch.len;
+            CHECK_EQ_INT(got, len);
+            if (len == 0) continue;
+            /* Over max_message (0 would mean no limit). */
+            if (len > 1) {
+                w = dx_frame_write(wire, sizeof wire, writer, 1, 0, op, payload, len);
+                dx_frame_parser_init(&p, reader, len - 1);
+                CHECK_EQ_INT(dx_frame_parse(&p, wire, (size_t)w, &ch), DX_ETOOBIG);
+            }
+            /* RSV1 not negotiated. */
+            w = dx_frame_write(wire, sizeof wire, writer, 1, DX_RSV1, op, payload, len);
+            dx_frame_parser_init(&p, reader, 0);
+            CHECK_EQ_INT(dx_frame_parse(&p, wire, (size_t)w, &ch), DX_EPROTO);
+            /* Masked as the other role would. */
+            w = dx_frame_write(wire, sizeof wire, reader, 1, 0, op, payload, len);
+            dx_frame_parser_init(&p, reader, 0);
+            CHECK_EQ_INT(dx_frame_parse(&p, wire, (size_t)w, &ch), DX_EPROTO);
+            /* A new message while a fragmented one is open. */
+            dx_frame_parser_init(&p, reader, 0);
+            w = dx_frame_write(wire, sizeof wire, writer, 0, 0, op, payload, len);
+            CHECK_EQ_INT(dx_frame_parse(&p, wire, (size_t)w, &ch), w);
+            w = dx_frame_write(wire, sizeof wire, writer, 1, 0, op, payload, len);
+            CHECK_EQ_INT(dx_frame_parse(&p, wire, (size_t)w, &ch), DX_EPROTO);
+        }
+    }
+}
+
 int main(void) {
     dx_t_seed();
     RUN(test_rfc_examples);
     RUN(test_rules);
     RUN(test_round_trip);
+    RUN(test_small_whole_frames);
     RUN(test_close_payload);
     RUN(test_writer_errors);
     RUN(test_guard_page);
