@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int dx_cli_bad(const char *cmd, const char *msg, const char *arg) {
     if (arg)
@@ -33,4 +34,14 @@ int dx_cli_seconds(const char *s, int allow_zero, uint32_t *ms) {
     *ms = (uint32_t)(v * 1000.0 + 0.5);
     if (v > 0 && *ms == 0) *ms = 1;
     return 0;
+}
+
+const char *dx_cli_split_eq(char **arg, char *buf, size_t size) {
+    char *a = *arg;
+    char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    if (!eq || (size_t)(eq - a) >= size) return NULL;
+    memcpy(buf, a, (size_t)(eq - a));
+    buf[eq - a] = 0;
+    *arg = buf;
+    return eq + 1;
 }

@@ -206,16 +206,8 @@ int dx_cli_serve(int argc, char **argv) {
 
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
-        const char *val = NULL;
         char name[64];
-        /* --name=value and --name value are both accepted. */
-        char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
-        if (eq && (size_t)(eq - arg) < sizeof name) {
-            memcpy(name, arg, (size_t)(eq - arg));
-            name[eq - arg] = 0;
-            val = eq + 1;
-            arg = name;
-        }
+        const char *val = dx_cli_split_eq(&arg, name, sizeof name);
 #define FLAG(n) (!strcmp(arg, n))
 #define VALUE()                                                                                    \
     do {                                                                                           \
