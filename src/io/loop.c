@@ -399,7 +399,11 @@ void dx_loop_free(dx_loop *loop) {
 static int next_timeout(const dx_loop *loop) {
     if (loop->stop || loop->defer_len > 0) return 0;
     if (loop->heap_len == 0) return -1;
-    uint64_t due = loop->heap[1]->due, now = clock_ms();
+    /* The time read right after the last wake-up, as libuv does: timers
+     * are armed against that same reading, and one clock read per
+     * iteration is all an echo at a fixed rate should pay. A timer may fire
+     * late by the time this iteration took. */
+    uint64_t due = loop->heap[1]->due, now = loop->now;
     if (due <= now) return 0;
     return due - now > INT_MAX ? INT_MAX : (int)(due - now);
 }
