@@ -58,6 +58,40 @@ static const char *dx_t_name;
         }                                        \
     } while (0)
 
+/* A frame as a peer writes it, built by hand rather than with the library's
+ * writer so the tests check the parser against an independent encoding:
+ * FIN, RSV bits, opcode, the length in its shortest form and, when `key` is
+ * not NULL, the masking key. dx_t_frame_head writes the header only
+ * (at most 14 bytes) and returns its length; dx_t_frame appends the payload,
+ * masked with `key` when given, and returns the whole frame's length. */
+static inline size_t dx_t_frame_head(uint8_t *out, int fin, int rsv, int op, uint64_t len,
+                                     const uint8_t *key) {
+    size_t i = 0;
+    out[i++] = (uint8_t)((fin ? 0x80 : 0) | (rsv << 4) | op);
+    uint8_t m = key ? 0x80 : 0;
+    if (len < 126) {
+        out[i++] = (uint8_t)(m | len);
+    } else if (len < 65536) {
+        out[i++] = m | 126;
+        out[i++] = (uint8_t)(len >> 8);
+        out[i++] = (uint8_t)len;
+    } else {
+        out[i++] = m | 127;
+        for (int k = 7; k >= 0; k--)
+            out[i++] = (uint8_t)(len >> (8 * k));
+    }
+    if (key) memcpy(out + i, key, 4), i += 4;
+    return i;
+}
+static inline size_t dx_t_frame(uint8_t *out, int fin, int rsv, int op, const void *payload,
+                                size_t len, const uint8_t *key) {
+    size_t i = dx_t_frame_head(out, fin, rsv, op, len, key);
+    const uint8_t *src = payload;
+    for (size_t k = 0; k < len; k++)
+        out[i + k] = key ? (uint8_t)(src[k] ^ key[k & 3]) : src[k];
+    return i + len;
+}
+
 #define TEST_DONE() \
     (printf("%d passed, %d failed\n", dx_t_passed, dx_t_failed), dx_t_failed ? 1 : 0)
 

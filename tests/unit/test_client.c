@@ -113,29 +113,8 @@ static int read_request(srv *s, int fd) {
 }
 
 static size_t build_frame(uint8_t *out, int fin, int op, const void *data, size_t n, int mask) {
-    size_t h = 0;
-    out[h++] = (uint8_t)((fin ? 0x80 : 0) | op);
-    uint8_t m = mask ? 0x80 : 0;
-    if (n < 126) {
-        out[h++] = (uint8_t)(m | n);
-    } else if (n < 65536) {
-        out[h++] = m | 126;
-        out[h++] = (uint8_t)(n >> 8);
-        out[h++] = (uint8_t)n;
-    } else {
-        out[h++] = m | 127;
-        for (int i = 7; i >= 0; i--)
-            out[h++] = (uint8_t)((uint64_t)n >> (8 * i));
-    }
-    uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
-    if (mask) {
-        memcpy(out + h, key, 4);
-        h += 4;
-    }
-    const uint8_t *d = data;
-    for (size_t i = 0; i < n; i++)
-        out[h + i] = mask ? (uint8_t)(d[i] ^ key[i & 3]) : d[i];
-    return h + n;
+    static const uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
+    return dx_t_frame(out, fin, 0, op, data, n, mask ? key : NULL);
 }
 
 static int send_frame(int fd, int fin, int op, const void *data, size_t n, int mask) {

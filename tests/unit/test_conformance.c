@@ -251,21 +251,8 @@ static void pattern(uint8_t *p, size_t n) {
 static size_t put_frame(uint8_t *out, const tf *f, int mask, uint32_t seed) {
     uint8_t key[4] = {(uint8_t)seed, (uint8_t)(seed >> 8), (uint8_t)(seed >> 16),
                       (uint8_t)(seed >> 24)};
-    size_t len = f->len, i = 0;
-    out[i++] = (uint8_t)((f->fin ? 0x80 : 0) | (f->rsv << 4) | f->op);
-    uint8_t m = mask ? 0x80 : 0;
-    if (len < 126) {
-        out[i++] = (uint8_t)(m | len);
-    } else if (len < 65536) {
-        out[i++] = m | 126;
-        out[i++] = (uint8_t)(len >> 8);
-        out[i++] = (uint8_t)len;
-    } else {
-        out[i++] = m | 127;
-        for (int k = 7; k >= 0; k--)
-            out[i++] = (uint8_t)((uint64_t)len >> (8 * k));
-    }
-    if (mask) memcpy(out + i, key, 4), i += 4;
+    size_t len = f->len;
+    size_t i = dx_t_frame_head(out, f->fin, f->rsv, f->op, len, mask ? key : NULL);
     if (f->trunc) return i;
     if (f->data)
         memcpy(out + i, f->data, len);

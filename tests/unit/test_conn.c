@@ -209,29 +209,11 @@ static int64_t pump(dx_conn *from, dx_conn *to, rec *r, size_t step) {
     return rc;
 }
 
-/* A frame as a peer would send it (masked with a fixed key when `mask`). */
+/* One frame as a peer writes it (masked with a fixed key when `mask`). */
 static size_t frame(uint8_t *out, int fin, int rsv, int op, const void *payload, size_t len,
                     int mask) {
     static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
-    size_t i = 0;
-    out[i++] = (uint8_t)((fin ? 0x80 : 0) | (rsv << 4) | op);
-    uint8_t m = mask ? 0x80 : 0;
-    if (len < 126) {
-        out[i++] = (uint8_t)(m | len);
-    } else if (len < 65536) {
-        out[i++] = m | 126;
-        out[i++] = (uint8_t)(len >> 8);
-        out[i++] = (uint8_t)len;
-    } else {
-        out[i++] = m | 127;
-        for (int k = 7; k >= 0; k--)
-            out[i++] = (uint8_t)((uint64_t)len >> (8 * k));
-    }
-    if (mask) memcpy(out + i, key, 4), i += 4;
-    const uint8_t *src = payload;
-    for (size_t k = 0; k < len; k++)
-        out[i + k] = mask ? src[k] ^ key[k & 3] : src[k];
-    return i + len;
+    return dx_t_frame(out, fin, rsv, op, payload, len, mask ? key : NULL);
 }
 
 /* Decodes the first frame of `b` at *pos (as a peer would). */
