@@ -17,66 +17,11 @@
 #include <duplex/loop.h>
 
 #include "chat/broker_redis.h"
+#include "redis_test.h"
 #include "test.h"
 
 #define DB 4
 #define TTL 1500
-
-static char redis_dir[64];
-static int redis_port;
-static pid_t redis_pid = -1;
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &n) < 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0) close(fd);
-    return ok;
-}
-
-static int redis_start(void) {
-    char port[16];
-    snprintf(port, sizeof port, "%d", redis_port);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) dup2(null, 1);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", redis_dir, "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    redis_pid = pid;
-    for (int i = 0; i < 200; i++) {
-        if (port_open(redis_port)) return 0;
-        if (waitpid(pid, NULL, WNOHANG) == pid) break;
-        usleep(25000);
-    }
-    return -1;
-}
-
-static void redis_kill(void) {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    redis_pid = -1;
-}
 
 /* GET key with the blocking client: the value, "" when absent; *pttl the
  * key's remaining ms (-2 absent, -1 no TTL). */
@@ -97,47 +42,6 @@ static void redis_get(const char *key, char *out, size_t cap, long long *pttl) {
     if (r && r->type == REDIS_REPLY_INTEGER) *pttl = r->integer;
     if (r) freeReplyObject(r);
     redisFree(c);
-}
-
-/* ---- the loop, until a condition holds ---- */
-
-typedef int (*cond_fn)(void *arg);
-typedef struct waiter {
-    dx_timer poll, guard;
-    cond_fn cond;
-    void *arg;
-    int timed_out;
-} waiter;
-
-static void on_poll(dx_loop *loop, dx_timer *t) {
-    waiter *w = (waiter *)(void *)t;
-    if (w->cond(w->arg)) {
-        dx_loop_stop(loop);
-        return;
-    }
-    dx_timer_start(loop, t, 5);
-}
-
-static void on_wait_guard(dx_loop *loop, dx_timer *t) {
-    waiter *w = (waiter *)(void *)((char *)t - offsetof(waiter, guard));
-    w->timed_out = 1;
-    dx_loop_stop(loop);
-}
-
-static int run_until(dx_loop *loop, cond_fn cond, void *arg, uint64_t ms) {
-    waiter w = {.cond = cond, .arg = arg};
-    dx_timer_init(&w.poll, on_poll);
-    dx_timer_init(&w.guard, on_wait_guard);
-    dx_timer_start(loop, &w.poll, 0);
-    dx_timer_start(loop, &w.guard, ms);
-    (void)dx_loop_run(loop);
-    dx_timer_stop(loop, &w.poll);
-    dx_timer_stop(loop, &w.guard);
-    return !w.timed_out;
-}
-
-static int never(void *arg) {
-    return 0;
 }
 
 /* ---- nodes ---- */
@@ -294,7 +198,7 @@ static void cluster(void) {
     CHECK_EQ_INT(A.b->ops->devices(A.b, "alice"), 1); /* local count still right */
     CHECK_EQ_INT(A.b->ops->publish(A.b, "alice", "{}", 2, NULL), DX_EIO);
     CHECK_EQ_INT(A.delivered, 2); /* delivered locally all the same */
-    REQUIRE(redis_start() == 0);
+    REQUIRE(redis_start(1) == 0);
     pair ac = {&A, &C, NULL};
     CHECK(run_until(loop, all_up, &ac, 15000));
     run_until(loop, never, NULL, 300);
@@ -316,7 +220,7 @@ int main(void) {
         return 1;
     }
     redis_port = free_port();
-    if (redis_port <= 0 || redis_start() < 0) {
+    if (redis_port <= 0 || redis_start(1) < 0) {
         fprintf(stderr, "cannot start redis-server (make deps installs it)\n");
         return 1;
     }
