@@ -322,6 +322,20 @@ static int pg_is_member(dx__chat_store *base, const char *conv, const char *uid)
 }
 
 /* The stored message of (from, cid), as a duplicate: 1 found, 0 not. */
+/* The stored message a resend duplicates, from row 0 of `r` (conv, seq,
+ * mid, ts in columns 0-3, as S_FIND and S_PUT both return them). */
+static void dup_from_row(pg_store *s, PGresult *r, const char *from, const char *cid,
+                         dx__chat_msg *out) {
+    snprintf(s->dup_conv, sizeof s->dup_conv, "%s", PQgetvalue(r, 0, 0));
+    *out = (dx__chat_msg){.conv = s->dup_conv,
+                          .seq = val64(r, 0, 1),
+                          .mid = val64(r, 0, 2),
+                          .cid = cid,
+                          .from = from,
+                          .text = "",
+                          .ts = val64(r, 0, 3)};
+}
+
 static int find_dup(pg_store *s, const char *from, const char *cid, dx__chat_msg *out) {
     const char *p[2] = {from, cid};
     int err = 0;
@@ -329,14 +343,7 @@ static int find_dup(pg_store *s, const char *from, const char *cid, dx__chat_msg
     if (!r) return err;
     int found = PQntuples(r) > 0;
     if (found) {
-        snprintf(s->dup_conv, sizeof s->dup_conv, "%s", PQgetvalue(r, 0, 0));
-        *out = (dx__chat_msg){.conv = s->dup_conv,
-                              .seq = val64(r, 0, 1),
-                              .mid = val64(r, 0, 2),
-                              .cid = cid,
-                              .from = from,
-                              .text = "",
-                              .ts = val64(r, 0, 3)};
+        dup_from_row(s, r, from, cid, out);
     }
     PQclear(r);
     return found;
@@ -369,14 +376,7 @@ static int pg_put(dx__chat_store *base, const char *conv, const char *from, cons
     }
     *dup = val64(r, 0, 4) != 0;
     if (*dup) {
-        snprintf(s->dup_conv, sizeof s->dup_conv, "%s", PQgetvalue(r, 0, 0));
-        *out = (dx__chat_msg){.conv = s->dup_conv,
-                              .seq = val64(r, 0, 1),
-                              .mid = val64(r, 0, 2),
-                              .cid = cid,
-                              .from = from,
-                              .text = "",
-                              .ts = val64(r, 0, 3)};
+        dup_from_row(s, r, from, cid, out);
     } else {
         *out = (dx__chat_msg){.conv = conv,
                               .seq = val64(r, 0, 1),
