@@ -4,7 +4,7 @@
  * SERVER_WRITEABLE callback writes one queued piece with LWS_PRE bytes of
  * headroom. UTF-8 is validated, as duplex does.
  *
- * usage: lws_echo PORT   (prints "listening PORT")
+ * usage: lws_echo PORT [CERT KEY]   (prints "listening PORT"; with CERT and KEY, wss://)
  * build: cc -O2 -o lws_echo lws_echo.c $(pkg-config --cflags --libs libwebsockets) */
 #include <libwebsockets.h>
 #include <signal.h>
@@ -93,6 +93,11 @@ int main(int argc, char **argv) {
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.fd_limit_per_thread = 1 + 65536;
+    if (argc > 3) { /* wss:// */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = argv[2];
+        info.ssl_private_key_filepath = argv[3];
+    }
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx) {
         fprintf(stderr, "lws_echo: cannot create the context\n");

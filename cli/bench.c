@@ -21,7 +21,7 @@ static void usage(FILE *f) {
                "--inflight messages in flight (each echo answered by a new message) and the\n"
                "report gives echoes per second and their round-trip latency.\n\n"
                "load:\n"
-               "  --url URL            the server (ws:// only; the path is the request target)\n"
+               "  --url URL            the server, ws:// or wss:// (the path is the request target)\n"
                "  --connections N      connections (default 100)\n"
                "  --size B             payload bytes per message (default 20)\n"
                "  --inflight K         messages in flight per connection (default 1)\n"
@@ -33,7 +33,9 @@ static void usage(FILE *f) {
                "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
                "                       connections where the server refuses it; frames then go\n"
                "                       through the library's dx_conn, which compresses\n"
-               "  --threads T          generator threads, one epoll loop each (default 1)\n\n"
+               "  --threads T          generator threads, one epoll loop each (default 1)\n"
+               "  -k, --insecure       wss: accept any certificate (testing only)\n"
+               "      --ca FILE        wss: trust the CAs in PEM FILE instead of the system's\n\n"
                "modes (default: closed-loop echo):\n"
                "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
                "                       connections; latency counts from each message's scheduled\n"
@@ -61,7 +63,7 @@ static void usage(FILE *f) {
                "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
                "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
                "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
-               "Not yet: wss://.\n\n"
+               "\n"
                "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
                "                       UTF-8 validation and small-frame parsing (--json).\n");
 }
@@ -80,10 +82,20 @@ static int resolve(dx_bench_cfg *cfg) {
     const char *why = NULL;
     if (dx__url_parse(cfg->url, strlen(cfg->url), &u, &why) < 0)
         return dx_cli_bad("bench", why ? why : "bad URL", cfg->url);
-    if (u.secure) {
+    if (u.secure && cfg->raw) {
         dx__url_free(&u);
-        return dx_cli_bad("bench", "wss:// is not supported by the load generator yet", cfg->url);
+        return dx_cli_bad("bench", "--raw is plain TCP and does not take", cfg->url);
     }
+    cfg->tls = u.secure;
+    if ((cfg->insecure || cfg->ca_file) && !cfg->tls) {
+        dx__url_free(&u);
+        return dx_cli_bad("bench", "--insecure and --ca go with wss:// URLs, not", cfg->url);
+    }
+    if (strlen(u.host) >= sizeof cfg->tls_host) {
+        dx__url_free(&u);
+        return dx_cli_bad("bench", "host name too long", cfg->url);
+    }
+    snprintf(cfg->tls_host, sizeof cfg->tls_host, "%s", u.host);
     snprintf(cfg->host_header, sizeof cfg->host_header, "%s", u.host_header);
     snprintf(cfg->target, sizeof cfg->target, "%s", u.target);
     char port[16];
@@ -326,6 +338,11 @@ int dx_cli_bench(int argc, char **argv) {
             cfg.progress = 0;
         } else if (FLAG("--deflate")) {
             cfg.deflate = 1;
+        } else if (FLAG("-k") || FLAG("--insecure")) {
+            cfg.insecure = 1;
+        } else if (FLAG("--ca")) {
+            VALUE();
+            cfg.ca_file = val;
         } else if (FLAG("--payload")) {
             VALUE();
             if (!strcmp(val, "json"))

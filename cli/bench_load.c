@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +30,10 @@
 #include <duplex/frame.h>
 #include <duplex/handshake.h>
 #include <duplex/http.h>
+#include <duplex/loop.h> /* DX_IO_READ, DX_IO_WRITE: what TLS waits for */
 #include <duplex/mask.h>
+
+#include "io/tls.h"
 
 #define RBUF_SIZE (256 * 1024)
 #define MAX_PENDING_CONNECTS 256 /* per thread, so the listen backlog never overflows */
@@ -39,7 +41,7 @@
 #define HS_MAX 4096              /* largest 101 answer accepted */
 #define STAMP_LEN 16             /* broadcast: hex send time at the start of the payload */
 
-enum { CS_IDLE, CS_CONNECTING, CS_UPGRADING, CS_OPEN, CS_CLOSING, CS_DONE };
+enum { CS_IDLE, CS_CONNECTING, CS_TLS, CS_UPGRADING, CS_OPEN, CS_CLOSING, CS_DONE };
 
 typedef struct bconn {
     int fd;
@@ -67,6 +69,8 @@ typedef struct bconn {
      * connection, which compresses and decompresses (deflate.h). */
     dx_conn *dc;
     uint8_t dc_failed; /* it closed with an error code */
+    dx_tls *tls;       /* wss:// */
+    unsigned tls_want; /* what TLS waits for (DX_IO_READ/WRITE) after DX_EBUSY */
 } bconn;
 
 typedef struct run run;
@@ -75,7 +79,7 @@ typedef struct bthread {
     run *r;
     int id;
     pthread_t tid;
-    int epfd, tfd;
+    int epfd;
     bconn *conns;
     int n;
     int next_connect; /* next connection to start during setup */
@@ -90,6 +94,7 @@ typedef struct bthread {
     uint8_t *pbuf; /* broadcast: payload with the stamp */
     uint64_t rng;
     uint64_t rate_j, rate_t0;
+    uint64_t next_due; /* rate modes: when pace() must run next; 0 if never */
     double rate_ns; /* ns between two sends of this thread */
     uint64_t rr;
     dx_hist hist;
@@ -106,6 +111,7 @@ struct run {
     uint8_t *payload;
     struct sockaddr_in src[250];
     int nsrc;
+    dx_tls_ctx *tls_ctx; /* wss:// */
     uint8_t opcode;
 };
 
@@ -115,7 +121,12 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#define ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
+/* Every counter has one writer, its own thread, and the main thread only
+ * reads: a relaxed load and store (plain moves on x86) is enough, where a
+ * fetch-add would cost a locked instruction per message on the hot path. */
+#define ADD(field, v)                                                                              \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (v),   \
+                          memory_order_relaxed)
 #define GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
 /* Masking keys from xorshift64*: RFC 6455 wants keys a server cannot
@@ -142,6 +153,8 @@ static void ep_set(bthread *t, bconn *c, int op, uint32_t events) {
 }
 
 static void start_connect(bthread *t, bconn *c);
+static void tls_step(bthread *t, bconn *c);
+static void send_upgrade(bthread *t, bconn *c);
 
 /* The connection is over: by the server (a close frame or EOF, `why` is
  * NULL) or by an error. In handshake mode the slot connects again. */
@@ -157,12 +170,14 @@ static void conn_end(bthread *t, bconn *c, const char *why) {
         else
             ADD(t->closes, 1);
     }
-    if (c->state == CS_CONNECTING || c->state == CS_UPGRADING) {
+    if (c->state == CS_CONNECTING || c->state == CS_TLS || c->state == CS_UPGRADING) {
         t->pending--;
         t->resolved++;
     } else if (c->state == CS_OPEN && cfg->mode == BM_IDLE && !c->echoed) {
         t->resolved++;
     }
+    dx__tls_free(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) close(c->fd); /* also leaves the epoll set */
     c->fd = -1;
     c->state = CS_DONE;
@@ -184,20 +199,51 @@ static void mark_dirty(bthread *t, bconn *c) {
     t->dirty[t->ndirty++] = c;
 }
 
+/* The socket's bytes, through TLS for wss://: > 0 read, 0 at the end,
+ * -1 when it would block, -2 on an error. */
+static ssize_t io_read(bconn *c, void *buf, size_t cap) {
+    if (c->tls) {
+        int64_t n = dx__tls_read(c->tls, buf, cap, &c->tls_want);
+        return n >= 0 ? (ssize_t)n : n == DX_EBUSY ? -1 : -2;
+    }
+    for (;;) {
+        ssize_t n = read(c->fd, buf, cap);
+        if (n >= 0) return n;
+        if (errno != EINTR) return errno == EAGAIN ? -1 : -2;
+    }
+}
+
+/* Like io_read: bytes taken, -1 would block, -2 error. A TLS write that
+ * took part or none is retried from the same bytes (tls.h asks it), which
+ * the output buffer, written from its head, does. */
+static ssize_t io_write(bconn *c, const void *buf, size_t len) {
+    if (c->tls) {
+        struct iovec iov = {(void *)buf, len};
+        int64_t n = dx__tls_writev(c->tls, &iov, 1, &c->tls_want);
+        return n >= 0 ? (ssize_t)n : n == DX_EBUSY ? -1 : -2;
+    }
+    for (;;) {
+        ssize_t n = write(c->fd, buf, len);
+        if (n >= 0) return n;
+        if (errno != EINTR) return errno == EAGAIN ? -1 : -2;
+    }
+}
+
 /* Writes what is queued; watches for writability while some is left. */
 static void flush(bthread *t, bconn *c) {
+    c->tls_want = 0;
     while (c->ooff < c->olen) {
-        ssize_t w = write(c->fd, c->obuf + c->ooff, c->olen - c->ooff);
+        ssize_t w = io_write(c, c->obuf + c->ooff, c->olen - c->ooff);
+        if (w == -1) break;
         if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
             conn_end(t, c, "write failed");
             return;
         }
         c->ooff += (uint32_t)w;
     }
     if (c->ooff == c->olen) c->ooff = c->olen = 0;
-    int want = c->olen > 0;
+    /* TLS may need the socket writable to go on reading, too. */
+    int want = c->olen > 0 || (c->tls_want & DX_IO_WRITE);
     if (want != c->want_out) {
         c->want_out = (uint8_t)want;
         ep_set(t, c, EPOLL_CTL_MOD, EPOLLIN | (want ? EPOLLOUT : 0));
@@ -438,10 +484,9 @@ static void refill(bthread *t, bconn *c) {
 
 static void read_frames(bthread *t, bconn *c) {
     for (;;) {
-        ssize_t n = read(c->fd, t->rbuf, RBUF_SIZE);
+        ssize_t n = io_read(c, t->rbuf, RBUF_SIZE);
+        if (n == -1) break;
         if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
             conn_end(t, c, "read failed (reset?)");
             return;
         }
@@ -454,7 +499,13 @@ static void read_frames(bthread *t, bconn *c) {
             feed_raw(t, c, (size_t)n, now);
         else if (feed_ws(t, c, t->rbuf, (size_t)n, now) < 0)
             return;
-        if (n < RBUF_SIZE) break;
+        /* A short read emptied the socket, but TLS returns one record at a
+         * time: read on until it would block. */
+        if (n < RBUF_SIZE && !c->tls) break;
+    }
+    if (c->tls && (c->tls_want & DX_IO_WRITE) && !c->want_out) {
+        c->want_out = 1; /* TLS needs to write before it can read on */
+        ep_set(t, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
     }
     if (c->refill) refill(t, c);
 }
@@ -532,6 +583,36 @@ static void connected(bthread *t, bconn *c) {
         opened(t, c, now_ns());
         return;
     }
+    if (t->r->tls_ctx) {
+        c->tls = dx__tls_new(t->r->tls_ctx, c->fd, 0, t->r->cfg->tls_host);
+        if (!c->tls) {
+            conn_end(t, c, "out of memory");
+            return;
+        }
+        c->state = CS_TLS;
+        tls_step(t, c);
+        return;
+    }
+    send_upgrade(t, c);
+}
+
+/* Drives the TLS handshake; sends the upgrade once it is done. */
+static void tls_step(bthread *t, bconn *c) {
+    const char *why = "TLS handshake failed";
+    unsigned want = 0;
+    int rc = dx__tls_handshake(c->tls, &want, &why);
+    if (rc < 0) {
+        conn_end(t, c, why);
+        return;
+    }
+    if (rc == 0) {
+        ep_set(t, c, EPOLL_CTL_MOD, (want & DX_IO_WRITE) ? EPOLLOUT : EPOLLIN);
+        return;
+    }
+    send_upgrade(t, c);
+}
+
+static void send_upgrade(bthread *t, bconn *c) {
     char req[2048];
     if (dx_handshake_client_key(c->key) < 0) {
         conn_end(t, c, "no random key");
@@ -553,7 +634,7 @@ static void connected(bthread *t, bconn *c) {
     int n = dx_handshake_write_request(req, sizeof req, cfg->host_header, cfg->target, c->key, NULL,
                                        exts, NULL, NULL);
     /* A fresh socket's buffer always takes a request this small whole. */
-    if (n < 0 || write(c->fd, req, (size_t)n) != n) {
+    if (n < 0 || io_write(c, req, (size_t)n) != n) {
         conn_end(t, c, "could not send the upgrade request");
         return;
     }
@@ -566,8 +647,8 @@ static void read_upgrade(bthread *t, bconn *c) {
         conn_end(t, c, "out of memory");
         return;
     }
-    ssize_t n = read(c->fd, c->hs + c->hs_len, HS_MAX - c->hs_len);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    ssize_t n = io_read(c, c->hs + c->hs_len, HS_MAX - c->hs_len);
+    if (n == -1) return;
     if (n <= 0) {
         conn_end(t, c, "the server closed during the upgrade");
         return;
@@ -623,13 +704,18 @@ static void on_event(bthread *t, bconn *c, uint32_t ev) {
     case CS_CONNECTING:
         connected(t, c);
         break;
+    case CS_TLS:
+        tls_step(t, c);
+        break;
     case CS_UPGRADING:
         read_upgrade(t, c);
         break;
     case CS_OPEN:
     case CS_CLOSING:
         if (ev & EPOLLOUT) flush(t, c);
-        if ((c->state == CS_OPEN || c->state == CS_CLOSING) && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        /* TLS may have waited for writability to read on. */
+        if ((c->state == CS_OPEN || c->state == CS_CLOSING) &&
+            ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) || c->tls))
             read_frames(t, c);
         break;
     default:
@@ -638,11 +724,6 @@ static void on_event(bthread *t, bconn *c, uint32_t ev) {
 }
 
 /* ---- pacing (rate and broadcast modes) ----------------------------------- */
-
-static void arm_timer(bthread *t, uint64_t at) {
-    struct itimerspec its = {.it_value = {(time_t)(at / 1000000000u), (long)(at % 1000000000u)}};
-    (void)timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
 
 /* Sends every message whose time has come, each stamped with the time it
  * was due rather than the time it left, so a stalled server (or
@@ -654,7 +735,7 @@ static void pace(bthread *t) {
     for (;;) {
         uint64_t due = t->rate_t0 + (uint64_t)((double)t->rate_j * t->rate_ns);
         if (due > now) {
-            arm_timer(t, due);
+            t->next_due = due;
             break;
         }
         t->rate_j++;
@@ -676,19 +757,29 @@ static void pace(bthread *t) {
 
 /* ---- the thread ---------------------------------------------------------- */
 
+/* Waits for events, at most `timeout_ms`, and less when a paced send falls
+ * due first. The wait's own nanosecond timeout (epoll_pwait2) paces the
+ * sends: a timerfd would cost two more system calls per message (set it,
+ * read it), which at 40,000 msg/s made the generator its own limit. */
 static void poll_once(bthread *t, int timeout_ms) {
     struct epoll_event evs[512];
-    int n = epoll_wait(t->epfd, evs, 512, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        if (evs[i].data.ptr == NULL) {
-            uint64_t ticks;
-            if (read(t->tfd, &ticks, sizeof ticks) < 0) { /* spurious */
-            }
-            pace(t);
-            continue;
-        }
-        on_event(t, evs[i].data.ptr, evs[i].events);
+    int n;
+    if (t->next_due) {
+        uint64_t now = now_ns(), wait = (uint64_t)timeout_ms * 1000000u;
+        if (t->next_due <= now)
+            wait = 0;
+        else if (t->next_due - now < wait)
+            wait = t->next_due - now;
+        struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+        n = epoll_pwait2(t->epfd, evs, 512, &ts, NULL);
+        if (n < 0 && errno == ENOSYS) /* before Linux 5.11: millisecond waits */
+            n = epoll_wait(t->epfd, evs, 512, (int)((wait + 999999) / 1000000));
+    } else {
+        n = epoll_wait(t->epfd, evs, 512, timeout_ms);
     }
+    for (int i = 0; i < n; i++)
+        on_event(t, evs[i].data.ptr, evs[i].events);
+    if (t->next_due && now_ns() >= t->next_due) pace(t);
     flush_dirty(t);
     int k = t->nagain;
     t->nagain = 0;
@@ -713,6 +804,7 @@ static void setup(bthread *t) {
 static void say_goodbye(bthread *t) {
     static const uint8_t bye[2] = {0x03, 0xe8};
     int open = 0;
+    t->next_due = 0; /* no paced sends after the window */
     for (int i = 0; i < t->n; i++) {
         bconn *c = &t->conns[i];
         if (c->state != CS_OPEN && c->state != CS_CLOSING) continue;
@@ -928,6 +1020,18 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
         for (int i = 0; i < cfg->size; i++)
             r->payload[i] = (uint8_t)('a' + i % 26);
     set_sources(r);
+    if (cfg->tls) {
+        const char *why = "could not set up TLS";
+        r->tls_ctx = dx__tls_client_ctx(cfg->insecure, cfg->ca_file, &why);
+        if (!r->tls_ctx) {
+            fprintf(stderr, "duplex bench: %s\n", why);
+            free(r->payload);
+            free(r->t);
+            free(conns);
+            free(r);
+            return -1;
+        }
+    }
     {
         /* Let the masking code pick its SIMD variant before threads race to. */
         uint8_t k[4] = {1, 2, 3, 4}, b[8] = {0};
@@ -973,15 +1077,12 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
                                                                        : cfg->rate / cfg->threads)
                                    : 0;
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
-        t->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         t->dirty = calloc((size_t)t->n + 1, sizeof *t->dirty);
         t->again = calloc((size_t)t->n + 1, sizeof *t->again);
         t->rbuf = malloc(RBUF_SIZE);
         t->pbuf = malloc((size_t)cfg->size + 1);
-        if (t->epfd < 0 || t->tfd < 0 || !t->dirty || !t->again || !t->rbuf || !t->pbuf) break;
+        if (t->epfd < 0 || !t->dirty || !t->again || !t->rbuf || !t->pbuf) break;
         memcpy(t->pbuf, r->payload, (size_t)cfg->size);
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-        (void)epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->tfd, &ev);
         if (pthread_create(&t->tid, NULL, thread_main, t)) break;
         started++;
     }
@@ -1031,7 +1132,6 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
         const char *fe = GET(t->first_error);
         if (fe && !res->first_error) res->first_error = fe;
         close(t->epfd);
-        close(t->tfd);
         free(t->dirty);
         free(t->again);
         free(t->rbuf);
@@ -1053,8 +1153,10 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
         free(conns[i].ring);
         free(conns[i].hs);
         dx_conn_free(conns[i].dc);
+        dx__tls_free(conns[i].tls);
     }
     pthread_barrier_destroy(&r->setup_done);
+    dx__tls_ctx_free(r->tls_ctx);
     free(conns);
     free(r->payload);
     free(r->t);

@@ -3,8 +3,9 @@
  * One epoll loop per generator thread, each with its share of the
  * connections; no dx_loop, so that the generator costs as little per
  * message as possible and can pace sends to the microsecond. The
- * connections are plain TCP and speak just enough WebSocket for a client:
- * the upgrade (dx_handshake_*), masked frames out (dx_frame_write_header +
+ * connections are plain TCP (or TLS for wss://, through the library's
+ * io/tls.h) and speak just enough WebSocket for a client: the upgrade
+ * (dx_handshake_*), masked frames out (dx_frame_write_header +
  * dx_mask_copy), the frame parser in (dx_frame_parse). */
 #ifndef DX_CLI_BENCH_LOAD_H
 #define DX_CLI_BENCH_LOAD_H
@@ -30,6 +31,10 @@ typedef struct dx_bench_cfg {
     struct sockaddr_storage addr; /* the server */
     socklen_t addr_len;
     int loopback;           /* the server is on 127.0.0.0/8: several source addresses work */
+    int tls;                /* wss:// */
+    int insecure;           /* wss: accept any certificate */
+    const char *ca_file;    /* wss: trust these CAs instead of the system's (NULL: system) */
+    char tls_host[256];     /* wss: the name sent as SNI and verified */
     int connections;
     int size;               /* payload bytes */
     int inflight;

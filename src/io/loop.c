@@ -1,8 +1,9 @@
-/* The event loop: level-triggered epoll, a binary min-heap of timers,
- * cross-thread posts over an eventfd, signals over a signalfd, and calls
- * deferred to the end of an iteration.
+/* The event loop: level-triggered epoll, a binary min-heap of timers
+ * behind one timerfd, cross-thread posts over an eventfd, signals over a
+ * signalfd, and calls deferred to the end of an iteration.
  *
- * One iteration: wait in epoll_wait (no longer than the nearest timer),
+ * One iteration: wait in epoll_wait (woken by the timerfd when the nearest
+ * timer falls due),
  * read the clock once, dispatch the batch of I/O events, run the expired
  * timers, then run the deferred calls. Every callback of an iteration sees
  * the same dx_loop_now(). */
@@ -18,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +60,14 @@ struct dx_loop {
     uint32_t heap_len;
     uint32_t heap_cap; /* usable slots: heap has heap_cap + 1 entries */
     int in_timers;
+    /* The heap's earliest due time is handed to a timerfd rather than to
+     * epoll_wait as a timeout: a finite timeout arms and cancels a kernel
+     * timer on every wait that sleeps (a VM exit each, in a virtual
+     * machine), where the timerfd is set only when the earliest timer moves
+     * earlier or has fired: once per sweep period in a busy server, as
+     * uSockets does. */
+    dx_io timer_io;     /* fd -1: no timerfd, timeouts go to epoll_wait */
+    uint64_t timer_set; /* the due time (ms) the timerfd is set to; 0 if none */
 
     dx_call *defer;
     size_t defer_len;
@@ -241,6 +251,15 @@ static void dispatch_io(dx_loop *loop, int n) {
     loop->ev_next = loop->ev_count = 0;
 }
 
+static void on_timerfd(dx_loop *loop, dx_io *w, unsigned events) {
+    uint64_t expirations;
+    /* A one-shot timer: once read it is spent; the due timers run at the
+     * end of this iteration and the next wait sets it again. */
+    while (read(w->fd, &expirations, sizeof expirations) < 0 && errno == EINTR) {
+    }
+    loop->timer_set = 0;
+}
+
 /* ---- posts, defers and signals ---- */
 
 static void on_post_wake(dx_loop *loop, dx_io *w, unsigned events) {
@@ -350,7 +369,7 @@ int dx_loop_on_signal(dx_loop *loop, int signo, dx_post_fn fn, void *arg) {
 dx_loop *dx_loop_new(size_t rbuf_size) {
     dx_loop *loop = dx__calloc(1, sizeof *loop);
     if (!loop) return NULL;
-    loop->epfd = loop->post_io.fd = loop->sig_io.fd = -1;
+    loop->epfd = loop->post_io.fd = loop->sig_io.fd = loop->timer_io.fd = -1;
     sigemptyset(&loop->sig_mask);
     if (pthread_mutex_init(&loop->post_mu, NULL)) {
         dx__free(loop);
@@ -371,6 +390,13 @@ dx_loop *dx_loop_new(size_t rbuf_size) {
         close(efd);
         goto fail;
     }
+    /* Without a timerfd (never seen on Linux ≥ 2.6.25) timeouts go to
+     * epoll_wait, which is correct, only dearer. */
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (tfd >= 0 && dx_io_start(loop, &loop->timer_io, tfd, DX_IO_READ, on_timerfd)) {
+        close(tfd);
+        loop->timer_io.fd = -1;
+    }
     loop->now = clock_ms();
     return loop;
 fail:
@@ -387,6 +413,7 @@ void dx_loop_free(dx_loop *loop) {
         p = next;
     }
     if (loop->sig_io.fd >= 0) close(loop->sig_io.fd);
+    if (loop->timer_io.fd >= 0) close(loop->timer_io.fd);
     if (loop->post_io.fd >= 0) close(loop->post_io.fd);
     if (loop->epfd >= 0) close(loop->epfd);
     pthread_mutex_destroy(&loop->post_mu);
@@ -396,7 +423,7 @@ void dx_loop_free(dx_loop *loop) {
     dx__free(loop);
 }
 
-static int next_timeout(const dx_loop *loop) {
+static int next_timeout(dx_loop *loop) {
     if (loop->stop || loop->defer_len > 0) return 0;
     if (loop->heap_len == 0) return -1;
     /* The time read right after the last wake-up, as libuv does: timers
@@ -405,7 +432,17 @@ static int next_timeout(const dx_loop *loop) {
      * late by the time this iteration took. */
     uint64_t due = loop->heap[1]->due, now = loop->now;
     if (due <= now) return 0;
-    return due - now > INT_MAX ? INT_MAX : (int)(due - now);
+    if (loop->timer_io.fd < 0) return due - now > INT_MAX ? INT_MAX : (int)(due - now);
+    /* A timerfd set later than needed is set again; one set earlier (the
+     * timer it was for was stopped or pushed back) is left to wake the loop
+     * once for nothing, cheaper than a system call on every change. */
+    if (loop->timer_set == 0 || due < loop->timer_set) {
+        struct itimerspec its = {.it_value = {(time_t)(due / 1000u), (long)(due % 1000u) * 1000000L}};
+        if (timerfd_settime(loop->timer_io.fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+            return due - now > INT_MAX ? INT_MAX : (int)(due - now);
+        loop->timer_set = due;
+    }
+    return -1;
 }
 
 int dx_loop_run(dx_loop *loop) {

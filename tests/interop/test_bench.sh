@@ -77,6 +77,28 @@ check deflate-refused "$out" 'd["errors"] == 3' 'd["connected"] == 0' \
   'd["first_error"] == "the server did not accept permessage-deflate"'
 dx_stop "$DX_PID"
 
+# wss://: echo, the TLS handshake cycle and idle connections through the
+# generator's TLS; the certificate is checked against --ca (and refused
+# without it, as the error says), and --insecure skips the check.
+dx_cert "$DX_TMP"
+dx_serve tls --echo --cert "$DX_TMP/cert.pem" --key "$DX_TMP/key.pem"
+wss() { "$DUPLEX" bench --url "wss://localhost:$DX_PORT/" --json "$@"; }
+json=$(wss --ca "$DX_TMP/cert.pem" --connections 4 --inflight 4 --size 20000 --duration 0.5)
+check wss-echo "$json" "${SANE[@]}" 'd["url"].startswith("wss://")' 'd["connected"] == 4' 'd["messages"] > 0'
+json=$(wss --insecure --handshakes --connections 2 --duration 0.5)
+check wss-handshakes "$json" "${SANE[@]}" 'd["messages"] > 0'
+json=$(wss -k --idle 20 --duration 0.2 --server-pid "$DX_PID")
+check wss-idle "$json" "${SANE[@]}" 'd["connected"] == 20' 'd["messages"] == 20'
+json=$(wss -k --connections 2 --size 1024 --payload json --deflate --duration 0.3)
+check wss-deflate "$json" "${SANE[@]}" 'd["deflate"] is True' 'd["messages"] > 0'
+set +e
+out=$(wss --connections 2 --duration 0.1); rc=$?
+set -e
+[ "$rc" = 1 ] || { echo "untrusted certificate: exit $rc, want 1" >&2; exit 1; }
+check wss-untrusted "$out" 'd["errors"] == 2' 'd["connected"] == 0' \
+  '"certificate verify failed" in d["first_error"]'
+dx_stop "$DX_PID"
+
 # Raw TCP mode against a plain echo (the suite's raw server).
 cc -O2 -o "$DX_TMP/raw_echo" "$DX_ROOT/bench/raw_echo.c"
 "$DX_TMP/raw_echo" 0 >"$DX_TMP/raw.out" &
@@ -92,6 +114,10 @@ set +e
 "$DUPLEX" bench --url "ws://127.0.0.1:1/" --broadcast --size 4 2>"$DX_TMP/err"; rc=$?
 set -e
 [ "$rc" = 2 ] && grep -q 'size 16' "$DX_TMP/err" || { echo "usage error not reported (rc $rc)" >&2; exit 1; }
+set +e
+"$DUPLEX" bench --url "wss://127.0.0.1:1/" --raw 2>"$DX_TMP/err"; rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q 'raw is plain TCP' "$DX_TMP/err" || { echo "--raw with wss:// accepted (rc $rc)" >&2; exit 1; }
 # Nothing listening: exit 1, the error named.
 set +e
 out=$("$DUPLEX" bench --url "ws://127.0.0.1:1/" --connections 2 --duration 0.1 --json); rc=$?
