@@ -10,7 +10,8 @@
 # Environment: BUILD (default build/), THREADS ("1 2 4 8"), INFLIGHT ("1 16"),
 # DURATION (4 s measured), WARMUP (1 s), RUNS (3, the median is reported),
 # GENERATORS (8), GEN_CORE0 (8: generator i runs on core GEN_CORE0+i, modulo
-# the number of cores), CONNS (100 per generator).
+# the number of cores), CONNS (100 per generator), NAME (scale: the results
+# go to bench/results/NAME.md and NAME.json).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$root/build}
@@ -22,6 +23,7 @@ RUNS=${RUNS:-3}
 GENERATORS=${GENERATORS:-8}
 GEN_CORE0=${GEN_CORE0:-8}
 CONNS=${CONNS:-100}
+NAME=${NAME:-scale}
 PY=${PYTHON:-python3}
 out=$root/bench/results
 tmp=$out/tmp/scale
@@ -106,18 +108,20 @@ EOF
   stop_server
 done
 
-"$PY" - "$tmp/runs.jsonl" "$out" "$ncpu" "$DURATION" "$RUNS" "$GENERATORS" "$CONNS" <<'EOF'
+"$PY" - "$tmp/runs.jsonl" "$out" "$ncpu" "$DURATION" "$RUNS" "$GENERATORS" "$CONNS" "$NAME" "$GEN_CORE0" <<'EOF'
 import json, statistics, sys, os
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-out, ncpu, dur, nruns, gens, conns = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+out, ncpu, dur, nruns, gens, conns, name, core0 = sys.argv[2:10]
 uws = {(1, 16): 1.96e6, (2, 16): 4.18e6, (4, 16): 8.83e6, (8, 16): 17.2e6,
        (1, 1): 138e3, (2, 1): 301e3, (4, 1): 579e3, (8, 1): 1.21e6}
 rows = {}
 for r in runs:
     rows.setdefault((r["threads"], r["inflight"]), []).append(r)
 lines = [f"# duplex serve --echo --threads N: scaling\n",
-         f"{ncpu} cores; server on cores 0..N-1, {gens} generators × {conns} connections on cores 8.., "
-         f"20 B text; median of {nruns} runs of {dur} s.\n",
+         f"{ncpu} cores; server on cores 0..N-1, {gens} generators × {conns} connections on cores {core0}.. "
+         f"(modulo {ncpu}), 20 B text; median of {nruns} runs of {dur} s."
+         + ("" if int(ncpu) >= 16 else " Fewer than 16 cores: the generators share cores with the server, "
+            "and the uWS column (16-core device figures from the issue) is not a comparison.") + "\n",
          "| threads | in flight | msg/s | per thread | vs uWS (issue 6) | server CPU % | worst p99 µs | errors | closes | generators at their limit |",
          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 summary = []
@@ -133,7 +137,7 @@ for (n, k) in sorted(rows):
                  f"{sum(x['errors'] for x in rs)} | {sum(x['closes'] for x in rs)} | {bound} of {gens} |")
     summary.append({"threads": n, "inflight": k, "msgs_per_s": m, "uws_msgs_per_s": ref, "runs": rs})
 text = "\n".join(lines) + "\n"
-open(os.path.join(out, "scale.md"), "w").write(text)
-json.dump(summary, open(os.path.join(out, "scale.json"), "w"), indent=1)
+open(os.path.join(out, name + ".md"), "w").write(text)
+json.dump(summary, open(os.path.join(out, name + ".json"), "w"), indent=1)
 print(text)
 EOF
