@@ -70,8 +70,9 @@ struct dx_timer {
     dx_timer_cb cb;
 };
 
-/* Creates a loop (epoll instance, an eventfd for posts, a receive buffer
- * of `rbuf_size` bytes lent to readers; 0 gives 256 KiB). NULL on failure. */
+/* Creates a loop (epoll instance, an eventfd for posts, a timerfd for the
+ * timers, a receive buffer of `rbuf_size` bytes lent to readers; 0 gives
+ * 256 KiB). NULL on failure. */
 DX_API dx_loop *dx_loop_new(size_t rbuf_size);
 
 /* Frees the loop. Watchers and timers must be stopped first; posts and

@@ -135,6 +135,67 @@ static void test_timer_stop_restart(void) {
     dx_loop_free(loop);
 }
 
+/* ---- timers moved while the loop sleeps (the timerfd is set again) ---- */
+
+static dx_timer mv_far, mv_near, mv_moved;
+static uint64_t mv_start, mv_near_at, mv_moved_at, mv_post_at;
+
+static void on_mv_near(dx_loop *loop, dx_timer *t) {
+    mv_near_at = dx_loop_now(loop);
+}
+static void on_mv_moved(dx_loop *loop, dx_timer *t) {
+    mv_moved_at = dx_loop_now(loop);
+    dx_loop_stop(loop);
+}
+static void on_mv_far(dx_loop *loop, dx_timer *t) {
+    dx_loop_stop(loop);
+}
+/* Runs on the loop while it waits for timers due at 500 ms and 3 s: a new
+ * timer nearer than both must still fire on time (the timerfd, set for 500
+ * ms, is set again), and the one due at 500 ms, pushed back to 400 ms from
+ * now, must not fire at its old time. */
+static void on_mv_post(dx_loop *loop, void *arg) {
+    mv_post_at = dx_loop_now(loop);
+    dx_timer_start(loop, &mv_near, 10);
+    dx_timer_start(loop, &mv_moved, 400);
+}
+static void *mv_thread(void *arg) {
+    struct timespec ts = {0, 15 * 1000000L};
+    nanosleep(&ts, NULL);
+    CHECK_EQ_INT(dx_loop_post(arg, on_mv_post, NULL), 0);
+    return NULL;
+}
+
+static void test_timer_moved_while_waiting(void) {
+    dx_loop *loop = dx_loop_new(0);
+    REQUIRE(loop);
+    dx_timer guard;
+    guard_start(loop, &guard, 5000);
+    dx_timer_init(&mv_far, on_mv_far);
+    dx_timer_init(&mv_near, on_mv_near);
+    dx_timer_init(&mv_moved, on_mv_moved);
+    mv_start = dx_loop_now(loop);
+    mv_near_at = mv_moved_at = mv_post_at = 0;
+    dx_timer_start(loop, &mv_far, 3000);
+    dx_timer_start(loop, &mv_moved, 500);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, mv_thread, loop) == 0);
+    CHECK_EQ_INT(dx_loop_run(loop), 0);
+    pthread_join(th, NULL);
+    CHECK(!guard_fired);
+    CHECK(mv_post_at > 0 && mv_post_at < mv_start + 300);
+    /* The near timer fired, not early, and before the old earliest time. */
+    CHECK(mv_near_at >= mv_post_at + 10);
+    CHECK(mv_near_at < mv_start + 450);
+    /* The moved timer fired once, at its new time. */
+    CHECK(mv_moved_at >= mv_post_at + 400);
+    CHECK(mv_moved_at < mv_start + 2000);
+    CHECK(dx_timer_active(&mv_far));
+    dx_timer_stop(loop, &mv_far);
+    dx_timer_stop(loop, &guard);
+    dx_loop_free(loop);
+}
+
 /* ---- 100k timers: random start/stop, heap invariants, expiry order ---- */
 
 #define HEAP_N 100000
@@ -699,6 +760,7 @@ static void test_alloc_failures(void) {
 int main(void) {
     RUN(test_timers_order);
     RUN(test_timer_stop_restart);
+    RUN(test_timer_moved_while_waiting);
     RUN(test_timer_heap_100k);
     RUN(test_timer_self_restart);
     RUN(test_post_threads);
