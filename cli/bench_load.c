@@ -95,11 +95,15 @@ typedef struct bthread {
     uint64_t rng;
     uint64_t rate_j, rate_t0;
     uint64_t next_due; /* rate modes: when pace() must run next; 0 if never */
+    int no_pwait2;     /* the kernel has no epoll_pwait2 (before 5.11) */
     double rate_ns; /* ns between two sends of this thread */
     uint64_t rr;
     dx_hist hist;
     _Atomic uint64_t messages, sent, bytes, errors, closes, overflows;
     _Atomic(const char *) first_error;
+    /* Its text: a reason may live in thread-local storage (the TLS
+     * library's), gone once the thread ends. */
+    char first_error_buf[200];
 } bthread;
 
 struct run {
@@ -143,8 +147,9 @@ static uint32_t rng_next(bthread *t) {
 
 static void error_at(bthread *t, const char *why) {
     ADD(t->errors, 1);
-    const char *none = NULL;
-    atomic_compare_exchange_strong(&t->first_error, &none, why);
+    if (GET(t->first_error)) return;
+    snprintf(t->first_error_buf, sizeof t->first_error_buf, "%s", why);
+    atomic_store(&t->first_error, t->first_error_buf);
 }
 
 static void ep_set(bthread *t, bconn *c, int op, uint32_t events) {
@@ -771,9 +776,11 @@ static void poll_once(bthread *t, int timeout_ms) {
         else if (t->next_due - now < wait)
             wait = t->next_due - now;
         struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
-        n = epoll_pwait2(t->epfd, evs, 512, &ts, NULL);
-        if (n < 0 && errno == ENOSYS) /* before Linux 5.11: millisecond waits */
+        n = t->no_pwait2 ? -1 : epoll_pwait2(t->epfd, evs, 512, &ts, NULL);
+        if (n < 0 && (t->no_pwait2 || errno == ENOSYS)) { /* millisecond waits */
+            t->no_pwait2 = 1;
             n = epoll_wait(t->epfd, evs, 512, (int)((wait + 999999) / 1000000));
+        }
     } else {
         n = epoll_wait(t->epfd, evs, 512, timeout_ms);
     }
@@ -1130,7 +1137,10 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
         pthread_join(t->tid, NULL);
         if (res->hist) dx_hist_merge(res->hist, &t->hist);
         const char *fe = GET(t->first_error);
-        if (fe && !res->first_error) res->first_error = fe;
+        if (fe && !res->first_error) {
+            snprintf(res->first_error_text, sizeof res->first_error_text, "%s", fe);
+            res->first_error = res->first_error_text;
+        }
         close(t->epfd);
         free(t->dirty);
         free(t->again);

@@ -65,7 +65,8 @@ typedef struct dx_bench_result {
     double server_cpu_s;   /* server CPU during the window (-1: unknown) */
     long rss_before_kib;   /* idle mode: server VmRSS (-1: unknown) */
     long rss_after_kib;
-    const char *first_error; /* static text, or NULL */
+    const char *first_error; /* NULL, or first_error_text */
+    char first_error_text[200];
 } dx_bench_result;
 
 /* Runs one benchmark. Returns 0 (the result may still count errors), or -1
