@@ -262,19 +262,10 @@ int dx_cli_bench(int argc, char **argv) {
     double v;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
-        char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
-        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
-        const char *val = NULL;
-#define FLAG(s) (strlen(s) == nlen && !strncmp(arg, s, nlen))
-#define VALUE()                                                                                    \
-    do {                                                                                           \
-        if (eq)                                                                                    \
-            val = eq + 1;                                                                          \
-        else if (i + 1 < argc)                                                                     \
-            val = argv[++i];                                                                       \
-        else                                                                                       \
-            return dx_cli_bad("bench", "missing value for", arg);                                  \
-    } while (0)
+        char name[64];
+        const char *val = dx_cli_split_eq(&arg, name, sizeof name);
+#define FLAG(n) DX_CLI_FLAG(n)
+#define VALUE() DX_CLI_VALUE("bench")
 #define NUM(lo, hi)                                                                                \
     do {                                                                                           \
         VALUE();                                                                                   \

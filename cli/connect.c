@@ -447,14 +447,8 @@ int dx_cli_connect(int argc, char **argv) {
         char *arg = argv[i];
         char name[64];
         const char *val = dx_cli_split_eq(&arg, name, sizeof name);
-#define FLAG(n) (!strcmp(arg, n))
-#define VALUE()                                                                                    \
-    do {                                                                                           \
-        if (!val) {                                                                                \
-            if (i + 1 >= argc) return dx_cli_bad("connect", "missing the value of", arg);          \
-            val = argv[++i];                                                                       \
-        }                                                                                          \
-    } while (0)
+#define FLAG(n) DX_CLI_FLAG(n)
+#define VALUE() DX_CLI_VALUE("connect")
         uint64_t u;
         if (FLAG("-h") || FLAG("--help")) {
             usage(stdout);
