@@ -6,6 +6,7 @@
  * random split points. A round-trip property test closes the file. */
 #include <duplex/conn.h>
 
+#include "conn_test.h"
 #include "test.h"
 
 /* ---- frames as the peer sends them ------------------------------------- */
@@ -275,19 +276,9 @@ static int tf_count(const tf *f, int max) {
 static int check_output(dx_conn *c, enum dx_role role, const tf *want, int nwant,
                         const char *name) {
     size_t total = dx_conn_buffered(c);
-    uint8_t *b = malloc(total + 1);
-    size_t have = 0;
-    struct iovec iov[4];
-    int n;
-    while ((n = dx_conn_out_iov(c, iov, 4)) > 0) {
-        size_t got_bytes = 0;
-        for (int i = 0; i < n; i++) {
-            memcpy(b + have, iov[i].iov_base, iov[i].iov_len);
-            have += iov[i].iov_len;
-            got_bytes += iov[i].iov_len;
-        }
-        dx_conn_out_consume(c, got_bytes);
-    }
+    dx_t_bytes taken = dx_t_take(c, 4);
+    uint8_t *b = taken.p;
+    size_t have = taken.len;
     int ok = have == total, k = 0;
     size_t pos = 0;
     uint8_t exp[256];

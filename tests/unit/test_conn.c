@@ -9,6 +9,7 @@
 #include <duplex/frame.h>
 
 #include "core/outq.h"
+#include "conn_test.h"
 #include "test.h"
 
 /* ---- allocation hooks: count live blocks, fail the Nth allocation ------- */
@@ -161,28 +162,7 @@ static dx_conn *mk(enum dx_role role, rec *r, uint64_t max, int stream) {
 
 /* ---- moving bytes ------------------------------------------------------- */
 
-typedef struct bytes {
-    uint8_t *p;
-    size_t len;
-} bytes;
-
-/* Takes everything `c` queued (through out_iov/out_consume, a few iovecs at
- * a time). */
-static bytes take(dx_conn *c) {
-    bytes b = {malloc(dx_conn_buffered(c) + 1), 0};
-    struct iovec iov[3];
-    int n;
-    while ((n = dx_conn_out_iov(c, iov, 3)) > 0) {
-        size_t got = 0;
-        for (int i = 0; i < n; i++) {
-            memcpy(b.p + b.len, iov[i].iov_base, iov[i].iov_len);
-            b.len += iov[i].iov_len;
-            got += iov[i].iov_len;
-        }
-        dx_conn_out_consume(c, got);
-    }
-    return b;
-}
+typedef dx_t_bytes bytes;
 
 /* Feeds `b` into `c` in pieces of `step` bytes (0: all at once); returns
  * the first error, or 0. */
@@ -203,18 +183,12 @@ static int64_t feed(dx_conn *c, rec *r, uint8_t *p, size_t len, size_t step) {
 
 /* Moves everything `from` queued into `to`. */
 static int64_t pump(dx_conn *from, dx_conn *to, rec *r, size_t step) {
-    bytes b = take(from);
+    bytes b = dx_t_take(from, 3);
     int64_t rc = feed(to, r, b.p, b.len, step);
     free(b.p);
     return rc;
 }
 
-/* One frame as a peer writes it (masked with a fixed key when `mask`). */
-static size_t frame(uint8_t *out, int fin, int rsv, int op, const void *payload, size_t len,
-                    int mask) {
-    static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
-    return dx_t_frame(out, fin, rsv, op, payload, len, mask ? key : NULL);
-}
 
 /* Decodes the first frame of `b` at *pos (as a peer would). */
 static int next_frame(const bytes *b, size_t *pos, int *op, int *fin, uint8_t *payload,
@@ -246,7 +220,7 @@ static int next_frame(const bytes *b, size_t *pos, int *op, int *fin, uint8_t *p
 
 /* The close code of the only frame `c` queued (a close), or -1. */
 static int queued_close(dx_conn *c) {
-    bytes b = take(c);
+    bytes b = dx_t_take(c, 3);
     size_t pos = 0, plen;
     int op, fin, code = -1;
     uint8_t pl[256];
@@ -284,7 +258,7 @@ static void test_rfc_examples(void) {
     CHECK(memcmp(r.msgs[1].data, "Hello", 5) == 0 && r.msgs[1].len == 5);
     CHECK(r.pings == 1 && r.ping_len == 5 && memcmp(r.ping, "Hello", 5) == 0);
     /* The pong goes out masked, with the ping's payload. */
-    bytes b = take(c);
+    bytes b = dx_t_take(c, 3);
     size_t pos = 0, plen;
     int op, fin;
     uint8_t pl[200];
@@ -458,7 +432,7 @@ static void test_close_handshake(void) {
     s = mk(DX_ROLE_SERVER, &rs, 0, 0);
     CHECK_EQ_INT(dx_conn_close(c, 4000, NULL, 0), 0);
     CHECK_EQ_INT(dx_conn_close(s, 1001, NULL, 0), 0);
-    bytes bc = take(c), bs = take(s);
+    bytes bc = dx_t_take(c, 3), bs = dx_t_take(s, 3);
     CHECK_EQ_INT(feed(s, &rs, bc.p, bc.len, 0), 0);
     CHECK_EQ_INT(feed(c, &rc, bs.p, bs.len, 0), 0);
     CHECK(rs.close_code == 4000 && rs.was_clean && rc.close_code == 1001 && rc.was_clean);
@@ -486,8 +460,8 @@ static void test_close_errors(void) {
         rec r = {0};
         dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, 0);
         uint8_t in[64];
-        size_t n = frame(in, 1, 0, DX_OP_CLOSE, rows[i].payload, rows[i].len, 1);
-        n += frame(in + n, 1, 0, DX_OP_TEXT, "after", 5, 1);
+        size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_CLOSE, rows[i].payload, rows[i].len, 1);
+        n += dx_t_peer_frame(in + n, 1, 0, DX_OP_TEXT, "after", 5, 1);
         int64_t rc = feed(s, &r, in, n, 0);
         CHECK_EQ_INT(rc, rows[i].code == 1002 ? DX_EPROTO : DX_EUTF8);
         CHECK_EQ_INT(r.close_code, rows[i].code);
@@ -501,11 +475,11 @@ static void test_fail_then_ignored(void) {
     rec r = {0};
     dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, 0);
     uint8_t in[64];
-    size_t n = frame(in, 1, 0, DX_OP_TEXT, "ok", 2, 0); /* unmasked to a server */
+    size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_TEXT, "ok", 2, 0); /* unmasked to a server */
     CHECK_EQ_INT(dx_conn_recv(s, in, n), DX_EPROTO);
     CHECK(r.closes == 1 && r.close_code == 1002 && !r.was_clean);
     CHECK(dx_conn_state(s) == DX_CLOSED && dx_conn_should_close(s));
-    n = frame(in, 1, 0, DX_OP_TEXT, "ok", 2, 1);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_TEXT, "ok", 2, 1);
     CHECK_EQ_INT(dx_conn_recv(s, in, n), (int64_t)n);
     CHECK(r.nmsgs == 0 && r.closes == 1);
     CHECK_EQ_INT(queued_close(s), 1002);
@@ -514,11 +488,11 @@ static void test_fail_then_ignored(void) {
     /* A masked frame to a client. */
     memset(&r, 0, sizeof r);
     dx_conn *c = mk(DX_ROLE_CLIENT, &r, 0, 0);
-    n = frame(in, 1, 0, DX_OP_BINARY, "ok", 2, 1);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_BINARY, "ok", 2, 1);
     CHECK_EQ_INT(dx_conn_recv(c, in, n), DX_EPROTO);
     CHECK(r.close_code == 1002 && r.closes == 1);
     /* The client's failing close is masked. */
-    bytes b = take(c);
+    bytes b = dx_t_take(c, 3);
     CHECK(b.len == 2 + 4 + 2 && b.p[0] == 0x88 && (b.p[1] & 0x80));
     free(b.p);
     dx_conn_free(c);
@@ -547,7 +521,7 @@ static void test_ping_pong(void) {
     s = dx_conn_new(&cfg, 0);
     dx_conn_open(s);
     uint8_t in[64];
-    size_t n = frame(in, 1, 0, DX_OP_PING, "x", 1, 1);
+    size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_PING, "x", 1, 1);
     CHECK_EQ_INT(feed(s, &rs, in, n, 0), 0);
     CHECK(rs.pings == 1 && dx_conn_buffered(s) == 0);
     /* No pong once we sent our close. */
@@ -568,20 +542,20 @@ static void test_split_control(void) {
     rec r = {0};
     dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, 0);
     uint8_t in[512];
-    size_t n = frame(in, 0, 0, DX_OP_TEXT, "frag", 4, 1);
+    size_t n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "frag", 4, 1);
     uint8_t pp[125];
     for (int i = 0; i < 125; i++)
         pp[i] = (uint8_t)i;
-    n += frame(in + n, 1, 0, DX_OP_PING, pp, 125, 1);
-    n += frame(in + n, 1, 0, DX_OP_CONT, "ment", 4, 1);
-    n += frame(in + n, 1, 0, DX_OP_CLOSE, "\x03\xe8goodbye", 9, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_PING, pp, 125, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT, "ment", 4, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CLOSE, "\x03\xe8goodbye", 9, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 1), 0);
     CHECK(r.pings == 1 && r.ping_len == 125 && !memcmp(r.ping, pp, 125));
     REQUIRE(r.nmsgs == 1);
     CHECK(r.msgs[0].len == 8 && !memcmp(r.msgs[0].data, "fragment", 8));
     CHECK(r.closes == 1 && r.close_code == 1000 && r.was_clean);
     CHECK(r.reason_len == 7 && !memcmp(r.reason, "goodbye", 7));
-    bytes b = take(s);
+    bytes b = dx_t_take(s, 3);
     size_t pos = 0, plen;
     int op, fin;
     uint8_t pl[200];
@@ -601,13 +575,13 @@ static void test_reentrant_callbacks(void) {
     rec r = {0};
     dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, 0);
     uint8_t in[256];
-    size_t n = frame(in, 1, 0, DX_OP_TEXT, "one", 3, 1);
-    n += frame(in + n, 1, 0, DX_OP_TEXT, "two", 3, 1);
+    size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_TEXT, "one", 3, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_TEXT, "two", 3, 1);
     r.echo = 1;
     r.close_on_msg = 1;
     CHECK_EQ_INT(feed(s, &r, in, n, 0), 0);
     CHECK(r.nmsgs == 2 && dx_conn_state(s) == DX_CLOSING);
-    bytes b = take(s);
+    bytes b = dx_t_take(s, 3);
     size_t pos = 0, plen;
     int op, fin;
     uint8_t pl[200];
@@ -624,8 +598,8 @@ static void test_reentrant_callbacks(void) {
     memset(&r, 0, sizeof r);
     s = mk(DX_ROLE_SERVER, &r, 0, 0);
     r.eof_on_msg = 1;
-    n = frame(in, 1, 0, DX_OP_TEXT, "one", 3, 1); /* fed bytes were unmasked in place */
-    n += frame(in + n, 1, 0, DX_OP_TEXT, "two", 3, 1);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_TEXT, "one", 3, 1); /* fed bytes were unmasked in place */
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_TEXT, "two", 3, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 0), 0);
     CHECK(r.nmsgs == 1 && r.closes == 1 && r.close_code == 1006);
     rec_clear(&r);
@@ -635,18 +609,18 @@ static void test_reentrant_callbacks(void) {
     memset(&r, 0, sizeof r);
     s = mk(DX_ROLE_SERVER, &r, 0, 0);
     r.eof_on_ping = 1;
-    n = frame(in, 0, 0, DX_OP_TEXT, "ab", 2, 1);
-    n += frame(in + n, 1, 0, DX_OP_PING, "pp", 2, 1);
-    n += frame(in + n, 1, 0, DX_OP_CONT, "cd", 2, 1);
+    n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "ab", 2, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_PING, "pp", 2, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT, "cd", 2, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 3), 0);
     CHECK(r.pings == 1 && r.closes == 1 && r.nmsgs == 0);
     dx_conn_free(s);
     memset(&r, 0, sizeof r);
     s = mk(DX_ROLE_SERVER, &r, 0, 0);
     r.eof_on_msg = 1;
-    n = frame(in, 0, 0, DX_OP_TEXT, "ab", 2, 1);
-    n += frame(in + n, 1, 0, DX_OP_PING, "pp", 2, 1);
-    n += frame(in + n, 1, 0, DX_OP_CONT, "cd", 2, 1);
+    n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "ab", 2, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_PING, "pp", 2, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT, "cd", 2, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 1), 0);
     CHECK(r.nmsgs == 1 && r.msgs[0].len == 4 && !memcmp(r.msgs[0].data, "abcd", 4));
     CHECK(r.closes == 1 && r.close_code == 1006);
@@ -664,7 +638,7 @@ static void test_send_fragment(void) {
     CHECK_EQ_INT(dx_conn_send_fragment(c, DX_OP_BINARY, "\xc3", 1, 0), 0); /* op ignored */
     CHECK_EQ_INT(dx_conn_send_fragment(c, DX_OP_BINARY, "\xa9", 1, 1), 0);
     CHECK_EQ_INT(dx_conn_send(c, DX_OP_BINARY, "y", 1), 0);
-    bytes b = take(c);
+    bytes b = dx_t_take(c, 3);
     size_t pos = 0, plen;
     int op, fin;
     uint8_t pl[200];
@@ -699,8 +673,8 @@ static void test_stream_mode(void) {
     dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, 1);
     uint8_t in[256];
     /* "añb€" split inside code points, in two frames, fed byte by byte. */
-    size_t n = frame(in, 0, 0, DX_OP_TEXT, "a\xc3", 2, 1);
-    n += frame(in + n, 1, 0, DX_OP_CONT,
+    size_t n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "a\xc3", 2, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT,
                "\xb1"
                "b\xe2\x82\xac",
                5, 1);
@@ -713,19 +687,19 @@ static void test_stream_mode(void) {
     CHECK(r.piece_calls == 7);
     /* A whole message comes as one piece, first and fin. */
     memset(&r, 0, sizeof r);
-    n = frame(in, 1, 0, DX_OP_BINARY, "whole", 5, 1);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_BINARY, "whole", 5, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 0), 0);
     CHECK(r.piece_calls == 1 && r.piece_first == 1 && r.piece_fin == 1 && r.npieces == 5);
     /* Empty messages still give one piece. */
     memset(&r, 0, sizeof r);
-    n = frame(in, 0, 0, DX_OP_TEXT, "", 0, 1);
-    n += frame(in + n, 1, 0, DX_OP_CONT, "", 0, 1);
+    n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "", 0, 1);
+    n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT, "", 0, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 0), 0);
     CHECK(r.piece_calls == 1 && r.piece_first == 1 && r.piece_fin == 1 && r.npieces == 0);
     /* A bad byte fails the call it arrives in; earlier pieces went out. */
     memset(&r, 0, sizeof r);
-    n = frame(in, 0, 0, DX_OP_TEXT, "ok", 2, 1);
-    size_t m = frame(in + n, 1, 0, DX_OP_CONT, "x\xff", 2, 1);
+    n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "ok", 2, 1);
+    size_t m = dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT, "x\xff", 2, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 0), 0);
     CHECK(r.npieces == 2);
     CHECK_EQ_INT(feed(s, &r, in + n, m, 0), DX_EUTF8);
@@ -740,9 +714,9 @@ static void test_utf8_fail_fast(void) {
         rec r = {0};
         dx_conn *c = mk(DX_ROLE_CLIENT, &r, 0, 0);
         uint8_t in[256];
-        size_t n = frame(in, 0, 0, DX_OP_TEXT, "hello ", 6, 0);
-        size_t m = frame(in + n, 0, 0, DX_OP_CONT, "w\xf5rld", 5, 0);
-        size_t k = frame(in + n + m, 1, 0, DX_OP_CONT, "!", 1, 0);
+        size_t n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "hello ", 6, 0);
+        size_t m = dx_t_peer_frame(in + n, 0, 0, DX_OP_CONT, "w\xf5rld", 5, 0);
+        size_t k = dx_t_peer_frame(in + n + m, 1, 0, DX_OP_CONT, "!", 1, 0);
         CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
         if (split) {
             CHECK_EQ_INT(feed(c, &r, in + n, 3, 0), 0); /* header + 'w' */
@@ -758,14 +732,14 @@ static void test_utf8_fail_fast(void) {
     rec r = {0};
     dx_conn *c = mk(DX_ROLE_CLIENT, &r, 0, 0);
     uint8_t in[16];
-    size_t n = frame(in, 1, 0, DX_OP_TEXT, "ab\xe2\x82", 4, 0);
+    size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_TEXT, "ab\xe2\x82", 4, 0);
     CHECK_EQ_INT(feed(c, &r, in, n, 0), DX_EUTF8);
     CHECK(r.nmsgs == 0 && r.close_code == 1007);
     dx_conn_free(c);
     /* Binary messages are not checked. */
     memset(&r, 0, sizeof r);
     c = mk(DX_ROLE_CLIENT, &r, 0, 0);
-    n = frame(in, 1, 0, DX_OP_BINARY, "\xff\xfe", 2, 0);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_BINARY, "\xff\xfe", 2, 0);
     CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
     CHECK(r.nmsgs == 1);
     rec_clear(&r);
@@ -786,16 +760,16 @@ static void test_max_message(void) {
     memset(&r, 0, sizeof r);
     c = mk(DX_ROLE_CLIENT, &r, 100, 0);
     uint8_t pl[60] = {0};
-    size_t n = frame(in, 0, 0, DX_OP_BINARY, pl, 60, 0);
+    size_t n = dx_t_peer_frame(in, 0, 0, DX_OP_BINARY, pl, 60, 0);
     CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
-    n = frame(in, 1, 0, DX_OP_CONT, pl, 60, 0);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_CONT, pl, 60, 0);
     CHECK_EQ_INT(feed(c, &r, in, 2, 0), DX_ETOOBIG);
     CHECK(r.close_code == 1009 && r.nmsgs == 0);
     dx_conn_free(c);
     /* Exactly the limit passes. */
     memset(&r, 0, sizeof r);
     c = mk(DX_ROLE_CLIENT, &r, 60, 0);
-    n = frame(in, 1, 0, DX_OP_BINARY, pl, 60, 0);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_BINARY, pl, 60, 0);
     CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
     CHECK(r.nmsgs == 1);
     rec_clear(&r);
@@ -1061,7 +1035,7 @@ static void test_reassembly_memory(void) {
     uint8_t *pl = malloc(65536);
     for (int i = 0; i < 65536; i++)
         pl[i] = (uint8_t)i;
-    size_t n = frame(in, 1, 0, DX_OP_BINARY, pl, 65536, 0);
+    size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_BINARY, pl, 65536, 0);
     CHECK_EQ_INT(feed(c, &r, in, 100, 0), 0);
     CHECK(live_allocs == 2 && last_size <= 256);
     CHECK_EQ_INT(feed(c, &r, in + 100, n - 100, 0), 0);
@@ -1091,7 +1065,7 @@ static void test_garbage(void) {
                 size_t len = dx_t_rand() % 130;
                 for (size_t i = 0; i < len; i++)
                     pl[i] = (uint8_t)(dx_t_rand() % 128);
-                n += frame(in + n, (int)(dx_t_rand() % 2), 0, ops[dx_t_rand() % 6], pl, len,
+                n += dx_t_peer_frame(in + n, (int)(dx_t_rand() % 2), 0, ops[dx_t_rand() % 6], pl, len,
                            role == DX_ROLE_SERVER);
             }
             for (int k = 0; k < 3; k++)

@@ -11,6 +11,7 @@
 
 #include "core/deflate.h"
 #include "core/outq.h"
+#include "conn_test.h"
 #include "test.h"
 
 /* ---- allocation hooks: live bytes, peak, fail the Nth ------------------- */
@@ -166,26 +167,7 @@ static dx_conn *mk(enum dx_role role, rec *r, uint64_t max, int stream, const dx
 
 /* ---- bytes -------------------------------------------------------------- */
 
-typedef struct bytes {
-    uint8_t *p;
-    size_t len;
-} bytes;
-
-static bytes take(dx_conn *c) {
-    bytes b = {malloc(dx_conn_buffered(c) + 1), 0};
-    struct iovec iov[4];
-    int n;
-    while ((n = dx_conn_out_iov(c, iov, 4)) > 0) {
-        size_t got = 0;
-        for (int i = 0; i < n; i++) {
-            memcpy(b.p + b.len, iov[i].iov_base, iov[i].iov_len);
-            b.len += iov[i].iov_len;
-            got += iov[i].iov_len;
-        }
-        dx_conn_out_consume(c, got);
-    }
-    return b;
-}
+typedef dx_t_bytes bytes;
 
 /* Feeds p in pieces: `step` bytes each, 0 for all at once, SIZE_MAX for
  * random sizes. Returns the first error or 0. */
@@ -208,18 +190,12 @@ static int64_t feed(dx_conn *c, uint8_t *p, size_t len, size_t step) {
 }
 
 static int64_t pump(dx_conn *from, dx_conn *to, size_t step) {
-    bytes b = take(from);
+    bytes b = dx_t_take(from, 4);
     int64_t rc = feed(to, b.p, b.len, step);
     free(b.p);
     return rc;
 }
 
-/* One frame as a peer writes it (masked with a fixed key when `mask`). */
-static size_t frame(uint8_t *out, int fin, int rsv, int op, const void *payload, size_t len,
-                    int mask) {
-    static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
-    return dx_t_frame(out, fin, rsv, op, payload, len, mask ? key : NULL);
-}
 
 /* The frames of `b`: first byte (FIN, RSV, opcode) of each, up to `max`. */
 static int frame_heads(const bytes *b, uint8_t *heads, int max) {
@@ -316,7 +292,7 @@ static void test_rfc_examples(void) {
     REQUIRE(c);
     CHECK_EQ_INT(dx_conn_send(c, DX_OP_TEXT, "Hello", 5), 0);
     CHECK_EQ_INT(dx_conn_send(c, DX_OP_TEXT, "Hello", 5), 0);
-    bytes w = take(c);
+    bytes w = dx_t_take(c, 4);
     CHECK(w.len == sizeof a + sizeof b && !memcmp(w.p, a, sizeof a) &&
           !memcmp(w.p + sizeof a, b, sizeof b));
     free(w.p);
@@ -324,7 +300,7 @@ static void test_rfc_examples(void) {
     /* Without takeover, "Hello" does not shrink: it goes as it is. */
     c = mk(DX_ROLE_SERVER, &r, 0, 0, &nct, &one);
     CHECK_EQ_INT(dx_conn_send(c, DX_OP_TEXT, "Hello", 5), 0);
-    w = take(c);
+    w = dx_t_take(c, 4);
     CHECK(w.len == 7 && w.p[0] == 0x81 && !memcmp(w.p + 2, "Hello", 5));
     free(w.p);
     one.threshold = 0; /* the default */
@@ -332,7 +308,7 @@ static void test_rfc_examples(void) {
     c = mk(DX_ROLE_SERVER, &r, 0, 0, &nct, &one);
     CHECK_EQ_INT(dx_conn_send_fragment(c, DX_OP_TEXT, "Hel", 3, 0), 0);
     CHECK_EQ_INT(dx_conn_send_fragment(c, DX_OP_TEXT, "lo", 2, 1), 0);
-    w = take(c);
+    w = dx_t_take(c, 4);
     uint8_t heads[4];
     CHECK_EQ_INT(frame_heads(&w, heads, 4), 2);
     CHECK_EQ_INT(heads[0], 0x01); /* small: the message goes uncompressed */
@@ -431,7 +407,7 @@ static void test_wire(void) {
     CHECK_EQ_INT(dx_conn_send_fragment(s, DX_OP_TEXT, text + 3000, 1000, 1), 0);
     CHECK_EQ_INT(dx_conn_pong(s, text, 100), 0);
     CHECK_EQ_INT(dx_conn_close(s, 1000, "bye", 3), 0);
-    bytes w = take(s);
+    bytes w = dx_t_take(s, 4);
     uint8_t h[16];
     CHECK_EQ_INT(frame_heads(&w, h, 16), 9);
     CHECK_EQ_INT(h[0], 0x81); /* under the threshold */
@@ -451,7 +427,7 @@ static void test_wire(void) {
     dx_deflate_params keep = params(0, 0, 15, 15);
     s = mk(DX_ROLE_SERVER, &r, 0, 0, &keep, NULL);
     CHECK_EQ_INT(dx_conn_send(s, DX_OP_BINARY, noise, 4000), 0);
-    w = take(s);
+    w = dx_t_take(s, 4);
     CHECK_EQ_INT(frame_heads(&w, h, 16), 1);
     CHECK_EQ_INT(h[0], 0xc2);
     free(w.p);
@@ -460,7 +436,7 @@ static void test_wire(void) {
     dx_deflate_config never = {.enable = 1, .threshold = SIZE_MAX};
     s = mk(DX_ROLE_SERVER, &r, 0, 0, &keep, &never);
     CHECK_EQ_INT(dx_conn_send(s, DX_OP_TEXT, text, 4000), 0);
-    w = take(s);
+    w = dx_t_take(s, 4);
     CHECK_EQ_INT(frame_heads(&w, h, 16), 1);
     CHECK_EQ_INT(h[0], 0x81);
     free(w.p);
@@ -483,14 +459,14 @@ static void test_rsv1_errors(void) {
         REQUIRE(s);
         size_t n;
         if (t == 0) {
-            n = frame(buf, 1, 4, DX_OP_TEXT, hello.p, hello.len, 1);
+            n = dx_t_peer_frame(buf, 1, 4, DX_OP_TEXT, hello.p, hello.len, 1);
         } else if (t == 1) {
-            n = frame(buf, 0, 4, DX_OP_TEXT, hello.p, 2, 1);
-            n += frame(buf + n, 1, 4, DX_OP_CONT, hello.p + 2, hello.len - 2, 1);
+            n = dx_t_peer_frame(buf, 0, 4, DX_OP_TEXT, hello.p, 2, 1);
+            n += dx_t_peer_frame(buf + n, 1, 4, DX_OP_CONT, hello.p + 2, hello.len - 2, 1);
         } else if (t == 2) {
-            n = frame(buf, 1, 4, DX_OP_PING, "x", 1, 1);
+            n = dx_t_peer_frame(buf, 1, 4, DX_OP_PING, "x", 1, 1);
         } else {
-            n = frame(buf, 1, 2, DX_OP_TEXT, hello.p, hello.len, 1); /* RSV2: not ours */
+            n = dx_t_peer_frame(buf, 1, 2, DX_OP_TEXT, hello.p, hello.len, 1); /* RSV2: not ours */
         }
         CHECK_EQ_INT(feed(s, buf, n, 0), DX_EPROTO);
         CHECK_EQ_INT(r.code, 1002);
@@ -516,8 +492,8 @@ static void test_corrupt(void) {
         dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, stream, &p, NULL);
         REQUIRE(s);
         uint8_t buf[64];
-        size_t n = utf ? frame(buf, 1, 4, op, badutf.p, badutf.len, 1)
-                       : frame(buf, 1, 4, op, junk, sizeof junk, 1);
+        size_t n = utf ? dx_t_peer_frame(buf, 1, 4, op, badutf.p, badutf.len, 1)
+                       : dx_t_peer_frame(buf, 1, 4, op, junk, sizeof junk, 1);
         int64_t rc = feed(s, buf, n, step);
         CHECK(rc == (utf ? DX_EUTF8 : DX_EEXT));
         CHECK_EQ_INT(r.code, op == DX_OP_TEXT ? 1007 : 1002);
@@ -539,7 +515,7 @@ static void test_bomb(void) {
     free(zeros);
     CHECK(z.len < 128 * 1024);
     uint8_t *wire = malloc(z.len + 16);
-    size_t n = frame(wire, 1, 4, DX_OP_BINARY, z.p, z.len, 1);
+    size_t n = dx_t_peer_frame(wire, 1, 4, DX_OP_BINARY, z.p, z.len, 1);
     dx_deflate_params p = params(1, 1, 15, 15), keep = params(0, 0, 15, 15);
     const uint64_t limit = 1u << 20;
     for (int t = 0; t < 6; t++) {
@@ -570,7 +546,7 @@ static void test_bomb(void) {
     memset(ones, 'a', limit);
     bytes ok = zip(ones, limit, 6, 0, NULL, 0);
     uint8_t *w2 = malloc(ok.len + 16);
-    size_t n2 = frame(w2, 1, 4, DX_OP_TEXT, ok.p, ok.len, 1);
+    size_t n2 = dx_t_peer_frame(w2, 1, 4, DX_OP_TEXT, ok.p, ok.len, 1);
     rec r = {0};
     dx_conn *s = mk(DX_ROLE_SERVER, &r, limit, 0, &p, NULL);
     CHECK_EQ_INT(feed(s, w2, n2, 0), 0);
@@ -644,8 +620,8 @@ static void test_stream_mode(void) {
     uint8_t *text = content(300000, 0);
     bytes z = zip(text, 300000, 6, 0, NULL, 0);
     uint8_t *wire = malloc(z.len + 64);
-    size_t n = frame(wire, 0, 4, DX_OP_TEXT, z.p, z.len / 2, 1);
-    n += frame(wire + n, 1, 0, DX_OP_CONT, z.p + z.len / 2, z.len - z.len / 2, 1);
+    size_t n = dx_t_peer_frame(wire, 0, 4, DX_OP_TEXT, z.p, z.len / 2, 1);
+    n += dx_t_peer_frame(wire + n, 1, 0, DX_OP_CONT, z.p + z.len / 2, z.len - z.len / 2, 1);
     for (int step = 0; step < 2; step++) {
         rec r = {0};
         dx_conn *s = mk(DX_ROLE_SERVER, &r, 0, 1, &p, NULL);
@@ -674,9 +650,9 @@ static void test_bfinal_keeps_context(void) {
     bytes z1 = zip(m1, strlen(m1), 6, 1, NULL, 0);        /* ends with BFINAL */
     bytes z2 = zip(m1, strlen(m1), 6, 0, m1, strlen(m1)); /* refers back to m1 */
     uint8_t buf[256];
-    size_t n = frame(buf, 1, 4, DX_OP_TEXT, z1.p, z1.len, 0);
+    size_t n = dx_t_peer_frame(buf, 1, 4, DX_OP_TEXT, z1.p, z1.len, 0);
     CHECK_EQ_INT(feed(c, buf, n, 0), 0);
-    n = frame(buf, 1, 4, DX_OP_TEXT, z2.p, z2.len, 0);
+    n = dx_t_peer_frame(buf, 1, 4, DX_OP_TEXT, z2.p, z2.len, 0);
     CHECK(z2.len < 16); /* it really is a back-reference */
     CHECK_EQ_INT(feed(c, buf, n, 0), 0);
     CHECK_EQ_INT(r.n, 2);
@@ -695,7 +671,7 @@ static void test_reentrant(void) {
     uint8_t *text = content(50000, 0);
     bytes z = zip(text, 50000, 6, 0, NULL, 0);
     uint8_t *w = malloc(z.len + 16);
-    size_t n = frame(w, 1, 4, DX_OP_TEXT, z.p, z.len, 1);
+    size_t n = dx_t_peer_frame(w, 1, 4, DX_OP_TEXT, z.p, z.len, 1);
     rec r1 = {.echo = 1}, r2 = {0};
     dx_conn *a = mk(DX_ROLE_SERVER, &r1, 0, 0, &p, NULL);
     dx_conn *b = mk(DX_ROLE_SERVER, &r2, 0, 0, &p, NULL);
@@ -796,7 +772,7 @@ static void test_shared_frames(void) {
         dx_conn *c = mk(DX_ROLE_CLIENT, &rc, 0, 0, k[i].deflate ? &k[i].p : NULL, NULL);
         REQUIRE(s && c);
         CHECK_EQ_INT(dx_conn_send_shared(s, sh), 0);
-        wires[i] = take(s);
+        wires[i] = dx_t_take(s, 4);
         CHECK_EQ_INT(wires[i].p[0], k[i].want_rsv1 ? 0xc1 : 0x81);
         uint8_t *copy = malloc(wires[i].len);
         memcpy(copy, wires[i].p, wires[i].len);
