@@ -12,23 +12,15 @@
 //   5. a message the server refuses shows "failed" and a Resend button.
 // Usage: node chat.mjs DUPLEX UI_DIR WORK_DIR ARTIFACT_DIR
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
-const require = createRequire(path.join(root, 'package.json'));
-const { chromium } = require('playwright-core');
+import { check, chromium, chromiumOptions, finish } from './browser.mjs';
 
 const [duplex, uiDir, work, artifacts] = process.argv.slice(2);
 const slow = process.env.DX_SANITIZE === '1' || process.env.DX_SANITIZE === 'ON';
 const T = slow ? 40000 : 20000; // per wait
-let failed = 0;
-const check = (ok, what) => {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-};
 
 const freePort = () =>
   new Promise((resolve, reject) => {
@@ -103,13 +95,7 @@ const port = await freePort();
 await startServer(port);
 const base = `http://127.0.0.1:${port}`;
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync',
-         '--font-render-hinting=none'],
-});
+const browser = await chromium.launch(chromiumOptions({ args: ['--font-render-hinting=none'] }));
 
 // Messages of the open conversation: [{text, status, cid}].
 const shown = (page) => page.$$eval('#msgs li.msg', (els) => els.map((e) => ({
@@ -281,5 +267,4 @@ try {
     check(code === 0, `server exits 0 on SIGTERM (${code})`);
   }
 }
-console.log(failed ? `${failed} checks failed` : 'all checks passed');
-process.exit(failed ? 1 : 0);
+finish();

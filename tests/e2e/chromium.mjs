@@ -1,27 +1,14 @@
 // Headless Chromium against `duplex serve`: the test page exchanges text and
 // binary and closes with 3001; then a screenshot of the echo page in use.
 // Usage: node chromium.mjs TEST_PORT ECHO_PORT PROFILE_DIR SCREENSHOT
-import { createRequire } from 'node:module';
-import path from 'node:path';
-
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
-const require = createRequire(path.join(root, 'package.json'));
-const { chromium } = require('playwright-core');
+import { check, chromium, chromiumOptions, finish } from './browser.mjs';
 
 const [testPort, echoPort, profile, shot] = process.argv.slice(2);
-let failed = 0;
-const check = (ok, what) => {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-};
 
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 900, height: 640 },
-});
+const ctx = await chromium.launchPersistentContext(
+  profile,
+  chromiumOptions({ viewport: { width: 900, height: 640 } }),
+);
 try {
   const page = await ctx.newPage();
   page.on('console', (m) => console.log(`  [page] ${m.text()}`));
@@ -49,5 +36,4 @@ try {
 } finally {
   await ctx.close();
 }
-console.log(failed ? `${failed} checks failed` : 'all checks passed');
-process.exit(failed ? 1 : 0);
+finish();

@@ -5,26 +5,11 @@
 // Usage: node deflate_chromium.mjs PROFILE_DIR PORT:EXPECT...
 //   EXPECT: a comma-separated list of parameters ws.extensions must hold
 //   ("-" for none beyond permessage-deflate), or "off" for no extension.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
-const require = createRequire(path.join(root, 'package.json'));
-const { chromium } = require('playwright-core');
+import { check, chromium, chromiumOptions, finish } from './browser.mjs';
 
 const [profile, ...targets] = process.argv.slice(2);
-let failed = 0;
-const check = (ok, what) => {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-};
 
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const ctx = await chromium.launchPersistentContext(profile, chromiumOptions());
 try {
   const page = await ctx.newPage();
   for (const t of targets) {
@@ -68,5 +53,4 @@ try {
 } finally {
   await ctx.close();
 }
-console.log(failed ? `${failed} checks failed` : 'all checks passed');
-process.exit(failed ? 1 : 0);
+finish();

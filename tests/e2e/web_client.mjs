@@ -10,22 +10,13 @@
 //     timers so a leak is a number.
 // Usage: node web_client.mjs SITE_DIR   (env DUPLEX: the duplex command)
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { check, chromium, chromiumOptions, fail, finish } from './browser.mjs';
 
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
-const require = createRequire(path.join(root, 'package.json'));
-const { chromium } = require('playwright-core');
 const duplex = process.env.DUPLEX;
 const [site] = process.argv.slice(2);
 const slow = process.env.DX_SANITIZE === '1' || process.env.DX_SANITIZE === 'TRUE' ? 3 : 1;
 const T = (ms) => ms * slow;
 
-let failed = 0;
-const check = (ok, what) => {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the server ---------------------------------------------------------
@@ -91,12 +82,7 @@ function instrument() {
 
 await startServer();
 const base = () => `http://127.0.0.1:${port}`;
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await chromium.launch(chromiumOptions());
 try {
   const ctx = await browser.newContext();
   await ctx.addInitScript(instrument);
@@ -104,7 +90,7 @@ try {
   // ---- 1. DuplexSocket ------------------------------------------------
   const page = await ctx.newPage();
   page.on('console', (m) => console.log(`  [page] ${m.text()}`));
-  page.on('pageerror', (e) => { console.log(`  [page error] ${e.message}`); failed++; });
+  page.on('pageerror', (e) => { console.log(`  [page error] ${e.message}`); fail(); });
   await page.goto(`${base()}/`);
   const wait = (fn, arg, ms = 15000) => page.waitForFunction(fn, arg, { timeout: T(ms) });
   const state = () => page.evaluate(() => window.t.state());
@@ -194,7 +180,7 @@ try {
   // ---- 2. useDuplex under StrictMode --------------------------------------
   const rp = await ctx.newPage();
   rp.on('console', (m) => { if (m.type() === 'error') console.log(`  [react] ${m.text()}`); });
-  rp.on('pageerror', (e) => { console.log(`  [react error] ${e.message}`); failed++; });
+  rp.on('pageerror', (e) => { console.log(`  [react error] ${e.message}`); fail(); });
   await rp.goto(`${base()}/react/`);
   const rwait = (fn, arg, ms = 15000) => rp.waitForFunction(fn, arg, { timeout: T(ms) });
   const leak = () => rp.evaluate(() => ({ made: window.leak.made(), live: window.leak.live(), timers: window.leak.timers() }));
@@ -278,5 +264,4 @@ try {
     if (code !== 0) console.log(proc.log());
   }
 }
-console.log(failed ? `${failed} checks failed` : 'all checks passed');
-process.exit(failed ? 1 : 0);
+finish();
