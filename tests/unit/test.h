@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 static int dx_t_failed_checks, dx_t_passed, dx_t_failed, dx_t_cur_failed;
 static const char *dx_t_name;
@@ -90,6 +92,25 @@ static inline size_t dx_t_frame(uint8_t *out, int fin, int rsv, int op, const vo
     for (size_t k = 0; k < len; k++)
         out[i + k] = key ? (uint8_t)(src[k] ^ key[k & 3]) : src[k];
     return i + len;
+}
+
+/* Monotonic milliseconds, for deadlines and for checking when things fired. */
+static inline uint64_t dx_t_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Writes all of p on a blocking socket (no SIGPIPE): 0, or -1. */
+static inline int dx_t_write_all(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w <= 0) return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
 }
 
 #define TEST_DONE() \

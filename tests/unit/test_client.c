@@ -23,12 +23,6 @@
 
 #define IO_MS 3000 /* any single server-side wait */
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- the scripted server -------------------------------------------------- */
 
 typedef struct srv srv;
@@ -73,23 +67,12 @@ static int rd(int fd, void *buf, size_t n) {
     return 0;
 }
 
-static int wr(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* 1 when the peer closed (EOF or reset) within ms. */
 static int expect_eof(int fd, int ms) {
     uint8_t b[4096];
-    uint64_t end = now_ms() + (uint64_t)ms;
+    uint64_t end = dx_t_now_ms() + (uint64_t)ms;
     for (;;) {
-        uint64_t t = now_ms();
+        uint64_t t = dx_t_now_ms();
         if (t >= end || !wait_in(fd, (int)(end - t))) return 0;
         ssize_t r = recv(fd, b, sizeof b, 0);
         if (r <= 0) return 1;
@@ -121,7 +104,7 @@ static int send_frame(int fd, int fin, int op, const void *data, size_t n, int m
     uint8_t *b = malloc(n + 14);
     if (!b) return -1;
     size_t k = build_frame(b, fin, op, data, n, mask);
-    int rc = wr(fd, b, k);
+    int rc = dx_t_write_all(fd, b, k);
     free(b);
     return rc;
 }
@@ -217,7 +200,7 @@ static void answer_101(srv *s, int fd, const char *extra, const void *tail, size
     uint8_t *b = malloc((size_t)n + tail_len);
     memcpy(b, head, (size_t)n);
     if (tail_len) memcpy(b + n, tail, tail_len);
-    SCHECK(s, wr(fd, b, (size_t)n + tail_len) == 0);
+    SCHECK(s, dx_t_write_all(fd, b, (size_t)n + tail_len) == 0);
     free(b);
 }
 
@@ -375,7 +358,7 @@ static void cb_close(dx_client *c, void *user, uint16_t code, const char *reason
     memcpy(r->reason, reason, r->reason_len);
     r->reason[r->reason_len] = 0;
     r->clean = clean;
-    r->t_close = now_ms();
+    r->t_close = dx_t_now_ms();
     if (dx_client_ready_state(c) != DX_CLOSED) r->hook_fails++;
     if (r->on_close_hook) r->on_close_hook(r);
     dx_loop_stop(r->loop);
@@ -408,7 +391,7 @@ static void run(srv *s, dx_client_config *cfg, rec *r, const char *url, int guar
     cfg->on_pong = cb_pong;
     cfg->on_error = cb_error;
     cfg->on_close = cb_close;
-    r->t_start = now_ms();
+    r->t_start = dx_t_now_ms();
     r->in_call = 1;
     r->c = dx_client_new(r->loop, cfg);
     r->in_call = 0;
@@ -542,7 +525,7 @@ static void test_url_and_state(void) {
 static void script_canned(srv *s, int fd) {
     SCHECK(s, read_request(s, fd) == 0);
     if (s->arg) {
-        SCHECK(s, wr(fd, s->arg, strlen(s->arg)) == 0);
+        SCHECK(s, dx_t_write_all(fd, s->arg, strlen(s->arg)) == 0);
         SCHECK(s, expect_eof(fd, IO_MS));
     }
 }

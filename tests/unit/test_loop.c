@@ -23,12 +23,6 @@ static void guard_start(dx_loop *loop, dx_timer *g, uint64_t ms) {
     dx_timer_start(loop, g, ms);
 }
 
-static uint64_t real_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- timers fire in order, never early ---- */
 
 typedef struct order_timer {
@@ -44,7 +38,7 @@ static int order_seen[8], order_count, order_total;
 static void on_order(dx_loop *loop, dx_timer *t) {
     order_timer *ot = (order_timer *)t;
     ot->fired_now = dx_loop_now(loop);
-    ot->fired_real = real_ms();
+    ot->fired_real = dx_t_now_ms();
     order_seen[order_count++] = ot->id;
     if (order_count == order_total) dx_loop_stop(loop);
 }
@@ -59,7 +53,7 @@ static void test_timers_order(void) {
     order_timer ts[6];
     order_count = 0;
     order_total = 6;
-    uint64_t start_now = dx_loop_now(loop), start_real = real_ms();
+    uint64_t start_now = dx_loop_now(loop), start_real = dx_t_now_ms();
     for (int i = 0; i < 6; i++) {
         dx_timer_init(&ts[i].t, on_order);
         ts[i].after = afters[i];

@@ -22,12 +22,6 @@
 
 #define WAIT_MS 15000 /* any single wait: generous for ASan on a loaded machine */
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- the misbehaving server (its own thread and loop) ---------------------- */
 
 typedef struct tsrv {
@@ -319,7 +313,7 @@ static void c_close(dx_client *c, void *user, uint16_t code, const char *reason,
         r->states[r->nclose] = dx_client_ready_state(c);
     }
     r->nclose++;
-    r->t_close = now_ms();
+    r->t_close = dx_t_now_ms();
     if (dx_client_ready_state(c) != DX_CONNECTING && dx_client_ready_state(c) != DX_CLOSED)
         violation(r, "on_close in a state other than CONNECTING or CLOSED");
 }
@@ -443,7 +437,7 @@ static void test_heartbeat_detects_dead_server(void) {
     CHECK_EQ_INT(count(&r, 'X'), 0);
     CHECK_EQ_INT(dx_client_ready_state(r.c), DX_OPEN);
     srv_freeze(&s);
-    uint64_t t_freeze = now_ms();
+    uint64_t t_freeze = dx_t_now_ms();
     CHECK(wait_ev(&r, 'X', 1));
     uint64_t took = r.t_close - t_freeze;
     srv_thaw(&s);

@@ -308,17 +308,6 @@ static void cl_free(client *c) {
     free(c);
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Reads more bytes into the buffer: > 0, 0 on EOF, -1 on error/timeout. */
 static int cl_fill(client *c) {
     if (c->len == sizeof c->buf) return -1;
@@ -378,7 +367,7 @@ static int cl_upgrade(client *c, const char *target, const char *extra, char *re
              "GET %s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
              target, KEY, extra ? extra : "");
-    int w = write_all(c->fd, req, strlen(req));
+    int w = dx_t_write_all(c->fd, req, strlen(req));
     free(req);
     if (w) return -1;
     char tmp[4096];
@@ -419,7 +408,7 @@ static int cl_frame(client *c, int fin, int op, const void *data, size_t n, int 
     const uint8_t *d = data;
     for (size_t i = 0; i < n; i++)
         p[h + i] = mask ? d[i] ^ key[i & 3] : d[i];
-    int r = write_all(c->fd, p, h + n);
+    int r = dx_t_write_all(c->fd, p, h + n);
     free(p);
     return r;
 }
@@ -525,7 +514,7 @@ static int expect_eof(client *c) {
 static int http_req(int port, const char *req, char *out, size_t cap) {
     client *c = cl_connect(port);
     if (!c) return -1;
-    write_all(c->fd, req, strlen(req));
+    dx_t_write_all(c->fd, req, strlen(req));
     int st = cl_http_response(c, out, cap);
     cl_free(c);
     return st;
@@ -601,7 +590,7 @@ static void fragments_and_pings(void) {
     for (int i = 0; i < 5; i++)
         frame[6 + i] = (uint8_t)("slow!"[i] ^ key[i & 3]);
     for (int i = 0; i < 11; i++) {
-        CHECK(write_all(c->fd, frame + i, 1) == 0);
+        CHECK(dx_t_write_all(c->fd, frame + i, 1) == 0);
         usleep(2000);
     }
     CHECK(expect_text(c, "slow!"));
@@ -708,7 +697,7 @@ static void handshake_errors(void) {
     const char *bad_key =
         "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    write_all(c->fd, bad_key, strlen(bad_key));
+    dx_t_write_all(c->fd, bad_key, strlen(bad_key));
     CHECK_EQ_INT(cl_http_response(c, resp, sizeof resp), 400);
     CHECK(strcasestr(resp, "key") != NULL);
     cl_free(c);
@@ -718,7 +707,7 @@ static void handshake_errors(void) {
     const char *v12 =
         "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 12\r\n\r\n";
-    write_all(c->fd, v12, strlen(v12));
+    dx_t_write_all(c->fd, v12, strlen(v12));
     CHECK_EQ_INT(cl_http_response(c, resp, sizeof resp), 426);
     CHECK(strstr(resp, "Sec-WebSocket-Version: 13") != NULL);
     cl_free(c);
@@ -837,7 +826,7 @@ static void http_routes(void) {
     client *c = cl_connect(sp.port);
     REQUIRE(c);
     const char *g = "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n";
-    write_all(c->fd, g, strlen(g));
+    dx_t_write_all(c->fd, g, strlen(g));
     size_t total = 0;
     uint8_t chunk[65536];
     ssize_t k;
@@ -1049,13 +1038,13 @@ static void frames_with_handshake(void) {
                      "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
                      KEY);
-    CHECK(write_all(c->fd, req, 20) == 0);
+    CHECK(dx_t_write_all(c->fd, req, 20) == 0);
     usleep(20000);
     uint8_t frame[11] = {0x81, 0x85, 1, 2, 3, 4};
     for (int i = 0; i < 5; i++)
         frame[6 + i] = (uint8_t)("early"[i] ^ frame[2 + (i & 3)]);
     memcpy(req + n, frame, sizeof frame);
-    CHECK(write_all(c->fd, req + 20, (size_t)n - 20 + sizeof frame) == 0);
+    CHECK(dx_t_write_all(c->fd, req + 20, (size_t)n - 20 + sizeof frame) == 0);
     char r[2048];
     CHECK_EQ_INT(cl_http_response(c, r, sizeof r), 101);
     CHECK(expect_text(c, "early"));

@@ -90,12 +90,6 @@ typedef struct side {
     char why_copy[256];
 } side;
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static short poll_bits(unsigned want) {
     return (short)(((want & DX_IO_READ) ? POLLIN : 0) | ((want & DX_IO_WRITE) ? POLLOUT : 0));
 }
@@ -142,8 +136,8 @@ static int open_pair(dx_tls_ctx *sctx, dx_tls_ctx *cctx, const char *sni, side *
     cli->t = dx__tls_new(cctx, cli->fd, 0, sni);
     if (!srv->t || !cli->t) return 0;
     side *sides[2] = {srv, cli};
-    uint64_t deadline = now_ms() + 5000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = dx_t_now_ms() + 5000;
+    while (dx_t_now_ms() < deadline) {
         for (int i = 0; i < 2; i++) {
             side *s = sides[i];
             if (s->done || s->rc) continue;
@@ -171,8 +165,8 @@ static void close_pair(side *srv, side *cli) {
 /* Reads exactly `len` bytes on `r`, keeping `w` moving if it needs to. */
 static int64_t read_all(side *r, void *buf, size_t len) {
     size_t got = 0;
-    uint64_t deadline = now_ms() + 5000;
-    while (got < len && now_ms() < deadline) {
+    uint64_t deadline = dx_t_now_ms() + 5000;
+    while (got < len && dx_t_now_ms() < deadline) {
         unsigned want = DX_IO_READ;
         int64_t n = dx__tls_read(r->t, (char *)buf + got, len - got, &want);
         if (n > 0) {
@@ -257,8 +251,8 @@ static void test_bulk_partial_writes(void) {
     static const size_t piece[] = {2, 125, 4, 70000, 10, 3, 16384, 1, 9000, 40000};
     size_t woff = 0, roff = 0;
     int busy = 0, partial = 0;
-    uint64_t deadline = now_ms() + 15000;
-    while (roff < total && now_ms() < deadline) {
+    uint64_t deadline = dx_t_now_ms() + 15000;
+    while (roff < total && dx_t_now_ms() < deadline) {
         unsigned wwant = 0, rwant = DX_IO_READ;
         /* Write until the socket is full, then read a little. */
         while (woff < total) {
