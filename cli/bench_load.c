@@ -33,6 +33,7 @@
 #include <duplex/loop.h> /* DX_IO_READ, DX_IO_WRITE: what TLS waits for */
 #include <duplex/mask.h>
 
+#include "io/net.h"
 #include "io/tls.h"
 
 #define RBUF_SIZE (256 * 1024)
@@ -204,42 +205,26 @@ static void mark_dirty(bthread *t, bconn *c) {
     t->dirty[t->ndirty++] = c;
 }
 
-/* The socket's bytes, through TLS for wss://: > 0 read, 0 at the end,
- * -1 when it would block, -2 on an error. */
-static ssize_t io_read(bconn *c, void *buf, size_t cap) {
-    if (c->tls) {
-        int64_t n = dx__tls_read(c->tls, buf, cap, &c->tls_want);
-        return n >= 0 ? (ssize_t)n : n == DX_EBUSY ? -1 : -2;
-    }
-    for (;;) {
-        ssize_t n = read(c->fd, buf, cap);
-        if (n >= 0) return n;
-        if (errno != EINTR) return errno == EAGAIN ? -1 : -2;
-    }
+/* The socket's bytes, through TLS for wss://, as io/net.h reads them:
+ * > 0, 0 at the end, DX_EBUSY when it would block, another error < 0. */
+static int64_t io_read(bconn *c, void *buf, size_t cap) {
+    return c->tls ? dx__tls_read(c->tls, buf, cap, &c->tls_want) : dx__read(c->fd, buf, cap);
 }
 
-/* Like io_read: bytes taken, -1 would block, -2 error. A TLS write that
- * took part or none is retried from the same bytes (tls.h asks it), which
- * the output buffer, written from its head, does. */
-static ssize_t io_write(bconn *c, const void *buf, size_t len) {
-    if (c->tls) {
-        struct iovec iov = {(void *)buf, len};
-        int64_t n = dx__tls_writev(c->tls, &iov, 1, &c->tls_want);
-        return n >= 0 ? (ssize_t)n : n == DX_EBUSY ? -1 : -2;
-    }
-    for (;;) {
-        ssize_t n = write(c->fd, buf, len);
-        if (n >= 0) return n;
-        if (errno != EINTR) return errno == EAGAIN ? -1 : -2;
-    }
+/* Like io_read: bytes taken, DX_EBUSY, or an error. A TLS write that took
+ * part or none is retried from the same bytes (tls.h asks it), which the
+ * output buffer, written from its head, does. */
+static int64_t io_write(bconn *c, const void *buf, size_t len) {
+    struct iovec iov = {(void *)buf, len};
+    return c->tls ? dx__tls_writev(c->tls, &iov, 1, &c->tls_want) : dx__writev(c->fd, &iov, 1);
 }
 
 /* Writes what is queued; watches for writability while some is left. */
 static void flush(bthread *t, bconn *c) {
     c->tls_want = 0;
     while (c->ooff < c->olen) {
-        ssize_t w = io_write(c, c->obuf + c->ooff, c->olen - c->ooff);
-        if (w == -1) break;
+        int64_t w = io_write(c, c->obuf + c->ooff, c->olen - c->ooff);
+        if (w == DX_EBUSY) break;
         if (w < 0) {
             conn_end(t, c, "write failed");
             return;
@@ -489,8 +474,8 @@ static void refill(bthread *t, bconn *c) {
 
 static void read_frames(bthread *t, bconn *c) {
     for (;;) {
-        ssize_t n = io_read(c, t->rbuf, RBUF_SIZE);
-        if (n == -1) break;
+        int64_t n = io_read(c, t->rbuf, RBUF_SIZE);
+        if (n == DX_EBUSY) break;
         if (n < 0) {
             conn_end(t, c, "read failed (reset?)");
             return;
@@ -652,8 +637,8 @@ static void read_upgrade(bthread *t, bconn *c) {
         conn_end(t, c, "out of memory");
         return;
     }
-    ssize_t n = io_read(c, c->hs + c->hs_len, HS_MAX - c->hs_len);
-    if (n == -1) return;
+    int64_t n = io_read(c, c->hs + c->hs_len, HS_MAX - c->hs_len);
+    if (n == DX_EBUSY) return;
     if (n <= 0) {
         conn_end(t, c, "the server closed during the upgrade");
         return;
