@@ -140,6 +140,13 @@ typedef struct dx_server_config {
     int reuseport;
     int backlog;
 
+    /* Open WebSockets on plain TCP move from epoll to the loop's io_uring
+     * when the kernel has what it needs (Linux 6.15): bytes arrive with
+     * their completion and sends leave with the next wait, one system call
+     * per echo instead of three. 1 keeps every socket on epoll; so does
+     * DUPLEX_NO_IO_URING=1 in the environment. */
+    int epoll_only;
+
     /* TLS (wss:// and https://): PEM certificate chain and private key.
      * Both or neither. */
     const char *cert_file;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "io/uring.h"
 
 #define DX_LOOP_BATCH 256
 #define DX_LOOP_RBUF_DEFAULT ((size_t)256 * 1024)
@@ -84,6 +85,12 @@ struct dx_loop {
 
     uint8_t *rbuf;
     size_t rbuf_cap;
+
+    /* The io_uring (io/uring.h), made when a socket first asks for it;
+     * the loop then waits there, epoll's events coming in through it. */
+    dx__uring *ring;
+    int ring_tried;
+    int ring_wanted; /* made at the top of the next iteration */
 };
 
 static uint64_t clock_ms(void) {
@@ -412,6 +419,7 @@ void dx_loop_free(dx_loop *loop) {
         dx__free(p);
         p = next;
     }
+    dx__uring_free(loop->ring);
     if (loop->sig_io.fd >= 0) close(loop->sig_io.fd);
     if (loop->timer_io.fd >= 0) close(loop->timer_io.fd);
     if (loop->post_io.fd >= 0) close(loop->post_io.fd);
@@ -448,6 +456,20 @@ static int next_timeout(dx_loop *loop) {
 int dx_loop_run(dx_loop *loop) {
     int rc = 0;
     while (!loop->stop) {
+        if (loop->ring_wanted && !loop->ring_tried) (void)dx__loop_uring(loop, 1);
+        if (loop->ring) {
+            /* Blocks unless something is due now; a timeout that could not
+             * go to the timerfd (never seen) makes it poll instead. */
+            if (dx__uring_wait(loop->ring, next_timeout(loop) < 0) < 0) {
+                rc = DX_EIO;
+                break;
+            }
+            loop->now = clock_ms();
+            dx__uring_dispatch(loop->ring, loop, dispatch_io);
+            run_timers(loop);
+            run_defers(loop);
+            continue;
+        }
         int n = epoll_wait(loop->epfd, loop->events, DX_LOOP_BATCH, next_timeout(loop));
         if (n < 0) {
             if (errno != EINTR) {
@@ -471,6 +493,19 @@ void dx_loop_stop(dx_loop *loop) {
 
 uint64_t dx_loop_now(const dx_loop *loop) {
     return loop->now;
+}
+
+void dx__loop_want_uring(dx_loop *loop) {
+    loop->ring_wanted = 1;
+}
+
+dx__uring *dx__loop_uring(dx_loop *loop, int create) {
+    /* Timeouts must go to the timerfd: the ring's wait takes none. */
+    if (!loop->ring && create && !loop->ring_tried && loop->timer_io.fd >= 0) {
+        loop->ring_tried = 1;
+        loop->ring = dx__uring_new(loop->epfd, loop->events, DX_LOOP_BATCH);
+    }
+    return loop->ring;
 }
 
 uint8_t *dx_loop_rbuf(dx_loop *loop, size_t *cap) {

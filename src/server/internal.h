@@ -47,6 +47,7 @@ enum {
     F_101 = 1 << 10,       /* part of the 101 answer waits in srv->pending101 */
     F_READING = 1 << 11,   /* in dx__sc_io's read: a flush follows it at once */
     F_MARKED = 1 << 12,    /* marked while F_READING: F_DIRTY, but not in the list */
+    F_URING = 1 << 13,     /* the socket is on the loop's io_uring (uslot), not epoll */
 };
 
 /* State of the HTTP phase, on the heap only while it lasts. */
@@ -82,6 +83,7 @@ struct dx_server_conn {
     uint32_t t_mark; /* accepted at / ping sent at / closing since */
     uint16_t flags;
     uint8_t phase;
+    uint32_t uslot; /* with F_URING: its slot on the ring (in what was padding) */
 };
 
 /* The rest of a 101 answer the socket did not take at once (rare). */
@@ -128,6 +130,7 @@ struct dx_server {
     void *done_arg;
     int done_called;
     dx_server_broker broker; /* publish NULL: none (a single node) */
+    int no_uring;            /* the loop has no io_uring (or it is off): epoll only */
 };
 
 static inline dx_conn *sc_conn(const dx_server_conn *c) {

@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "io/net.h"
+#include "io/uring.h"
 #include "server/internal.h"
 
 #define IOV_MAX_BATCH 64
@@ -112,6 +113,12 @@ void dx__sc_update(dx_server_conn *c) {
     default:
         break;
     }
+    if (c->flags & F_URING) {
+        /* Sends finish by themselves: only receiving is switched. */
+        if (dx__uring_recv(c->srv->loop, c->uslot, (ev & DX_IO_READ) != 0) < 0)
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+        return;
+    }
     dx__http *h = sc_http(c);
     int pending = dx_conn_buffered(sc_conn(c)) > 0 || (c->flags & F_101) ||
                   (h && (h->out_off < h->out_len || h->file_fd >= 0));
@@ -125,6 +132,11 @@ void dx__sc_kill(dx_server_conn *c, uint16_t code) {
     if (c->phase == P_DEAD) return;
     dx_server *s = c->srv;
     dx_conn *conn = sc_conn(c);
+    if (c->flags & F_URING) {
+        /* First, while the queue is intact: a send in flight reads it. */
+        dx__uring_detach(s->loop, c->uslot);
+        c->flags &= (uint16_t)~F_URING;
+    }
     if (dx_conn_state(conn) != DX_CLOSED && dx_conn_state(conn) != DX_CONNECTING)
         dx_conn_eof(conn, code ? code : DX_CLOSE_ABNORMAL); /* runs cb_close */
     if (c->phase == P_WS) dx__topics_drop_conn(c);
@@ -304,9 +316,52 @@ void dx__sc_drop_101(dx_server_conn *c) {
     c->flags &= (uint16_t)~F_101;
 }
 
+static void flushed(dx_server_conn *c);
+
+/* On the ring: one send in flight at a time, a copy when small, otherwise
+ * straight from the queue (its memory does not move); the completion
+ * consumes what went out and sends what queued meanwhile. */
+static void uring_flush(dx_server_conn *c) {
+    dx_loop *loop = c->srv->loop;
+    if (!dx__uring_sending(loop, c->uslot)) {
+        struct iovec iov[IOV_MAX_BATCH];
+        int n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+        if (total > DX__URING_COPY_MAX) {
+            /* Large: written now, as on epoll, so that the queue's memory
+             * is freed at once rather than held by every connection with
+             * a send in flight (which made the heap grow and shrink, a
+             * page fault per 4 KiB); only what the socket does not take
+             * waits on the ring. */
+            int64_t w = dx__writev(c->io.fd, iov, n);
+            if (w < 0 && w != DX_EBUSY) {
+                dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+                return;
+            }
+            if (w > 0) {
+                dx_conn_out_consume(sc_conn(c), (size_t)w);
+                n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
+            }
+        }
+        int64_t r = n > 0 ? dx__uring_send(loop, c->uslot, iov, n) : 0;
+        if (r < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+        if (r > 0) dx_conn_out_consume(sc_conn(c), (size_t)r); /* copied */
+    }
+    flushed(c);
+}
+
 void dx__sc_flush(dx_server_conn *c) {
     if (c->phase == P_DEAD || c->phase == P_TLS) {
         if (c->phase == P_TLS) dx__sc_update(c);
+        return;
+    }
+    if (c->flags & F_URING) {
+        uring_flush(c);
         return;
     }
     dx_conn *conn = sc_conn(c);
@@ -362,8 +417,18 @@ void dx__sc_flush(dx_server_conn *c) {
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return;
     }
+    flushed(c);
+}
+
+/* After a write: the way down once everything is out, on_drain, and the
+ * events to watch. */
+static void flushed(dx_server_conn *c) {
+    dx_conn *conn = sc_conn(c);
+    dx__http *h = sc_http(c);
+    /* A copied send on the ring has left the queue but not the host. */
     int pending = dx_conn_buffered(conn) > 0 || (c->flags & F_101) ||
-                  (h && (h->out_off < h->out_len || h->file_fd >= 0));
+                  (h && (h->out_off < h->out_len || h->file_fd >= 0)) ||
+                  ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot));
     if (!pending && (c->phase == P_RESP || c->phase == P_DRAIN)) start_linger(c);
     if (c->flags & (F_ABOVE_LOW | F_PAUSED)) {
         const dx_server_config *cfg = &c->srv->cfg;
@@ -403,6 +468,23 @@ static void tls_handshake(dx_server_conn *c) {
     dx__sc_update(c);
 }
 
+/* Bytes from the peer, by phase. */
+static void deliver(dx_server_conn *c, uint8_t *buf, size_t n) {
+    c->t_rx = dx__srv_now(c->srv);
+    c->flags &= (uint16_t)~F_PING;
+    switch (c->phase) {
+    case P_HTTP:
+        dx__req_input(c, buf, n);
+        break;
+    case P_WS:
+        (void)dx_conn_recv(sc_conn(c), buf, n); /* failures close it via cb_close */
+        if (dx_conn_buffered(sc_conn(c))) dx__sc_queued(c);
+        break;
+    default:
+        break; /* draining or lingering: the peer's bytes are discarded */
+    }
+}
+
 static void read_some(dx_server_conn *c) {
     dx_server *s = c->srv;
     size_t cap;
@@ -434,21 +516,72 @@ static void read_some(dx_server_conn *c) {
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
             return;
         }
-        c->t_rx = dx__srv_now(s);
-        c->flags &= (uint16_t)~F_PING;
-        switch (c->phase) {
-        case P_HTTP:
-            dx__req_input(c, buf, (size_t)n);
-            break;
-        case P_WS:
-            (void)dx_conn_recv(sc_conn(c), buf, (size_t)n); /* failures close it via cb_close */
-            if (dx_conn_buffered(sc_conn(c))) dx__sc_queued(c);
-            break;
-        default:
-            break; /* draining or lingering: the peer's bytes are discarded */
-        }
+        deliver(c, buf, (size_t)n);
         if (!c->tls && (size_t)n < cap) return;
     }
+}
+
+/* After a read (F_READING set for it): send at once what the messages just
+ * read produced (echoes, pongs): one write per read, as a plain TCP echo
+ * server does, instead of waiting with every other connection for the end
+ * of the iteration. The output block then goes straight back to the
+ * per-thread cache, so a burst of ready connections never holds a block
+ * each (which cost a malloc per message and left the heap, and RSS,
+ * grown). */
+static void read_done(dx_server_conn *c) {
+    c->flags &= (uint16_t)~F_READING;
+    if ((c->flags & F_MARKED) && c->phase != P_WS) {
+        /* Not flushed below (or dead): into the flush list after all. */
+        c->flags &= (uint16_t) ~(F_DIRTY | F_MARKED);
+        if (c->phase != P_DEAD) dx__sc_mark(c);
+    }
+    if ((c->flags & F_DIRTY) && c->phase == P_WS) {
+        /* A flush-list entry, if it has one, is skipped. */
+        c->flags &= (uint16_t) ~(F_DIRTY | F_MARKED);
+        dx__sc_flush(c);
+    }
+}
+
+/* Completions of a socket on the ring. */
+static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
+    dx_server_conn *c = (dx_server_conn *)((char *)w - offsetof(dx_server_conn, io));
+    uint8_t *data;
+    int64_t n = dx__uring_got(loop, &data);
+    if (events & DX_IO_SENT) {
+        if (n < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+        dx_conn_out_consume(sc_conn(c), (size_t)n);
+        uring_flush(c);
+        return;
+    }
+    if (n <= 0) {
+        handle_eof(c); /* EOF or a reset: 1006 either way */
+        return;
+    }
+    c->flags |= F_READING;
+    deliver(c, data, (size_t)n);
+    read_done(c);
+}
+
+/* An open WebSocket on plain TCP leaves epoll for the loop's ring (see
+ * io/uring.h), once its 101 is out. */
+static void to_uring(dx_server_conn *c) {
+    dx_server *s = c->srv;
+    int fd = c->io.fd;
+    dx_io_stop(s->loop, &c->io);
+    if (dx__uring_attach(s->loop, &c->io, fd, sc_uring_cb, &c->uslot) < 0) {
+        s->no_uring = 1; /* no ring on this loop: stay on epoll from now on */
+        if (dx_io_start(s->loop, &c->io, fd, 0, dx__sc_io) < 0) {
+            c->io.fd = fd;
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+    } else {
+        c->flags |= F_URING;
+    }
+    dx__sc_update(c);
 }
 
 void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
@@ -463,25 +596,11 @@ void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
     if (events & (DX_IO_READ | DX_IO_ERROR)) {
         c->flags |= F_READING;
         read_some(c);
-        c->flags &= (uint16_t)~F_READING;
-        if ((c->flags & F_MARKED) && c->phase != P_WS) {
-            /* Not flushed below (or dead): into the flush list after all. */
-            c->flags &= (uint16_t) ~(F_DIRTY | F_MARKED);
-            if (c->phase != P_DEAD) dx__sc_mark(c);
-        }
     }
+    read_done(c);
     if (c->phase == P_DEAD) return;
-    /* Send at once what the messages just read produced (echoes, pongs):
-     * one write per read, as a plain TCP echo server does, instead of
-     * waiting with every other connection for the end of the iteration.
-     * The output block then goes straight back to the per-thread cache,
-     * so a burst of ready connections never holds a block each (which
-     * cost a malloc per message and left the heap, and RSS, grown). */
-    if ((c->flags & F_DIRTY) && c->phase == P_WS) {
-        /* A flush-list entry, if it has one, is skipped. */
-        c->flags &= (uint16_t) ~(F_DIRTY | F_MARKED);
-        dx__sc_flush(c);
-        if (c->phase == P_DEAD) return;
-    }
     if (c->tls && (c->flags & F_TLS_WANT_W)) dx__sc_update(c);
+    if (c->phase == P_WS && !c->tls && !(c->flags & F_101) && !c->srv->no_uring &&
+        dx_conn_buffered(sc_conn(c)) == 0)
+        to_uring(c);
 }

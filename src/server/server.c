@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "io/net.h"
+#include "io/uring.h"
 #include "server/internal.h"
 
 static _Thread_local const char *new_why = "no error";
@@ -235,6 +236,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     if (c->low_water > c->max_buffered / 2) c->low_water = c->max_buffered / 2;
     if (!c->backlog) c->backlog = 1024;
     c->static_dir = NULL;
+    s->no_uring = c->epoll_only;
     s->lio.fd = -1;
     s->t0 = dx_loop_now(loop);
     s->data_offset = (sizeof(dx_server_conn) + alignof(max_align_t) - 1) / alignof(max_align_t) *
@@ -302,6 +304,7 @@ int dx_server_listen(dx_server *s) {
         return rc;
     }
     s->listening = 1;
+    if (!s->no_uring && !s->tls) dx__loop_want_uring(s->loop);
     dx_timer_start(s->loop, &s->sweep, s->sweep_ms);
     return 0;
 }

@@ -24,6 +24,8 @@
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
+#include "io/uring.h"
+#include "server/internal.h"
 #include "test.h"
 
 /* ---- the server process ------------------------------------------------- */
@@ -90,6 +92,27 @@ static void app_message(dx_server_conn *c, void *user, enum dx_opcode op, const 
     } else if (op == DX_OP_TEXT && starts(d, n, "remote")) {
         dx_server_conn_remote(c, buf, sizeof buf);
         dx_server_send_text(c, buf);
+    } else if (op == DX_OP_TEXT && starts(d, n, "ring")) {
+        /* Whether this connection is on the loop's io_uring, and whether
+         * the loop has one (kernel, DUPLEX_NO_IO_URING). */
+        snprintf(buf, sizeof buf, "ring %d %d", (c->flags & F_URING) != 0,
+                 dx__loop_uring(dx_server_loop(s), 0) != NULL);
+        dx_server_send_text(c, buf);
+    } else if (op == DX_OP_TEXT && starts(d, n, "sndbuf:")) {
+        /* A small send buffer, so that sends end short and wait. */
+        int v = atoi(buf + 7);
+        CHECK(setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) == 0);
+        dx_server_send_text(c, "sndbuf");
+    } else if (op == DX_OP_TEXT && starts(d, n, "burst:")) {
+        /* Numbered small messages in one go: far more than the socket
+         * takes, so sends end short and queue behind one in flight. */
+        int count = atoi(buf + 6);
+        for (int i = 0; i < count; i++) {
+            char m[32];
+            int mk = snprintf(m, sizeof m, "m%07d", i);
+            if (dx_server_send(c, DX_OP_TEXT, m, (size_t)mk) != 0) break;
+        }
+        ev("burst done");
     } else if (op == DX_OP_TEXT && starts(d, n, "data")) {
         dx_server_send_text(c, (const char *)dx_server_conn_data(c));
     } else {
@@ -986,6 +1009,91 @@ static void slow_reader(void) {
     CHECK_EQ_INT(stop_server(&sp), 0);
 }
 
+/* The io_uring path (io/uring.h) where the kernel has it, epoll where not
+ * or with DUPLEX_NO_IO_URING=1 (CTest runs this file both ways): small
+ * copied sends that end short, sends from the queue, a reader that stops
+ * and comes back, and a peer that resets with sends in flight. */
+static void ring_paths(void) {
+    SERVER(sp, NULL);
+    client *c = ws_open(sp.port);
+    REQUIRE(c);
+    CHECK(send_text(c, "ring") == 0);
+    uint8_t *p = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(cl_read_msg(c, &p, &n), DX_OP_TEXT);
+    int on = 0, has = 0;
+    CHECK(p && sscanf((char *)p, "ring %d %d", &on, &has) == 2);
+    free(p);
+    const char *off = getenv("DUPLEX_NO_IO_URING");
+    int want_off = off && *off && strcmp(off, "0") != 0;
+    fprintf(stderr, "  ring: loop has io_uring %d, connection on it %d%s\n", has, on,
+            want_off ? " (DUPLEX_NO_IO_URING)" : "");
+    CHECK_EQ_INT(on, has); /* with a ring, an open plain-TCP socket is on it */
+    if (want_off) CHECK_EQ_INT(has, 0);
+    /* 30,000 messages (570 KB) to a small receive buffer that is not read
+     * for a while: every one arrives, in order. */
+    int rcv = 8192;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    CHECK(send_text(c, "sndbuf:4096") == 0);
+    CHECK(expect_text(c, "sndbuf"));
+    /* In several callbacks, so that some queue behind a send in flight. */
+    for (int i = 0; i < 30; i++)
+        CHECK(send_text(c, "burst:1000") == 0);
+    for (int i = 0; i < 30; i++)
+        CHECK(wait_event(&sp, "burst done", NULL, 0, 5000) == 0);
+    usleep(200000);
+    int next = 0, bad = 0;
+    while (next < 30000 && !bad) {
+        p = NULL;
+        if (cl_read_msg(c, &p, &n) != DX_OP_TEXT || n != 8) {
+            bad = 1;
+        } else {
+            char want[16];
+            snprintf(want, sizeof want, "m%07d", next % 1000);
+            if (memcmp(p, want, 8)) bad = 1;
+            next++;
+        }
+        free(p);
+    }
+    CHECK_EQ_INT(next, 30000);
+    CHECK_EQ_INT(bad, 0);
+    /* Echoes of 1,500 bytes one at a time into the full socket: small
+     * sends (copied on the ring) that end short. */
+    uint8_t big[1500];
+    for (int i = 0; i < 300; i++) {
+        memset(big, 'a' + i % 26, sizeof big);
+        CHECK(cl_frame(c, 1, DX_OP_BINARY, big, sizeof big, 1) == 0);
+        usleep(1000);
+    }
+    bad = 0;
+    for (int i = 0; i < 300 && !bad; i++) {
+        p = NULL;
+        if (cl_read_msg(c, &p, &n) != DX_OP_BINARY || n != sizeof big) bad = 1;
+        for (size_t k = 0; !bad && k < n; k++)
+            if (p[k] != 'a' + i % 26) bad = 1;
+        free(p);
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* Still an echo after that. */
+    CHECK(send_text(c, "after") == 0);
+    CHECK(expect_text(c, "after"));
+    /* A peer that resets while 100,000 messages are being sent to it: the
+     * connection ends with 1006 and the server goes on. */
+    client *r = ws_open(sp.port);
+    REQUIRE(r);
+    CHECK(send_text(r, "burst:100000") == 0);
+    usleep(20000);
+    struct linger lg = {1, 0};
+    setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cl_free(r);
+    char line[128];
+    CHECK(wait_event(&sp, "close 1006", line, sizeof line, 5000) == 0);
+    CHECK(send_text(c, "still") == 0);
+    CHECK(expect_text(c, "still"));
+    cl_free(c);
+    CHECK_EQ_INT(stop_server(&sp), 0);
+}
+
 static void pubsub_broadcast(void) {
     SERVER(sp, NULL);
     client *c[4];
@@ -1066,6 +1174,7 @@ int main(void) {
     RUN(idle_timeout);
     RUN(graceful_shutdown);
     RUN(slow_reader);
+    RUN(ring_paths);
     RUN(pubsub_broadcast);
     RUN(frames_with_handshake);
     return TEST_DONE();

@@ -1,0 +1,614 @@
+/* The io_uring half of the loop (see uring.h): the rings, a table of
+ * attached watchers, the receive buffers, and the one EPOLL_WAIT that
+ * brings epoll's events in.
+ *
+ * Written against the kernel's interface directly (a few dozen lines of
+ * ring handling), as the rest of the loop is; Debian's headers may be
+ * older than the kernel, so the few newer constants are spelled out. */
+#include "io/uring.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/io_uring.h>
+
+#include "core/alloc.h"
+
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+#define DX_OP_EPOLL_WAIT 59      /* IORING_OP_EPOLL_WAIT, Linux 6.15 */
+#define DX_PBUF_RING_INC 2       /* IOU_PBUF_RING_INC, Linux 6.12 */
+#define DX_CQE_F_BUF_MORE (1U << 4) /* IORING_CQE_F_BUF_MORE */
+
+#define SQ_ENTRIES 1024
+#define CQ_ENTRIES 8192
+/* Receive buffers, consumed a little at a time (IOU_PBUF_RING_INC): many
+ * small messages share one buffer, and a large message mostly lands whole
+ * (a split one costs the protocol a copy). Pages are touched as they
+ * fill: 1 MiB at most, nothing while idle. Few are needed: a buffer goes
+ * back as soon as the kernel has filled it and its bytes are handled. */
+#define NBUF 4
+#define BUF_SIZE (256 * 1024)
+/* Small sends are copied into one of these and the owner's queue is
+ * consumed at once, so that a connection with a send in flight does not
+ * hold a queue block (with a hundred connections in flight, holding them
+ * made the allocator churn and fault pages in). Larger sends go from the
+ * queue itself. */
+#define SBUF_SIZE DX__URING_COPY_MAX
+#define NSBUF 1024
+#define BGID 0
+#define MAX_IOV 64
+/* iovecs of sends queued and not yet submitted (SENDMSG reads them at
+ * submission): when they run out, the queue is submitted early. */
+#define IOV_POOL 1024
+#define MSG_POOL 128
+
+/* user_data: the kind in the low 2 bits, then the slot (30 bits), then
+ * the slot's generation (32 bits), so a completion that comes after its
+ * watcher was detached is recognised and dropped. */
+enum { K_IGNORE = 0, K_RECV = 1, K_SEND = 2, K_EPOLL = 3 };
+
+enum {
+    S_RECV_WANT = 1, /* the owner wants bytes */
+    S_RECV_ON = 2,   /* a multishot receive is in flight */
+    S_RECV_CANCEL = 4,
+    S_SENDING = 8,
+};
+
+typedef struct slot {
+    dx_io *w; /* NULL: free */
+    uint32_t gen;
+    uint32_t state;
+    uint16_t sb; /* with S_SENDING: the copy being sent, 1-based; 0 none */
+    uint16_t sb_off, sb_len;
+} slot;
+
+struct dx__uring {
+    int fd;
+    unsigned *sq_head, *sq_tail, *sq_array, sq_mask;
+    unsigned *cq_head, *cq_tail, cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *sq_map, *cq_map;
+    size_t sq_map_len, cq_map_len, sqes_len;
+    unsigned sq_local; /* our tail: SQEs filled, published at submission */
+    unsigned to_submit;
+
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    uint32_t buf_off[NBUF]; /* how far each buffer has been consumed */
+    uint16_t br_tail;
+    int br_dirty;
+
+    int epfd;
+    struct epoll_event *events;
+    int max_events;
+    int epoll_armed;
+
+    slot *slots;
+    uint32_t nslots, cap;
+    uint32_t *free_ids;
+    uint32_t nfree;
+
+    uint8_t *sbufs;
+    uint16_t sb_free[NSBUF];
+    int sb_nfree;
+
+    struct iovec iov_pool[IOV_POOL];
+    struct msghdr msg_pool[MSG_POOL];
+    int iov_used, msg_used;
+
+    /* the completion being delivered */
+    int64_t got;
+    uint8_t *got_data;
+};
+
+static int sys_setup(unsigned entries, struct io_uring_params *p) {
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+static int sys_enter(int fd, unsigned submit, unsigned min, unsigned flags) {
+    return (int)syscall(__NR_io_uring_enter, fd, submit, min, flags, NULL, 0);
+}
+static int sys_register(int fd, unsigned op, void *arg, unsigned n) {
+    return (int)syscall(__NR_io_uring_register, fd, op, arg, n);
+}
+
+static uint64_t ud(unsigned kind, uint32_t id, uint32_t gen) {
+    return (uint64_t)gen << 32 | (uint64_t)id << 2 | kind;
+}
+
+/* Hands the filled SQEs to the kernel without waiting. */
+static int submit_now(dx__uring *u) {
+    atomic_store_explicit((_Atomic unsigned *)u->sq_tail, u->sq_local, memory_order_release);
+    while (u->to_submit) {
+        int r = sys_enter(u->fd, u->to_submit, 0, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EBUSY) {
+                /* Completions must be reaped first; the caller's next
+                 * wait submits the rest. */
+                return 0;
+            }
+            return DX_EIO;
+        }
+        u->to_submit -= (unsigned)r < u->to_submit ? (unsigned)r : u->to_submit;
+    }
+    u->iov_used = u->msg_used = 0;
+    return 0;
+}
+
+static struct io_uring_sqe *get_sqe(dx__uring *u) {
+    unsigned head = atomic_load_explicit((_Atomic unsigned *)u->sq_head, memory_order_acquire);
+    if (u->sq_local - head > u->sq_mask) {
+        if (submit_now(u) < 0) return NULL;
+        head = atomic_load_explicit((_Atomic unsigned *)u->sq_head, memory_order_acquire);
+        if (u->sq_local - head > u->sq_mask) return NULL;
+    }
+    unsigned i = u->sq_local & u->sq_mask;
+    struct io_uring_sqe *sqe = &u->sqes[i];
+    u->sq_array[i] = i;
+    u->sq_local++;
+    u->to_submit++;
+    memset(sqe, 0, sizeof *sqe);
+    return sqe;
+}
+
+static void buf_give(dx__uring *u, unsigned bid) {
+    struct io_uring_buf *b = &u->br->bufs[u->br_tail & (NBUF - 1)];
+    b->addr = (uint64_t)(uintptr_t)(u->bufs + (size_t)bid * BUF_SIZE);
+    b->len = BUF_SIZE;
+    b->bid = (uint16_t)bid;
+    u->br_tail++;
+    u->buf_off[bid] = 0;
+    u->br_dirty = 1;
+}
+
+static void buf_publish(dx__uring *u) {
+    if (!u->br_dirty) return;
+    atomic_store_explicit((_Atomic uint16_t *)&u->br->tail, u->br_tail, memory_order_release);
+    u->br_dirty = 0;
+}
+
+static int arm_epoll(dx__uring *u) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) return DX_EIO;
+    sqe->opcode = DX_OP_EPOLL_WAIT;
+    sqe->fd = u->epfd;
+    sqe->addr = (uint64_t)(uintptr_t)u->events;
+    sqe->len = (uint32_t)u->max_events;
+    sqe->user_data = ud(K_EPOLL, 0, 0);
+    u->epoll_armed = 1;
+    return 0;
+}
+
+static int op_supported(int fd, unsigned op) {
+    size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+    struct io_uring_probe *p = dx__calloc(1, len);
+    if (!p) return 0;
+    int ok = sys_register(fd, IORING_REGISTER_PROBE, p, 256) == 0 && op <= p->last_op &&
+             (p->ops[op].flags & IO_URING_OP_SUPPORTED);
+    dx__free(p);
+    return ok;
+}
+
+void dx__uring_free(dx__uring *u) {
+    if (!u) return;
+    if (u->fd >= 0) close(u->fd); /* the kernel cancels what is in flight */
+    if (u->sqes) munmap(u->sqes, u->sqes_len);
+    if (u->cq_map && u->cq_map != u->sq_map) munmap(u->cq_map, u->cq_map_len);
+    if (u->sq_map) munmap(u->sq_map, u->sq_map_len);
+    if (u->br) munmap(u->br, NBUF * sizeof(struct io_uring_buf));
+    free(u->bufs);
+    free(u->sbufs);
+    dx__free(u->slots);
+    dx__free(u->free_ids);
+    dx__free(u);
+}
+
+dx__uring *dx__uring_new(int epfd, struct epoll_event *events, int max_events) {
+    const char *off = getenv("DUPLEX_NO_IO_URING");
+    if (off && *off && strcmp(off, "0") != 0) return NULL;
+    dx__uring *u = dx__calloc(1, sizeof *u);
+    if (!u) return NULL;
+    u->fd = -1;
+    u->epfd = epfd;
+    u->events = events;
+    u->max_events = max_events;
+    struct io_uring_params p;
+    /* Completions run only when the loop asks for them (DEFER_TASKRUN),
+     * never by interrupting it; older kernels get the plain ring. */
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_CQSIZE,
+    };
+    for (size_t i = 0; i < sizeof flag_sets / sizeof *flag_sets && u->fd < 0; i++) {
+        memset(&p, 0, sizeof p);
+        p.flags = flag_sets[i];
+        p.cq_entries = CQ_ENTRIES;
+        u->fd = sys_setup(SQ_ENTRIES, &p);
+    }
+    if (u->fd < 0) goto fail;
+    if (!(p.features & IORING_FEAT_SINGLE_MMAP) || !(p.features & IORING_FEAT_NODROP) ||
+        !(p.features & IORING_FEAT_SUBMIT_STABLE) || !op_supported(u->fd, DX_OP_EPOLL_WAIT))
+        goto fail;
+    u->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (cq_len > u->sq_map_len) u->sq_map_len = cq_len;
+    u->sq_map = mmap(NULL, u->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+                     IORING_OFF_SQ_RING);
+    if (u->sq_map == MAP_FAILED) {
+        u->sq_map = NULL;
+        goto fail;
+    }
+    u->cq_map = u->sq_map;
+    u->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+    u->sqes = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, u->fd,
+                   IORING_OFF_SQES);
+    if (u->sqes == MAP_FAILED) {
+        u->sqes = NULL;
+        goto fail;
+    }
+    char *sq = u->sq_map, *cq = u->cq_map;
+    u->sq_head = (unsigned *)(sq + p.sq_off.head);
+    u->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    u->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
+    u->sq_array = (unsigned *)(sq + p.sq_off.array);
+    u->cq_head = (unsigned *)(cq + p.cq_off.head);
+    u->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    u->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
+    u->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    u->sq_local = *u->sq_tail;
+
+    u->br = mmap(NULL, NBUF * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (u->br == MAP_FAILED) {
+        u->br = NULL;
+        goto fail;
+    }
+    /* Not through dx__malloc: the kernel writes here, and an allocator
+     * set by the application has no say in that memory's life. Pages are
+     * touched only as they fill. */
+    if (posix_memalign((void **)&u->bufs, 4096, (size_t)NBUF * BUF_SIZE)) {
+        u->bufs = NULL;
+        goto fail;
+    }
+    /* struct io_uring_buf_reg, whose `flags` older headers call `pad`. */
+    struct {
+        uint64_t ring_addr;
+        uint32_t ring_entries;
+        uint16_t bgid;
+        uint16_t flags;
+        uint64_t resv[3];
+    } reg = {
+        .ring_addr = (uint64_t)(uintptr_t)u->br,
+        .ring_entries = NBUF,
+        .bgid = BGID,
+        .flags = DX_PBUF_RING_INC,
+    };
+    if (sys_register(u->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) goto fail;
+    if (posix_memalign((void **)&u->sbufs, 4096, (size_t)NSBUF * SBUF_SIZE)) {
+        u->sbufs = NULL;
+        goto fail;
+    }
+    for (int i = 0; i < NSBUF; i++)
+        u->sb_free[i] = (uint16_t)(NSBUF - i);
+    u->sb_nfree = NSBUF;
+    for (unsigned i = 0; i < NBUF; i++)
+        buf_give(u, i);
+    buf_publish(u);
+    return u;
+fail:
+    dx__uring_free(u);
+    return NULL;
+}
+
+/* ---- watchers ---- */
+
+static slot *slot_of(dx__uring *u, uint32_t id) {
+    return id < u->nslots && u->slots[id].w ? &u->slots[id] : NULL;
+}
+
+int dx__uring_attach(dx_loop *loop, dx_io *w, int fd, dx_io_cb cb, uint32_t *id) {
+    dx__uring *u = dx__loop_uring(loop, 1);
+    if (!u) return DX_ESTATE;
+    uint32_t i;
+    if (u->nfree) {
+        i = u->free_ids[--u->nfree];
+    } else {
+        if (u->nslots == u->cap) {
+            uint32_t cap = u->cap ? u->cap * 2 : 64;
+            if (cap > (1u << 30)) return DX_ENOMEM;
+            slot *s = dx__realloc(u->slots, cap * sizeof *s);
+            if (!s) return DX_ENOMEM;
+            u->slots = s;
+            uint32_t *f = dx__realloc(u->free_ids, cap * sizeof *f);
+            if (!f) return DX_ENOMEM;
+            u->free_ids = f;
+            u->cap = cap;
+        }
+        i = u->nslots++;
+        u->slots[i].gen = 0;
+    }
+    slot *s = &u->slots[i];
+    s->w = w;
+    s->gen++;
+    s->state = 0;
+    s->sb = 0;
+    w->fd = fd;
+    w->events = 0;
+    w->cb = cb;
+    *id = i;
+    return 0;
+}
+
+static int arm_recv(dx__uring *u, uint32_t id, slot *s) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) return DX_EIO;
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = s->w->fd;
+    sqe->ioprio = IORING_RECV_MULTISHOT;
+    sqe->flags = IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    sqe->user_data = ud(K_RECV, id, s->gen);
+    s->state = (s->state | S_RECV_ON) & ~(uint32_t)S_RECV_CANCEL;
+    return 0;
+}
+
+int dx__uring_recv(dx_loop *loop, uint32_t id, int on) {
+    dx__uring *u = dx__loop_uring(loop, 0);
+    slot *s = u ? slot_of(u, id) : NULL;
+    if (!s) return DX_ESTATE;
+    if (on) {
+        s->state |= S_RECV_WANT;
+        /* A receive being cancelled is armed again when its last
+         * completion comes. */
+        return s->state & S_RECV_ON ? 0 : arm_recv(u, id, s);
+    }
+    s->state &= ~(uint32_t)S_RECV_WANT;
+    if ((s->state & (S_RECV_ON | S_RECV_CANCEL)) != S_RECV_ON) return 0;
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) return DX_EIO;
+    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+    sqe->addr = ud(K_RECV, id, s->gen);
+    sqe->user_data = ud(K_IGNORE, 0, 0);
+    s->state |= S_RECV_CANCEL;
+    return 0;
+}
+
+int dx__uring_sending(dx_loop *loop, uint32_t id) {
+    dx__uring *u = dx__loop_uring(loop, 0);
+    slot *s = u ? slot_of(u, id) : NULL;
+    return s && (s->state & S_SENDING);
+}
+
+static uint8_t *sbuf(dx__uring *u, uint16_t sb) {
+    return u->sbufs + (size_t)(sb - 1) * SBUF_SIZE;
+}
+
+static int send_copy(dx__uring *u, uint32_t id, slot *s) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) return DX_EIO;
+    sqe->opcode = IORING_OP_SEND;
+    sqe->fd = s->w->fd;
+    sqe->msg_flags = MSG_NOSIGNAL;
+    sqe->addr = (uint64_t)(uintptr_t)(sbuf(u, s->sb) + s->sb_off);
+    sqe->len = (uint32_t)(s->sb_len - s->sb_off);
+    sqe->user_data = ud(K_SEND, id, s->gen);
+    return 0;
+}
+
+int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int n) {
+    dx__uring *u = dx__loop_uring(loop, 0);
+    slot *s = u ? slot_of(u, id) : NULL;
+    if (!s || n <= 0 || n > MAX_IOV) return DX_EINVAL;
+    if (s->state & S_SENDING) return DX_EBUSY;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (total <= SBUF_SIZE && u->sb_nfree > 0) {
+        s->sb = u->sb_free[--u->sb_nfree];
+        uint8_t *p = sbuf(u, s->sb);
+        for (int i = 0; i < n; i++) {
+            memcpy(p, iov[i].iov_base, iov[i].iov_len);
+            p += iov[i].iov_len;
+        }
+        s->sb_off = 0;
+        s->sb_len = (uint16_t)total;
+        if (send_copy(u, id, s) < 0) {
+            u->sb_free[u->sb_nfree++] = s->sb;
+            s->sb = 0;
+            return DX_EIO;
+        }
+        s->state |= S_SENDING;
+        return (int64_t)total;
+    }
+    if (n > 1 && (u->iov_used + n > IOV_POOL || u->msg_used == MSG_POOL)) {
+        if (submit_now(u) < 0) return DX_EIO;
+        if (u->iov_used + n > IOV_POOL || u->msg_used == MSG_POOL) return DX_EBUSY;
+    }
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) return DX_EIO;
+    sqe->fd = s->w->fd;
+    sqe->msg_flags = MSG_NOSIGNAL;
+    sqe->user_data = ud(K_SEND, id, s->gen);
+    if (n == 1) {
+        sqe->opcode = IORING_OP_SEND;
+        sqe->addr = (uint64_t)(uintptr_t)iov[0].iov_base;
+        sqe->len = (uint32_t)iov[0].iov_len;
+    } else {
+        /* The kernel copies the header and the iovecs when it takes the
+         * SQE (IORING_FEAT_SUBMIT_STABLE): the pools are reused after. */
+        struct iovec *v = &u->iov_pool[u->iov_used];
+        memcpy(v, iov, (size_t)n * sizeof *v);
+        u->iov_used += n;
+        struct msghdr *m = &u->msg_pool[u->msg_used++];
+        memset(m, 0, sizeof *m);
+        m->msg_iov = v;
+        m->msg_iovlen = (size_t)n;
+        sqe->opcode = IORING_OP_SENDMSG;
+        sqe->addr = (uint64_t)(uintptr_t)m;
+        sqe->len = 1;
+    }
+    s->state |= S_SENDING;
+    return 0;
+}
+
+void dx__uring_detach(dx_loop *loop, uint32_t id) {
+    dx__uring *u = dx__loop_uring(loop, 0);
+    slot *s = u ? slot_of(u, id) : NULL;
+    if (!s) return;
+    if (s->state & (S_RECV_ON | S_SENDING)) {
+        /* SQEs not yet submitted must reach the kernel before it can
+         * cancel them. Then a synchronous cancel: when it returns, no
+         * request of this socket is left to read the owner's send buffers.
+         * Their completions may still be in the queue; the generation
+         * below makes the dispatch drop them. */
+        (void)submit_now(u);
+        struct io_uring_sync_cancel_reg reg;
+        memset(&reg, 0, sizeof reg);
+        reg.fd = s->w->fd;
+        reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+        reg.timeout.tv_sec = -1;
+        reg.timeout.tv_nsec = -1;
+        while (sys_register(u->fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1) < 0 && errno == EINTR) {
+        }
+    }
+    if (s->sb) u->sb_free[u->sb_nfree++] = s->sb;
+    s->sb = 0;
+    s->w = NULL;
+    s->state = 0;
+    u->free_ids[u->nfree++] = id;
+}
+
+int64_t dx__uring_got(dx_loop *loop, uint8_t **data) {
+    dx__uring *u = dx__loop_uring(loop, 0);
+    if (!u) return DX_ESTATE;
+    if (data) *data = u->got_data;
+    return u->got;
+}
+
+/* ---- the loop's side ---- */
+
+int dx__uring_wait(dx__uring *u, int block) {
+    /* Armed here, between dispatches, never during one: it writes into the
+     * array that a dispatch of epoll's events walks. */
+    if (!u->epoll_armed && arm_epoll(u) < 0) return DX_EIO;
+    atomic_store_explicit((_Atomic unsigned *)u->sq_tail, u->sq_local, memory_order_release);
+    for (;;) {
+        int r = sys_enter(u->fd, u->to_submit, block ? 1 : 0, IORING_ENTER_GETEVENTS);
+        if (r >= 0) {
+            u->to_submit -= (unsigned)r < u->to_submit ? (unsigned)r : u->to_submit;
+            break;
+        }
+        if (errno == EINTR) {
+            if (!block) break;
+            continue;
+        }
+        /* EBUSY/EAGAIN: the completion queue is full; reaping it (the
+         * dispatch that follows) makes room. */
+        if (errno == EBUSY || errno == EAGAIN) break;
+        return DX_EIO;
+    }
+    if (u->to_submit == 0) u->iov_used = u->msg_used = 0;
+    return 0;
+}
+
+static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe, uint32_t id,
+                    uint32_t gen) {
+    uint8_t *data = NULL;
+    unsigned bid = 0;
+    int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+    if (has_buf) {
+        bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        data = u->bufs + (size_t)bid * BUF_SIZE + u->buf_off[bid];
+        if (cqe->res > 0) u->buf_off[bid] += (uint32_t)cqe->res;
+    }
+    slot *s = slot_of(u, id);
+    if (s && s->gen == gen) {
+        int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+        int res = cqe->res;
+        if (!more) s->state &= ~(uint32_t)(S_RECV_ON | S_RECV_CANCEL);
+        if (res > 0 || (res <= 0 && res != -ENOBUFS && res != -ECANCELED)) {
+            dx_io *w = s->w;
+            u->got = res > 0 ? res : res == 0 ? 0 : DX_EIO;
+            u->got_data = data;
+            if (res < 0) errno = -res;
+            w->cb(loop, w, DX_IO_RECVD);
+            s = slot_of(u, id); /* the callback may have detached it */
+            if (s && s->gen != gen) s = NULL;
+        }
+        /* Out of buffers, cancelled while wanted again, or ended for the
+         * kernel's own reasons after data: armed again. */
+        if (s && !more && (res > 0 || res == -ENOBUFS || res == -ECANCELED) &&
+            (s->state & (S_RECV_WANT | S_RECV_ON)) == S_RECV_WANT)
+            (void)arm_recv(u, id, s);
+    }
+    /* The bytes were used inside the callback; a buffer the kernel has
+     * finished with goes back to the ring. */
+    if (has_buf && !(cqe->flags & DX_CQE_F_BUF_MORE)) buf_give(u, bid);
+}
+
+static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe, uint32_t id,
+                    uint32_t gen) {
+    slot *s = slot_of(u, id);
+    if (!s || s->gen != gen) return;
+    int res = cqe->res;
+    if (s->sb) {
+        /* A copy: the rest of a short send goes again from here, and the
+         * owner hears only of the end (0 bytes of its own to consume). */
+        if (res > 0 && s->sb_off + res < s->sb_len) {
+            s->sb_off = (uint16_t)(s->sb_off + res);
+            if (send_copy(u, id, s) == 0) return;
+            res = -EIO;
+        }
+        u->sb_free[u->sb_nfree++] = s->sb;
+        s->sb = 0;
+        if (res >= 0) res = 0;
+    }
+    s->state &= ~(uint32_t)S_SENDING;
+    u->got = res >= 0 ? res : DX_EIO;
+    u->got_data = NULL;
+    if (res < 0) errno = -res;
+    s->w->cb(loop, s->w, DX_IO_SENT);
+}
+
+void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_loop *, int)) {
+    unsigned head = *u->cq_head;
+    unsigned tail = atomic_load_explicit((_Atomic unsigned *)u->cq_tail, memory_order_acquire);
+    while (head != tail) {
+        /* Copied out, and the slot handed back before the callback, so
+         * a callback that waits (detach) finds the queue consistent. */
+        struct io_uring_cqe cqe = u->cqes[head & u->cq_mask];
+        head++;
+        atomic_store_explicit((_Atomic unsigned *)u->cq_head, head, memory_order_release);
+        uint64_t d = cqe.user_data;
+        uint32_t id = (uint32_t)(d >> 2) & 0x3fffffffu, gen = (uint32_t)(d >> 32);
+        switch (d & 3) {
+        case K_RECV:
+            on_recv(u, loop, &cqe, id, gen);
+            break;
+        case K_SEND:
+            on_sent(u, loop, &cqe, id, gen);
+            break;
+        case K_EPOLL:
+            u->epoll_armed = 0;
+            if (cqe.res > 0) epoll_dispatch(loop, cqe.res);
+            break;
+        default:
+            break;
+        }
+        if (head == tail)
+            tail = atomic_load_explicit((_Atomic unsigned *)u->cq_tail, memory_order_acquire);
+    }
+    buf_publish(u);
+}
