@@ -89,6 +89,8 @@ static void usage(FILE *f) {
            "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
            "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
            "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"
+           "  --epoll                 keep every socket on epoll (open WebSockets move to\n"
+           "                          an io_uring by default where the kernel has it)\n"
            "  --quiet                 do not print the listening line\n"
            "  -h, --help              this help\n\n"
            "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
@@ -246,6 +248,8 @@ int dx_cli_serve(int argc, char **argv) {
                 return dx_cli_bad("serve", "bad number of seconds (0.3 or more)", val);
         } else if (FLAG("--quiet") || FLAG("-q")) {
             quiet = 1;
+        } else if (FLAG("--epoll")) {
+            cfg.epoll_only = 1;
         } else if (FLAG("--no-app-ping")) {
             cfg.app_heartbeat = 0;
         } else if (FLAG("--no-deflate")) {

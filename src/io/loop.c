@@ -1,9 +1,11 @@
 /* The event loop: level-triggered epoll, a binary min-heap of timers
  * behind one timerfd, cross-thread posts over an eventfd, signals over a
- * signalfd, and calls deferred to the end of an iteration.
+ * signalfd, and calls deferred to the end of an iteration. Sockets that
+ * carry the traffic may move to an io_uring (io/uring.h); the loop then
+ * waits there instead, epoll's events arriving as one of its completions.
  *
- * One iteration: wait in epoll_wait (woken by the timerfd when the nearest
- * timer falls due),
+ * One iteration: wait in epoll_wait or io_uring_enter (woken by the
+ * timerfd when the nearest timer falls due),
  * read the clock once, dispatch the batch of I/O events, run the expired
  * timers, then run the deferred calls. Every callback of an iteration sees
  * the same dx_loop_now(). */
