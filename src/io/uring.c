@@ -39,13 +39,16 @@
  * back as soon as the kernel has filled it and its bytes are handled. */
 #define NBUF 4
 #define BUF_SIZE (256 * 1024)
-/* Small sends are copied into one of these and the owner's queue is
- * consumed at once, so that a connection with a send in flight does not
- * hold a queue block (with a hundred connections in flight, holding them
- * made the allocator churn and fault pages in). Larger sends go from the
- * queue itself. */
-#define SBUF_SIZE DX__URING_COPY_MAX
-#define NSBUF 1024
+/* Small sends are copied into a chunk of this arena and the owner's queue
+ * is consumed at once, so that a connection with a send in flight does
+ * not hold a queue block (with a hundred connections in flight, holding
+ * them made the allocator churn and fault pages in). Copies are packed one
+ * after the other into the current chunk, which starts over when every
+ * copy in it has been sent: the pages in use follow the bytes in flight
+ * (a thousand 30-byte echoes at once fit one page), and chunks are made
+ * only as they are needed. Larger sends go from the queue itself. */
+#define CHUNK_SIZE (64 * 1024)
+#define NCHUNK 32
 #define BGID 0
 #define MAX_IOV 64
 /* iovecs of sends queued and not yet submitted (SENDMSG reads them at
@@ -69,9 +72,16 @@ typedef struct slot {
     dx_io *w; /* NULL: free */
     uint32_t gen;
     uint32_t state;
-    uint16_t sb; /* with S_SENDING: the copy being sent, 1-based; 0 none */
+    uint16_t sb;      /* with S_SENDING: the copy's chunk, 1-based; 0 none */
+    uint32_t sb_at;   /* where the copy starts in its chunk */
     uint16_t sb_off, sb_len;
 } slot;
+
+typedef struct chunk {
+    uint8_t *mem; /* NULL until first needed */
+    uint32_t used;
+    uint32_t refs; /* copies in it not yet sent */
+} chunk;
 
 struct dx__uring {
     int fd;
@@ -100,9 +110,8 @@ struct dx__uring {
     uint32_t *free_ids;
     uint32_t nfree;
 
-    uint8_t *sbufs;
-    uint16_t sb_free[NSBUF];
-    int sb_nfree;
+    chunk chunks[NCHUNK];
+    int cur; /* the chunk copies go into */
 
     struct iovec iov_pool[IOV_POOL];
     struct msghdr msg_pool[MSG_POOL];
@@ -209,7 +218,8 @@ void dx__uring_free(dx__uring *u) {
     if (u->sq_map) munmap(u->sq_map, u->sq_map_len);
     if (u->br) munmap(u->br, NBUF * sizeof(struct io_uring_buf));
     free(u->bufs);
-    free(u->sbufs);
+    for (int i = 0; i < NCHUNK; i++)
+        dx__free(u->chunks[i].mem);
     dx__free(u->slots);
     dx__free(u->free_ids);
     dx__free(u);
@@ -296,13 +306,6 @@ dx__uring *dx__uring_new(int epfd, struct epoll_event *events, int max_events) {
         .flags = DX_PBUF_RING_INC,
     };
     if (sys_register(u->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) goto fail;
-    if (posix_memalign((void **)&u->sbufs, 4096, (size_t)NSBUF * SBUF_SIZE)) {
-        u->sbufs = NULL;
-        goto fail;
-    }
-    for (int i = 0; i < NSBUF; i++)
-        u->sb_free[i] = (uint16_t)(NSBUF - i);
-    u->sb_nfree = NSBUF;
     for (unsigned i = 0; i < NBUF; i++)
         buf_give(u, i);
     buf_publish(u);
@@ -391,8 +394,44 @@ int dx__uring_sending(dx_loop *loop, uint32_t id) {
     return s && (s->state & S_SENDING);
 }
 
-static uint8_t *sbuf(dx__uring *u, uint16_t sb) {
-    return u->sbufs + (size_t)(sb - 1) * SBUF_SIZE;
+/* Room for a copy of `n` bytes: its chunk (1-based) and offset, or 0
+ * when the arena is full (the send then goes from the owner's queue). */
+static uint16_t copy_alloc(dx__uring *u, size_t n, uint32_t *at) {
+    n = (n + 15) & ~(size_t)15;
+    chunk *c = &u->chunks[u->cur];
+    if (!c->mem || c->used + n > CHUNK_SIZE) {
+        int i = 0;
+        /* An idle chunk that already exists, else a new one. */
+        while (i < NCHUNK && !(u->chunks[i].mem && u->chunks[i].refs == 0 && i != u->cur))
+            i++;
+        if (i == NCHUNK && c->mem) {
+            i = 0;
+            while (i < NCHUNK && u->chunks[i].mem)
+                i++;
+        }
+        if (i == NCHUNK) {
+            if (c->mem) return 0;
+            i = u->cur;
+        }
+        c = &u->chunks[i];
+        if (!c->mem && !(c->mem = dx__malloc(CHUNK_SIZE))) return 0;
+        c->used = 0;
+        u->cur = i;
+    }
+    *at = c->used;
+    c->used += (uint32_t)n;
+    c->refs++;
+    return (uint16_t)(u->cur + 1);
+}
+
+static void copy_free(dx__uring *u, uint16_t sb) {
+    chunk *c = &u->chunks[sb - 1];
+    /* The current chunk starts over once empty: the same pages again. */
+    if (--c->refs == 0 && sb - 1 == u->cur) c->used = 0;
+}
+
+static uint8_t *sbuf(dx__uring *u, const slot *s) {
+    return u->chunks[s->sb - 1].mem + s->sb_at;
 }
 
 static int send_copy(dx__uring *u, uint32_t id, slot *s) {
@@ -401,7 +440,7 @@ static int send_copy(dx__uring *u, uint32_t id, slot *s) {
     sqe->opcode = IORING_OP_SEND;
     sqe->fd = s->w->fd;
     sqe->msg_flags = MSG_NOSIGNAL;
-    sqe->addr = (uint64_t)(uintptr_t)(sbuf(u, s->sb) + s->sb_off);
+    sqe->addr = (uint64_t)(uintptr_t)(sbuf(u, s) + s->sb_off);
     sqe->len = (uint32_t)(s->sb_len - s->sb_off);
     sqe->user_data = ud(K_SEND, id, s->gen);
     return 0;
@@ -415,9 +454,12 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
-    if (total <= SBUF_SIZE && u->sb_nfree > 0) {
-        s->sb = u->sb_free[--u->sb_nfree];
-        uint8_t *p = sbuf(u, s->sb);
+    uint32_t at;
+    uint16_t sb = total <= DX__URING_COPY_MAX ? copy_alloc(u, total, &at) : 0;
+    if (sb) {
+        s->sb = sb;
+        s->sb_at = at;
+        uint8_t *p = sbuf(u, s);
         for (int i = 0; i < n; i++) {
             memcpy(p, iov[i].iov_base, iov[i].iov_len);
             p += iov[i].iov_len;
@@ -425,7 +467,7 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
         s->sb_off = 0;
         s->sb_len = (uint16_t)total;
         if (send_copy(u, id, s) < 0) {
-            u->sb_free[u->sb_nfree++] = s->sb;
+            copy_free(u, s->sb);
             s->sb = 0;
             return DX_EIO;
         }
@@ -434,7 +476,9 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
     }
     if (n > 1 && (u->iov_used + n > IOV_POOL || u->msg_used == MSG_POOL)) {
         if (submit_now(u) < 0) return DX_EIO;
-        if (u->iov_used + n > IOV_POOL || u->msg_used == MSG_POOL) return DX_EBUSY;
+        /* Still full (the kernel would not take the queue yet): the first
+         * piece alone, the completion sends the rest. */
+        if (u->iov_used + n > IOV_POOL || u->msg_used == MSG_POOL) n = 1;
     }
     struct io_uring_sqe *sqe = get_sqe(u);
     if (!sqe) return DX_EIO;
@@ -483,7 +527,7 @@ void dx__uring_detach(dx_loop *loop, uint32_t id) {
         while (sys_register(u->fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1) < 0 && errno == EINTR) {
         }
     }
-    if (s->sb) u->sb_free[u->sb_nfree++] = s->sb;
+    if (s->sb) copy_free(u, s->sb);
     s->sb = 0;
     s->w = NULL;
     s->state = 0;
@@ -571,7 +615,7 @@ static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
             if (send_copy(u, id, s) == 0) return;
             res = -EIO;
         }
-        u->sb_free[u->sb_nfree++] = s->sb;
+        copy_free(u, s->sb);
         s->sb = 0;
         if (res >= 0) res = 0;
     }
