@@ -47,7 +47,7 @@
  * copy in it has been sent: the pages in use follow the bytes in flight
  * (a thousand 30-byte echoes at once fit one page), and chunks are made
  * only as they are needed. Larger sends go from the queue itself. */
-#define CHUNK_SIZE (64 * 1024)
+#define CHUNK_SIZE (64 * 1024) /* offsets fit the slot's 16 bits */
 #define NCHUNK 32
 #define BGID 0
 #define MAX_IOV 64
@@ -68,14 +68,23 @@ enum {
     S_SENDING = 8,
 };
 
+/* 16 bytes per attached socket: an idle connection pays this. */
 typedef struct slot {
     dx_io *w; /* NULL: free */
     uint32_t gen;
-    uint32_t state;
-    uint16_t sb;      /* with S_SENDING: the copy's chunk, 1-based; 0 none */
-    uint32_t sb_at;   /* where the copy starts in its chunk */
-    uint16_t sb_off, sb_len;
+    uint8_t state;
+    uint8_t sb;     /* with S_SENDING: the copy's chunk, 1-based; 0 none */
+    uint16_t sb_at; /* where the copy starts in its chunk */
 } slot;
+
+/* A copy in a chunk: this header, then the bytes. */
+typedef struct copy_hdr {
+    uint16_t len, off; /* bytes, and how many are sent */
+    uint8_t pad[12];
+} copy_hdr;
+
+_Static_assert(CHUNK_SIZE <= 65536, "chunk offsets are 16-bit");
+_Static_assert(DX__URING_COPY_MAX + sizeof(copy_hdr) <= CHUNK_SIZE, "a copy fits a chunk");
 
 typedef struct chunk {
     uint8_t *mem; /* NULL until first needed */
@@ -363,7 +372,7 @@ static int arm_recv(dx__uring *u, uint32_t id, slot *s) {
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
     sqe->user_data = ud(K_RECV, id, s->gen);
-    s->state = (s->state | S_RECV_ON) & ~(uint32_t)S_RECV_CANCEL;
+    s->state = (uint8_t)((s->state | S_RECV_ON) & ~S_RECV_CANCEL);
     return 0;
 }
 
@@ -377,7 +386,7 @@ int dx__uring_recv(dx_loop *loop, uint32_t id, int on) {
          * completion comes. */
         return s->state & S_RECV_ON ? 0 : arm_recv(u, id, s);
     }
-    s->state &= ~(uint32_t)S_RECV_WANT;
+    s->state &= (uint8_t)~S_RECV_WANT;
     if ((s->state & (S_RECV_ON | S_RECV_CANCEL)) != S_RECV_ON) return 0;
     struct io_uring_sqe *sqe = get_sqe(u);
     if (!sqe) return DX_EIO;
@@ -396,7 +405,7 @@ int dx__uring_sending(dx_loop *loop, uint32_t id) {
 
 /* Room for a copy of `n` bytes: its chunk (1-based) and offset, or 0
  * when the arena is full (the send then goes from the owner's queue). */
-static uint16_t copy_alloc(dx__uring *u, size_t n, uint32_t *at) {
+static uint8_t copy_alloc(dx__uring *u, size_t n, uint16_t *at) {
     n = (n + 15) & ~(size_t)15;
     chunk *c = &u->chunks[u->cur];
     if (!c->mem || c->used + n > CHUNK_SIZE) {
@@ -418,20 +427,20 @@ static uint16_t copy_alloc(dx__uring *u, size_t n, uint32_t *at) {
         c->used = 0;
         u->cur = i;
     }
-    *at = c->used;
+    *at = (uint16_t)c->used; /* < CHUNK_SIZE, 64 KiB */
     c->used += (uint32_t)n;
     c->refs++;
-    return (uint16_t)(u->cur + 1);
+    return (uint8_t)(u->cur + 1);
 }
 
-static void copy_free(dx__uring *u, uint16_t sb) {
+static void copy_free(dx__uring *u, uint8_t sb) {
     chunk *c = &u->chunks[sb - 1];
     /* The current chunk starts over once empty: the same pages again. */
     if (--c->refs == 0 && sb - 1 == u->cur) c->used = 0;
 }
 
-static uint8_t *sbuf(dx__uring *u, const slot *s) {
-    return u->chunks[s->sb - 1].mem + s->sb_at;
+static copy_hdr *copy_of(dx__uring *u, const slot *s) {
+    return (copy_hdr *)(void *)(u->chunks[s->sb - 1].mem + s->sb_at);
 }
 
 static int send_copy(dx__uring *u, uint32_t id, slot *s) {
@@ -440,8 +449,9 @@ static int send_copy(dx__uring *u, uint32_t id, slot *s) {
     sqe->opcode = IORING_OP_SEND;
     sqe->fd = s->w->fd;
     sqe->msg_flags = MSG_NOSIGNAL;
-    sqe->addr = (uint64_t)(uintptr_t)(sbuf(u, s) + s->sb_off);
-    sqe->len = (uint32_t)(s->sb_len - s->sb_off);
+    copy_hdr *h = copy_of(u, s);
+    sqe->addr = (uint64_t)(uintptr_t)((uint8_t *)(h + 1) + h->off);
+    sqe->len = (uint32_t)(h->len - h->off);
     sqe->user_data = ud(K_SEND, id, s->gen);
     return 0;
 }
@@ -454,18 +464,19 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
-    uint32_t at;
-    uint16_t sb = total <= DX__URING_COPY_MAX ? copy_alloc(u, total, &at) : 0;
+    uint16_t at;
+    uint8_t sb = total <= DX__URING_COPY_MAX ? copy_alloc(u, sizeof(copy_hdr) + total, &at) : 0;
     if (sb) {
         s->sb = sb;
         s->sb_at = at;
-        uint8_t *p = sbuf(u, s);
+        copy_hdr *h = copy_of(u, s);
+        h->len = (uint16_t)total;
+        h->off = 0;
+        uint8_t *p = (uint8_t *)(h + 1);
         for (int i = 0; i < n; i++) {
             memcpy(p, iov[i].iov_base, iov[i].iov_len);
             p += iov[i].iov_len;
         }
-        s->sb_off = 0;
-        s->sb_len = (uint16_t)total;
         if (send_copy(u, id, s) < 0) {
             copy_free(u, s->sb);
             s->sb = 0;
@@ -581,7 +592,7 @@ static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
     if (s && s->gen == gen) {
         int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
         int res = cqe->res;
-        if (!more) s->state &= ~(uint32_t)(S_RECV_ON | S_RECV_CANCEL);
+        if (!more) s->state &= (uint8_t) ~(S_RECV_ON | S_RECV_CANCEL);
         if (res > 0 || (res <= 0 && res != -ENOBUFS && res != -ECANCELED)) {
             dx_io *w = s->w;
             u->got = res > 0 ? res : res == 0 ? 0 : DX_EIO;
@@ -610,8 +621,9 @@ static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
     if (s->sb) {
         /* A copy: the rest of a short send goes again from here, and the
          * owner hears only of the end (0 bytes of its own to consume). */
-        if (res > 0 && s->sb_off + res < s->sb_len) {
-            s->sb_off = (uint16_t)(s->sb_off + res);
+        copy_hdr *h = copy_of(u, s);
+        if (res > 0 && h->off + res < h->len) {
+            h->off = (uint16_t)(h->off + res);
             if (send_copy(u, id, s) == 0) return;
             res = -EIO;
         }
@@ -619,7 +631,7 @@ static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
         s->sb = 0;
         if (res >= 0) res = 0;
     }
-    s->state &= ~(uint32_t)S_SENDING;
+    s->state &= (uint8_t)~S_SENDING;
     u->got = res >= 0 ? res : DX_EIO;
     u->got_data = NULL;
     if (res < 0) errno = -res;
