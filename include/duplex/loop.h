@@ -1,4 +1,5 @@
-/* duplex — the event loop (epoll), timers, signals and cross-thread posts.
+/* duplex — the event loop (epoll; a server's open WebSockets on an io_uring
+ * where the kernel has it), timers, signals and cross-thread posts.
  *
  * One loop per thread. A loop and everything attached to it belong to the
  * thread that runs it: no call here is thread-safe except dx_loop_post(),

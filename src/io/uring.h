@@ -12,7 +12,9 @@
  * Used only when the kernel has all of it (Linux 6.15: EPOLL_WAIT;
  * 6.12: incrementally consumed buffers) and io_uring is not switched off
  * (sysctl, seccomp, DUPLEX_NO_IO_URING=1); otherwise nothing attaches and
- * the loop stays on epoll alone. */
+ * the loop stays on epoll alone. The ring is made in the thread that runs
+ * the loop and only that thread may use it (IORING_SETUP_SINGLE_ISSUER): a
+ * loop that has a ring must keep running in the thread that first ran it. */
 #ifndef DX_IO_URING_H
 #define DX_IO_URING_H
 
