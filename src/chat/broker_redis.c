@@ -116,11 +116,16 @@ static int64_t total(redis_broker *b, const char *uid) {
 
 /* The node's index, added (or revived) when new; -1 when the table is
  * full of live nodes. */
-static int node_touch(redis_broker *b, const uint8_t *id) {
+/* Marks the node heard now. *fresh is set when we hold nothing of it (a
+ * node we had given up for dead, or one never heard): its counts must be
+ * asked for, since its announcements came while we could not hear them. */
+static int node_touch(redis_broker *b, const uint8_t *id, int *fresh) {
     uint64_t now = dx_loop_now(b->loop);
     int free_ix = -1;
+    *fresh = 0;
     for (unsigned i = 0; i < b->nnodes; i++) {
         if (!memcmp(b->nodes[i].id, id, 8)) {
+            *fresh = !b->nodes[i].alive;
             b->nodes[i].alive = 1;
             b->nodes[i].last = now;
             return (int)i;
@@ -136,6 +141,7 @@ static int node_touch(redis_broker *b, const uint8_t *id) {
     memcpy(n->id, id, 8);
     n->alive = 1;
     n->last = now;
+    *fresh = 1;
     return free_ix;
 }
 
@@ -289,7 +295,11 @@ static void on_event(redis_broker *b, const uint8_t *p, size_t n) {
     if (strlen(uid) != ul) return;
     const uint8_t *body = p + HDR + ul;
     size_t blen = n - HDR - ul;
-    int nix = node_touch(b, p + 3);
+    int fresh;
+    int nix = node_touch(b, p + 3, &fresh);
+    /* A node back from the dead (after a Redis outage, say) announced its
+     * devices while we were deaf to it: ask again (everyone answers). */
+    if (fresh && kind != 'R') (void)send_kind(b, 'R', NULL, NULL, 0);
     switch (kind) {
     case 'M':
         if (ul) b->base.deliver(b->base.deliver_arg, uid, (const char *)body, blen, NULL);
@@ -354,8 +364,13 @@ static void on_sub_down(dx__redis *r, void *user, const char *why) {
 
 static void on_pub_up(dx__redis *r, void *user) {
     redis_broker *b = user;
-    /* The keys may have expired while we were away. */
-    if (b->confirmed) announce_all(b, 1);
+    /* The keys may have expired while we were away, and the request for
+     * the others' counts made when the subscription came back could not
+     * be sent without this connection: both now. */
+    if (b->confirmed) {
+        (void)send_kind(b, 'R', NULL, NULL, 0);
+        announce_all(b, 1);
+    }
     report(b);
 }
 
