@@ -88,8 +88,10 @@ struct dx_loop {
     uint8_t *rbuf;
     size_t rbuf_cap;
 
-    /* The io_uring (io/uring.h), made when a socket first asks for it;
-     * the loop then waits there, epoll's events coming in through it. */
+    /* The io_uring (io/uring.h), made in the loop's thread when a server
+     * asks for it (at the top of the next iteration, or on a socket's first
+     * attach); the loop then waits there, epoll's events coming in through
+     * it. */
     dx__uring *ring;
     int ring_tried;
     int ring_wanted; /* made at the top of the next iteration */
