@@ -409,29 +409,10 @@ static client *ws_open(int port) {
 
 /* Writes one frame; `mask` 0 sends it unmasked (a protocol error). */
 static int cl_frame(client *c, int fin, int op, const void *data, size_t n, int mask) {
-    uint8_t hdr[14];
-    size_t h = 0;
-    hdr[h++] = (uint8_t)((fin ? 0x80 : 0) | op);
-    uint8_t m = mask ? 0x80 : 0;
-    if (n < 126) {
-        hdr[h++] = (uint8_t)(m | n);
-    } else if (n < 65536) {
-        hdr[h++] = m | 126;
-        hdr[h++] = (uint8_t)(n >> 8);
-        hdr[h++] = (uint8_t)n;
-    } else {
-        hdr[h++] = m | 127;
-        for (int i = 7; i >= 0; i--)
-            hdr[h++] = (uint8_t)((uint64_t)n >> (8 * i));
-    }
-    uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
-    if (mask) memcpy(hdr + h, key, 4), h += 4;
-    uint8_t *p = malloc(h + n + 1);
-    memcpy(p, hdr, h);
-    const uint8_t *d = data;
-    for (size_t i = 0; i < n; i++)
-        p[h + i] = mask ? d[i] ^ key[i & 3] : d[i];
-    int r = dx_t_write_all(c->fd, p, h + n);
+    static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    uint8_t *p = malloc(14 + n + 1);
+    size_t len = dx_t_frame(p, fin, 0, op, data, n, mask ? key : NULL);
+    int r = dx_t_write_all(c->fd, p, len);
     free(p);
     return r;
 }
