@@ -26,8 +26,8 @@
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
-#define DX_OP_EPOLL_WAIT 59      /* IORING_OP_EPOLL_WAIT, Linux 6.15 */
-#define DX_PBUF_RING_INC 2       /* IOU_PBUF_RING_INC, Linux 6.12 */
+#define DX_OP_EPOLL_WAIT 59         /* IORING_OP_EPOLL_WAIT, Linux 6.15 */
+#define DX_PBUF_RING_INC 2          /* IOU_PBUF_RING_INC, Linux 6.12 */
 #define DX_CQE_F_BUF_MORE (1U << 4) /* IORING_CQE_F_BUF_MORE */
 
 #define SQ_ENTRIES 1024
@@ -363,15 +363,24 @@ int dx__uring_attach(dx_loop *loop, dx_io *w, int fd, dx_io_cb cb, uint32_t *id)
     return 0;
 }
 
-static int arm_recv(dx__uring *u, uint32_t id, slot *s) {
+/* An SQE for socket `id`: the operation, its descriptor, and the user_data
+ * (kind, slot, generation) its completion comes back with. */
+static struct io_uring_sqe *sqe_for(dx__uring *u, unsigned op, unsigned kind, uint32_t id,
+                                    const slot *s) {
     struct io_uring_sqe *sqe = get_sqe(u);
-    if (!sqe) return DX_EIO;
-    sqe->opcode = IORING_OP_RECV;
+    if (!sqe) return NULL;
+    sqe->opcode = (uint8_t)op;
     sqe->fd = s->w->fd;
+    sqe->user_data = ud(kind, id, s->gen);
+    return sqe;
+}
+
+static int arm_recv(dx__uring *u, uint32_t id, slot *s) {
+    struct io_uring_sqe *sqe = sqe_for(u, IORING_OP_RECV, K_RECV, id, s);
+    if (!sqe) return DX_EIO;
     sqe->ioprio = IORING_RECV_MULTISHOT;
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
-    sqe->user_data = ud(K_RECV, id, s->gen);
     s->state = (uint8_t)((s->state | S_RECV_ON) & ~S_RECV_CANCEL);
     return 0;
 }
@@ -444,15 +453,12 @@ static copy_hdr *copy_of(dx__uring *u, const slot *s) {
 }
 
 static int send_copy(dx__uring *u, uint32_t id, slot *s) {
-    struct io_uring_sqe *sqe = get_sqe(u);
+    struct io_uring_sqe *sqe = sqe_for(u, IORING_OP_SEND, K_SEND, id, s);
     if (!sqe) return DX_EIO;
-    sqe->opcode = IORING_OP_SEND;
-    sqe->fd = s->w->fd;
     sqe->msg_flags = MSG_NOSIGNAL;
     copy_hdr *h = copy_of(u, s);
     sqe->addr = (uint64_t)(uintptr_t)((uint8_t *)(h + 1) + h->off);
     sqe->len = (uint32_t)(h->len - h->off);
-    sqe->user_data = ud(K_SEND, id, s->gen);
     return 0;
 }
 
@@ -491,13 +497,11 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
          * piece alone, the completion sends the rest. */
         if (u->iov_used + n > IOV_POOL || u->msg_used == MSG_POOL) n = 1;
     }
-    struct io_uring_sqe *sqe = get_sqe(u);
+    struct io_uring_sqe *sqe =
+        sqe_for(u, n == 1 ? IORING_OP_SEND : IORING_OP_SENDMSG, K_SEND, id, s);
     if (!sqe) return DX_EIO;
-    sqe->fd = s->w->fd;
     sqe->msg_flags = MSG_NOSIGNAL;
-    sqe->user_data = ud(K_SEND, id, s->gen);
     if (n == 1) {
-        sqe->opcode = IORING_OP_SEND;
         sqe->addr = (uint64_t)(uintptr_t)iov[0].iov_base;
         sqe->len = (uint32_t)iov[0].iov_len;
     } else {
@@ -510,7 +514,6 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
         memset(m, 0, sizeof *m);
         m->msg_iov = v;
         m->msg_iovlen = (size_t)n;
-        sqe->opcode = IORING_OP_SENDMSG;
         sqe->addr = (uint64_t)(uintptr_t)m;
         sqe->len = 1;
     }
