@@ -132,6 +132,21 @@ DX_API void dx_conn_eof(dx_conn *c, uint16_t code);
  * error nothing is queued. The same holds for the other send functions. */
 DX_API int dx_conn_send(dx_conn *c, enum dx_opcode op, const void *data, size_t len);
 
+/* Writes what it can of `n` iovecs now, without blocking: returns the
+ * bytes taken (0 when none), or < 0 when the transport failed. */
+typedef int64_t (*dx_conn_writer)(void *ctx, const struct iovec *iov, int n);
+
+/* dx_conn_send without the copy, for large messages: when nothing is
+ * queued and the message goes as one plain frame (server role, not
+ * compressed), its header and the caller's `data` are handed to `write`
+ * at once, and only the part it did not take is queued (copied).
+ * Otherwise the message is queued exactly as by dx_conn_send. Returns as
+ * dx_conn_send, or DX_EIO when `write` failed (the transport is broken;
+ * nothing is queued). A small message is better queued: frames queued
+ * together leave in one write. */
+DX_API int dx_conn_send_through(dx_conn *c, enum dx_opcode op, const void *data, size_t len,
+                                dx_conn_writer write, void *ctx);
+
 /* Queues one fragment of a message sent in pieces: `op` is TEXT or BINARY
  * on the first call and is ignored after (continuations are written);
  * `fin` ends the message. No other data message may be sent until the one

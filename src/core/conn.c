@@ -444,6 +444,29 @@ int dx_conn_send(dx_conn *c, enum dx_opcode op, const void *data, size_t len) {
     return queue(c, 1, (uint8_t)op, data, len);
 }
 
+int dx_conn_send_through(dx_conn *c, enum dx_opcode op, const void *data, size_t len,
+                         dx_conn_writer write, void *ctx) {
+    if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len) || !write) return DX_EINVAL;
+    if (!can_send(c) || c->sending) return DX_ESTATE;
+    /* Queued when it must be anyway: behind queued bytes, compressed, or
+     * masked (a client's payload is copied to be masked). */
+    if (c->out.bytes || c->role != DX_ROLE_SERVER || (c->pmd && dx__pmd_want(c->pmd, len)))
+        return dx_conn_send(c, op, data, len);
+    uint8_t hdr[DX_FRAME_MAX_HEADER];
+    size_t h = dx_frame_write_header(hdr, 1, 0, (uint8_t)op, len, NULL);
+    struct iovec iov[2] = {{hdr, h}, {(void *)data, len}};
+    int64_t w = write(ctx, iov, len ? 2 : 1);
+    if (w < 0) return DX_EIO;
+    /* The part not taken, queued (copied) as the rest of the frame. */
+    size_t taken = (size_t)w, skip = taken < h ? taken : h;
+    iov[0].iov_base = hdr + skip;
+    iov[0].iov_len = h - skip;
+    taken -= skip;
+    iov[1].iov_base = (uint8_t *)iov[1].iov_base + (taken < len ? taken : len);
+    iov[1].iov_len = taken < len ? len - taken : 0;
+    return dx__outq_bytes(&c->out, iov, 2);
+}
+
 int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_t len, int fin) {
     if (!data && len) return DX_EINVAL;
     if (!c->sending && op != DX_OP_TEXT && op != DX_OP_BINARY) return DX_EINVAL;

@@ -103,6 +103,16 @@ static void link_tail(dx__outq *q, dx__outq_seg *s) {
     q->tail = s;
 }
 
+/* Cork: the tail block while `need` bytes fit in it, else a fresh one
+ * (`*fresh`: link it once written). NULL when out of memory. */
+static dx__outq_seg *room_for(dx__outq *q, size_t need, int *fresh) {
+    dx__outq_seg *b = q->tail;
+    *fresh = 0;
+    if (b && !b->shared && b->cap - b->end >= need) return b;
+    *fresh = 1;
+    return block_get(need);
+}
+
 int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t opcode,
                    const void *data, size_t len) {
     int masked = role == DX_ROLE_CLIENT;
@@ -116,14 +126,9 @@ int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t
         if (rc) return rc;
     }
 
-    /* Cork: append to the tail block while the whole frame fits. */
-    dx__outq_seg *b = q->tail;
-    int fresh = 0;
-    if (!b || b->shared || b->cap - b->end < need) {
-        b = block_get(need);
-        if (!b) return DX_ENOMEM;
-        fresh = 1;
-    }
+    int fresh;
+    dx__outq_seg *b = room_for(q, need, &fresh);
+    if (!b) return DX_ENOMEM;
     uint8_t *out = b->data + b->end;
     size_t h;
     if (!masked && len < 126) {
@@ -143,6 +148,23 @@ int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t
     }
     b->end += h + len;
     q->bytes += h + len;
+    if (fresh) link_tail(q, b);
+    return 0;
+}
+
+int dx__outq_bytes(dx__outq *q, const struct iovec *iov, int n) {
+    size_t need = 0;
+    for (int i = 0; i < n; i++)
+        need += iov[i].iov_len;
+    if (need == 0) return 0;
+    int fresh;
+    dx__outq_seg *b = room_for(q, need, &fresh);
+    if (!b) return DX_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].iov_len) memcpy(b->data + b->end, iov[i].iov_base, iov[i].iov_len);
+        b->end += iov[i].iov_len;
+    }
+    q->bytes += need;
     if (fresh) link_tail(q, b);
     return 0;
 }

@@ -58,6 +58,10 @@ typedef struct dx__outq {
 int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t opcode,
                    const void *data, size_t len);
 
+/* Queues bytes already framed (the part of a frame its writer did not
+ * take): copied, in order. 0 or DX_ENOMEM (nothing queued). */
+int dx__outq_bytes(dx__outq *q, const struct iovec *iov, int n);
+
 /* Queues a shared frame: a reference to it (taking a reference), or for a
  * frame of at most DX__OUTQ_SHARED_COPY bytes that fits in the tail block
  * a copy there. 0 or DX_ENOMEM. */

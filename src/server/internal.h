@@ -159,6 +159,8 @@ void dx__sc_flush(dx_server_conn *c);
 /* Writes now, outside the queue: bytes written (maybe fewer), 0 when the
  * socket is full, DX_EIO/DX_ETLS on error. */
 int64_t dx__sc_write_now(dx_server_conn *c, const void *buf, size_t len);
+/* dx_conn_send, written through to the socket when large (see sconn.c). */
+int dx__sc_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len);
 /* Keeps the unwritten rest of a 101 answer (flushed before any frame). */
 int dx__sc_hold_101(dx_server_conn *c, const char *rest, size_t len);
 void dx__sc_drop_101(dx_server_conn *c);

@@ -1055,6 +1055,46 @@ static void ring_paths(void) {
         free(p);
     }
     CHECK_EQ_INT(bad, 0);
+    /* Echoes of 100 KB, large enough to go from the received bytes
+     * straight to the socket (dx_conn_send_through), into the full socket,
+     * each behind a small echo (so some are queued behind others): every
+     * byte in order. */
+    size_t bl = 100000;
+    uint8_t *bb = malloc(bl);
+    REQUIRE(bb);
+    for (int i = 0; i < 4; i++) {
+        CHECK(send_text(c, "tiny") == 0);
+        memset(bb, 'A' + i, bl);
+        CHECK(cl_frame(c, 1, DX_OP_BINARY, bb, bl, 1) == 0);
+        usleep(i * 20000);
+    }
+    bad = 0;
+    for (int i = 0; i < 4 && !bad; i++) {
+        if (!expect_text(c, "tiny")) bad = 1;
+        p = NULL;
+        if (!bad && (cl_read_msg(c, &p, &n) != DX_OP_BINARY || n != bl)) bad = 2;
+        for (size_t k = 0; !bad && k < n; k++)
+            if (p[k] != 'A' + i) bad = 3;
+        free(p);
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* A small echo and a large one from one read: the large one must not
+     * overtake the small one, whose send may still wait on the ring. */
+    static const uint8_t key[4] = {9, 8, 7, 6};
+    size_t sl = 20000;
+    for (int i = 0; i < 20 && !bad; i++) {
+        memset(bb, 'a' + i, sl);
+        size_t k = dx_t_frame(bb + sl, 1, 0, DX_OP_TEXT, (const uint8_t *)"tiny", 4, key);
+        k += dx_t_frame(bb + sl + k, 1, 0, DX_OP_BINARY, bb, sl, key);
+        CHECK(dx_t_write_all(c->fd, bb + sl, k) == 0);
+        if (!expect_text(c, "tiny")) bad = 1;
+        p = NULL;
+        if (!bad && (cl_read_msg(c, &p, &n) != DX_OP_BINARY || n != sl || p[0] != 'a' + i))
+            bad = 2;
+        free(p);
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(bb);
     /* Still an echo after that. */
     CHECK(send_text(c, "after") == 0);
     CHECK(expect_text(c, "after"));
