@@ -51,6 +51,7 @@ typedef struct bconn {
     uint8_t want_out;  /* EPOLLOUT is registered */
     uint8_t dirty;     /* in the thread's flush list */
     uint8_t echoed;    /* idle mode: its one echo came back */
+    uint8_t et;        /* open on plain TCP: registered edge-triggered */
     uint8_t stamp_have;
     uint32_t inflight; /* sent and not yet echoed */
     uint32_t refill;   /* echo mode: messages to send after this read */
@@ -154,7 +155,7 @@ static void error_at(bthread *t, const char *why) {
 }
 
 static void ep_set(bthread *t, bconn *c, int op, uint32_t events) {
-    struct epoll_event ev = {.events = events, .data.ptr = c};
+    struct epoll_event ev = {.events = events | (c->et ? EPOLLET : 0), .data.ptr = c};
     (void)epoll_ctl(t->epfd, op, c->fd, &ev);
 }
 
@@ -506,6 +507,15 @@ static void opened(bthread *t, bconn *c, uint64_t now) {
     const dx_bench_cfg *cfg = t->r->cfg;
     c->state = CS_OPEN;
     t->pending--;
+    /* Edge-triggered from here on a plain socket, which is always read
+     * until a short read: a level-triggered one is polled again by every
+     * wait after it reported, one more tcp_poll per connection and wait on
+     * the generator's core, the limit of the echo runs. TLS (a record may
+     * wait in the library, not the socket) stays level-triggered. */
+    if (!c->tls && cfg->mode != BM_HANDSHAKES) {
+        c->et = 1;
+        ep_set(t, c, EPOLL_CTL_MOD, EPOLLIN | (c->want_out ? EPOLLOUT : 0));
+    }
     switch (cfg->mode) {
     case BM_HANDSHAKES: {
         ADD(t->messages, 1);
@@ -532,6 +542,7 @@ static void start_connect(bthread *t, bconn *c) {
     c->state = CS_CONNECTING;
     c->t_start = now_ns();
     c->want_out = 0;
+    c->et = 0;
     c->raw_have = c->msg_len = 0;
     t->pending++;
     int fd = socket(cfg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

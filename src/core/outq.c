@@ -105,7 +105,7 @@ static void link_tail(dx__outq *q, dx__outq_seg *s) {
 
 /* Cork: the tail block while `need` bytes fit in it, else a fresh one
  * (`*fresh`: link it once written). NULL when out of memory. */
-static dx__outq_seg *room_for(dx__outq *q, size_t need, int *fresh) {
+static inline dx__outq_seg *room_for(dx__outq *q, size_t need, int *fresh) {
     dx__outq_seg *b = q->tail;
     *fresh = 0;
     if (b && !b->shared && b->cap - b->end >= need) return b;

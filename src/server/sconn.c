@@ -236,29 +236,27 @@ int64_t dx__sc_write_now(dx_server_conn *c, const void *buf, size_t len) {
     return w == DX_EBUSY ? 0 : w;
 }
 
-/* A message this large goes straight from the caller's memory to the
- * socket when nothing waits ahead of it: echoing 64 KiB messages, the copy
- * into the queue was a tenth of the server's time. Smaller ones are queued,
- * so that those sent together leave in one write. */
-#define THROUGH_MIN 16384
-
 static int64_t through_write(void *ctx, const struct iovec *iov, int n) {
     dx_server_conn *c = ctx;
     int64_t w = dx__writev(c->io.fd, iov, n);
     return w == DX_EBUSY ? 0 : w;
 }
 
-int dx__sc_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len) {
+int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len) {
     dx_conn *conn = sc_conn(c);
+    int rc;
     /* Not under TLS (records are copied anyway), not behind the rest of a
      * 101, nor behind a send still on the ring. */
-    if (len < THROUGH_MIN || c->tls || (c->flags & F_101) ||
+    if (c->tls || (c->flags & F_101) ||
         ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot)))
-        return dx_conn_send(conn, op, data, len);
-    int rc = dx_conn_send_through(conn, op, data, len, through_write, c);
+        rc = dx_conn_send(conn, op, data, len);
+    else
+        rc = dx_conn_send_through(conn, op, data, len, through_write, c);
     /* A broken socket: queued instead, and the flush that fails on it ends
      * the connection as any failed write does (not from inside a send). */
-    return rc == DX_EIO ? dx_conn_send(conn, op, data, len) : rc;
+    if (rc == DX_EIO) rc = dx_conn_send(conn, op, data, len);
+    if (rc == 0 && dx_conn_buffered(conn)) dx__sc_queued(c);
+    return rc;
 }
 
 /* Writes the static file body: sendfile on plain TCP, through the loop's

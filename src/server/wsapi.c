@@ -21,8 +21,9 @@ int dx_server_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_
     if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return DX_EINVAL;
     if (!can_send(c)) return DX_ESTATE;
     if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return refuse(c);
-    int rc = dx__sc_send(c, op, data, len);
-    if (rc == 0 && dx_conn_buffered(sc_conn(c))) dx__sc_queued(c);
+    if (len >= DX__SC_THROUGH_MIN) return dx__sc_send_through(c, op, data, len);
+    int rc = dx_conn_send(sc_conn(c), op, data, len);
+    if (rc == 0) dx__sc_queued(c);
     return rc;
 }
 
