@@ -141,9 +141,10 @@ typedef int64_t (*dx_conn_writer)(void *ctx, const struct iovec *iov, int n);
  * compressed), its header and the caller's `data` are handed to `write`
  * at once, and only the part it did not take is queued (copied).
  * Otherwise the message is queued exactly as by dx_conn_send. Returns as
- * dx_conn_send, or DX_EIO when `write` failed (the transport is broken;
- * nothing is queued). A small message is better queued: frames queued
- * together leave in one write. */
+ * dx_conn_send, or DX_EIO when the transport must be dropped: `write`
+ * failed, or it took part of the frame and the rest could not be queued
+ * (out of memory); nothing is queued then. A small message is better
+ * queued: frames queued together leave in one write. */
 DX_API int dx_conn_send_through(dx_conn *c, enum dx_opcode op, const void *data, size_t len,
                                 dx_conn_writer write, void *ctx);
 

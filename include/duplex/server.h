@@ -23,10 +23,13 @@
  * Connections. A dx_server_conn is one client, from accept to close. The
  * application sees it first in on_upgrade (optional), then on_open, every
  * on_message, and exactly once on_close; the handle is valid until on_close
- * returns and must not be used after. Sending never blocks and never writes
- * at once: frames are queued and every connection touched during one loop
- * iteration is flushed once after the iteration's callbacks (automatic
- * corking), so many small sends leave in one writev.
+ * returns and must not be used after. Sending never blocks. Frames are
+ * queued and every connection touched during one loop iteration is flushed
+ * once after the iteration's callbacks (automatic corking), so many small
+ * sends leave in one writev; a message of 16 KiB or more with nothing
+ * queued ahead of it on a plain TCP socket is written at once from the
+ * caller's memory instead, and only what the socket does not take is
+ * queued (dx_conn_send_through).
  *
  * Memory. One allocation per connection holds the protocol state, the
  * server's state and `conn_data_size` bytes of inline application data
@@ -358,9 +361,11 @@ DX_API void dx_server_free(dx_server *srv);
 /* ---- one connection ---------------------------------------------------- */
 
 /* Queues a text (valid UTF-8, the caller's promise) or binary message.
- * `data` is copied. Returns 0; DX_EBUSY when refused by the backpressure
- * policy; DX_ESTATE when the connection is not OPEN (closing, or still in
- * its handshake); DX_EINVAL for another opcode; DX_ENOMEM. */
+ * `data` is copied, or for a large one written at once (see above). Returns
+ * 0; DX_EBUSY when refused by the backpressure policy; DX_ESTATE when the
+ * connection is not OPEN (closing, or still in its handshake); DX_EINVAL
+ * for another opcode; DX_ENOMEM; DX_EIO when a write at once found the
+ * socket broken (the connection closes, 1006, after the callbacks). */
 DX_API int dx_server_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len);
 
 /* dx_server_send(c, DX_OP_TEXT, s, strlen(s)). */

@@ -464,7 +464,9 @@ int dx_conn_send_through(dx_conn *c, enum dx_opcode op, const void *data, size_t
     taken -= skip;
     iov[1].iov_base = (uint8_t *)iov[1].iov_base + (taken < len ? taken : len);
     iov[1].iov_len = taken < len ? len - taken : 0;
-    return dx__outq_bytes(&c->out, iov, 2);
+    int rc = dx__outq_bytes(&c->out, iov, 2);
+    /* Out of memory with part of the frame gone: the stream is cut. */
+    return rc && w > 0 ? DX_EIO : rc;
 }
 
 int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_t len, int fin) {

@@ -48,6 +48,7 @@ enum {
     F_READING = 1 << 11,   /* in dx__sc_io's read: a flush follows it at once */
     F_MARKED = 1 << 12,    /* marked while F_READING: F_DIRTY, but not in the list */
     F_URING = 1 << 13,     /* the socket is on the loop's io_uring (uslot), not epoll */
+    F_BROKEN = 1 << 14,    /* a write-through failed: dropped by the next flush */
 };
 
 /* State of the HTTP phase, on the heap only while it lasts. */

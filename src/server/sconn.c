@@ -252,9 +252,14 @@ int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, 
         rc = dx_conn_send(conn, op, data, len);
     else
         rc = dx_conn_send_through(conn, op, data, len, through_write, c);
-    /* A broken socket: queued instead, and the flush that fails on it ends
-     * the connection as any failed write does (not from inside a send). */
-    if (rc == DX_EIO) rc = dx_conn_send(conn, op, data, len);
+    if (rc == DX_EIO) {
+        /* The socket failed, or the frame is cut (its rest could not be
+         * queued): the next flush drops the connection, as after any
+         * failed write, rather than this send from inside the caller. */
+        c->flags |= F_BROKEN;
+        dx__sc_mark(c);
+        return rc;
+    }
     if (rc == 0 && dx_conn_buffered(conn)) dx__sc_queued(c);
     return rc;
 }
@@ -381,6 +386,10 @@ static void uring_flush(dx_server_conn *c) {
 void dx__sc_flush(dx_server_conn *c) {
     if (c->phase == P_DEAD || c->phase == P_TLS) {
         if (c->phase == P_TLS) dx__sc_update(c);
+        return;
+    }
+    if (c->flags & F_BROKEN) {
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return;
     }
     if (c->flags & F_URING) {

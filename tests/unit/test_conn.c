@@ -983,6 +983,21 @@ static void test_send_through(void) {
     CHECK_EQ_INT(dx_conn_send_through(s, DX_OP_BINARY, p, big, tw_write, &w), DX_EIO);
     CHECK_EQ_INT(dx_conn_buffered(s), 0);
     w.fail = 0;
+    /* No memory for the rest: DX_ENOMEM when nothing went out, DX_EIO
+     * (drop the transport) when part of the frame did. */
+    dx_conn *s2 = mk(DX_ROLE_SERVER, &r, 0, 0);
+    hooks_on();
+    for (size_t cap = 0; cap <= 100; cap += 100) {
+        w.len = 0;
+        w.cap = cap;
+        alloc_count = 0;
+        fail_at = 1;
+        CHECK_EQ_INT(dx_conn_send_through(s2, DX_OP_BINARY, p, big, tw_write, &w),
+                     cap ? DX_EIO : DX_ENOMEM);
+        CHECK_EQ_INT(dx_conn_buffered(s2), 0);
+    }
+    hooks_off();
+    dx_conn_free(s2);
     /* Not in the middle of a fragmented message, nor after a close; bad
      * arguments are refused as by dx_conn_send. */
     CHECK_EQ_INT(dx_conn_send_through(s, DX_OP_CONT, p, 10, tw_write, &w), DX_EINVAL);
