@@ -246,8 +246,8 @@ int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, 
     dx_conn *conn = sc_conn(c);
     int rc;
     /* Not under TLS (records are copied anyway), not behind the rest of a
-     * 101, nor behind a send still on the ring. */
-    if (c->tls || (c->flags & F_101) ||
+     * 101, nor behind a send still on the ring, nor after a cut frame. */
+    if (c->tls || (c->flags & (F_101 | F_BROKEN)) ||
         ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot)))
         rc = dx_conn_send(conn, op, data, len);
     else
