@@ -40,7 +40,7 @@
  * Fewer are better for large messages: the kernel fills them all before
  * the first is handled, and bytes handled sooner are warmer in the cache
  * (echoing 64 KiB, 2 buffers cost 4% less CPU than 4; small messages
- * never fill one). A socket that finds none waiting is armed again. */
+ * never fill one). A socket that finds none waits its turn (starve()). */
 #define NBUF 2
 #define BUF_SIZE (256 * 1024)
 /* Small sends are copied into a chunk of this arena and the owner's queue

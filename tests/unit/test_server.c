@@ -993,7 +993,8 @@ static void slow_reader(void) {
 /* The io_uring path (io/uring.h) where the kernel has it, epoll where not
  * or with DUPLEX_NO_IO_URING=1 (CTest runs this file both ways): small
  * copied sends that end short, sends from the queue, a reader that stops
- * and comes back, and a peer that resets with sends in flight. */
+ * and comes back, large sends written through, receives that run out of
+ * buffers, and a peer that resets with sends in flight. */
 static void ring_paths(void) {
     SERVER(sp, NULL);
     client *c = ws_open(sp.port);
