@@ -230,16 +230,16 @@ static int64_t sock_writev(dx_server_conn *c, const struct iovec *iov, int n) {
     return r;
 }
 
-int64_t dx__sc_write_now(dx_server_conn *c, const void *buf, size_t len) {
-    struct iovec iov = {(void *)buf, len};
-    int64_t w = sock_writev(c, &iov, 1);
+/* Writes now, outside the queue (a dx_conn_writer): bytes taken, 0 when
+ * the socket is full, < 0 on error. */
+static int64_t write_now(void *ctx, const struct iovec *iov, int n) {
+    int64_t w = sock_writev(ctx, iov, n);
     return w == DX_EBUSY ? 0 : w;
 }
 
-static int64_t through_write(void *ctx, const struct iovec *iov, int n) {
-    dx_server_conn *c = ctx;
-    int64_t w = dx__writev(c->io.fd, iov, n);
-    return w == DX_EBUSY ? 0 : w;
+int64_t dx__sc_write_now(dx_server_conn *c, const void *buf, size_t len) {
+    struct iovec iov = {(void *)buf, len};
+    return write_now(c, &iov, 1);
 }
 
 int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len) {
@@ -251,7 +251,7 @@ int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, 
         ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot)))
         rc = dx_conn_send(conn, op, data, len);
     else
-        rc = dx_conn_send_through(conn, op, data, len, through_write, c);
+        rc = dx_conn_send_through(conn, op, data, len, write_now, c);
     if (rc == DX_EIO) {
         /* The socket failed, or the frame is cut (its rest could not be
          * queued): the next flush drops the connection, as after any
