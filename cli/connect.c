@@ -69,7 +69,7 @@ static void usage(FILE *f) {
                "      --close-reason R     reason of that close (at most 123 bytes)\n"
                "      --max-message BYTES  largest message in either direction (default 16 MiB);\n"
                "                           a longer stdin line is an error\n"
-               "      --connect-timeout S  seconds to connect (default 10)\n"
+               "      --connect-timeout S  seconds to resolve the host and connect (default 10)\n"
                "      --handshake-timeout S  seconds for TLS and the upgrade (default 10)\n"
                "      --no-deflate         do not offer permessage-deflate (offered by default)\n"
                "      --deflate-window BITS  offer client_max_window_bits=BITS (8-15): the\n"

@@ -106,9 +106,13 @@
  * always one with DX_CLOSED (closing during the wait gives one with 1006,
  * as closing while CONNECTING does).
  *
- * Limitations today: host names are resolved with the C library's blocking
- * getaddrinfo() at the start of the connect (a slow DNS server stalls the
- * loop for that long); the only extension offered is permessage-deflate,
+ * Host names are resolved off the loop: getaddrinfo() runs on a helper
+ * thread (one per attempt with a name; address literals need none), so a
+ * slow DNS server stalls nothing else, and connect_timeout_ms covers the
+ * resolution and the TCP connect together (a name with no answer in time
+ * ends the attempt with DX_ETIMEDOUT).
+ *
+ * Limitations today: the only extension offered is permessage-deflate,
  * and only with cfg->deflate.enable.
  *
  * Threads: a client belongs to the thread of its loop; no function here is

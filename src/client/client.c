@@ -1,7 +1,7 @@
 /* The client: resolve, connect, TLS, the HTTP upgrade, then the WebSocket
  * through the sans-I/O dx_conn, and the way down. One timer per client
- * holds the deadline of the current phase (connect, handshake, close
- * answer, linger). */
+ * holds the deadline of the current phase (resolve and connect, handshake,
+ * close answer, linger). */
 #include <duplex/client.h>
 #include <duplex/conn.h>
 #include <duplex/handshake.h>
@@ -22,6 +22,7 @@
 #include "client/url.h"
 #include "core/alloc.h"
 #include "io/net.h"
+#include "io/dns.h"
 #include "io/tls.h"
 
 #define MAX_ADDRS 8    /* addresses of one host tried in turn */
@@ -30,6 +31,7 @@
 
 enum phase {
     P_START,   /* created; the timer starts the attempt on the next turn */
+    P_RESOLVE, /* a host name being resolved on a helper thread */
     P_CONNECT, /* TCP connect in progress */
     P_TLS,     /* TLS handshake */
     P_UPGRADE, /* request going out, waiting for the 101 */
@@ -52,9 +54,10 @@ struct dx_client {
     dx_tls_ctx *tls_ctx;
     dx_tls *tls;
     unsigned tls_want; /* DX_IO_WRITE while TLS waits for a writable socket */
+    dx__dns *rs; /* P_RESOLVE: the request */
     dx_addr addrs[MAX_ADDRS];
     int naddrs, addr_i;
-    uint64_t deadline; /* of the connect phase, loop time */
+    uint64_t deadline; /* of resolve and connect together, loop time */
     char key[DX_KEY_LEN + 1];
     char *req; /* the upgrade request until it is written */
     size_t req_len, req_off;
@@ -109,6 +112,8 @@ static void hb_arm(dx_client *c);
 /* Closes the socket and drops every phase's buffers; the dx_conn stays
  * (its close record may still be needed). */
 static void drop_transport(dx_client *c) {
+    dx__dns_cancel(c->rs);
+    c->rs = NULL;
     dx_io_stop(c->loop, &c->io);
     dx_timer_stop(c->loop, &c->timer);
     dx_timer_stop(c->loop, &c->hb_timer);
@@ -620,35 +625,70 @@ static void do_tls(dx_client *c) {
 
 /* ---- resolve and connect --------------------------------------------------- */
 
+static void try_connect(dx_client *c);
+
 /* Every address of the host, in the resolver's order (so "localhost" that
- * gives ::1 first still reaches a server listening on 127.0.0.1 only).
- * This is blocking getaddrinfo on the loop's thread. */
-static int resolve(dx_client *c) {
-    char port[8];
-    snprintf(port, sizeof port, "%d", c->url.port);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(c->url.host, port, &hints, &res);
-    if (rc) {
-        fail(c, DX_EADDR, "cannot resolve host '%s': %s", c->url.host,
-             rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
+ * gives ::1 first still reaches a server listening on 127.0.0.1 only). */
+static void take_addrs(dx_client *c, const struct addrinfo *res) {
     c->naddrs = 0;
-    for (struct addrinfo *ai = res; ai && c->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+    for (const struct addrinfo *ai = res; ai && c->naddrs < MAX_ADDRS; ai = ai->ai_next) {
         if (ai->ai_addrlen > sizeof c->addrs[0].ss) continue;
         dx_addr *a = &c->addrs[c->naddrs++];
         memset(a, 0, sizeof *a);
         memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
         a->len = ai->ai_addrlen;
     }
-    freeaddrinfo(res);
     if (c->naddrs == 0) {
         fail(c, DX_EADDR, "cannot resolve host '%s': no address", c->url.host);
-        return -1;
+        return;
     }
-    return 0;
+    c->addr_i = 0;
+    try_connect(c);
+}
+
+static void resolve_failed(dx_client *c, int rc, int e) {
+    fail(c, DX_EADDR, "cannot resolve host '%s': %s", c->url.host,
+         rc == EAI_SYSTEM ? strerror(e) : gai_strerror(rc));
+}
+
+static void on_resolved(void *ctx, int rc, int e, const struct addrinfo *res) {
+    dx_client *c = ctx;
+    c->rs = NULL; /* the request ends with this call */
+    enter(c);
+    if (rc)
+        resolve_failed(c, rc, e);
+    else
+        take_addrs(c, res);
+    leave(c);
+}
+
+/* An address literal is taken at once; a name goes to a helper thread
+ * (io/dns.h), the connect deadline running meanwhile. */
+static void resolve(dx_client *c) {
+    char port[8];
+    snprintf(port, sizeof port, "%d", c->url.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(c->url.host, port, &hints, &res);
+    if (rc == 0) {
+        take_addrs(c, res);
+        freeaddrinfo(res);
+        return;
+    }
+    if (rc != EAI_NONAME) {
+        resolve_failed(c, rc, errno);
+        return;
+    }
+    c->rs = dx__dns_start(c->loop, c->url.host, c->url.port, on_resolved, c);
+    if (!c->rs) {
+        fail(c, DX_ENOMEM, "cannot resolve host '%s': %s", c->url.host, strerror(errno));
+        return;
+    }
+    c->phase = P_RESOLVE;
+    uint64_t now = dx_loop_now(c->loop);
+    dx_timer_start(c->loop, &c->timer, c->deadline > now ? c->deadline - now : 0);
 }
 
 static void connect_failed(dx_client *c, int err, int e) {
@@ -724,7 +764,6 @@ static void start(dx_client *c) {
         fail(c, c->own.err, "%s", c->own.why);
         return;
     }
-    if (resolve(c) < 0) return;
     if (c->url.secure && !c->tls_ctx) {
         const char *why = NULL;
         c->tls_ctx = dx__tls_client_ctx(c->cfg.insecure, c->cfg.ca_file, &why);
@@ -734,8 +773,7 @@ static void start(dx_client *c) {
         }
     }
     c->deadline = dx_loop_now(c->loop) + c->cfg.connect_timeout_ms;
-    c->addr_i = 0;
-    try_connect(c);
+    resolve(c);
 }
 
 /* ---- attempts -------------------------------------------------------------------- */
@@ -853,6 +891,10 @@ static void on_timer(dx_loop *loop, dx_timer *t) {
         break;
     case P_WAIT:
         next_attempt(c);
+        break;
+    case P_RESOLVE:
+        fail(c, DX_ETIMEDOUT, "cannot resolve host '%s': no answer in %u ms", c->url.host,
+             (unsigned)c->cfg.connect_timeout_ms);
         break;
     case P_CONNECT:
         fail(c, DX_ETIMEDOUT, "connect timed out after %u ms", (unsigned)c->cfg.connect_timeout_ms);
@@ -984,6 +1026,7 @@ int dx_client_close(dx_client *c, unsigned code, const char *reason) {
     }
     switch (c->phase) {
     case P_START:
+    case P_RESOLVE:
     case P_CONNECT:
     case P_TLS:
     case P_UPGRADE:
@@ -1010,6 +1053,7 @@ int dx_client_close(dx_client *c, unsigned code, const char *reason) {
 enum dx_ready_state dx_client_ready_state(const dx_client *c) {
     switch (c->phase) {
     case P_START:
+    case P_RESOLVE:
     case P_CONNECT:
     case P_TLS:
     case P_UPGRADE:

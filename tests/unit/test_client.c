@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -19,6 +21,7 @@
 #include <duplex/client.h>
 #include <duplex/handshake.h>
 
+#include "io/dns.h"
 #include "test.h"
 
 #define IO_MS 3000 /* any single server-side wait */
@@ -297,6 +300,12 @@ struct rec {
     char protocol[64];
     uint64_t t_start, t_close;
     hook_fn on_open_hook, on_message_hook, on_pong_hook, on_close_hook;
+    /* A timer every tick_ms (0: none) while the client is CONNECTING and
+     * nothing was reported: proves the loop runs meanwhile. */
+    dx_timer tick;
+    int tick_ms, ticks;
+    hook_fn on_tick_hook; /* at tick number tick_hook_at */
+    int tick_hook_at;
     int echo;
     int hook_fails;
     void *arg;
@@ -364,6 +373,14 @@ static void cb_close(dx_client *c, void *user, uint16_t code, const char *reason
     dx_loop_stop(r->loop);
 }
 
+static void on_tick(dx_loop *loop, dx_timer *t) {
+    rec *r = (rec *)((char *)t - offsetof(rec, tick));
+    if (r->freed || r->order[0] || dx_client_ready_state(r->c) != DX_CONNECTING) return;
+    r->ticks++;
+    if (r->on_tick_hook && r->ticks == r->tick_hook_at) r->on_tick_hook(r);
+    if (!r->freed) dx_timer_start(loop, t, (uint64_t)r->tick_ms);
+}
+
 static void on_guard(dx_loop *loop, dx_timer *t) {
     fprintf(stderr, "guard timer fired: the test hung\n");
     dx_loop_stop(loop);
@@ -403,8 +420,11 @@ static void run(srv *s, dx_client_config *cfg, rec *r, const char *url, int guar
     if (dx_client_ready_state(r->c) != DX_CONNECTING) r->hook_fails++;
     dx_timer_init(&r->guard, on_guard);
     dx_timer_start(r->loop, &r->guard, (uint64_t)guard_ms);
+    dx_timer_init(&r->tick, on_tick);
+    if (r->tick_ms) dx_timer_start(r->loop, &r->tick, (uint64_t)r->tick_ms);
     dx_loop_run(r->loop);
     dx_timer_stop(r->loop, &r->guard);
+    dx_timer_stop(r->loop, &r->tick);
     if (!r->freed) dx_client_free(r->c);
     dx_loop_free(r->loop);
 }
@@ -1082,6 +1102,189 @@ static void script_v6(srv *s, int fd) {
     expect_close(s, fd, 1001, "");
 }
 
+/* ---- host names: resolved on a helper thread ----------------------------- */
+
+/* A stand-in for getaddrinfo on the helper threads: "slow.test" answers
+ * 127.0.0.1 after gai_delay_ms, anything else is unknown at once. */
+static int gai_delay_ms;
+static atomic_int gai_calls, gai_returned;
+
+static int fake_gai(const char *host, const char *port, const struct addrinfo *hints,
+                    struct addrinfo **res) {
+    atomic_fetch_add(&gai_calls, 1);
+    int rc = EAI_NONAME;
+    if (!strcmp(host, "slow.test")) {
+        usleep((useconds_t)gai_delay_ms * 1000);
+        rc = getaddrinfo("127.0.0.1", port, hints, res);
+    }
+    atomic_fetch_add(&gai_returned, 1);
+    return rc;
+}
+
+/* Waits (up to 3 s) until every helper started so far has returned, so
+ * that the next test starts clean and LeakSanitizer sees freed requests. */
+static void gai_settle(void) {
+    for (int i = 0; i < 300 && atomic_load(&gai_returned) < atomic_load(&gai_calls); i++)
+        usleep(10000);
+    usleep(20000); /* the helper's own free, after its getaddrinfo returned */
+    CHECK_EQ_INT(atomic_load(&gai_returned), atomic_load(&gai_calls));
+}
+
+static void script_named(srv *s, int fd) {
+    SCHECK(s, read_request(s, fd) == 0);
+    char want[64];
+    snprintf(want, sizeof want, "\r\nHost: slow.test:%d\r\n", s->port);
+    SCHECK(s, strstr(s->req, want) != NULL);
+    answer_101(s, fd, NULL, NULL, 0);
+    SCHECK(s, send_close(fd, 1000, "bye") == 0);
+    expect_close(s, fd, 1000, ""); /* the code echoed, without the reason */
+}
+
+/* A name that takes 300 ms to resolve: the loop keeps running (a 20 ms
+ * timer ticks all along), then the connection opens as usual. */
+static void test_dns_slow_name(void) {
+    srv s;
+    REQUIRE(srv_start(&s, script_named, AF_INET) == 0);
+    dx__getaddrinfo = fake_gai;
+    gai_delay_ms = 300;
+    char url[64];
+    snprintf(url, sizeof url, "ws://slow.test:%d/", s.port);
+    rec r = {.tick_ms = 20};
+    dx_client_config cfg = {0};
+    int calls = atomic_load(&gai_calls);
+    run(&s, &cfg, &r, url, 5000);
+    srv_end(&s);
+    gai_settle();
+    dx__getaddrinfo = getaddrinfo;
+    CHECK_EQ_INT(s.fails, 0);
+    CHECK_EQ_INT(atomic_load(&gai_calls) - calls, 1);
+    CHECK(!strcmp(r.order, "oc"));
+    CHECK_EQ_INT(r.code, 1000);
+    CHECK(!strcmp(r.reason, "bye"));
+    /* ~15 ticks in 300 ms; a resolve on the loop's thread gives 0 or 1. */
+    CHECK(r.ticks >= 8);
+    CHECK_EQ_INT(r.hook_fails, 0);
+}
+
+/* No answer within connect_timeout_ms: the attempt ends then, not when the
+ * name server finally answers, and the late answer reaches nobody. */
+static void test_dns_timeout(void) {
+    dx__getaddrinfo = fake_gai;
+    gai_delay_ms = 600;
+    rec r = {.tick_ms = 20};
+    dx_client_config cfg = {.connect_timeout_ms = 100};
+    run(NULL, &cfg, &r, "ws://slow.test:9/", 5000);
+    gai_settle();
+    dx__getaddrinfo = getaddrinfo;
+    CHECK(!strcmp(r.order, "ec"));
+    CHECK_EQ_INT(r.err, DX_ETIMEDOUT);
+    CHECK(!strcmp(r.err_msg, "cannot resolve host 'slow.test': no answer in 100 ms"));
+    CHECK_EQ_INT(r.code, 1006);
+    uint64_t took = r.t_close - r.t_start;
+    CHECK(took >= 90 && took < 400);
+    CHECK(r.ticks >= 3);
+    CHECK_EQ_INT(r.hook_fails, 0);
+}
+
+/* An unknown name: DX_EADDR with the resolver's words, then 1006. */
+static void test_dns_unknown(void) {
+    dx__getaddrinfo = fake_gai;
+    rec r = {0};
+    dx_client_config cfg = {0};
+    run(NULL, &cfg, &r, "ws://nope.test:9/", 5000);
+    gai_settle();
+    dx__getaddrinfo = getaddrinfo;
+    char want[160];
+    snprintf(want, sizeof want, "cannot resolve host 'nope.test': %s", gai_strerror(EAI_NONAME));
+    CHECK(!strcmp(r.order, "ec"));
+    CHECK_EQ_INT(r.err, DX_EADDR);
+    CHECK(!strcmp(r.err_msg, want));
+    CHECK_EQ_INT(r.code, 1006);
+}
+
+static void close_on_tick(rec *r) {
+    if (dx_client_close(r->c, 1000, NULL) != 0) r->hook_fails++;
+    if (dx_client_ready_state(r->c) != DX_CLOSING && dx_client_ready_state(r->c) != DX_CONNECTING)
+        r->hook_fails++;
+}
+
+static void free_on_tick(rec *r) {
+    dx_client_free(r->c);
+    r->freed = 1;
+    dx_loop_stop(r->loop);
+}
+
+/* Closed, or freed, while its name is being resolved: on_close 1006 at
+ * once (closed) or nothing more (freed); the helper finishes later and
+ * frees its request itself (ASan and LeakSanitizer watch). */
+static void test_dns_give_up(void) {
+    dx__getaddrinfo = fake_gai;
+    gai_delay_ms = 300;
+    rec r = {.tick_ms = 20, .tick_hook_at = 2, .on_tick_hook = close_on_tick};
+    dx_client_config cfg = {0};
+    run(NULL, &cfg, &r, "ws://slow.test:9/", 5000);
+    CHECK(!strcmp(r.order, "c"));
+    CHECK_EQ_INT(r.code, 1006);
+    CHECK(r.t_close - r.t_start < 250);
+    CHECK_EQ_INT(r.hook_fails, 0);
+
+    rec f = {.tick_ms = 20, .tick_hook_at = 2, .on_tick_hook = free_on_tick};
+    dx_client_config cfg2 = {0};
+    run(NULL, &cfg2, &f, "ws://slow.test:9/", 5000);
+    CHECK(!strcmp(f.order, ""));
+    gai_settle();
+    dx__getaddrinfo = getaddrinfo;
+}
+
+/* The helper module alone: answers arrive on the loop, in any order, and a
+ * cancelled request never calls back. */
+typedef struct dns_rec {
+    dx_loop *loop;
+    int answers, rc, pending;
+    char first[64];
+} dns_rec;
+
+static void dns_cb(void *ctx, int rc, int e, const struct addrinfo *res) {
+    (void)e;
+    dns_rec *d = ctx;
+    d->answers++;
+    d->rc = rc;
+    if (rc == 0 && res && res->ai_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)res->ai_addr;
+        inet_ntop(AF_INET, &a->sin_addr, d->first, sizeof d->first);
+    }
+    if (--d->pending == 0) dx_loop_stop(d->loop);
+}
+
+static void test_dns_module(void) {
+    dx__getaddrinfo = fake_gai;
+    gai_delay_ms = 50;
+    dns_rec d = {.loop = dx_loop_new(0)};
+    REQUIRE(d.loop != NULL);
+    dx__dns *a = dx__dns_start(d.loop, "slow.test", 80, dns_cb, &d);
+    dx__dns *b = dx__dns_start(d.loop, "slow.test", 80, dns_cb, &d);
+    REQUIRE(a && b);
+    dx__dns_cancel(b); /* before its answer: never calls back */
+    d.pending = 1;
+    dx_timer guard;
+    dx_timer_init(&guard, on_guard);
+    dx_timer_start(d.loop, &guard, 3000);
+    dx_loop_run(d.loop);
+    /* One more that answers before it is cancelled: freed by the cancel. */
+    gai_delay_ms = 0;
+    dx__dns *c = dx__dns_start(d.loop, "slow.test", 80, dns_cb, &d);
+    REQUIRE(c != NULL);
+    usleep(100000);
+    dx__dns_cancel(c);
+    dx_timer_stop(d.loop, &guard);
+    dx_loop_free(d.loop);
+    gai_settle();
+    dx__getaddrinfo = getaddrinfo;
+    CHECK_EQ_INT(d.answers, 1);
+    CHECK_EQ_INT(d.rc, 0);
+    CHECK(!strcmp(d.first, "127.0.0.1"));
+}
+
 static void test_ipv6(void) {
     srv s;
     if (srv_start(&s, script_v6, AF_INET6) != 0) {
@@ -1186,6 +1389,11 @@ int main(void) {
     RUN(test_free_in_callbacks);
     RUN(test_free_in_on_error);
     RUN(test_ipv6);
+    RUN(test_dns_module);
+    RUN(test_dns_slow_name);
+    RUN(test_dns_timeout);
+    RUN(test_dns_unknown);
+    RUN(test_dns_give_up);
     RUN(test_alloc_failures);
     return TEST_DONE();
 }
