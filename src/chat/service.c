@@ -22,6 +22,7 @@ struct dx_chat {
     size_t secret_len;
     int closing;            /* dx_chat_free is running: nothing goes out any more */
     dx__chat_broker *redis; /* the engine's broker when clustered (owned by it) */
+    int redis_down;         /* the broker said down since it last said up */
     void (*on_cluster)(void *user, int up, const char *why);
     void *user;
 };
@@ -151,8 +152,20 @@ static void on_close(dx_server_conn *c, void *user, uint16_t code, const uint8_t
 
 /* ---- several nodes -------------------------------------------------------- */
 
+/* Pushes from other nodes are not queued while Redis is away (see
+ * docs/cluster.md), so when it is back every device here is told to sync
+ * now ("resync"), rather than find its holes at its next message (a quiet
+ * conversation would keep them until the next reconnection). */
 static void on_redis_state(void *user, int up, const char *why) {
     dx_chat *chat = user;
+    if (!up) {
+        chat->redis_down = 1;
+    } else if (chat->redis_down) {
+        chat->redis_down = 0;
+        static const char resync[] = "{\"v\":1,\"type\":\"resync\"}";
+        if (chat->srv && !chat->closing)
+            (void)dx_server_broadcast(chat->srv, DX_OP_TEXT, resync, sizeof resync - 1, NULL);
+    }
     if (chat->on_cluster) chat->on_cluster(chat->user, up, why);
 }
 

@@ -148,3 +148,24 @@ test('presence and typing', async () => {
   im.onMessage({ type: 'typing', conv: 'd:alice:bob', uid: 'bob' });
   assert.deepEqual(im.typers('d:alice:bob'), ['bob']);
 });
+
+test('resync: the server lost pushes for a while, the store syncs from what it holds', async () => {
+  const conv = 'd:alice:bob';
+  const { im, sock } = await online('alice', [
+    { conv, last_seq: 1, read_seq: 0, unread: 1, msgs: [{ conv, seq: 1, cid: 'b1', from: 'bob', text: 'one', ts: 1 }] },
+  ]);
+  im.onMessage({ type: 'resync' });
+  const r = sock.take('sync');
+  assert.deepEqual(r.data.since, { [conv]: 1 });
+  r.resolve({
+    type: 'sync',
+    convs: [{ conv, last_seq: 2, read_seq: 0, unread: 2, msgs: [{ conv, seq: 2, cid: 'b2', from: 'bob', text: 'two', ts: 2 }] }],
+    presence: [],
+  });
+  await tick();
+  assert.deepEqual([...im.convs.get(conv).msgs.values()].map((m) => m.text), ['one', 'two']);
+  // Not online (still syncing after a reconnection): that sync covers it.
+  im.setConn('syncing');
+  im.onMessage({ type: 'resync' });
+  assert.equal(sock.requests.filter((q) => q.data.type === 'sync').length, 0);
+});

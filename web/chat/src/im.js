@@ -135,6 +135,12 @@ export class IMStore {
         for (const p of data.users) this.presence.set(p.uid, p);
         this.emit();
         break;
+      case 'resync':
+        // The server's node lost pushes from the other nodes for a while
+        // (its Redis link was down): fetch what was missed now. A failure
+        // is left to the next reconnection, which syncs anyway.
+        if (this.conn.state === 'online') this.sync().catch(() => {});
+        break;
       case 'typing': {
         const c = this.#conv(data.conv);
         c.typing.set(data.uid, Date.now() + 4000);
