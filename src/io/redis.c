@@ -15,6 +15,9 @@
  * shared by two contexts. */
 #include "io/redis.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +28,15 @@
 #include <hiredis/sds.h>
 
 #include "core/alloc.h"
+#include "io/dns.h"
 
-enum { ST_DOWN, ST_CONNECTING, ST_HANDSHAKE, ST_UP, ST_FREEING };
+enum { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_UP, ST_FREEING };
 
 struct dx__redis {
     dx_loop *loop;
     dx__redis_config cfg;
     redisAsyncContext *ac; /* NULL between attempts */
+    dx__dns *dns;          /* ST_RESOLVING: the host name's request */
     dx_io io;
     unsigned want; /* DX_IO_READ|DX_IO_WRITE as hiredis asked */
     int io_on;
@@ -149,6 +154,8 @@ static void lost(dx__redis *r, const char *why, int free_ctx) {
     int was_up = r->state == ST_UP;
     set_why(r, why); /* before the free: `why` may be the context's errstr */
     r->ac = NULL;
+    dx__dns_cancel(r->dns);
+    r->dns = NULL;
     r->state = ST_DOWN;
     r->ping_out = 0;
     dx_timer_stop(r->loop, &r->t_connect);
@@ -221,15 +228,16 @@ static void on_connect(const redisAsyncContext *cac, int status) {
         lost(r, "cannot queue SELECT", 1);
 }
 
-static void attempt(dx__redis *r) {
-    r->attempts++;
+/* Connects to `ip` (an address literal: hiredis would resolve a name with
+ * a blocking getaddrinfo on the loop's thread). */
+static void connect_to(dx__redis *r, const char *ip) {
     r->state = ST_CONNECTING;
-    redisAsyncContext *ac = redisAsyncConnect(r->cfg.addr.host, r->cfg.addr.port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->cfg.addr.port);
     if (!ac || ac->err) {
-        set_why(r, ac ? ac->errstr : "out of memory");
+        char why[160];
+        snprintf(why, sizeof why, "%s", ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);
-        r->state = ST_DOWN;
-        schedule_retry(r);
+        lost(r, why, 1);
         return;
     }
     r->ac = ac;
@@ -244,8 +252,58 @@ static void attempt(dx__redis *r) {
     /* Setting the connect callback asks for the first write event, which
      * tells that connect(2) finished: the hooks must be in place before. */
     (void)redisAsyncSetConnectCallback(ac, on_connect);
+}
+
+/* A name's addresses: the first IPv4 one, else the first IPv6 one, the
+ * order hiredis itself tries (so "localhost" reaches a Redis bound to
+ * 127.0.0.1 where ::1 comes first). */
+static void on_resolved(void *ctx, int rc, int e, const struct addrinfo *res) {
+    dx__redis *r = ctx;
+    r->dns = NULL; /* the request ends with this call */
+    char why[160];
+    if (rc) {
+        snprintf(why, sizeof why, "cannot resolve %.80s: %s", r->cfg.addr.host,
+                 rc == EAI_SYSTEM ? strerror(e) : gai_strerror(rc));
+        lost(r, why, 1);
+        return;
+    }
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+        if (ai->ai_family == AF_INET6 && !pick) pick = ai;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    const void *in = NULL;
+    if (pick && pick->ai_family == AF_INET)
+        in = &((const struct sockaddr_in *)(const void *)pick->ai_addr)->sin_addr;
+    else if (pick)
+        in = &((const struct sockaddr_in6 *)(const void *)pick->ai_addr)->sin6_addr;
+    if (!in || !inet_ntop(pick->ai_family, in, ip, sizeof ip)) {
+        snprintf(why, sizeof why, "cannot resolve %.80s: no IPv4 or IPv6 address", r->cfg.addr.host);
+        lost(r, why, 1);
+        return;
+    }
+    connect_to(r, ip);
+}
+
+/* One attempt: resolve (a name, on a helper thread), connect, AUTH and
+ * SELECT, all within connect_timeout_ms. */
+static void attempt(dx__redis *r) {
+    r->attempts++;
     dx_timer_start(r->loop, &r->t_connect,
                    r->cfg.connect_timeout_ms ? r->cfg.connect_timeout_ms : 2000);
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, r->cfg.addr.host, bin) == 1 ||
+        inet_pton(AF_INET6, r->cfg.addr.host, bin) == 1) {
+        connect_to(r, r->cfg.addr.host);
+        return;
+    }
+    r->state = ST_RESOLVING;
+    r->dns = dx__dns_start(r->loop, r->cfg.addr.host, r->cfg.addr.port, on_resolved, r);
+    if (!r->dns) lost(r, "cannot resolve: out of memory or threads", 1);
 }
 
 static void on_retry(dx_loop *loop, dx_timer *t) {
@@ -255,7 +313,8 @@ static void on_retry(dx_loop *loop, dx_timer *t) {
 
 static void on_connect_timeout(dx_loop *loop, dx_timer *t) {
     dx__redis *r = CONTAINER(t, dx__redis, t_connect);
-    if (r->state == ST_CONNECTING || r->state == ST_HANDSHAKE) lost(r, "connect timeout", 1);
+    if (r->state == ST_RESOLVING || r->state == ST_CONNECTING || r->state == ST_HANDSHAKE)
+        lost(r, "connect timeout", 1);
 }
 
 static void on_pong(redisAsyncContext *ac, void *reply, void *priv) {
@@ -306,6 +365,8 @@ void dx__redis_free(dx__redis *r) {
     dx_timer_stop(r->loop, &r->t_connect);
     dx_timer_stop(r->loop, &r->t_retry);
     dx_timer_stop(r->loop, &r->t_ping);
+    dx__dns_cancel(r->dns);
+    r->dns = NULL;
     redisAsyncContext *ac = r->ac;
     r->ac = NULL;
     if (ac) {

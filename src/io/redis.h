@@ -47,7 +47,7 @@ int dx__redis_parse_url(const char *url, dx__redis_addr *out, const char **why);
 
 typedef struct dx__redis_config {
     dx__redis_addr addr;
-    uint32_t connect_timeout_ms; /* TCP connect + AUTH/SELECT [2000] */
+    uint32_t connect_timeout_ms; /* resolve (off the loop) + connect + AUTH/SELECT [2000] */
     uint32_t backoff_base_ms;    /* first retry delay, before jitter [100] */
     uint32_t backoff_max_ms;     /* cap of the retry delay [5000] */
     /* PING every ping_interval_ms while up and drop the connection when a

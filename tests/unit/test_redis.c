@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
+#include "io/dns.h"
 #include "io/redis.h"
 #include "server/redis_fanout.h"
 #include "redis_test.h"
@@ -221,6 +224,92 @@ static void bad_db(void) {
     CHECK(strstr(dx__redis_why(r), "SELECT") != NULL);
     dx__redis_free(r);
     dx_loop_free(loop);
+}
+
+/* ---- host names: resolved off the loop ---- */
+
+/* getaddrinfo's stand-in on the helper threads: "slow.redis.test" is
+ * 127.0.0.1 after gai_delay_ms, other names are unknown. */
+static int gai_delay_ms;
+static atomic_int gai_calls, gai_returned;
+
+static int fake_gai(const char *host, const char *port, const struct addrinfo *hints,
+                    struct addrinfo **res) {
+    atomic_fetch_add(&gai_calls, 1);
+    int rc = EAI_NONAME;
+    if (!strcmp(host, "slow.redis.test")) {
+        usleep((useconds_t)gai_delay_ms * 1000);
+        rc = getaddrinfo("127.0.0.1", port, hints, res);
+    }
+    atomic_fetch_add(&gai_returned, 1);
+    return rc;
+}
+
+typedef struct polled {
+    rstate *s;
+    int polls;
+} polled;
+
+/* Counts how often the loop got to check: every 5 ms while it runs. */
+static int up_polled(void *a) {
+    polled *p = a;
+    p->polls++;
+    return p->s->ups >= 1;
+}
+
+static void names(void) {
+    dx__getaddrinfo = fake_gai;
+    dx_loop *loop = dx_loop_new(0);
+    REQUIRE(loop);
+
+    /* A name that takes 300 ms: the loop runs meanwhile, then it is up. */
+    gai_delay_ms = 300;
+    rstate s = {0};
+    dx__redis_config cfg = {
+        .backoff_base_ms = 20, .backoff_max_ms = 100, .on_up = r_up, .on_down = r_down, .user = &s};
+    snprintf(cfg.addr.host, sizeof cfg.addr.host, "slow.redis.test");
+    cfg.addr.port = redis_port;
+    dx__redis *r = dx__redis_new(loop, &cfg);
+    REQUIRE(r);
+    polled p = {.s = &s};
+    CHECK(run_until(loop, up_polled, &p, 5000));
+    CHECK(dx__redis_up(r));
+    CHECK_EQ_INT(dx__redis_attempts(r), 1);
+    CHECK(p.polls >= 20); /* ~60 in 300 ms; a blocking resolve gives 1 or 2 */
+    dx__redis_free(r);
+
+    /* An unknown name: a failed attempt with the resolver's words, retried. */
+    rstate u = {0};
+    cfg.user = &u;
+    snprintf(cfg.addr.host, sizeof cfg.addr.host, "nope.redis.test");
+    r = dx__redis_new(loop, &cfg);
+    REQUIRE(r);
+    run_until(loop, never, NULL, 300);
+    CHECK_EQ_INT(u.ups, 0);
+    CHECK(dx__redis_attempts(r) >= 2);
+    CHECK(strstr(dx__redis_why(r), "cannot resolve nope.redis.test: ") != NULL);
+    dx__redis_free(r);
+
+    /* No answer within connect_timeout_ms: the attempt ends then, and a
+     * free while a name is being resolved leaves the helper to clean up. */
+    gai_delay_ms = 600;
+    rstate t = {0};
+    cfg.user = &t;
+    cfg.connect_timeout_ms = 100;
+    snprintf(cfg.addr.host, sizeof cfg.addr.host, "slow.redis.test");
+    r = dx__redis_new(loop, &cfg);
+    REQUIRE(r);
+    run_until(loop, never, NULL, 250);
+    CHECK_EQ_INT(t.ups, 0);
+    CHECK(!strcmp(dx__redis_why(r), "connect timeout"));
+    CHECK(dx__redis_attempts(r) >= 2);
+    dx__redis_free(r);
+    dx_loop_free(loop);
+    for (int i = 0; i < 300 && atomic_load(&gai_returned) < atomic_load(&gai_calls); i++)
+        usleep(10000);
+    usleep(20000); /* each helper's own free, after its getaddrinfo returned */
+    CHECK_EQ_INT(atomic_load(&gai_returned), atomic_load(&gai_calls));
+    dx__getaddrinfo = getaddrinfo;
 }
 
 /* ---- topic and broadcast fan-out between two servers ---- */
@@ -431,6 +520,7 @@ int main(void) {
     }
     RUN(reconnects);
     RUN(bad_db);
+    RUN(names);
     RUN(topic_fanout);
     redis_kill();
     char cmd[128];
