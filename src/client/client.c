@@ -21,8 +21,8 @@
 #include "client/reconnect.h"
 #include "client/url.h"
 #include "core/alloc.h"
-#include "io/net.h"
 #include "io/dns.h"
+#include "io/net.h"
 #include "io/tls.h"
 
 #define MAX_ADDRS 8    /* addresses of one host tried in turn */
@@ -54,7 +54,7 @@ struct dx_client {
     dx_tls_ctx *tls_ctx;
     dx_tls *tls;
     unsigned tls_want; /* DX_IO_WRITE while TLS waits for a writable socket */
-    dx__dns *rs; /* P_RESOLVE: the request */
+    dx__dns *rs;       /* P_RESOLVE: the request */
     dx_addr addrs[MAX_ADDRS];
     int naddrs, addr_i;
     uint64_t deadline; /* of resolve and connect together, loop time */

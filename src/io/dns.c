@@ -81,8 +81,7 @@ static void on_answer(dx_loop *loop, dx_io *w, unsigned events) {
     req_free(r);
 }
 
-dx__dns *dx__dns_start(dx_loop *loop, const char *host, int port, dx__dns_cb cb,
-                               void *ctx) {
+dx__dns *dx__dns_start(dx_loop *loop, const char *host, int port, dx__dns_cb cb, void *ctx) {
     size_t hl = strlen(host);
     dx__dns *r = dx__malloc(sizeof *r + hl + 1);
     if (!r) return NULL;

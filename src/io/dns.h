@@ -24,8 +24,7 @@ typedef void (*dx__dns_cb)(void *ctx, int rc, int sys_errno, const struct addrin
 
 /* Starts resolving host:port for TCP, any address family. Returns the
  * request, or NULL when out of memory, descriptors or threads. */
-dx__dns *dx__dns_start(dx_loop *loop, const char *host, int port, dx__dns_cb cb,
-                               void *ctx);
+dx__dns *dx__dns_start(dx_loop *loop, const char *host, int port, dx__dns_cb cb, void *ctx);
 
 /* Gives up on a request whose callback has not run (NULL: nothing); the
  * callback will not run. Loop thread only. */

@@ -282,7 +282,8 @@ static void on_resolved(void *ctx, int rc, int e, const struct addrinfo *res) {
     else if (pick)
         in = &((const struct sockaddr_in6 *)(const void *)pick->ai_addr)->sin6_addr;
     if (!in || !inet_ntop(pick->ai_family, in, ip, sizeof ip)) {
-        snprintf(why, sizeof why, "cannot resolve %.80s: no IPv4 or IPv6 address", r->cfg.addr.host);
+        snprintf(why, sizeof why, "cannot resolve %.80s: no IPv4 or IPv6 address",
+                 r->cfg.addr.host);
         lost(r, why, 1);
         return;
     }

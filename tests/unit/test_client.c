@@ -11,9 +11,9 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
-#include <stdarg.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>

@@ -4,8 +4,8 @@
  * WebSocket clients (dx_client) on the same loop. */
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,8 +23,8 @@
 
 #include "io/dns.h"
 #include "io/redis.h"
-#include "server/redis_fanout.h"
 #include "redis_test.h"
+#include "server/redis_fanout.h"
 #include "test.h"
 
 /* ---- URLs and backoff ---- */
