@@ -8,6 +8,8 @@
 //  2. useDuplex under React StrictMode: mount, re-render, URL change,
 //     unmount, remount, server restart; counts the page's WebSockets and
 //     timers so a leak is a number.
+//  3. useDuplex, the Vue composable: mount, reactive URL change, server
+//     restart with a message queued, unmount; the same counts.
 // Usage: node web_client.mjs SITE_DIR   (env DUPLEX: the duplex command)
 import { spawn } from 'node:child_process';
 import { check, chromium, chromiumOptions, fail, finish } from './browser.mjs';
@@ -254,6 +256,51 @@ try {
   await sleep(T(1000));
   l = await leak();
   check(l.timers === 0, `final unmount: ${l.timers} timers pending`);
+  await rp.close();
+
+  // ---- 3. useDuplex, Vue ----------------------------------------------------
+  const vp = await ctx.newPage();
+  vp.on('console', (m) => { if (m.type() === 'error') console.log(`  [vue] ${m.text()}`); });
+  vp.on('pageerror', (e) => { console.log(`  [vue error] ${e.message}`); fail(); });
+  await vp.goto(`${base()}/vue/`);
+  const vueLoaded = Date.now();
+  const vwait = (fn, arg, ms = 15000) => vp.waitForFunction(fn, arg, { timeout: T(ms) });
+  const vleak = () => vp.evaluate(() => ({ made: window.leak.made(), live: window.leak.live(), timers: window.leak.timers() }));
+  const vtext = (id) => vp.$eval(`#${id}`, (e) => e.textContent);
+
+  await vwait(() => document.getElementById('state')?.textContent === '1');
+  l = await vleak();
+  check(l.made === 1 && l.live === 1, `vue: mount opens one socket (${l.made} made, ${l.live} live)`);
+  await vp.evaluate(() => window.app.send('v1'));
+  await vwait(() => document.getElementById('last').textContent === 'v1');
+  check(await vp.evaluate(() => window.seen.handled.includes('v1')), 'vue: lastMessage and onMessage');
+
+  await vp.evaluate(() => window.app.setPath('/vue?v=2'));
+  await vwait(() => window.leak.made() === 2 && window.leak.live() === 1 &&
+    document.getElementById('state').textContent === '1');
+  check(true, 'vue: URL change closes the old socket and opens one new one');
+
+  await killServer('SIGKILL');
+  await vwait(() => document.getElementById('state').textContent === '0');
+  await vwait(() => /^attempt \d+ in \d+ ms$/.test(document.getElementById('retry').textContent));
+  check(true, `vue: retry shown while the server is down (${await vtext('retry')})`);
+  await vp.evaluate(() => window.app.send('queued while down'));
+  await startServer();
+  await vwait(() => document.getElementById('last').textContent === 'queued while down', undefined, 20000);
+  check((await vtext('state')) === '1' && (await vtext('retry')) === '',
+    'vue: readyState back to OPEN after a server restart (retry cleared), queued message echoed');
+  l = await vleak();
+  check(l.live === 1, `vue: one live socket after the restart (${l.live})`);
+
+  await vp.evaluate(() => window.app.setShown(false));
+  await vwait(() => window.leak.live() === 0);
+  const madeAtUnmount = (await vleak()).made;
+  // Past heartbeat and backoff timers, and past the 3-second timer that a
+  // development build of Vue sets at mount for its devtools hook (not ours).
+  await sleep(Math.max(T(1500), 3500 - (Date.now() - vueLoaded)));
+  l = await vleak();
+  check(l.live === 0 && l.timers === 0 && l.made === madeAtUnmount,
+    `vue: unmount leaves ${l.live} live sockets, ${l.timers} timers pending, no reconnect`);
 } finally {
   await browser.close();
   if (server) {
