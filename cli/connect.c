@@ -32,6 +32,8 @@ typedef struct app {
     dx_io in_io;
     dx_timer in_timer; /* pumps stdin when epoll cannot watch it (a file) */
     dx_timer drain_timer;
+    dx_timer wait_timer; /* --wait: from EOF on stdin to our close */
+    uint32_t wait_ms;
     int in_started, in_polled, in_done, in_paused;
     char *line;
     size_t line_len, line_cap, scan, line_no;
@@ -64,6 +66,9 @@ static void usage(FILE *f) {
                "                           and nothing is printed on stdout\n"
                "  -k, --insecure           wss: accept any certificate (testing only)\n"
                "      --ca FILE            wss: trust the CAs in PEM FILE instead of the system's\n"
+               "  -w, --wait S             after EOF on stdin, print what arrives for S more\n"
+               "                           seconds, then close (like wscat -w): the answers\n"
+               "                           to the last lines are not lost\n"
                "      --close-code N       code of the close sent at EOF: 1000 (default) or\n"
                "                           3000-4999\n"
                "      --close-reason R     reason of that close (at most 123 bytes)\n"
@@ -149,6 +154,7 @@ static void stdin_stop(app *a) {
     dx_io_stop(a->loop, &a->in_io);
     dx_timer_stop(a->loop, &a->in_timer);
     dx_timer_stop(a->loop, &a->drain_timer);
+    dx_timer_stop(a->loop, &a->wait_timer);
     a->in_done = 1;
 }
 
@@ -236,6 +242,13 @@ static int read_stdin(app *a) {
         }
         if (a->line_len) send_line(a, a->line, a->line_len); /* a last line without '\n' */
         a->line_len = a->scan = 0;
+        if (n == 0 && a->wait_ms) {
+            /* --wait: the answers to the last lines still get printed (once
+             * our close is out, the browser's rules drop them). */
+            stdin_stop(a);
+            dx_timer_start(a->loop, &a->wait_timer, a->wait_ms);
+            return 0;
+        }
         start_close(a);
         return 0;
     }
@@ -250,6 +263,10 @@ static int read_stdin(app *a) {
     }
     pause_if_full(a);
     return !a->in_paused;
+}
+
+static void on_wait_over(dx_loop *loop, dx_timer *t) {
+    start_close((app *)((char *)t - offsetof(app, wait_timer)));
 }
 
 static void on_stdin(dx_loop *loop, dx_io *w, unsigned events) {
@@ -494,6 +511,9 @@ int dx_cli_connect(int argc, char **argv) {
             VALUE();
             if (dx_cli_seconds(val, 0, &cfg.connect_timeout_ms))
                 return dx_cli_bad("connect", "bad seconds", val);
+        } else if (FLAG("-w") || FLAG("--wait")) {
+            VALUE();
+            if (dx_cli_seconds(val, 0, &a.wait_ms)) return dx_cli_bad("connect", "bad seconds", val);
         } else if (FLAG("--handshake-timeout")) {
             VALUE();
             if (dx_cli_seconds(val, 0, &cfg.handshake_timeout_ms))
@@ -586,6 +606,7 @@ int dx_cli_connect(int argc, char **argv) {
     }
     dx_timer_init(&a.in_timer, on_stdin_pump);
     dx_timer_init(&a.drain_timer, drain_check);
+    dx_timer_init(&a.wait_timer, on_wait_over);
     a.in_io.fd = -1;
     (void)dx_loop_on_signal(a.loop, SIGINT, on_signal, &a);
     (void)dx_loop_on_signal(a.loop, SIGTERM, on_signal, &a);

@@ -166,6 +166,16 @@ client_matrix() {
   printf '' | dxc eof -q --binary "${x[@]}" "$base/echo" # EOF at once: no message
   check "EOF at once: clean close, exit 0" test "$RC" = 0 -a ! -s "$DX_TMP/eof.out"
 
+  # The server answers "later" 300 ms later: after our EOF. Our close goes
+  # out at EOF, and what arrives after it is dropped (as in a browser)...
+  printf 'later\n' | dxc later0 -q "${x[@]}" "$base/echo"
+  check "EOF closes at once: the late answer is not printed, exit 0" \
+    test "$RC" = 0 -a ! -s "$DX_TMP/later0.out"
+  # ...unless --wait keeps the connection open a while after EOF.
+  printf 'later\n' | dxc later1 -q --wait 1 "${x[@]}" "$base/echo"
+  check "--wait 1: the answer 300 ms after EOF is printed, exit 0" \
+    test "$RC" = 0 -a "$(cat "$DX_TMP/later1.out")" = late
+
   echo_str bin0 '\n' '\n' -q --binary --hex "${x[@]}" "$base/echo"
   check "0-byte binary message (--hex: empty line)" test "$RC" = 0 -a "$OUT_OK" = 1
 

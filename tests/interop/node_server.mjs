@@ -111,6 +111,11 @@ wss.on('connection', (ws, req) => {
         return;
       }
       if (s === 'ping-me') return ws.ping('abc');
+      if (s === 'later') {
+        // Answered 300 ms later: after the EOF of a client that sent it last.
+        setTimeout(() => { if (ws.readyState === 1) ws.send('late'); }, 300);
+        return;
+      }
       if (s === 'close-3001') return ws.close(3001, 'user left');
       if (s === 'close-1000') return ws.close(1000);
       if (s === 'terminate') return ws.terminate();

@@ -53,6 +53,15 @@ async def ping_me(ws):
     await ws.send("pong:abc")
 
 
+async def later(ws):
+    # Answered 300 ms later: after the EOF of a client that sent it last.
+    await asyncio.sleep(0.3)
+    try:
+        await ws.send("late")
+    except websockets.ConnectionClosed:
+        pass
+
+
 async def handler(ws, path=None):
     path = ws.path
     if path.startswith("/driver"):
@@ -69,6 +78,11 @@ async def handler(ws, path=None):
                 continue
             if msg == "ping-me":
                 t = asyncio.ensure_future(ping_me(ws))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+                continue
+            if msg == "later":
+                t = asyncio.ensure_future(later(ws))
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
                 continue
