@@ -28,8 +28,14 @@
  * that waits on it (docs/cluster.md, failure modes). A lost connection is
  * reset at once and the statement tried again; when that fails, at most
  * once a second after; meanwhile calls fail with DX_EIO and clients get
- * store_failed. */
+ * store_failed. The reset itself never waits long: it is libpq's
+ * non-blocking one (PQresetStart/PQresetPoll), given RESET_WAIT_MS when
+ * it starts and RESET_GIVE_UP_MS in all, so a database host that takes
+ * the connection but does not answer costs the loop a tenth of a second a
+ * second at most, not libpq's whole connect_timeout. */
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,12 +135,19 @@ static const char SCHEMA[] =
 #define MEMO_SLOTS 1024
 #define MEMO_KEY 136 /* conv (<= 96) + NUL + uid (<= 32) + NUL */
 
+/* A reset waits at most this long in one call (a database on the same
+ * network answers in a few ms), and is abandoned after RESET_GIVE_UP_MS. */
+#define RESET_WAIT_MS 100
+#define RESET_GIVE_UP_MS 5000
+
 typedef struct pg_store {
     dx__chat_store base;
     PGconn *db;
     char (*memo)[MEMO_KEY];
     int prepared;          /* the statements exist on this connection */
-    int64_t last_reset_ms; /* monotonic */
+    int64_t last_reset_ms; /* monotonic: when the last reset started */
+    int resetting;         /* a reset is under way: */
+    PostgresPollingStatusType reset_st; /* what PQresetPoll last said */
     char dup_conv[96];     /* the conversation of the last duplicate put() found */
 } pg_store;
 
@@ -173,16 +186,47 @@ static int session_setup(pg_store *s) {
     return prepare_all(s);
 }
 
-/* The connection is usable, or made so (at most one attempt a second). */
+/* Advances a reset for at most `wait_ms`: 1 when connected, 0 when still
+ * under way, -1 when it failed or ran out of time. */
+static int reset_poll(pg_store *s, int64_t now, int wait_ms) {
+    int64_t until = now + wait_ms;
+    while (s->reset_st != PGRES_POLLING_OK) {
+        if (s->reset_st == PGRES_POLLING_FAILED) return -1;
+        /* PQresetPoll must be called only once the socket is ready. */
+        struct pollfd p = {.fd = PQsocket(s->db),
+                           .events = s->reset_st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        int left = (int)(until - now);
+        int n = p.fd < 0 ? -1 : poll(&p, 1, left > 0 ? left : 0);
+        now = mono_ms();
+        if (n < 0 && errno != EINTR) return -1;
+        if (n < 0) n = 0;
+        if (n == 0) return now - s->last_reset_ms >= RESET_GIVE_UP_MS ? -1 : 0;
+        s->reset_st = PQresetPoll(s->db);
+    }
+    return 1;
+}
+
+/* The connection is usable, or made so: a reset starts at most once a
+ * second and waits RESET_WAIT_MS at most, when it starts; the calls that
+ * come while it is still under way only look whether it got further. */
 static int ensure(pg_store *s) {
-    if (PQstatus(s->db) == CONNECTION_OK && s->prepared) return 0;
+    if (!s->resetting && PQstatus(s->db) == CONNECTION_OK && s->prepared) return 0;
     int64_t now = mono_ms();
-    if (now - s->last_reset_ms < 1000) return DX_EIO;
-    s->last_reset_ms = now;
-    if (PQstatus(s->db) != CONNECTION_OK) {
+    int wait = 0; /* a reset under way is only looked at */
+    if (!s->resetting && PQstatus(s->db) != CONNECTION_OK) {
+        if (now - s->last_reset_ms < 1000) return DX_EIO;
+        s->last_reset_ms = now;
         s->prepared = 0;
-        PQreset(s->db);
-        if (PQstatus(s->db) != CONNECTION_OK) return DX_EIO;
+        if (!PQresetStart(s->db)) return DX_EIO;
+        s->resetting = 1;
+        s->reset_st = PGRES_POLLING_WRITING; /* as libpq says to start */
+        wait = RESET_WAIT_MS;
+    }
+    if (s->resetting) {
+        int r = reset_poll(s, now, wait);
+        if (r == 0) return DX_EIO;
+        s->resetting = 0;
+        if (r < 0) return DX_EIO; /* the next try starts a new reset */
     }
     return session_setup(s) < 0 ? DX_EIO : 0;
 }

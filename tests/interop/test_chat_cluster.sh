@@ -7,8 +7,8 @@
 # presence, a node SIGKILLed mid-stream, Redis SIGKILLed mid-stream, a node
 # shut down with SIGTERM mid-stream, and that nothing acked is lost. Here,
 # before: the whole protocol and kill -9 durability on one node over
-# PostgreSQL; after: PostgreSQL's own view (gap-free seqs, each cid once)
-# and clean exits.
+# PostgreSQL, and a node whose PostgreSQL freezes; after: PostgreSQL's own
+# view (gap-free seqs, each cid once) and clean exits.
 # Fails loudly when PostgreSQL or Redis cannot be started (never skips).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +39,7 @@ cleanup() {
     wait "$REDIS_LOOP" 2>/dev/null || true
   fi
   if [ -n "$PG_PID" ]; then
+    kill -CONT "$PG_PID" 2>/dev/null || true # a stopped postmaster would never quit
     kill -QUIT "$PG_PID" 2>/dev/null || true # immediate shutdown, children included
     wait "$PG_PID" 2>/dev/null || true
   fi
@@ -117,6 +118,47 @@ timeout 120 node "$here/chat_client.mjs" "ws://127.0.0.1:$DX_PORT" check 200 >"$
   { cat "$DX_TMP/check.out" >&2; exit 1; }
 dx_stop "$DX_PID"
 echo "ok   200 acked messages all there after kill -9 and a restart, resends answered as duplicates"
+
+echo "== PostgreSQL takes connections but does not answer: the node's loop goes on"
+# The node's connection is ended (pg_terminate_backend) and the postmaster
+# frozen (SIGSTOP): the kernel still completes TCP connects, nothing
+# answers. The node's reconnection must not hold its loop: /healthz keeps
+# answering, the send gets store_failed at once, and once PostgreSQL is
+# back sends are acked again.
+psql_q "CREATE DATABASE stall"
+dx_serve pgstall --chat --db "$base/stall"
+send_one() { # send_one UID CID : the node's reply to one send (1 s after EOF at most)
+  printf '{"v":1,"type":"send","id":"s1","conv":"g:lobby","cid":"%s","text":"x"}\n' "$2" |
+    timeout 20 "$DUPLEX" connect -q --wait 1 "ws://127.0.0.1:$DX_PORT/chat?uid=$1" 2>/dev/null |
+    grep '"id":"s1"' || true
+}
+send_one stall1 c1 | grep -q '"type":"ack"' || { echo "FAIL: no ack before the stall" >&2; exit 1; }
+n=$(psql_q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'stall'")
+[ "$n" -ge 1 ] || { echo "FAIL: the node's database connection was not found" >&2; exit 1; }
+kill -STOP "$PG_PID"
+send_one stall1 c2 >"$DX_TMP/stall.reply" &
+sp=$!
+worst=0
+for i in $(seq 1 15); do
+  t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 8 "http://127.0.0.1:$DX_PORT/healthz" || echo 8)
+  worst=$(python3 -c "print(max($worst, $t))")
+  sleep 0.1
+done
+wait "$sp" || true
+kill -CONT "$PG_PID"
+python3 -c "import sys; sys.exit(0 if $worst < 1.0 else 1)" ||
+  { echo "FAIL: /healthz took $worst s while the node reconnected to a frozen PostgreSQL" >&2; exit 1; }
+echo "ok   /healthz answered within $worst s while PostgreSQL was frozen"
+grep -q '"code":"store_failed"' "$DX_TMP/stall.reply" ||
+  { echo "FAIL: the send during the freeze got: $(cat "$DX_TMP/stall.reply")" >&2; exit 1; }
+echo "ok   a send during the freeze: store_failed at once"
+back=0
+for i in $(seq 1 15); do
+  if send_one stall1 "c3-$i" | grep -q '"type":"ack"'; then back=1; break; fi
+done
+[ "$back" = 1 ] || { echo "FAIL: no ack after PostgreSQL came back" >&2; exit 1; }
+echo "ok   acked again after PostgreSQL came back (try $i)"
+dx_stop "$DX_PID"
 
 echo "== three nodes"
 ports=() pids=()
