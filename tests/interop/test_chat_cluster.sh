@@ -133,6 +133,13 @@ send_one() { # send_one UID CID : the node's reply to one send (1 s after EOF at
     grep '"id":"s1"' || true
 }
 send_one stall1 c1 | grep -q '"type":"ack"' || { echo "FAIL: no ack before the stall" >&2; exit 1; }
+# The connection ended while PostgreSQL is fine: the next send resets it and
+# is tried again, unnoticed.
+psql_q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'stall'" >/dev/null
+send_one stall1 c1b | grep -q '"type":"ack"' ||
+  { echo "FAIL: the send after a lost connection was not acked at once" >&2; exit 1; }
+echo "ok   a lost connection is reset and the send tried again, unnoticed"
+sleep 1.2 # a reset starts at most once a second: the next one must be a real try
 n=$(psql_q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'stall'")
 [ "$n" -ge 1 ] || { echo "FAIL: the node's database connection was not found" >&2; exit 1; }
 kill -STOP "$PG_PID"
