@@ -146,7 +146,7 @@ typedef struct pg_store {
     char (*memo)[MEMO_KEY];
     int prepared;          /* the statements exist on this connection */
     int64_t last_reset_ms; /* monotonic: when the last reset started */
-    int resetting;         /* a reset is under way: */
+    int resetting;         /* a reset is under way */
     PostgresPollingStatusType reset_st; /* what PQresetPoll last said */
     char dup_conv[96];     /* the conversation of the last duplicate put() found */
 } pg_store;
@@ -213,14 +213,16 @@ static int ensure(pg_store *s) {
     if (!s->resetting && PQstatus(s->db) == CONNECTION_OK && s->prepared) return 0;
     int64_t now = mono_ms();
     int wait = 0; /* a reset under way is only looked at */
-    if (!s->resetting && PQstatus(s->db) != CONNECTION_OK) {
+    if (!s->resetting) {
         if (now - s->last_reset_ms < 1000) return DX_EIO;
         s->last_reset_ms = now;
-        s->prepared = 0;
-        if (!PQresetStart(s->db)) return DX_EIO;
-        s->resetting = 1;
-        s->reset_st = PGRES_POLLING_WRITING; /* as libpq says to start */
-        wait = RESET_WAIT_MS;
+        if (PQstatus(s->db) != CONNECTION_OK) {
+            s->prepared = 0;
+            if (!PQresetStart(s->db)) return DX_EIO;
+            s->resetting = 1;
+            s->reset_st = PGRES_POLLING_WRITING; /* as libpq says to start */
+            wait = RESET_WAIT_MS;
+        }
     }
     if (s->resetting) {
         int r = reset_poll(s, now, wait);
