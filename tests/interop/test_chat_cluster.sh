@@ -81,7 +81,7 @@ RPORT=$(free_port)
   while [ ! -e "$STOP_REDIS" ]; do
     redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DX_TMP" \
       --daemonize no --loglevel warning >>"$DX_TMP/redis.log" 2>&1 || true
-    [ -e "$STOP_REDIS" ] || sleep 1 # a real outage, not a blink
+    [ -e "$STOP_REDIS" ] || sleep 2 # a real outage, not a blink (section 3 sends during it)
   done
 ) &
 REDIS_LOOP=$!
