@@ -12,7 +12,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -21,8 +20,8 @@
 #include <duplex/client.h>
 #include <duplex/handshake.h>
 
-#include "io/dns.h"
 #include "test.h"
+#include "dns_test.h"
 
 #define IO_MS 3000 /* any single server-side wait */
 
@@ -1102,33 +1101,7 @@ static void script_v6(srv *s, int fd) {
     expect_close(s, fd, 1001, "");
 }
 
-/* ---- host names: resolved on a helper thread ----------------------------- */
-
-/* A stand-in for getaddrinfo on the helper threads: "slow.test" answers
- * 127.0.0.1 after gai_delay_ms, anything else is unknown at once. */
-static int gai_delay_ms;
-static atomic_int gai_calls, gai_returned;
-
-static int fake_gai(const char *host, const char *port, const struct addrinfo *hints,
-                    struct addrinfo **res) {
-    atomic_fetch_add(&gai_calls, 1);
-    int rc = EAI_NONAME;
-    if (!strcmp(host, "slow.test")) {
-        usleep((useconds_t)gai_delay_ms * 1000);
-        rc = getaddrinfo("127.0.0.1", port, hints, res);
-    }
-    atomic_fetch_add(&gai_returned, 1);
-    return rc;
-}
-
-/* Waits (up to 3 s) until every helper started so far has returned, so
- * that the next test starts clean and LeakSanitizer sees freed requests. */
-static void gai_settle(void) {
-    for (int i = 0; i < 300 && atomic_load(&gai_returned) < atomic_load(&gai_calls); i++)
-        usleep(10000);
-    usleep(20000); /* the helper's own free, after its getaddrinfo returned */
-    CHECK_EQ_INT(atomic_load(&gai_returned), atomic_load(&gai_calls));
-}
+/* ---- host names: resolved on a helper thread (stand-in: dns_test.h) ------ */
 
 static void script_named(srv *s, int fd) {
     SCHECK(s, read_request(s, fd) == 0);

@@ -7,7 +7,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +20,11 @@
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
-#include "io/dns.h"
 #include "io/redis.h"
 #include "redis_test.h"
 #include "server/redis_fanout.h"
 #include "test.h"
+#include "dns_test.h"
 
 /* ---- URLs and backoff ---- */
 
@@ -228,23 +227,6 @@ static void bad_db(void) {
 
 /* ---- host names: resolved off the loop ---- */
 
-/* getaddrinfo's stand-in on the helper threads: "slow.redis.test" is
- * 127.0.0.1 after gai_delay_ms, other names are unknown. */
-static int gai_delay_ms;
-static atomic_int gai_calls, gai_returned;
-
-static int fake_gai(const char *host, const char *port, const struct addrinfo *hints,
-                    struct addrinfo **res) {
-    atomic_fetch_add(&gai_calls, 1);
-    int rc = EAI_NONAME;
-    if (!strcmp(host, "slow.redis.test")) {
-        usleep((useconds_t)gai_delay_ms * 1000);
-        rc = getaddrinfo("127.0.0.1", port, hints, res);
-    }
-    atomic_fetch_add(&gai_returned, 1);
-    return rc;
-}
-
 typedef struct polled {
     rstate *s;
     int polls;
@@ -267,7 +249,7 @@ static void names(void) {
     rstate s = {0};
     dx__redis_config cfg = {
         .backoff_base_ms = 20, .backoff_max_ms = 100, .on_up = r_up, .on_down = r_down, .user = &s};
-    snprintf(cfg.addr.host, sizeof cfg.addr.host, "slow.redis.test");
+    snprintf(cfg.addr.host, sizeof cfg.addr.host, "slow.test");
     cfg.addr.port = redis_port;
     dx__redis *r = dx__redis_new(loop, &cfg);
     REQUIRE(r);
@@ -281,13 +263,13 @@ static void names(void) {
     /* An unknown name: a failed attempt with the resolver's words, retried. */
     rstate u = {0};
     cfg.user = &u;
-    snprintf(cfg.addr.host, sizeof cfg.addr.host, "nope.redis.test");
+    snprintf(cfg.addr.host, sizeof cfg.addr.host, "nope.test");
     r = dx__redis_new(loop, &cfg);
     REQUIRE(r);
     run_until(loop, never, NULL, 300);
     CHECK_EQ_INT(u.ups, 0);
     CHECK(dx__redis_attempts(r) >= 2);
-    CHECK(strstr(dx__redis_why(r), "cannot resolve nope.redis.test: ") != NULL);
+    CHECK(strstr(dx__redis_why(r), "cannot resolve nope.test: ") != NULL);
     dx__redis_free(r);
 
     /* No answer within connect_timeout_ms: the attempt ends then, and a
@@ -296,7 +278,7 @@ static void names(void) {
     rstate t = {0};
     cfg.user = &t;
     cfg.connect_timeout_ms = 100;
-    snprintf(cfg.addr.host, sizeof cfg.addr.host, "slow.redis.test");
+    snprintf(cfg.addr.host, sizeof cfg.addr.host, "slow.test");
     r = dx__redis_new(loop, &cfg);
     REQUIRE(r);
     run_until(loop, never, NULL, 250);
@@ -305,10 +287,7 @@ static void names(void) {
     CHECK(dx__redis_attempts(r) >= 2);
     dx__redis_free(r);
     dx_loop_free(loop);
-    for (int i = 0; i < 300 && atomic_load(&gai_returned) < atomic_load(&gai_calls); i++)
-        usleep(10000);
-    usleep(20000); /* each helper's own free, after its getaddrinfo returned */
-    CHECK_EQ_INT(atomic_load(&gai_returned), atomic_load(&gai_calls));
+    gai_settle();
     dx__getaddrinfo = getaddrinfo;
 }
 
