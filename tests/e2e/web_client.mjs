@@ -82,6 +82,36 @@ function instrument() {
   };
 }
 
+// A page of a hook (React or Vue test page at `path`), with its helpers.
+async function hookPage(ctx, path, tag) {
+  const p = await ctx.newPage();
+  p.on('console', (m) => { if (m.type() === 'error') console.log(`  [${tag}] ${m.text()}`); });
+  p.on('pageerror', (e) => { console.log(`  [${tag} error] ${e.message}`); fail(); });
+  await p.goto(`${base()}${path}`);
+  return {
+    page: p,
+    wait: (fn, arg, ms = 15000) => p.waitForFunction(fn, arg, { timeout: T(ms) }),
+    leak: () => p.evaluate(() => ({ made: window.leak.made(), live: window.leak.live(), timers: window.leak.timers() })),
+    text: (id) => p.$eval(`#${id}`, (e) => e.textContent),
+  };
+}
+
+// The server killed and restarted under a mounted hook (`who` names it in
+// the checks): retry shown, a message sent while down echoed once back.
+async function restartUnderHook(h, who) {
+  await killServer('SIGKILL');
+  await h.wait(() => document.getElementById('state').textContent === '0');
+  await h.wait(() => /^attempt \d+ in \d+ ms$/.test(document.getElementById('retry').textContent));
+  check(true, `${who}: retry shown while the server is down (${await h.text('retry')})`);
+  await h.page.evaluate(() => window.app.send('queued while down'));
+  await startServer();
+  await h.wait(() => document.getElementById('last').textContent === 'queued while down', undefined, 20000);
+  check((await h.text('state')) === '1' && (await h.text('retry')) === '',
+    `${who}: readyState back to OPEN after a server restart (retry cleared), queued message echoed`);
+  const l = await h.leak();
+  check(l.live === 1, `${who}: one live socket after the restart (${l.live})`);
+}
+
 await startServer();
 const base = () => `http://127.0.0.1:${port}`;
 const browser = await chromium.launch(chromiumOptions());
@@ -180,13 +210,8 @@ try {
   await page.close();
 
   // ---- 2. useDuplex under StrictMode --------------------------------------
-  const rp = await ctx.newPage();
-  rp.on('console', (m) => { if (m.type() === 'error') console.log(`  [react] ${m.text()}`); });
-  rp.on('pageerror', (e) => { console.log(`  [react error] ${e.message}`); fail(); });
-  await rp.goto(`${base()}/react/`);
-  const rwait = (fn, arg, ms = 15000) => rp.waitForFunction(fn, arg, { timeout: T(ms) });
-  const leak = () => rp.evaluate(() => ({ made: window.leak.made(), live: window.leak.live(), timers: window.leak.timers() }));
-  const text = (id) => rp.$eval(`#${id}`, (e) => e.textContent);
+  const rh = await hookPage(ctx, '/react/', 'react');
+  const { page: rp, wait: rwait, leak } = rh;
 
   await rwait(() => document.getElementById('state')?.textContent === '1');
   let l = await leak();
@@ -240,17 +265,7 @@ try {
   // Remount, then the server restarts under the hook.
   await rp.evaluate(() => window.app.setShown(true));
   await rwait(() => document.getElementById('state').textContent === '1');
-  await killServer('SIGKILL');
-  await rwait(() => document.getElementById('state').textContent === '0');
-  await rwait(() => /^attempt \d+ in \d+ ms$/.test(document.getElementById('retry').textContent));
-  check(true, `hook: retry shown while the server is down (${await text('retry')})`);
-  await rp.evaluate(() => window.app.send('queued while down'));
-  await startServer();
-  await rwait(() => document.getElementById('last').textContent === 'queued while down', undefined, 20000);
-  check((await text('state')) === '1' && (await text('retry')) === '',
-    'hook: readyState back to OPEN after a server restart (retry cleared), queued message echoed');
-  l = await leak();
-  check(l.live === 1, `one live socket after the restart (${l.live})`);
+  await restartUnderHook(rh, 'hook');
   await rp.evaluate(() => window.app.setShown(false));
   await rwait(() => window.leak.live() === 0);
   await sleep(T(1000));
@@ -259,14 +274,9 @@ try {
   await rp.close();
 
   // ---- 3. useDuplex, Vue ----------------------------------------------------
-  const vp = await ctx.newPage();
-  vp.on('console', (m) => { if (m.type() === 'error') console.log(`  [vue] ${m.text()}`); });
-  vp.on('pageerror', (e) => { console.log(`  [vue error] ${e.message}`); fail(); });
-  await vp.goto(`${base()}/vue/`);
+  const vh = await hookPage(ctx, '/vue/', 'vue');
   const vueLoaded = Date.now();
-  const vwait = (fn, arg, ms = 15000) => vp.waitForFunction(fn, arg, { timeout: T(ms) });
-  const vleak = () => vp.evaluate(() => ({ made: window.leak.made(), live: window.leak.live(), timers: window.leak.timers() }));
-  const vtext = (id) => vp.$eval(`#${id}`, (e) => e.textContent);
+  const { page: vp, wait: vwait, leak: vleak } = vh;
 
   await vwait(() => document.getElementById('state')?.textContent === '1');
   l = await vleak();
@@ -280,17 +290,7 @@ try {
     document.getElementById('state').textContent === '1');
   check(true, 'vue: URL change closes the old socket and opens one new one');
 
-  await killServer('SIGKILL');
-  await vwait(() => document.getElementById('state').textContent === '0');
-  await vwait(() => /^attempt \d+ in \d+ ms$/.test(document.getElementById('retry').textContent));
-  check(true, `vue: retry shown while the server is down (${await vtext('retry')})`);
-  await vp.evaluate(() => window.app.send('queued while down'));
-  await startServer();
-  await vwait(() => document.getElementById('last').textContent === 'queued while down', undefined, 20000);
-  check((await vtext('state')) === '1' && (await vtext('retry')) === '',
-    'vue: readyState back to OPEN after a server restart (retry cleared), queued message echoed');
-  l = await vleak();
-  check(l.live === 1, `vue: one live socket after the restart (${l.live})`);
+  await restartUnderHook(vh, 'vue');
 
   await vp.evaluate(() => window.app.setShown(false));
   await vwait(() => window.leak.live() === 0);
