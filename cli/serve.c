@@ -37,28 +37,38 @@ static atomic_int stopping;
 
 static void usage(FILE *f) {
     fprintf(
-        f, "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
-           "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
-           "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
-           "every client gets close 1001 and up to 2 s to answer.\n\n"
-           "modes:\n"
-           "  --echo                  send every message back (same opcode)\n"
-           "  --broadcast             send every message to every open client\n"
-           "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
-           "                          UI (web/chat/dist unless --static); one thread\n\n"
-           "chat options:\n"
-           "  --db FILE               SQLite database, created when missing (default: in\n"
-           "                          memory, lost on exit)\n"
-           "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
-           "                          nodes of a cluster share; tables created when missing\n"
-           "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
-           "                          PostgreSQL --db); deliveries and presence cross nodes\n"
-           "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
-           "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
-           "                          $DUPLEX_CHAT_SECRET); then ?uid= is refused\n"
-           "  --token-for UID         print a token for UID and exit (needs the secret)\n"
-           "  --token-ttl S           its lifetime in seconds (default 86400)\n\n"
-           "options:\n"
+        f,
+        "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
+        "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
+        "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
+        "every client gets close 1001 and up to 2 s to answer.\n\n"
+        "modes:\n"
+        "  --echo                  send every message back (same opcode)\n"
+        "  --broadcast             send every message to every open client\n"
+        "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
+        "                          UI (web/chat/dist unless --static); one thread\n\n"
+        "chat options:\n"
+        "  --db FILE               SQLite database, created when missing (default: in\n"
+        "                          memory, lost on exit)\n"
+        "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
+        "                          nodes of a cluster share; tables created when missing\n"
+        "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
+        "                          PostgreSQL --db); deliveries and presence cross nodes\n"
+        "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
+        "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
+        "                          $DUPLEX_CHAT_SECRET), 16 bytes or more; then ?uid= is\n"
+        "                          refused (without a secret, anyone can be anyone)\n"
+        "  --token-for UID         print a token for UID and exit (needs the secret)\n"
+        "  --token-ttl S           its lifetime in seconds (default 86400)\n"
+        "  --rate-limit KIND=R[/B] per-user token bucket: R requests a second, B at once\n"
+        "                          (repeatable; KIND=off for none). Defaults: send=20/100\n"
+        "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
+        "                          typing=5/20 presence=5/20 fetch=10/40 (sync, history)\n"
+        "  --max-rooms N|off       rooms one user may be in (default 1000)\n"
+        "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n\n");
+    /* Two strings: C17 promises no more than 4095 bytes in one. */
+    fprintf(
+        f, "options:\n"
            "  --host H                address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
            "  --port P                port (default 8080; 0 picks a free one)\n"
            "  --static DIR            serve files from DIR (index.html, ETag, 304, HEAD)\n"
@@ -72,11 +82,19 @@ static void usage(FILE *f) {
            "  --max-message BYTES     largest message; larger closes with 1009 (default 16 MiB)\n"
            "  --max-buffered BYTES    output queued per client before the slow-consumer\n"
            "                          policy closes it with 1008 (default 1 MiB)\n"
+           "  --max-partial-total BYTES|off  memory all unfinished (fragmented or compressed)\n"
+           "                          messages may hold, per thread; over it the biggest\n"
+           "                          holder is closed with 1009 (default 64 MiB or\n"
+           "                          4 x --max-message, whichever is more)\n"
+           "  --partial-timeout S|off close (1008) a client whose message is still\n"
+           "                          unfinished S seconds after it began (default 60)\n"
            "  --ping-interval S       send a ping frame after S seconds of silence (default off)\n"
            "  --ping-timeout S        drop a client that has not answered in S seconds\n"
            "                          (reported as 1006; default: the ping interval)\n"
            "  --idle-timeout S        close (1001) a client silent for S seconds (default off)\n"
            "  --handshake-timeout S   drop a connection without a request after S s (default 10)\n"
+           "  --close-timeout S       drop a peer that takes more than S s to answer our close,\n"
+           "                          or that reads nothing of an HTTP answer for S s (default 5)\n"
            "  --origin O              allow browser pages from origin O only (repeatable;\n"
            "                          other origins get 403; default: any)\n"
            "  --no-app-ping           do not answer the text message \"ping\" with \"pong\"\n"
@@ -246,6 +264,9 @@ int dx_cli_serve(int argc, char **argv) {
             if (dx_cli_seconds(val, 1, &chat_opts.presence_ttl_ms) ||
                 chat_opts.presence_ttl_ms < 300)
                 return dx_cli_bad("serve", "bad number of seconds (0.3 or more)", val);
+        } else if (FLAG("--rate-limit") || FLAG("--max-rooms") || FLAG("--sync-page")) {
+            VALUE();
+            if (dx_cli_chat_limit(&chat_opts, arg, val)) return 2;
         } else if (FLAG("--quiet") || FLAG("-q")) {
             quiet = 1;
         } else if (FLAG("--epoll")) {
@@ -305,6 +326,20 @@ int dx_cli_serve(int argc, char **argv) {
             if (dx_cli_u64(val, SIZE_MAX, &u) || u == 0)
                 return dx_cli_bad("serve", "bad size in bytes", val);
             cfg.max_buffered = (size_t)u;
+        } else if (FLAG("--max-partial-total")) {
+            VALUE();
+            if (!strcmp(val, "off"))
+                cfg.max_partial_total = SIZE_MAX;
+            else if (dx_cli_u64(val, SIZE_MAX, &u) || u == 0)
+                return dx_cli_bad("serve", "bad size in bytes", val);
+            else
+                cfg.max_partial_total = (size_t)u;
+        } else if (FLAG("--partial-timeout")) {
+            VALUE();
+            if (!strcmp(val, "off"))
+                cfg.partial_timeout_ms = UINT32_MAX;
+            else if (dx_cli_seconds(val, 0, &cfg.partial_timeout_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--ping-interval")) {
             VALUE();
             if (dx_cli_seconds(val, 1, &cfg.ping_interval_ms))
@@ -320,6 +355,10 @@ int dx_cli_serve(int argc, char **argv) {
         } else if (FLAG("--handshake-timeout")) {
             VALUE();
             if (dx_cli_seconds(val, 1, &cfg.handshake_timeout_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
+        } else if (FLAG("--close-timeout")) {
+            VALUE();
+            if (dx_cli_seconds(val, 0, &cfg.close_timeout_ms))
                 return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--origin")) {
             VALUE();
@@ -346,8 +385,15 @@ int dx_cli_serve(int argc, char **argv) {
         chat_opts.redis = redis_url;
         redis_url = NULL;
     }
+    if (mode != MODE_CHAT && chat_opts.limits_set)
+        return dx_cli_bad("serve", "--rate-limit, --max-rooms and --sync-page go with --chat",
+                          NULL);
     if (mode != MODE_CHAT && (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms))
         return dx_cli_bad("serve", "--db, --secret and --presence-ttl go with --chat", NULL);
+    if (mode == MODE_CHAT) {
+        int bad = dx_cli_chat_check(&chat_opts, cfg.host);
+        if (bad) return bad;
+    }
     if (!cfg.cert_file != !cfg.key_file)
         return dx_cli_bad("serve", "--cert and --key go together", NULL);
     if (norigins) {

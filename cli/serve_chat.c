@@ -1,16 +1,50 @@
 /* duplex serve --chat: options of the chat mode (see serve_chat.h). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli/args.h"
 #include "cli/serve_chat.h"
 
-static const char *secret_of(const dx_cli_chat_opts *o) {
+/* The secret, and where it came from. A variable that is set but empty
+ * counts as given: `--secret "$UNSET"` or `DUPLEX_CHAT_SECRET=` meant a
+ * secret, and must not turn authentication off (dx_cli_chat_check). */
+static const char *secret_of(const dx_cli_chat_opts *o, const char **from) {
+    *from = "--secret";
     if (o->secret) return o->secret;
-    const char *env = getenv("DUPLEX_CHAT_SECRET");
-    return env && *env ? env : NULL;
+    *from = "DUPLEX_CHAT_SECRET";
+    return getenv("DUPLEX_CHAT_SECRET");
+}
+
+/* 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and "localhost". */
+static int is_loopback(const char *host) {
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char v4map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        static const unsigned char one[16] = {[15] = 1};
+        return !memcmp(a, one, 16) || (!memcmp(a, v4map, 12) && a[12] == 127);
+    }
+    return !strcmp(host, "localhost");
+}
+
+int dx_cli_chat_check(const dx_cli_chat_opts *o, const char *host) {
+    const char *from;
+    const char *secret = secret_of(o, &from);
+    if (secret && strlen(secret) < 16) {
+        fprintf(stderr,
+                "duplex serve: %s must be at least 16 bytes (got %zu); generate one with e.g. "
+                "`openssl rand -hex 32`\n",
+                from, strlen(secret));
+        return 2;
+    }
+    if (!secret && host && !is_loopback(host))
+        fprintf(stderr, "duplex serve: warning: no --secret on %s: ?uid= lets anyone be anyone\n",
+                host);
+    return 0;
 }
 
 int dx_cli_chat_is_pg(const char *db) {
@@ -18,11 +52,14 @@ int dx_cli_chat_is_pg(const char *db) {
 }
 
 int dx_cli_chat_token(const dx_cli_chat_opts *o) {
-    const char *secret = secret_of(o);
+    const char *from;
+    const char *secret = secret_of(o, &from);
     if (!secret) {
         fprintf(stderr, "duplex serve: --token-for needs --secret (or DUPLEX_CHAT_SECRET)\n");
         return 2;
     }
+    int rc = dx_cli_chat_check(o, NULL);
+    if (rc) return rc;
     char tok[160];
     int64_t exp = (int64_t)time(NULL) + (int64_t)(o->token_ttl ? o->token_ttl : 86400);
     if (dx_chat_token(secret, strlen(secret), o->token_for, exp, tok, sizeof tok) < 0) {
@@ -44,7 +81,8 @@ static void on_cluster(void *user, int up, const char *why) {
 }
 
 dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_config *cfg) {
-    const char *secret = secret_of(o);
+    const char *from;
+    const char *secret = secret_of(o, &from);
     dx_chat_config cc = {.db_path = o->db,
                          .lobby = "lobby",
                          .redis_url = o->redis,
@@ -55,6 +93,7 @@ dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_c
         cc.secret = secret;
         cc.secret_len = strlen(secret);
     }
+    cc.limits = o->limits;
     dx_chat *chat = dx_chat_new(loop, &cc);
     if (!chat) {
         /* A PostgreSQL URL may hold a password: not echoed. */
@@ -67,6 +106,59 @@ dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_c
     if (!cfg->static_dir && stat("web/chat/dist/index.html", &sb) == 0)
         cfg->static_dir = "web/chat/dist";
     return chat;
+}
+
+/* A count for --max-rooms/--sync-page or a rate: 1 to UINT32_MAX - 1, or
+ * "off" (DX_CHAT_UNLIMITED). 0 or -1. */
+static int limit_num(const char *s, uint32_t *out) {
+    uint64_t u;
+    if (!strcmp(s, "off")) {
+        *out = DX_CHAT_UNLIMITED;
+        return 0;
+    }
+    if (dx_cli_u64(s, UINT32_MAX - 1, &u) || u == 0) return -1;
+    *out = (uint32_t)u;
+    return 0;
+}
+
+int dx_cli_chat_limit(dx_cli_chat_opts *o, const char *flag, const char *val) {
+    dx_chat_limits *l = &o->limits;
+    o->limits_set = 1;
+    if (!strcmp(flag, "--max-rooms")) {
+        if (limit_num(val, &l->max_rooms)) return dx_cli_bad("serve", "bad number of rooms", val);
+        return 0;
+    }
+    if (!strcmp(flag, "--sync-page")) {
+        if (limit_num(val, &l->sync_page))
+            return dx_cli_bad("serve", "bad number of conversations", val);
+        return 0;
+    }
+    static const char *const kinds[] = {"send",   "bytes",    "join", "read",
+                                        "typing", "presence", "fetch"};
+    dx_chat_rate *rates[] = {&l->send,   &l->bytes,    &l->join, &l->read,
+                             &l->typing, &l->presence, &l->fetch};
+    const char *eq = strchr(val, '=');
+    size_t kn = eq ? (size_t)(eq - val) : 0;
+    for (size_t k = 0; eq && k < sizeof kinds / sizeof kinds[0]; k++) {
+        if (strlen(kinds[k]) != kn || memcmp(val, kinds[k], kn)) continue;
+        char num[32];
+        const char *slash = strchr(eq + 1, '/');
+        size_t rn = slash ? (size_t)(slash - eq - 1) : strlen(eq + 1);
+        if (rn >= sizeof num) break;
+        memcpy(num, eq + 1, rn);
+        num[rn] = 0;
+        dx_chat_rate r = {0, 0};
+        if (limit_num(num, &r.rate) ||
+            (slash && (r.rate == DX_CHAT_UNLIMITED || limit_num(slash + 1, &r.burst) ||
+                       r.burst == DX_CHAT_UNLIMITED)))
+            break;
+        *rates[k] = r;
+        return 0;
+    }
+    return dx_cli_bad("serve",
+                      "expected KIND=RATE[/BURST] or KIND=off, KIND one of send bytes join read "
+                      "typing presence fetch:",
+                      val);
 }
 
 int dx_cli_chat_attach(dx_chat *chat, dx_server *srv) {

@@ -14,10 +14,24 @@ typedef struct dx_cli_chat_opts {
     const char *redis;        /* --redis URL: one node of a cluster */
     uint32_t presence_ttl_ms; /* --presence-ttl S (0: the default, 15 s) */
     int quiet;                /* --quiet: no "redis up" lines */
+    dx_chat_limits limits;    /* --rate-limit, --max-rooms, --sync-page */
+    int limits_set;           /* one of those was given */
 } dx_cli_chat_opts;
+
+/* --rate-limit KIND=RATE[/BURST] (KIND send, bytes, join, read, typing,
+ * presence or fetch; RATE per second; "KIND=off" for none), --max-rooms
+ * N|off and --sync-page N|off (`flag` names which) into o->limits.
+ * Returns 0, or 2 after printing the usage error. */
+int dx_cli_chat_limit(dx_cli_chat_opts *o, const char *flag, const char *val);
 
 /* 1 when --db is a PostgreSQL URL (postgresql:// or postgres://). */
 int dx_cli_chat_is_pg(const char *db);
+
+/* The secret (--secret, else $DUPLEX_CHAT_SECRET, even when empty) is
+ * under 16 bytes: says so and returns 2 (a usage error). None at all with
+ * `host` not a loopback address (NULL: no check): warns on stderr that
+ * anyone can be anyone. Otherwise 0. */
+int dx_cli_chat_check(const dx_cli_chat_opts *o, const char *host);
 
 /* --token-for: prints the token on stdout. Returns the exit status. */
 int dx_cli_chat_token(const dx_cli_chat_opts *o);

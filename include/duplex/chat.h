@@ -40,6 +40,39 @@ extern "C" {
 
 typedef struct dx_chat dx_chat;
 
+/* A token bucket of one user (docs/chat-protocol.md, "Limits"): `rate`
+ * tokens come back each second, at most `burst` are saved up, and a request
+ * that finds too few is refused with the error `rate_limited` and a
+ * `retry_after` in ms, having done nothing. The bucket belongs to the uid,
+ * so all its devices on this node share it (in a cluster, each node counts
+ * for itself). 0 in either field takes the default; DX_CHAT_UNLIMITED in
+ * `rate` turns the limit off. */
+typedef struct dx_chat_rate {
+    uint32_t rate;
+    uint32_t burst;
+} dx_chat_rate;
+
+#define DX_CHAT_UNLIMITED UINT32_MAX
+
+/* Per-user limits; a zero struct means every default. */
+typedef struct dx_chat_limits {
+    dx_chat_rate send;     /* send requests: 20/s, burst 100 */
+    dx_chat_rate bytes;    /* bytes of text stored by send: 1024/s, burst 256 KiB
+                            * (at least 4000, one message) */
+    dx_chat_rate join;     /* join requests: 5/s, burst 20 */
+    dx_chat_rate read;     /* read requests: 20/s, burst 100 */
+    dx_chat_rate typing;   /* typing notices: 5/s, burst 20 */
+    dx_chat_rate presence; /* presence requests: 5/s, burst 20 */
+    dx_chat_rate fetch;    /* sync and history requests: 10/s, burst 40 */
+    /* Rooms (g:...) a user may be a member of; a join past it gets
+     * `too_many_rooms`. The lobby is always joined. Default 1000;
+     * DX_CHAT_UNLIMITED: no cap. */
+    uint32_t max_rooms;
+    /* Conversations in one sync reply; more come in pages (`next`).
+     * Default 200; DX_CHAT_UNLIMITED: one reply, as large as it gets. */
+    uint32_t sync_page;
+} dx_chat_limits;
+
 typedef struct dx_chat_config {
     /* The SQLite database file, created when missing. NULL or ":memory:"
      * keeps everything in memory (nothing survives a restart). A URL
@@ -47,9 +80,12 @@ typedef struct dx_chat_config {
      * the store several nodes share; its chat_* tables are created when
      * missing. Copied. */
     const char *db_path;
-    /* HMAC-SHA256 key for tokens. When set, only `?token=` identifies a
-     * user (`?uid=` gets HTTP 401). NULL: `?uid=NAME` is accepted as is —
-     * development only. Copied. */
+    /* HMAC-SHA256 key for tokens, at least 16 bytes (32 random ones are
+     * best): dx_chat_new refuses a shorter one, and a non-NULL secret of
+     * length 0, rather than turn authentication off. When set, only
+     * `?token=` identifies a user (`?uid=` gets HTTP 401). NULL (and
+     * secret_len 0): `?uid=NAME` is accepted as is, so anyone can be
+     * anyone — development only. Copied. */
     const void *secret;
     size_t secret_len;
     /* A room ("lobby" → g:lobby) every user joins on connecting; NULL for
@@ -69,19 +105,37 @@ typedef struct dx_chat_config {
      * goes down (0, `why` a static one-line reason). Optional. */
     void (*on_cluster)(void *user, int up, const char *why);
     void *user;
+    /* Per-user rate limits, the rooms cap and the sync page (above). */
+    dx_chat_limits limits;
+
+    /* Fan-out and connections (docs/chat-protocol.md, "Limits"). A typing
+     * notice reaches the other members at most once per user and
+     * conversation per `typing_interval_ms`; the notices in between are
+     * absorbed (no reply, no push). 0: 1500. */
+    uint32_t typing_interval_ms;
+    /* WebSocket connections one user (uid) may open per minute, and one
+     * client address (IPv4, or an IPv6 /64): a bucket of that many that
+     * refills over a minute, so a burst of tabs passes and a reconnect
+     * loop does not. Past it the upgrade gets HTTP 429 with Retry-After
+     * (seconds). 0: 30 per uid, 300 per address; DX_CHAT_UNLIMITED: off. */
+    uint32_t connects_per_uid;
+    uint32_t connects_per_ip;
 } dx_chat_config;
 
 /* Opens the store and creates the service on `loop`. NULL on failure
  * (dx_chat_new_why() says why: the database cannot be opened, bad lobby
- * name, out of memory). */
+ * name, a secret under 16 bytes, out of memory). */
 DX_API dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg);
 DX_API const char *dx_chat_new_why(void);
 
 /* Fills `scfg` for the chat: on_upgrade, on_open, on_message, on_close,
  * user and conn_data_size (other callbacks set there are replaced), and
  * when they are 0: max_message 1 MiB, ping_interval_ms 20 s,
- * ping_timeout_ms 10 s; app_heartbeat is turned on. Call before
- * dx_server_new(). Returns 0 or DX_EINVAL. */
+ * ping_timeout_ms 10 s; app_heartbeat is turned on. Best-effort pushes
+ * (typing, presence changes) skip a device with half of
+ * scfg->max_buffered (as set when this is called) already queued, so they
+ * never close it as a slow consumer. Call before dx_server_new(). Returns
+ * 0 or DX_EINVAL. */
 DX_API int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg);
 
 /* Tells the chat its server (optional with one node; learnt from the first
@@ -108,8 +162,8 @@ DX_API int dx_chat_token(const void *secret, size_t secret_len, const char *uid,
  * seconds), in constant time for the signature. On success writes the uid
  * (NUL-terminated, `uid_cap` >= 33) and returns 0; DX_EPOLICY when it is
  * malformed, badly signed or expired. */
-DX_API int dx_chat_token_check(const void *secret, size_t secret_len, const char *token,
-                               size_t len, int64_t now, char *uid, size_t uid_cap);
+DX_API int dx_chat_token_check(const void *secret, size_t secret_len, const char *token, size_t len,
+                               int64_t now, char *uid, size_t uid_cap);
 
 #ifdef __cplusplus
 }

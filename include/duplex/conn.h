@@ -66,13 +66,13 @@ typedef struct dx_conn_callbacks {
 #define DX_DEFAULT_MAX_MESSAGE (16u << 20) /* 16 MiB */
 
 typedef struct dx_conn_config {
-    enum dx_role role;       /* our role */
-    uint64_t max_message;    /* bytes; 0 means DX_DEFAULT_MAX_MESSAGE;
-                                UINT64_MAX means no limit */
-    int stream;              /* deliver on_fragment pieces, never reassemble */
-    int no_auto_pong;        /* do not answer pings automatically */
+    enum dx_role role;           /* our role */
+    uint64_t max_message;        /* bytes; 0 means DX_DEFAULT_MAX_MESSAGE;
+                                    UINT64_MAX means no limit */
+    int stream;                  /* deliver on_fragment pieces, never reassemble */
+    int no_auto_pong;            /* do not answer pings automatically */
     const dx_conn_callbacks *cb; /* borrowed: must outlive the connection */
-    void *user;              /* passed to every callback */
+    void *user;                  /* passed to every callback */
 } dx_conn_config;
 
 /* Creates a connection in state CONNECTING (call dx_conn_open once the
@@ -124,6 +124,38 @@ DX_API int64_t dx_conn_recv(dx_conn *c, uint8_t *buf, size_t len);
  * was_clean 0. */
 DX_API void dx_conn_eof(dx_conn *c, uint16_t code);
 
+/* Ends the connection now for a reason of the caller's (a memory budget, a
+ * deadline): queues a close frame with `code` and `reason` (`reason_len`
+ * bytes, at most 123, valid UTF-8; NULL with 0 for none) unless our close
+ * was already sent, drops any partial message at once, moves to CLOSED and
+ * calls on_close with `code` and was_clean 0. Then, as after a failed
+ * dx_conn_recv: flush the output and close the transport. Returns 0,
+ * DX_EINVAL for a code that may not be sent or a bad reason, DX_ESTATE
+ * unless OPEN or CLOSING (nothing changes). */
+DX_API int dx_conn_fail(dx_conn *c, unsigned code, const char *reason, size_t reason_len);
+
+/* Memory held for a message not yet complete: the capacity of the buffer
+ * that reassembles a fragmented or split message (decompressed, with
+ * permessage-deflate, so up to max_message for a few bytes on the wire),
+ * plus a control frame split over reads. 0 between messages, and always
+ * for messages that arrive whole in one dx_conn_recv (delivered in place)
+ * and in stream mode. It changes only inside dx_conn_recv and when the
+ * connection reaches CLOSED (the buffer is freed then), so a caller that
+ * reads it before and after each call can keep a total over many
+ * connections. zlib's own state for the message (about 7 KiB plus
+ * the window, see deflate.h) is not counted. */
+DX_API size_t dx_conn_partial(const dx_conn *c);
+
+/* A 32-bit value the caller attaches to the partial message (a server
+ * stores when it began, in its own clock: the core reads no clock). The
+ * core never interprets it; it becomes 0 whenever dx_conn_partial becomes
+ * 0 (the message was delivered or dropped), so a caller that sets a
+ * nonzero mark when it finds dx_conn_partial > 0 with a mark of 0 knows,
+ * to the read, when each partial message began. Setting it while
+ * dx_conn_partial is 0 does nothing. */
+DX_API uint32_t dx_conn_partial_mark(const dx_conn *c);
+DX_API void dx_conn_set_partial_mark(dx_conn *c, uint32_t mark);
+
 /* Queues a message (one frame). `op` is DX_OP_TEXT (the caller guarantees
  * valid UTF-8) or DX_OP_BINARY; `data` is copied. Clients mask with a fresh
  * random key. Returns 0, DX_ESTATE unless OPEN (or a fragmented send is in
@@ -152,7 +184,8 @@ DX_API int dx_conn_send_through(dx_conn *c, enum dx_opcode op, const void *data,
  * on the first call and is ignored after (continuations are written);
  * `fin` ends the message. No other data message may be sent until the one
  * in progress is finished (DX_ESTATE); control frames may interleave. */
-DX_API int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_t len, int fin);
+DX_API int dx_conn_send_fragment(dx_conn *c, enum dx_opcode op, const void *data, size_t len,
+                                 int fin);
 
 /* Queues a ping or pong with up to 125 bytes of payload. Returns 0,
  * DX_EINVAL (payload too long), DX_ESTATE unless OPEN. */
@@ -188,8 +221,8 @@ DX_API size_t dx_shared_size(const dx_shared *s);
  * such send; the result is shared too, kept with the frame and freed with
  * it) for every connection whose compressor keeps no context and whose
  * window is at least that one's; by the connection's own compressor (a
- * copy) for the others. A frame found incompressible goes as it is. Returns 0, DX_ESTATE unless OPEN (or a fragmented send
- * is in progress), DX_EINVAL for a client connection, DX_ENOMEM. */
+ * copy) for the others. A frame found incompressible goes as it is. Returns 0, DX_ESTATE unless
+ * OPEN (or a fragmented send is in progress), DX_EINVAL for a client connection, DX_ENOMEM. */
 DX_API int dx_conn_send_shared(dx_conn *c, dx_shared *s);
 
 /* Output. Fills up to `max` iovecs describing the queued bytes, in order,

@@ -28,7 +28,7 @@ typedef struct dx_http_request {
     size_t method_len;
     const char *target; /* request target as sent: "/chat?uid=7" */
     size_t target_len;
-    int minor_version; /* 1 for HTTP/1.1, 0 for HTTP/1.0 */
+    int minor_version;       /* 1 for HTTP/1.1, 0 for HTTP/1.0 */
     dx_http_header *headers; /* the caller's array */
     size_t num_headers;      /* in: capacity of `headers`; out: count parsed */
 } dx_http_request;
@@ -45,10 +45,13 @@ typedef struct dx_http_response {
 /* Parses a request head from `buf` (`len` bytes received so far).
  * Returns the length of the head (> 0, the body or the next request starts
  * there) when it is complete; 0 when more input is needed; DX_EHTTP when the
- * input is not HTTP/1.x (answer 400); DX_EHDRSIZE when there are more headers
- * than req->num_headers, or when the head is not complete within `max_size`
- * bytes (answer 431). The slices point into `buf`. */
-DX_API int dx_http_parse_request(const char *buf, size_t len, size_t max_size, dx_http_request *req);
+ * input is not HTTP/1.x, or when the length of its body is ambiguous (RFC
+ * 9112 §6.3: a Content-Length that is not digits, several that differ, or
+ * one with Transfer-Encoding) (answer 400); DX_EHDRSIZE when there are more
+ * headers than req->num_headers, or when the head is not complete within
+ * `max_size` bytes (answer 431). The slices point into `buf`. */
+DX_API int dx_http_parse_request(const char *buf, size_t len, size_t max_size,
+                                 dx_http_request *req);
 
 /* Same for a response head (client side of the handshake). */
 DX_API int dx_http_parse_response(const char *buf, size_t len, size_t max_size,
@@ -78,7 +81,8 @@ DX_API int dx_http_ieq(const char *s, size_t len, const char *lit);
  * Fields Too Large", Content-Type text/plain, Connection: close and the
  * reason as the body) into `out` (capacity `cap`). `extra_headers`, if not
  * NULL, is inserted verbatim and must end in CRLF. Control characters in
- * `reason` are replaced so peer-supplied text can never inject headers.
+ * `reason` are replaced so peer-supplied text can never inject headers; the
+ * body ends with one newline, whether or not `reason` ends with one.
  * Returns the length written, or DX_ENOSPC. */
 DX_API int dx_http_write_error(char *out, size_t cap, int status, const char *reason,
                                const char *extra_headers);

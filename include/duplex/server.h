@@ -52,6 +52,23 @@
  * Either way one connection never holds more than `max_buffered` plus one
  * message.
  *
+ * Partial messages. A message that arrives in fragments, or split over
+ * reads, is reassembled in memory, and with permessage-deflate the bytes
+ * held are the decompressed ones: about 15 KB on the wire can make one
+ * connection hold a 15 MiB message (up to max_message) for as long as the
+ * peer leaves it unfinished. Two limits keep that bounded. The bytes held
+ * by all of a server's unfinished messages (dx_conn_partial) are counted
+ * after each read that starts, grows or ends one; when the total passes
+ * `max_partial_total`, the connection holding the most is closed with 1009
+ * "partial messages over budget" and its buffer freed at once, until the
+ * total is within the budget again (a budget below max_message thus also
+ * caps each fragmented or compressed message). And a message still
+ * unfinished `partial_timeout_ms` after its first bytes arrived is closed
+ * with 1008 "message timeout" by the sweep (slow trickling does not extend
+ * it). on_close reports either code with was_clean 0. The budget is per
+ * server, so per loop: N threads with a server each allow N times it.
+ * A message that arrives whole in one read is not counted at all.
+ *
  * Heartbeats. With `ping_interval_ms`, the server sends a ping frame to a
  * connection from which nothing has arrived for that long; if nothing (a
  * pong or anything else) arrives within `ping_timeout_ms` after it, the
@@ -110,6 +127,9 @@ typedef struct dx_upgrade {
     const char *reason;   /* when rejecting: body of the HTTP answer
                              (static or valid until return), or NULL for
                              the status's standard phrase */
+    uint32_t retry_after; /* when rejecting: seconds for a Retry-After
+                             header (a 429 or 503 says when to come back);
+                             0: none */
 } dx_upgrade;
 
 /* What a plain HTTP request (not an upgrade) looks like to on_http. */
@@ -166,12 +186,22 @@ typedef struct dx_server_config {
                                           1001 "idle timeout" [off] */
     uint32_t ping_interval_ms;         /* server ping frames (see Heartbeats) [off] */
     uint32_t ping_timeout_ms;          /* unanswered ping → drop, 1006 [= interval] */
-    uint32_t close_timeout_ms;         /* after our close frame (or an HTTP answer),
-                                          how long the peer gets to finish before
-                                          the transport is dropped [5 s] */
+    uint32_t close_timeout_ms;         /* after our close frame, how long the peer
+                                          gets to finish before the transport is
+                                          dropped; an HTTP answer is dropped when
+                                          the peer reads none of it for this long
+                                          [5 s] */
     size_t max_buffered;               /* high-water mark of a connection's output
                                           queue (see Backpressure) [1 MiB] */
     size_t low_water;                  /* on_drain below this [16 KiB] */
+    size_t max_partial_total;          /* bytes held by unfinished messages over all
+                                          the connections; over it, the biggest
+                                          holder closes 1009 (see Partial messages)
+                                          [64 MiB or 4 × max_message, whichever is
+                                          more; SIZE_MAX: no budget] */
+    uint32_t partial_timeout_ms;       /* a message not complete this long after it
+                                          began → close 1008 "message timeout"
+                                          [60 s; UINT32_MAX: off] */
     enum dx_backpressure backpressure; /* [DX_BACKPRESSURE_CLOSE] */
 
     /* Application heartbeat: text "ping" answered with "pong" [off]. */
@@ -294,6 +324,17 @@ DX_API int dx_server_broadcast(dx_server *srv, enum dx_opcode op, const void *da
 DX_API int dx_server_publish(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
                              size_t len, const dx_server_conn *except);
 
+/* Like dx_server_publish, for a message a subscriber may miss (a typing
+ * notice, a presence change): a subscriber whose output queue holds
+ * `max_queued` bytes or more counting this message is skipped, rather
+ * than given the backpressure policy (with the default, closed as a slow
+ * consumer). This server's subscribers only: the broker is not told (use
+ * it for what the broker delivers, as dx_server_deliver). Returns the
+ * number of subscribers it was queued on, DX_ENOMEM or DX_EINVAL. */
+DX_API int dx_server_publish_lossy(dx_server *srv, const char *topic, enum dx_opcode op,
+                                   const void *data, size_t len, const dx_server_conn *except,
+                                   size_t max_queued);
+
 /* Number of subscribers of `topic`. */
 DX_API size_t dx_server_topic_count(const dx_server *srv, const char *topic);
 
@@ -340,8 +381,8 @@ DX_API int dx_server_set_broker(dx_server *srv, const dx_server_broker *b);
  * only: every open connection when `topic` is NULL, else the subscribers
  * of `topic`. Never calls the broker. Returns the number of connections it
  * was queued on, DX_ENOMEM or DX_EINVAL (bad opcode or topic). */
-DX_API int dx_server_deliver(dx_server *srv, const char *topic, enum dx_opcode op,
-                             const void *data, size_t len);
+DX_API int dx_server_deliver(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                             size_t len);
 
 /* Graceful shutdown: stops accepting (the listener is closed), drops
  * connections still in their HTTP phase, sends 1001 "going away" to every

@@ -8,19 +8,45 @@
 #include <duplex/common.h>
 
 #include "chat/engine.h"
+#include "chat/keytab.h"
+#include "chat/limits.h"
 #include "chat/proto.h"
 #include "core/alloc.h"
 
 /* Something that must wait for the commit: a reply for the requesting
  * device, and a message for every member of a conversation. */
 typedef struct pending {
-    dx__chat_dev *dev;   /* NULL once the device closed */
-    json_t *id;          /* the request id, for store_failed */
-    char *reply;         /* sent to dev after the commit */
-    char *conv;          /* NULL: no broadcast */
-    char *bcast;         /* sent to every member's devices */
-    int bcast_self;      /* 0: not to dev itself */
+    dx__chat_dev *dev; /* NULL once the device closed */
+    json_t *id;        /* the request id, for store_failed */
+    char *reply;       /* sent to dev after the commit */
+    char *conv;        /* NULL: no broadcast */
+    char *bcast;       /* sent to every member's devices */
+    int bcast_self;    /* 0: not to dev itself */
 } pending;
+
+/* A read receipt waiting for the flush: the highest seq of the turn. */
+struct receipt {
+    char uid[DX_CHAT_UID_MAX + 1];
+    char conv[DX_KEYTAB_KEY_MAX];
+    int64_t seq;
+};
+
+/* A user whose device count crossed zero this turn, as it was before. */
+struct pres {
+    char uid[DX_CHAT_UID_MAX + 1];
+    int was_online;
+};
+
+/* Bounds of the coalescing tables (keytab.h): each entry is 136 bytes, and
+ * a table holds at most twice its limit in slots. Typing entries live one
+ * interval; when the table is full of live ones, typing is absorbed. The
+ * receipts pushed are remembered for RCPT_SENT_MS so that a read that does
+ * not move the reader's position is not pushed again; when that table is
+ * full, receipts are pushed as before (only the suppression is lost). */
+#define TYPING_KEYS 4096
+#define TURN_KEYS 8192
+#define RCPT_SENT_KEYS 8192
+#define RCPT_SENT_MS (10 * 60 * 1000)
 
 struct dx__chat {
     dx__chat_io io;
@@ -31,6 +57,20 @@ struct dx__chat {
     int scheduled;  /* io.schedule was called and flush has not run */
     pending *pend;
     size_t npend, cap;
+    dx_chat_limits limits; /* resolved: no zeros */
+    dx__chat_limiter *lim; /* the users' token buckets */
+    /* Fan-out coalescing (docs/chat-protocol.md, "Typing", "read",
+     * "Presence"): what this turn changed, pushed once at the flush. */
+    struct fanout {
+        uint32_t typing_ms;   /* one typing push per (uid, conv) per this */
+        dx__keytab typing;    /* uid NUL conv → when the next push may go */
+        struct receipt *rcpt; /* this turn's receipts, one per (uid, conv) */
+        size_t nrcpt, rcap;
+        dx__keytab turn_ix;   /* 'r' uid NUL conv, or 'p' uid → index in rcpt or pres */
+        dx__keytab rcpt_sent; /* uid NUL conv → the last seq pushed */
+        struct pres *pres;    /* users whose device count crossed 0 this turn */
+        size_t npres, pcap;
+    } fo;
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -77,8 +117,8 @@ static int tx(dx__chat *chat) {
     return 0;
 }
 
-static int add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *reply,
-                       const char *conv, json_t *bcast, int self) {
+static int add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *reply, const char *conv,
+                       json_t *bcast, int self) {
     if (chat->npend == chat->cap) {
         size_t ncap = chat->cap ? chat->cap * 2 : 64;
         pending *np = dx__realloc(chat->pend, ncap * sizeof *np);
@@ -111,10 +151,12 @@ typedef struct bcast_arg {
     dx__chat *chat;
     const char *data;
     const dx__chat_dev *except;
+    const char *skip_uid; /* a member left out entirely, or NULL */
 } bcast_arg;
 
 static int bcast_one(void *arg, const char *uid, int64_t n) {
     bcast_arg *a = arg;
+    if (a->skip_uid && !strcmp(uid, a->skip_uid)) return 0;
     (void)publish(a->chat, uid, a->data, a->except);
     return 0;
 }
@@ -129,11 +171,69 @@ static int to_members(dx__chat *chat, const char *conv, const char *data,
         int rc = publish(chat, x, data, except);
         return rc < 0 ? rc : publish(chat, y, data, except);
     }
-    bcast_arg a = {chat, data, except};
+    bcast_arg a = {chat, data, except, NULL};
     return chat->st->ops->members(chat->st, conv, INT64_MAX, NULL, bcast_one, &a);
 }
 
+/* The key of (uid, conv) in the coalescing tables, after `kind` when not
+ * 0; its length. */
+static size_t fo_key(char out[DX_KEYTAB_KEY_MAX], char kind, const char *uid, const char *conv) {
+    size_t n = 0, u = strlen(uid), c = conv ? strlen(conv) : 0;
+    if ((kind != 0) + u + 1 + c > DX_KEYTAB_KEY_MAX) return 0;
+    if (kind) out[n++] = kind;
+    memcpy(out + n, uid, u);
+    n += u;
+    if (conv) {
+        out[n++] = 0;
+        memcpy(out + n, conv, c);
+        n += c;
+    }
+    return n;
+}
+
+static void presence_push(dx__chat *chat, const char *uid, int online, int64_t ts);
+
+/* Presence is settled once per turn: a user whose devices all left and
+ * came back within it (or the reverse) changed nothing its contacts need
+ * to hear about. Runs before the commit, since going offline writes
+ * last_seen. Entries that changed nothing get was_online = -1. */
+static void presence_settle(dx__chat *chat, int64_t now) {
+    for (size_t i = 0; i < chat->fo.npres; i++) {
+        struct pres *p = &chat->fo.pres[i];
+        int on = chat->broker->ops->devices(chat->broker, p->uid) > 0;
+        if (on == p->was_online)
+            p->was_online = -1;
+        else if (!on && tx(chat) == 0)
+            (void)chat->st->ops->touch_user(chat->st, p->uid, now);
+    }
+}
+
+/* This turn's receipts, one per reader and conversation with its highest
+ * seq, and only when that is not what was pushed last (a read that did not
+ * move the position tells nobody anything). */
+static void receipts_push(dx__chat *chat, int64_t now) {
+    for (size_t i = 0; i < chat->fo.nrcpt; i++) {
+        struct receipt *rc = &chat->fo.rcpt[i];
+        char key[DX_KEYTAB_KEY_MAX];
+        size_t kn = fo_key(key, 0, rc->uid, rc->conv);
+        int fresh = 0;
+        dx__keyent *e = dx__keytab_get(&chat->fo.rcpt_sent, key, kn, now, 1, &fresh);
+        if (e && !fresh && e->a == rc->seq) continue;
+        if (e) {
+            e->a = rc->seq;
+            e->until = now + RCPT_SENT_MS;
+        }
+        json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "read",
+                              "conv", rc->conv, "uid", rc->uid, "seq", (json_int_t)rc->seq);
+        char *s = j ? dump(j) : NULL;
+        if (s) (void)to_members(chat, rc->conv, s, NULL);
+        free(s);
+    }
+}
+
 int dx__chat_flush(dx__chat *chat) {
+    int64_t now = chat->fo.npres || chat->fo.nrcpt ? chat->io.now_ms(chat->io.arg) : 0;
+    presence_settle(chat, now);
     chat->scheduled = 0;
     int rc = 0;
     if (chat->in_tx) {
@@ -160,6 +260,20 @@ int dx__chat_flush(dx__chat *chat) {
         dx__free(p->conv);
     }
     chat->npend = 0;
+    /* Receipts only once their position is committed; presence is about
+     * connections, not the store, so it goes either way. */
+    if (rc >= 0) receipts_push(chat, now);
+    chat->fo.nrcpt = 0;
+    /* A push may close a device (a slow consumer), whose close adds an
+     * entry meanwhile: that one is settled at the next flush, which its
+     * dx__chat_close asked for. */
+    size_t np = chat->fo.npres;
+    for (size_t i = 0; i < np; i++)
+        if (chat->fo.pres[i].was_online >= 0)
+            presence_push(chat, chat->fo.pres[i].uid, !chat->fo.pres[i].was_online, now);
+    chat->fo.npres -= np;
+    memmove(chat->fo.pres, chat->fo.pres + np, chat->fo.npres * sizeof *chat->fo.pres);
+    dx__keytab_clear(&chat->fo.turn_ix);
     return rc < 0 ? DX_EIO : 0;
 }
 
@@ -205,10 +319,50 @@ static void presence_push(dx__chat *chat, const char *uid, int online, int64_t t
     free(s);
 }
 
+/* Notes that `uid`'s device count crossed zero; what it was before the
+ * turn is what the first note of the turn says. The flush decides. */
+static void presence_note(dx__chat *chat, const char *uid, int was_online) {
+    char key[DX_KEYTAB_KEY_MAX];
+    size_t kn = fo_key(key, 'p', uid, NULL);
+    int fresh = 0;
+    int64_t now = chat->io.now_ms(chat->io.arg);
+    dx__keyent *e = dx__keytab_get(&chat->fo.turn_ix, key, kn, now, 1, &fresh);
+    if (e && !fresh) return;
+    if (chat->fo.npres == chat->fo.pcap) {
+        size_t ncap = chat->fo.pcap ? chat->fo.pcap * 2 : 16;
+        struct pres *np = dx__realloc(chat->fo.pres, ncap * sizeof *np);
+        if (!np) return; /* out of memory: this change is not announced */
+        chat->fo.pres = np;
+        chat->fo.pcap = ncap;
+    }
+    if (e) {
+        e->a = (int64_t)chat->fo.npres;
+        e->until = INT64_MAX;
+    }
+    struct pres *p = &chat->fo.pres[chat->fo.npres++];
+    snprintf(p->uid, sizeof p->uid, "%s", uid);
+    p->was_online = was_online;
+    if (!chat->scheduled) {
+        chat->scheduled = 1;
+        chat->io.schedule(chat->io.arg);
+    }
+}
+
+/* last_seen says when a user's last device left; the write on connecting
+ * only keeps it from being far in the past after a crash (no close then),
+ * so it is skipped when the user was seen this recently — a reconnecting
+ * user then costs one write per cycle, not two. */
+#define TOUCH_OPEN_MS 60000
+
 void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
     int64_t now = chat->io.now_ms(chat->io.arg);
+    int64_t n = chat->broker->ops->online(chat->broker, d->uid);
+    if (n > 0) d->online = 1;
     if (tx(chat) == 0) {
-        (void)chat->st->ops->touch_user(chat->st, d->uid, now);
+        int64_t seen = 0;
+        if (n == 1 &&
+            (chat->st->ops->last_seen(chat->st, d->uid, &seen) < 0 || now - seen >= TOUCH_OPEN_MS))
+            (void)chat->st->ops->touch_user(chat->st, d->uid, now);
         if (chat->lobby[0]) (void)chat->st->ops->join(chat->st, chat->lobby, d->uid);
     }
     json_t *w = dx__chat_env("welcome");
@@ -217,13 +371,12 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
         json_object_set_new(w, "proto", json_integer(DX_CHAT_PROTO));
         json_object_set_new(w, "server", json_string("duplex/" DX_VERSION_STRING));
         json_object_set_new(w, "time", json_integer(now));
-        json_object_set_new(w, "limits", json_pack("{s:i, s:i}", "text", DX_CHAT_TEXT_MAX,
-                                                   "request", DX_CHAT_REQUEST_MAX));
+        json_object_set_new(
+            w, "limits",
+            json_pack("{s:i, s:i}", "text", DX_CHAT_TEXT_MAX, "request", DX_CHAT_REQUEST_MAX));
         send_json(chat, d, w);
     }
-    int64_t n = chat->broker->ops->online(chat->broker, d->uid);
-    if (n > 0) d->online = 1;
-    if (n == 1) presence_push(chat, d->uid, 1, now);
+    if (n == 1) presence_note(chat, d->uid, 0);
 }
 
 void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
@@ -231,11 +384,7 @@ void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
         if (chat->pend[i].dev == d) chat->pend[i].dev = NULL;
     if (!d->online) return;
     d->online = 0;
-    if (chat->broker->ops->offline(chat->broker, d->uid) == 0) {
-        int64_t now = chat->io.now_ms(chat->io.arg);
-        if (tx(chat) == 0) (void)chat->st->ops->touch_user(chat->st, d->uid, now);
-        presence_push(chat, d->uid, 0, now);
-    }
+    if (chat->broker->ops->offline(chat->broker, d->uid) == 0) presence_note(chat, d->uid, 1);
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -256,6 +405,35 @@ static void store_fail(req *r, int rc) {
         fail(r, "internal", "out of memory", NULL);
     else
         fail(r, "store_failed", "the database failed; nothing was changed", NULL);
+}
+
+/* Takes the request's tokens from the user's buckets (limits.h); 1 when
+ * it was refused, after replying rate_limited with the wait in
+ * retry_after (ms) and the bucket in `limit`. Nothing else has happened
+ * yet, so a refused request leaves no trace. */
+static int limited(req *r, int kind, uint32_t cost, int kind2, uint32_t cost2) {
+    dx__chat *chat = r->chat;
+    int which = kind;
+    int64_t wait = dx__chat_limiter_take(chat->lim, r->dev->uid, chat->io.now_ms(chat->io.arg),
+                                         kind, cost, kind2, cost2, &which);
+    if (wait == 0) return 0;
+    if (wait < 0) {
+        fail(r, "internal", "out of memory", NULL);
+        return 1;
+    }
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many %s requests: retry after %lld ms",
+             which == DX__CHAT_BYTES ? "bytes in send" : dx__chat_kind_name(which),
+             (long long)wait);
+    json_t *j = dx__chat_env("error");
+    if (!j) return 1;
+    if (r->id) json_object_set(j, "id", r->id);
+    json_object_set_new(j, "code", json_string("rate_limited"));
+    json_object_set_new(j, "message", json_string(msg));
+    json_object_set_new(j, "limit", json_string(dx__chat_kind_name(which)));
+    json_object_set_new(j, "retry_after", json_integer(wait));
+    send_json(chat, r->dev, j);
+    return 1;
 }
 
 static json_t *reply(req *r, const char *type) {
@@ -298,8 +476,8 @@ static int need_member(req *r, const char *conv) {
 
 static json_t *msg_json(const dx__chat_msg *m) {
     return json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:I}", "conv", m->conv, "seq",
-                     (json_int_t)m->seq, "mid", (json_int_t)m->mid, "cid", m->cid, "from",
-                     m->from, "text", m->text, "ts", (json_int_t)m->ts);
+                     (json_int_t)m->seq, "mid", (json_int_t)m->mid, "cid", m->cid, "from", m->from,
+                     "text", m->text, "ts", (json_int_t)m->ts);
 }
 
 static void do_send(req *r) {
@@ -322,6 +500,8 @@ static void do_send(req *r) {
         fail(r, "too_large", "text is limited to 4000 bytes", "text");
         return;
     }
+    /* Checked here rather than at dispatch: the bytes are known now. */
+    if (limited(r, DX__CHAT_SEND, 1, DX__CHAT_BYTES, (uint32_t)json_string_length(tj))) return;
     int rc = tx(chat);
     if (rc < 0) {
         store_fail(r, rc);
@@ -374,6 +554,39 @@ nomem:
     fail(r, "internal", "out of memory", NULL);
 }
 
+/* Keeps the receipt of (uid, conv) for the flush: one per turn, the
+ * highest seq, however many reads asked for it. */
+static int receipt_note(dx__chat *chat, const char *uid, const char *conv, int64_t seq) {
+    char key[DX_KEYTAB_KEY_MAX];
+    size_t kn = fo_key(key, 'r', uid, conv);
+    int fresh = 0;
+    dx__keyent *e =
+        dx__keytab_get(&chat->fo.turn_ix, key, kn, chat->io.now_ms(chat->io.arg), 1, &fresh);
+    if (e && !fresh) {
+        struct receipt *rc = &chat->fo.rcpt[e->a];
+        if (seq > rc->seq) rc->seq = seq;
+        return 0;
+    }
+    /* A turn with more readers than the index holds: the rest get an entry
+     * each, as before coalescing. */
+    if (chat->fo.nrcpt == chat->fo.rcap) {
+        size_t ncap = chat->fo.rcap ? chat->fo.rcap * 2 : 16;
+        struct receipt *nr = dx__realloc(chat->fo.rcpt, ncap * sizeof *nr);
+        if (!nr) return DX_ENOMEM;
+        chat->fo.rcpt = nr;
+        chat->fo.rcap = ncap;
+    }
+    if (e) {
+        e->a = (int64_t)chat->fo.nrcpt;
+        e->until = INT64_MAX;
+    }
+    struct receipt *rc = &chat->fo.rcpt[chat->fo.nrcpt++];
+    snprintf(rc->uid, sizeof rc->uid, "%s", uid);
+    snprintf(rc->conv, sizeof rc->conv, "%s", conv);
+    rc->seq = seq;
+    return 0;
+}
+
 static void do_read(req *r) {
     dx__chat *chat = r->chat;
     int direct;
@@ -399,9 +612,8 @@ static void do_read(req *r) {
         store_fail(r, rc);
         return;
     }
-    json_t *receipt = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "read",
-                                "conv", conv, "uid", r->dev->uid, "seq", (json_int_t)now);
-    if (!receipt || add_pending(chat, r->dev, r->id, reply(r, "ok"), conv, receipt, 1) < 0)
+    if (add_pending(chat, r->dev, r->id, reply(r, "ok"), NULL, NULL, 0) < 0 ||
+        receipt_note(chat, r->dev->uid, conv, now) < 0)
         fail(r, "internal", "out of memory", NULL);
 }
 
@@ -415,6 +627,22 @@ static void do_join(req *r) {
         return;
     }
     int rc = tx(chat);
+    if (rc == 0 && chat->limits.max_rooms != DX_CHAT_UNLIMITED && strcmp(conv, chat->lobby)) {
+        /* Every room a user is in costs each of its syncs some work, so
+         * their number is capped (joining one already held is fine). The
+         * count reads the open transaction: this turn's joins are in it. */
+        int64_t n = 0;
+        rc = chat->st->ops->is_member(chat->st, conv, r->dev->uid);
+        if (rc == 0) rc = chat->st->ops->rooms_of(chat->st, r->dev->uid, &n);
+        if (rc == 0 && n >= chat->limits.max_rooms) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "a user may be in %u rooms at most",
+                     (unsigned)chat->limits.max_rooms);
+            fail(r, "too_many_rooms", msg, "conv");
+            return;
+        }
+        if (rc > 0) rc = 0;
+    }
     if (rc == 0) rc = chat->st->ops->join(chat->st, conv, r->dev->uid);
     if (rc < 0) {
         store_fail(r, rc);
@@ -489,6 +717,8 @@ typedef struct sync_arg {
     json_t *since; /* object or NULL */
     json_t *convs;
     size_t budget; /* bytes of messages left for this reply */
+    int64_t page;  /* conversations in this reply, at most */
+    int64_t seen;  /* conversations the store listed so far */
 } sync_arg;
 
 typedef struct budget_arg {
@@ -518,10 +748,12 @@ static int member_read(void *arg, const char *uid, int64_t seq) {
 static int sync_conv(void *arg, const dx__chat_conv *c) {
     sync_arg *a = arg;
     dx__chat *chat = a->r->chat;
+    /* The store lists one more than a page: that one only says "more". */
+    if (++a->seen > a->page) return 0;
     const char *uid = a->r->dev->uid;
-    json_t *o = json_pack("{s:s, s:I, s:I, s:[], s:{}}", "conv", c->conv, "last_seq",
-                          (json_int_t)c->last_seq, "read_seq", (json_int_t)c->read_seq, "members",
-                          "reads");
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:[], s:{}}", "conv", c->conv, "last_seq",
+                  (json_int_t)c->last_seq, "read_seq", (json_int_t)c->read_seq, "members", "reads");
     json_t *msgs = json_array();
     if (!o || !msgs) goto nomem;
     int64_t unread = 0, count = 0;
@@ -561,8 +793,19 @@ err:
     return rc;
 }
 
+/* A sync covers at most limits.sync_page conversations (in byte order of
+ * their ids): a user in thousands of them would otherwise hold the loop,
+ * and every other user with it, for the whole reply (0.7 s for 30,000).
+ * The reply then carries `next`, and the client asks again with
+ * "after": next; the loop serves others between the pages. */
 static void do_sync(req *r) {
     dx__chat *chat = r->chat;
+    json_t *aj = json_object_get(r->root, "after");
+    const char *after = json_string_value(aj);
+    if (aj && !json_is_null(aj) && (!after || !*after || json_string_length(aj) > 80)) {
+        fail(r, "bad_field", "after must be the string a sync reply gave as next", "after");
+        return;
+    }
     json_t *since = json_object_get(r->root, "since");
     if (since && !json_is_null(since)) {
         if (!json_is_object(since)) {
@@ -581,13 +824,21 @@ static void do_sync(req *r) {
         since = NULL;
     }
     before_read(chat);
-    sync_arg a = {r, since, json_array(), SYNC_BUDGET};
+    uint32_t page = chat->limits.sync_page;
+    sync_arg a = {r,
+                  since,
+                  json_array(),
+                  SYNC_BUDGET,
+                  page == DX_CHAT_UNLIMITED ? INT64_MAX - 1 : (int64_t)page,
+                  0};
     json_t *j = reply(r, "sync"), *pres = json_array();
     int rc = DX_ENOMEM;
     if (a.convs && j && pres) {
-        rc = chat->st->ops->convs_of(chat->st, r->dev->uid, sync_conv, &a);
+        rc = chat->st->ops->convs_of(chat->st, r->dev->uid, after, a.page + 1, sync_conv, &a);
+        /* The contacts come once, with the first page. */
         presence_arg pa = {chat, NULL, pres};
-        if (rc == 0) rc = chat->st->ops->contacts(chat->st, r->dev->uid, presence_one, &pa);
+        if (rc == 0 && !after)
+            rc = chat->st->ops->contacts(chat->st, r->dev->uid, presence_one, &pa);
     }
     if (rc < 0) {
         json_decref(a.convs);
@@ -595,6 +846,10 @@ static void do_sync(req *r) {
         json_decref(pres);
         store_fail(r, rc);
         return;
+    }
+    if (a.seen > a.page) {
+        json_t *last = json_array_get(a.convs, json_array_size(a.convs) - 1);
+        json_object_set(j, "next", json_object_get(last, "conv"));
     }
     json_object_set_new(j, "convs", a.convs);
     json_object_set_new(j, "presence", pres);
@@ -608,17 +863,32 @@ static void do_typing(req *r) {
     /* Members only, but typing is not worth a flush: a room's membership is
      * read as it stands in the open transaction. */
     if (!direct && !need_member(r, conv)) return;
+    /* One push per user and conversation per interval, whatever the client
+     * sends: a notice that the user is typing is as true after one push as
+     * after a hundred, and each costs a message to every member. A table
+     * full of live entries (a flood of distinct conversations) absorbs the
+     * notice too. */
+    dx__chat *chat = r->chat;
+    char key[DX_KEYTAB_KEY_MAX];
+    size_t kn = fo_key(key, 0, r->dev->uid, conv);
+    int64_t now = chat->io.now_ms(chat->io.arg);
+    int fresh = 0;
+    dx__keyent *e = dx__keytab_get(&chat->fo.typing, key, kn, now, 1, &fresh);
+    if (!e || dx__keytab_take(e, fresh, now, 1, chat->fo.typing_ms) > 0) return;
     json_t *j = json_pack("{s:i, s:s, s:s, s:s}", "v", DX_CHAT_PROTO, "type", "typing", "conv",
                           conv, "uid", r->dev->uid);
     char *s = j ? dump(j) : NULL;
     if (!s) return;
+    /* To the other members only: none of the sender's devices, here or on
+     * another node, is told that its own user is typing. */
     if (direct) {
         char a[DX_CHAT_UID_MAX + 1], b[DX_CHAT_UID_MAX + 1];
         dx__chat_direct_uids(conv, a, b);
-        (void)publish(r->chat, strcmp(a, r->dev->uid) ? a : b, s, NULL);
+        const char *other = strcmp(a, r->dev->uid) ? a : b;
+        if (strcmp(other, r->dev->uid)) (void)publish(chat, other, s, NULL);
     } else {
-        bcast_arg ba = {r->chat, s, NULL};
-        (void)r->chat->st->ops->members(r->chat->st, conv, INT64_MAX, NULL, bcast_one, &ba);
+        bcast_arg ba = {chat, s, NULL, r->dev->uid};
+        (void)chat->st->ops->members(chat->st, conv, INT64_MAX, NULL, bcast_one, &ba);
     }
     free(s);
 }
@@ -661,17 +931,23 @@ nomem:
     fail(r, "internal", "out of memory", NULL);
 }
 
+/* `kind`: the user's bucket that the request takes a token from before it
+ * runs (limits.h); send takes its own, with its bytes, once they are known. */
 static const struct {
     const char *type;
     void (*fn)(req *r);
+    int kind;
 } HANDLERS[] = {
-    {"send", do_send},       {"read", do_read},     {"history", do_history},
-    {"sync", do_sync},       {"join", do_join},     {"typing", do_typing},
-    {"presence", do_presence},
+    {"send", do_send, DX__CHAT_NONE},
+    {"read", do_read, DX__CHAT_READ},
+    {"history", do_history, DX__CHAT_FETCH},
+    {"sync", do_sync, DX__CHAT_FETCH},
+    {"join", do_join, DX__CHAT_JOIN},
+    {"typing", do_typing, DX__CHAT_TYPING},
+    {"presence", do_presence, DX__CHAT_PRESENCE},
 };
 
-void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len,
-                      int binary) {
+void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
     req r = {chat, d, NULL, NULL};
     if (binary) {
         fail(&r, "bad_json", "binary messages are not part of the protocol", NULL);
@@ -709,7 +985,7 @@ void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t 
     }
     for (size_t i = 0; i < sizeof HANDLERS / sizeof HANDLERS[0]; i++) {
         if (!strcmp(type, HANDLERS[i].type)) {
-            HANDLERS[i].fn(&r);
+            if (!limited(&r, HANDLERS[i].kind, 1, DX__CHAT_NONE, 0)) HANDLERS[i].fn(&r);
             goto done;
         }
     }
@@ -721,10 +997,29 @@ done:
 /* ---- lifetime ---------------------------------------------------------- */
 
 /* The broker hands this node's share of a publish back here. */
+/* 1 for a push a device may miss: typing and presence changes (a later
+ * one, or the next sync, says the same). Told apart by the type the engine
+ * itself wrote first in the envelope, here, where every push arrives from
+ * the broker — so neither the broker interface nor the Redis wire format
+ * carries a flag, and another node's pushes are classed the same way. */
+static int best_effort(const char *data, size_t len) {
+    static const char typing[] = "{\"v\":1,\"type\":\"typing\"";
+    static const char presence[] = "{\"v\":1,\"type\":\"presence\"";
+    return (len >= sizeof typing - 1 && !memcmp(data, typing, sizeof typing - 1)) ||
+           (len >= sizeof presence - 1 && !memcmp(data, presence, sizeof presence - 1));
+}
+
 void dx__chat_deliver_here(void *engine, const char *uid, const char *data, size_t len,
                            const void *except) {
     dx__chat *chat = engine;
-    chat->io.deliver(chat->io.arg, uid, data, len, except);
+    if (chat->io.deliver_best && best_effort(data, len))
+        chat->io.deliver_best(chat->io.arg, uid, data, len, except);
+    else
+        chat->io.deliver(chat->io.arg, uid, data, len, except);
+}
+
+void dx__chat_set_typing_interval(dx__chat *chat, uint32_t typing_interval_ms) {
+    chat->fo.typing_ms = typing_interval_ms ? typing_interval_ms : DX_CHAT_TYPING_INTERVAL_MS;
 }
 
 void dx__chat_use_broker(dx__chat *chat, dx__chat_broker *b) {
@@ -772,6 +1067,10 @@ dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char 
     }
     chat->io = *io;
     chat->st = store;
+    chat->fo.typing_ms = DX_CHAT_TYPING_INTERVAL_MS;
+    dx__keytab_init(&chat->fo.typing, TYPING_KEYS);
+    dx__keytab_init(&chat->fo.turn_ix, TURN_KEYS);
+    dx__keytab_init(&chat->fo.rcpt_sent, RCPT_SENT_KEYS);
     if (lobby && *lobby) {
         if (!dx__chat_valid_uid(lobby, strlen(lobby))) {
             *why = "bad lobby room name (1-32 of A-Z a-z 0-9 _ -)";
@@ -781,18 +1080,38 @@ dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char 
         snprintf(chat->lobby, sizeof chat->lobby, "g:%s", lobby);
     }
     chat->broker = dx__chat_broker_local(dx__chat_deliver_here, chat);
-    if (!chat->broker) {
+    if (!chat->broker || dx__chat_set_limits(chat, NULL) < 0) {
         *why = "out of memory";
+        if (chat->broker) chat->broker->ops->free(chat->broker);
         dx__free(chat);
         return NULL;
     }
     return chat;
 }
 
+int dx__chat_set_limits(dx__chat *chat, const dx_chat_limits *l) {
+    dx_chat_limits r;
+    dx__chat_limits_resolve(l, &r);
+    dx__chat_limiter *lim = dx__chat_limiter_new(&r);
+    if (!lim) return DX_ENOMEM;
+    dx__chat_limiter_free(chat->lim);
+    chat->lim = lim;
+    chat->limits = r;
+    return 0;
+}
+
 void dx__chat_free(dx__chat *chat) {
     if (!chat) return;
-    if (chat->in_tx || chat->npend) (void)dx__chat_flush(chat);
+    /* Pending presence too: a user whose last device just left gets its
+     * last_seen written. */
+    if (chat->in_tx || chat->npend || chat->fo.npres || chat->fo.nrcpt) (void)dx__chat_flush(chat);
     dx__free(chat->pend);
+    dx__keytab_free(&chat->fo.typing);
+    dx__keytab_free(&chat->fo.turn_ix);
+    dx__keytab_free(&chat->fo.rcpt_sent);
+    dx__free(chat->fo.rcpt);
+    dx__free(chat->fo.pres);
+    dx__chat_limiter_free(chat->lim);
     chat->broker->ops->free(chat->broker);
     chat->st->ops->close(chat->st);
     dx__free(chat);

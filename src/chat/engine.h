@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <duplex/chat.h>
+
 #include "chat/broker.h"
 #include "chat/store.h"
 
@@ -27,8 +29,8 @@
  * the engine reads uid and keeps no pointer to it after dx__chat_close. */
 typedef struct dx__chat_dev {
     char uid[DX_CHAT_UID_MAX + 1];
-    void *handle;  /* the transport's connection */
-    int online;    /* counted in presence (set by the engine) */
+    void *handle; /* the transport's connection */
+    int online;   /* counted in presence (set by the engine) */
 } dx__chat_dev;
 
 typedef struct dx__chat_io {
@@ -42,6 +44,11 @@ typedef struct dx__chat_io {
     void (*schedule)(void *arg);
     /* Wall clock in ms since the epoch. */
     int64_t (*now_ms)(void *arg);
+    /* Like deliver, for a best-effort push (typing, presence): skips a
+     * device whose output queue is already long rather than let the push
+     * make it a slow consumer. Optional (NULL: deliver). */
+    void (*deliver_best)(void *arg, const char *uid, const char *data, size_t len,
+                         const dx__chat_dev *except);
 } dx__chat_io;
 
 typedef struct dx__chat dx__chat;
@@ -52,6 +59,17 @@ typedef struct dx__chat dx__chat;
 dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char *lobby,
                        const char **why);
 void dx__chat_free(dx__chat *chat);
+
+/* Replaces the per-user limits (dx_chat_limits in chat.h; NULL or zeros:
+ * the defaults, which dx__chat_new starts with). The users' buckets start
+ * full again. Returns 0 or DX_ENOMEM (the old limits stay). */
+int dx__chat_set_limits(dx__chat *chat, const dx_chat_limits *l);
+
+/* Typing pushes of one user in one conversation leave at most once per
+ * `typing_interval_ms` (0: DX_CHAT_TYPING_INTERVAL_MS); the requests in
+ * between are absorbed. Call before any device opens. */
+#define DX_CHAT_TYPING_INTERVAL_MS 1500
+void dx__chat_set_typing_interval(dx__chat *chat, uint32_t typing_interval_ms);
 
 /* Several nodes. dx__chat_use_broker replaces the local broker with `b`
  * (taken: freed by dx__chat_free), before any device opens. Create `b`
@@ -69,8 +87,7 @@ void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices);
 /* A device of d->uid (already validated) is open: welcome, presence. */
 void dx__chat_open(dx__chat *chat, dx__chat_dev *d);
 /* One message from a device: `binary` ones are refused with bad_json. */
-void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len,
-                      int binary);
+void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary);
 /* The device is gone; replies still pending for it are dropped. */
 void dx__chat_close(dx__chat *chat, dx__chat_dev *d);
 /* Commits the turn's writes and sends what waited for it. Returns 0, or

@@ -4,6 +4,7 @@
  * publish on the topic "u:UID" that every device of that user subscribes
  * to (framed once for all of them), and the group commit runs from a
  * deferred call after each loop turn. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 
 #include "chat/broker_redis.h"
 #include "chat/engine.h"
+#include "chat/keytab.h"
 #include "core/alloc.h"
 
 struct dx_chat {
@@ -25,9 +27,24 @@ struct dx_chat {
     int redis_down;         /* the broker said down since it last said up */
     void (*on_cluster)(void *user, int up, const char *why);
     void *user;
+    /* Fan-out and connection limits (chat.h): */
+    size_t lossy_max;             /* best-effort pushes skip a queue this long */
+    uint32_t per_uid, per_ip;     /* connections per minute; UNLIMITED: off */
+    dx__keytab conn_uid, conn_ip; /* their buckets */
 };
 
+/* Defaults of chat.h's connects_per_uid and connects_per_ip, and how many
+ * users and addresses the buckets remember (136 bytes each, twice that at
+ * most in slots: 4.4 MiB per table). A full table lets connections through:
+ * the server's max_connections still bounds them, and refusing everyone
+ * because someone filled it would be worse. */
+#define CONNECTS_PER_UID 30
+#define CONNECTS_PER_IP 300
+#define CONNECT_KEYS 16384
+
 static _Thread_local const char *new_why = "no error";
+
+enum { SECRET_MIN = 16 }; /* bytes of token key, at least (chat.h) */
 
 const char *dx_chat_new_why(void) {
     return new_why;
@@ -53,6 +70,16 @@ static void io_deliver(void *arg, const char *uid, const char *data, size_t len,
     topic_of(uid, topic);
     (void)dx_server_publish(chat->srv, topic, DX_OP_TEXT, data, len,
                             except ? except->handle : NULL);
+}
+
+static void io_deliver_best(void *arg, const char *uid, const char *data, size_t len,
+                            const dx__chat_dev *except) {
+    dx_chat *chat = arg;
+    if (chat->closing || !chat->srv) return;
+    char topic[DX_CHAT_UID_MAX + 3];
+    topic_of(uid, topic);
+    (void)dx_server_publish_lossy(chat->srv, topic, DX_OP_TEXT, data, len,
+                                  except ? except->handle : NULL, chat->lossy_max);
 }
 
 static void run_flush(dx_loop *loop, void *arg) {
@@ -90,10 +117,8 @@ static const char *query_param(const char *q, size_t qlen, const char *name, siz
     return NULL;
 }
 
-static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
-    dx_chat *chat = user;
-    dx__chat_dev *d = dx_server_conn_data(c);
-    chat->srv = dx_server_conn_server(c);
+/* Who the upgrade is: fills d->uid and returns 0, or an HTTP status. */
+static int identify(dx_chat *chat, dx__chat_dev *d, dx_upgrade *u) {
     size_t n = 0;
     const char *q = u->query ? u->query : "";
     size_t qlen = u->query ? u->query_len : 0;
@@ -103,22 +128,93 @@ static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
         clock_gettime(CLOCK_REALTIME, &ts);
         if (!chat->secret || dx_chat_token_check(chat->secret, chat->secret_len, token, n,
                                                  ts.tv_sec, d->uid, sizeof d->uid) < 0) {
-            u->reason = "invalid or expired token\n";
+            u->reason = "invalid or expired token";
             return 401;
         }
         return 0;
     }
     const char *uid = query_param(q, qlen, "uid", &n);
     if (chat->secret) {
-        u->reason = "a token is required (?token=...)\n";
+        u->reason = "a token is required (?token=...)";
         return 401;
     }
     if (!uid || !dx__chat_valid_uid(uid, n)) {
-        u->reason = "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)\n";
+        u->reason = "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)";
         return 401;
     }
     memcpy(d->uid, uid, n);
     d->uid[n] = 0;
+    return 0;
+}
+
+/* The address part of "ip:port" or "[ipv6]:port" as a bucket key: the 4
+ * bytes of an IPv4 address (also when mapped into IPv6), or the first 8 of
+ * an IPv6 one — a /64, what one host or home network usually gets, so that
+ * cycling through its addresses does not reset the count. 0 when it does
+ * not parse. */
+static size_t ip_key(const char *remote, char key[9]) {
+    char host[64];
+    const char *end = remote[0] == '[' ? strchr(remote, ']') : strrchr(remote, ':');
+    const char *start = remote[0] == '[' ? remote + 1 : remote;
+    if (!end || (size_t)(end - start) >= sizeof host) return 0;
+    memcpy(host, start, (size_t)(end - start));
+    host[end - start] = 0;
+    unsigned char a[16];
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (inet_pton(AF_INET, host, a) == 1) {
+        key[0] = '4';
+        memcpy(key + 1, a, 4);
+        return 5;
+    }
+    if (inet_pton(AF_INET6, host, a) != 1) return 0;
+    if (!memcmp(a, mapped, 12)) {
+        key[0] = '4';
+        memcpy(key + 1, a + 12, 4);
+        return 5;
+    }
+    key[0] = '6';
+    memcpy(key + 1, a, 8);
+    return 9;
+}
+
+/* Takes a connection from the bucket of `key`; 0, or the seconds to wait. */
+static uint32_t connect_take(dx__keytab *t, const char *key, size_t len, uint32_t per_min) {
+    if (per_min == DX_CHAT_UNLIMITED || !len) return 0;
+    int64_t now = io_now(NULL);
+    int fresh = 0;
+    dx__keyent *e = dx__keytab_get(t, key, len, now, 1, &fresh);
+    if (!e) return 0; /* full: fail open (see CONNECT_KEYS) */
+    int64_t every = 60000 / per_min;
+    int64_t wait = dx__keytab_take(e, fresh, now, per_min, every ? every : 1);
+    return wait > 0 ? (uint32_t)((wait + 999) / 1000) : 0;
+}
+
+/* Identifies the user, after a rate check per address and before one per
+ * user: a client reconnecting in a loop costs every contact two presence
+ * pushes and the store a write each time (docs/chat-protocol.md, "Limits").
+ * Refused with 429 and Retry-After, before the WebSocket exists: a client
+ * library sees a failed connection and backs off, which a close code after
+ * the upgrade would not make any clearer, and the server spends nothing on
+ * a connection it will not keep. */
+static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
+    dx_chat *chat = user;
+    dx__chat_dev *d = dx_server_conn_data(c);
+    chat->srv = dx_server_conn_server(c);
+    char key[9];
+    uint32_t wait = connect_take(&chat->conn_ip, key, ip_key(u->remote, key), chat->per_ip);
+    if (wait) {
+        u->reason = "too many connections from this address; retry later";
+        u->retry_after = wait;
+        return 429;
+    }
+    int st = identify(chat, d, u);
+    if (st) return st;
+    wait = connect_take(&chat->conn_uid, d->uid, strlen(d->uid), chat->per_uid);
+    if (wait) {
+        u->reason = "too many connections for this user; retry later";
+        u->retry_after = wait;
+        return 429;
+    }
     return 0;
 }
 
@@ -214,6 +310,13 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         new_why = "no loop or no configuration";
         return NULL;
     }
+    /* Authentication is off only when no secret is given at all: an empty
+     * one (an unset variable) or a short one (guessable, so every token
+     * forgeable) is a mistake, refused rather than served. */
+    if ((cfg->secret || cfg->secret_len) && (!cfg->secret || cfg->secret_len < SECRET_MIN)) {
+        new_why = "the secret must be at least 16 bytes";
+        return NULL;
+    }
     dx_chat *chat = dx__calloc(1, sizeof *chat);
     if (!chat) {
         new_why = "out of memory";
@@ -246,10 +349,24 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
                       .send = io_send,
                       .deliver = io_deliver,
                       .schedule = io_schedule,
-                      .now_ms = io_now};
+                      .now_ms = io_now,
+                      .deliver_best = io_deliver_best};
     if (st) {
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
         if (!chat->engine) st->ops->close(st);
+    }
+    if (chat->engine && dx__chat_set_limits(chat->engine, &cfg->limits) < 0) {
+        why = "out of memory";
+        dx__chat_free(chat->engine);
+        chat->engine = NULL;
+    }
+    if (chat->engine) {
+        dx__chat_set_typing_interval(chat->engine, cfg->typing_interval_ms);
+        chat->lossy_max = (1u << 20) / 2; /* the server's default max_buffered, halved */
+        chat->per_uid = cfg->connects_per_uid ? cfg->connects_per_uid : CONNECTS_PER_UID;
+        chat->per_ip = cfg->connects_per_ip ? cfg->connects_per_ip : CONNECTS_PER_IP;
+        dx__keytab_init(&chat->conn_uid, CONNECT_KEYS);
+        dx__keytab_init(&chat->conn_ip, CONNECT_KEYS);
     }
     if (chat->engine && cfg->redis_url && use_redis(chat, cfg, &why) < 0) {
         dx__chat_free(chat->engine);
@@ -283,6 +400,10 @@ int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg) {
     scfg->on_close = on_close;
     scfg->app_heartbeat = 1;
     if (!scfg->max_message) scfg->max_message = 1u << 20;
+    /* Half: where the server stops reading from a client too, so a device
+     * that cannot keep up gets the messages that matter and none of the
+     * notices that would push it over max_buffered. */
+    chat->lossy_max = (scfg->max_buffered ? scfg->max_buffered : (size_t)1 << 20) / 2;
     if (!scfg->ping_interval_ms) scfg->ping_interval_ms = 20000;
     if (!scfg->ping_timeout_ms) scfg->ping_timeout_ms = 10000;
     return 0;
@@ -292,6 +413,8 @@ void dx_chat_free(dx_chat *chat) {
     if (!chat) return;
     chat->closing = 1;
     dx__chat_free(chat->engine);
+    dx__keytab_free(&chat->conn_uid);
+    dx__keytab_free(&chat->conn_ip);
     if (chat->secret) {
         explicit_bzero(chat->secret, chat->secret_len);
         dx__free(chat->secret);

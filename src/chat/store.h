@@ -73,19 +73,24 @@ typedef struct dx__chat_store_ops {
      * number of members, and when it exceeds `max` no callback runs. */
     int (*members)(dx__chat_store *st, const char *conv, int64_t max, int64_t *count,
                    dx__chat_uid_cb cb, void *arg);
-    /* Every conversation of `uid`. */
-    int (*convs_of)(dx__chat_store *st, const char *uid, dx__chat_conv_cb cb, void *arg);
+    /* The conversations of `uid` whose id sorts after `after` (NULL or ""
+     * for all), in byte order of their id, at most `limit` of them: a sync
+     * is answered in pages (engine.c) so that a user in thousands of them
+     * never holds the loop for long. */
+    int (*convs_of)(dx__chat_store *st, const char *uid, const char *after, int64_t limit,
+                    dx__chat_conv_cb cb, void *arg);
     /* Messages of `conv` with after < seq < before (before 0: no bound),
      * at most `limit`: the oldest of them when `newest` is 0, the newest
      * when 1 — always delivered in ascending seq. *more (may be NULL) is 1
      * when the range holds more than `limit`. */
-    int (*messages)(dx__chat_store *st, const char *conv, int64_t after, int64_t before,
-                    int limit, int newest, dx__chat_msg_cb cb, void *arg, int *more);
+    int (*messages)(dx__chat_store *st, const char *conv, int64_t after, int64_t before, int limit,
+                    int newest, dx__chat_msg_cb cb, void *arg, int *more);
     /* Messages of `conv` after `seq` not sent by `uid`. */
-    int (*unread)(dx__chat_store *st, const char *conv, const char *uid, int64_t seq,
-                  int64_t *n);
+    int (*unread)(dx__chat_store *st, const char *conv, const char *uid, int64_t seq, int64_t *n);
     /* Users sharing a conversation with `uid`, with their last_seen. */
     int (*contacts)(dx__chat_store *st, const char *uid, dx__chat_uid_cb cb, void *arg);
+    /* How many rooms (g:...) `uid` is a member of, in *n. */
+    int (*rooms_of)(dx__chat_store *st, const char *uid, int64_t *n);
 } dx__chat_store_ops;
 
 struct dx__chat_store {

@@ -61,6 +61,7 @@ enum {
     S_MSGS_NEW,
     S_UNREAD,
     S_CONTACTS,
+    S_ROOMS_N,
     S_COUNT
 };
 
@@ -95,7 +96,8 @@ static const char *const SQL[S_COUNT] = {
     [S_MEMBERS_N] = "SELECT count(*) FROM chat_members WHERE conv = $1",
     [S_MEMBERS] = "SELECT uid, read_seq FROM chat_members WHERE conv = $1 ORDER BY uid",
     [S_CONVS_OF] = "SELECT m.conv, c.last_seq, m.read_seq FROM chat_members m"
-                   " JOIN chat_convs c ON c.conv = m.conv WHERE m.uid = $1 ORDER BY m.conv",
+                   " JOIN chat_convs c ON c.conv = m.conv WHERE m.uid = $1 AND m.conv > $2"
+                   " ORDER BY m.conv LIMIT $3::bigint",
     [S_MSGS_OLD] = "SELECT " MSG_COLS " FROM chat_messages"
                    " WHERE conv = $1 AND seq > $2::bigint AND seq < $3::bigint"
                    " ORDER BY seq LIMIT $4::bigint",
@@ -107,6 +109,9 @@ static const char *const SQL[S_COUNT] = {
     [S_CONTACTS] = "SELECT DISTINCT b.uid, COALESCE(u.last_seen, 0) FROM chat_members a"
                    " JOIN chat_members b ON b.conv = a.conv AND b.uid <> a.uid"
                    " LEFT JOIN chat_users u ON u.uid = b.uid WHERE a.uid = $1 ORDER BY b.uid",
+    /* A range on chat_members_by_uid: 'g;' is the byte after 'g:'. */
+    [S_ROOMS_N] =
+        "SELECT count(*) FROM chat_members WHERE uid = $1 AND conv >= 'g:' AND conv < 'g;'",
 };
 
 /* COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
@@ -144,11 +149,11 @@ typedef struct pg_store {
     dx__chat_store base;
     PGconn *db;
     char (*memo)[MEMO_KEY];
-    int prepared;          /* the statements exist on this connection */
-    int64_t last_reset_ms; /* monotonic: when the last reset started */
-    int resetting;         /* a reset is under way */
+    int prepared;                       /* the statements exist on this connection */
+    int64_t last_reset_ms;              /* monotonic: when the last reset started */
+    int resetting;                      /* a reset is under way */
     PostgresPollingStatusType reset_st; /* what PQresetPoll last said */
-    char dup_conv[96];     /* the conversation of the last duplicate put() found */
+    char dup_conv[96];                  /* the conversation of the last duplicate put() found */
 } pg_store;
 
 static int64_t mono_ms(void) {
@@ -473,12 +478,15 @@ static int pg_members(dx__chat_store *base, const char *conv, int64_t max, int64
     return each_uid(s, S_MEMBERS, p, cb, arg);
 }
 
-static int pg_convs_of(dx__chat_store *base, const char *uid, dx__chat_conv_cb cb, void *arg) {
+static int pg_convs_of(dx__chat_store *base, const char *uid, const char *after, int64_t limit,
+                       dx__chat_conv_cb cb, void *arg) {
     pg_store *s = (pg_store *)base;
-    const char *p[1] = {uid};
+    char l[24];
+    i64(l, limit);
+    const char *p[3] = {uid, after ? after : "", l};
     int err = 0;
     if (!s->prepared && ensure(s) < 0) return DX_EIO;
-    PGresult *r = exec(s, S_CONVS_OF, 1, p, &err, NULL);
+    PGresult *r = exec(s, S_CONVS_OF, 3, p, &err, NULL);
     if (!r) return err;
     int stop = 0;
     for (int i = 0, n = PQntuples(r); i < n && !stop; i++) {
@@ -535,6 +543,11 @@ static int pg_contacts(dx__chat_store *base, const char *uid, dx__chat_uid_cb cb
     return each_uid((pg_store *)base, S_CONTACTS, p, cb, arg);
 }
 
+static int pg_rooms_of(dx__chat_store *base, const char *uid, int64_t *n) {
+    const char *p[1] = {uid};
+    return scalar((pg_store *)base, S_ROOMS_N, 1, p, n, NULL);
+}
+
 static const dx__chat_store_ops PG_OPS = {
     .close = pg_close,
     .begin = pg_begin,
@@ -551,6 +564,7 @@ static const dx__chat_store_ops PG_OPS = {
     .messages = pg_messages,
     .unread = pg_unread,
     .contacts = pg_contacts,
+    .rooms_of = pg_rooms_of,
 };
 
 int dx__chat_store_is_pg_url(const char *s) {

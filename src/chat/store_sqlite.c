@@ -35,6 +35,7 @@ enum {
     S_MSGS_NEW,
     S_UNREAD,
     S_CONTACTS,
+    S_ROOMS_N,
     S_COUNT
 };
 
@@ -59,7 +60,8 @@ static const char *const SQL[S_COUNT] = {
     [S_MEMBERS_N] = "SELECT count(*) FROM members WHERE conv = ?1",
     [S_MEMBERS] = "SELECT uid, read_seq FROM members WHERE conv = ?1 ORDER BY uid",
     [S_CONVS_OF] = "SELECT m.conv, c.last_seq, m.read_seq FROM members m"
-                   " JOIN convs c ON c.conv = m.conv WHERE m.uid = ?1 ORDER BY m.conv",
+                   " JOIN convs c ON c.conv = m.conv WHERE m.uid = ?1 AND m.conv > ?2"
+                   " ORDER BY m.conv LIMIT ?3",
     [S_MSGS_OLD] = "SELECT conv, seq, mid, cid, sender, text, ts FROM messages"
                    " WHERE conv = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
     [S_MSGS_NEW] = "SELECT conv, seq, mid, cid, sender, text, ts FROM messages"
@@ -68,6 +70,8 @@ static const char *const SQL[S_COUNT] = {
     [S_CONTACTS] = "SELECT DISTINCT b.uid, COALESCE(u.last_seen, 0) FROM members a"
                    " JOIN members b ON b.conv = a.conv AND b.uid <> a.uid"
                    " LEFT JOIN users u ON u.uid = b.uid WHERE a.uid = ?1 ORDER BY b.uid",
+    /* A range on members_by_uid: 'g;' is the byte after 'g:'. */
+    [S_ROOMS_N] = "SELECT count(*) FROM members WHERE uid = ?1 AND conv >= 'g:' AND conv < 'g;'",
 };
 
 static const char SCHEMA[] =
@@ -201,9 +205,13 @@ static int sq_put(dx__chat_store *base, const char *conv, const char *from, cons
         /* Copied out so that no statement stays open (an open read would
          * hold back WAL checkpoints). */
         snprintf(s->dup_conv, sizeof s->dup_conv, "%s", col_text(q, 0));
-        *out = (dx__chat_msg){.conv = s->dup_conv, .seq = sqlite3_column_int64(q, 1),
-                              .mid = sqlite3_column_int64(q, 2), .cid = cid, .from = from,
-                              .text = "", .ts = sqlite3_column_int64(q, 6)};
+        *out = (dx__chat_msg){.conv = s->dup_conv,
+                              .seq = sqlite3_column_int64(q, 1),
+                              .mid = sqlite3_column_int64(q, 2),
+                              .cid = cid,
+                              .from = from,
+                              .text = "",
+                              .ts = sqlite3_column_int64(q, 6)};
         sqlite3_reset(q);
         *dup = 1;
         return 0;
@@ -231,8 +239,13 @@ static int sq_put(dx__chat_store *base, const char *conv, const char *from, cons
     sqlite3_bind_int64(q, 6, ts);
     rc = run(s, q);
     if (rc < 0) return rc;
-    *out = (dx__chat_msg){.conv = conv, .seq = seq, .mid = sqlite3_last_insert_rowid(s->db),
-                          .cid = cid, .from = from, .text = text, .ts = ts};
+    *out = (dx__chat_msg){.conv = conv,
+                          .seq = seq,
+                          .mid = sqlite3_last_insert_rowid(s->db),
+                          .cid = cid,
+                          .from = from,
+                          .text = text,
+                          .ts = ts};
     return 0;
 }
 
@@ -276,16 +289,18 @@ static int sq_members(dx__chat_store *base, const char *conv, int64_t max, int64
     return each_uid(q, cb, arg);
 }
 
-static int sq_convs_of(dx__chat_store *base, const char *uid, dx__chat_conv_cb cb, void *arg) {
+static int sq_convs_of(dx__chat_store *base, const char *uid, const char *after, int64_t limit,
+                       dx__chat_conv_cb cb, void *arg) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *q = stmt(s, S_CONVS_OF);
     bind_text(q, 1, uid);
+    bind_text(q, 2, after ? after : "");
+    sqlite3_bind_int64(q, 3, limit);
     int rc, stop = 0;
     /* The callback may query the store (members, unread): those use other
      * statements, so this one can stay open while it runs. */
     while (!stop && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        dx__chat_conv c = {col_text(q, 0), sqlite3_column_int64(q, 1),
-                           sqlite3_column_int64(q, 2)};
+        dx__chat_conv c = {col_text(q, 0), sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 2)};
         stop = cb(arg, &c);
     }
     sqlite3_reset(q);
@@ -369,6 +384,16 @@ static int sq_contacts(dx__chat_store *base, const char *uid, dx__chat_uid_cb cb
     return each_uid(q, cb, arg);
 }
 
+static int sq_rooms_of(dx__chat_store *base, const char *uid, int64_t *n) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_ROOMS_N);
+    bind_text(q, 1, uid);
+    int rc = sqlite3_step(q);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? 0 : db_err(rc);
+}
+
 static const dx__chat_store_ops SQ_OPS = {
     .close = sq_close,
     .begin = sq_begin,
@@ -385,6 +410,7 @@ static const dx__chat_store_ops SQ_OPS = {
     .messages = sq_messages,
     .unread = sq_unread,
     .contacts = sq_contacts,
+    .rooms_of = sq_rooms_of,
 };
 
 dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
@@ -395,9 +421,8 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
     }
     s->base.ops = &SQ_OPS;
     if (!path || !*path) path = ":memory:";
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         *why = "cannot open the database file";
         goto fail;

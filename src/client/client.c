@@ -25,8 +25,13 @@
 #include "io/net.h"
 #include "io/tls.h"
 
-#define MAX_ADDRS 8    /* addresses of one host tried in turn */
-#define READ_ROUNDS 64 /* reads per readiness event before yielding */
+#define MAX_ADDRS 8 /* addresses of one host tried in turn */
+/* Reads per readiness event under TLS, where a record may wait inside
+ * OpenSSL with nothing left on the socket. On plain TCP one read of the
+ * loop's buffer per event: the rest keeps the socket readable for the
+ * next turn (epoll is level-triggered), so one busy connection cannot
+ * hold the other connections and the timers of its loop. */
+#define READ_ROUNDS 64
 #define IOV_BATCH 64
 
 enum phase {
@@ -385,7 +390,7 @@ static void read_ws(dx_client *c) {
             hb_arm(c);
         }
         if (feed(c, buf, (size_t)n) < 0) return;
-        if (!c->tls && (size_t)n < cap) break;
+        if (!c->tls) break;
     }
     after_recv(c);
 }

@@ -37,6 +37,9 @@ struct dx_conn {
     uint8_t sending;    /* a fragmented send is in progress (SEND_*) */
     uint8_t msg_op;     /* TEXT or BINARY: the message being received */
     uint8_t msg_flags;  /* MSG_* */
+    /* The caller's mark on the message being reassembled (in what was
+     * padding): see dx_conn_partial_mark. Reset with buf. */
+    uint32_t partial_mark;
 };
 
 enum {
@@ -79,6 +82,7 @@ static void buf_drop(dx_conn *c) {
     dx__free(c->buf);
     c->buf = NULL;
     c->buf_len = c->buf_cap = 0;
+    c->partial_mark = 0;
 }
 
 void dx_conn_free(dx_conn *c) {
@@ -163,6 +167,32 @@ void dx_conn_eof(dx_conn *c, uint16_t code) {
     finish(c, code ? code : DX_CLOSE_ABNORMAL, NULL, 0, 0);
 }
 
+int dx_conn_fail(dx_conn *c, unsigned code, const char *reason, size_t reason_len) {
+    if (!reason && reason_len) return DX_EINVAL;
+    uint8_t p[125];
+    int n = dx_close_payload(p, code, reason ? reason : "", reason_len);
+    if (n < 0) return DX_EINVAL;
+    if (c->state != DX_OPEN && c->state != DX_CLOSING) return DX_ESTATE;
+    /* Best effort, as for a protocol failure: the connection ends anyway. */
+    if (!c->close_sent &&
+        dx__outq_frame(&c->out, (enum dx_role)c->role, 1, 0, DX_OP_CLOSE, p, (size_t)n) == 0)
+        c->close_sent = 1;
+    finish(c, (uint16_t)code, (const uint8_t *)(reason ? reason : ""), reason_len, 0);
+    return 0;
+}
+
+size_t dx_conn_partial(const dx_conn *c) {
+    return c->buf_cap;
+}
+
+uint32_t dx_conn_partial_mark(const dx_conn *c) {
+    return c->partial_mark;
+}
+
+void dx_conn_set_partial_mark(dx_conn *c, uint32_t mark) {
+    if (c->buf_cap) c->partial_mark = mark;
+}
+
 /* ---- receiving -------------------------------------------------------- */
 
 /* Makes room for `need` bytes in buf. `exact` is the final size when it is
@@ -226,6 +256,7 @@ static void deliver_buf(dx_conn *c) {
     size_t msg_len = c->buf_len;
     c->buf = NULL;
     c->buf_len = c->buf_cap = 0;
+    c->partial_mark = 0;
     if (c->cb && c->cb->on_message) {
         uint8_t empty[1];
         c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, msg ? msg : empty, msg_len);

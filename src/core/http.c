@@ -19,15 +19,15 @@
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,  ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,  ['E'] = 1, ['F'] = 1,
-    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,  ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,  ['U'] = 1, ['V'] = 1,
-    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1,  ['c'] = 1, ['d'] = 1,
-    ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,  ['k'] = 1, ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1, ['t'] = 1,
-    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 /* Internal results: negative codes are final errors, MORE means the input
@@ -39,7 +39,9 @@ typedef struct cursor {
     const unsigned char *end;
 } cursor;
 
-static int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+static int is_ows(unsigned char c) {
+    return c == ' ' || c == '\t';
+}
 
 /* A line ends with CRLF, or with a bare LF as many real clients and
  * picohttpparser accept. A CR followed by anything else is not HTTP. */
@@ -61,7 +63,8 @@ static int eat_eol(cursor *c) {
  * preface, binary noise) is refused at its first impossible byte. */
 static int eat_token(cursor *c, unsigned char stop, const char **tok, size_t *len) {
     const unsigned char *start = c->p;
-    while (c->p < c->end && tchar[*c->p]) c->p++;
+    while (c->p < c->end && tchar[*c->p])
+        c->p++;
     if (c->p == c->end) return MORE;
     if (*c->p != stop || c->p == start) return DX_EHTTP;
     *tok = (const char *)start;
@@ -107,7 +110,8 @@ static int eat_headers(cursor *c, dx_http_header *h, size_t cap, size_t *count) 
         dx_http_header *hd = &h[n];
         int rc = eat_token(c, ':', &hd->name, &hd->name_len);
         if (rc != DONE) return rc;
-        while (c->p < c->end && is_ows(*c->p)) c->p++;
+        while (c->p < c->end && is_ows(*c->p))
+            c->p++;
         const unsigned char *start = c->p, *vend = c->p;
         while (c->p < c->end && *c->p != '\r' && *c->p != '\n') {
             unsigned char ch = *c->p;
@@ -135,6 +139,31 @@ static int finish(int rc, const cursor *c, const char *buf, size_t len, size_t l
     return (int)((const char *)c->p - buf);
 }
 
+/* RFC 9112 §6.3: a request whose body length is ambiguous is refused
+ * whole, since a proxy in front that read it the other way would see
+ * another next request (smuggling). Every Content-Length must be digits and
+ * all must agree; with Transfer-Encoding it is refused too, as §6.1 allows.
+ * (The server reads no request body; this keeps it so if one day it does.) */
+static int check_framing(const dx_http_header *h, size_t n) {
+    int have_cl = 0, have_te = 0;
+    uint64_t cl = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (dx_http_ieq(h[i].name, h[i].name_len, "Transfer-Encoding")) have_te = 1;
+        if (!dx_http_ieq(h[i].name, h[i].name_len, "Content-Length")) continue;
+        if (!h[i].value_len) return DX_EHTTP;
+        uint64_t v = 0;
+        for (size_t k = 0; k < h[i].value_len; k++) {
+            unsigned char d = (unsigned char)h[i].value[k];
+            if (d < '0' || d > '9' || v > (UINT64_MAX - 9) / 10) return DX_EHTTP;
+            v = v * 10 + (uint64_t)(d - '0');
+        }
+        if (have_cl && v != cl) return DX_EHTTP;
+        have_cl = 1;
+        cl = v;
+    }
+    return have_cl && have_te ? DX_EHTTP : DONE;
+}
+
 static int parse_request(cursor *c, dx_http_request *r) {
     /* RFC 9112 §2.2: a server SHOULD ignore empty lines before the request
      * line (some clients send a CRLF after a POST body). */
@@ -158,7 +187,8 @@ static int parse_request(cursor *c, dx_http_request *r) {
     if (rc != DONE) return rc;
     rc = eat_eol(c);
     if (rc != DONE) return rc;
-    return eat_headers(c, r->headers, r->num_headers, &r->num_headers);
+    rc = eat_headers(c, r->headers, r->num_headers, &r->num_headers);
+    return rc == DONE ? check_framing(r->headers, r->num_headers) : rc;
 }
 
 int dx_http_parse_request(const char *buf, size_t len, size_t max_size, dx_http_request *req) {
@@ -225,7 +255,9 @@ int dx_http_parse_response(const char *buf, size_t len, size_t max_size, dx_http
 
 /* ASCII only: header names and tokens are ASCII, and the C library's
  * tolower() would depend on the locale. */
-static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
+static unsigned char lower(unsigned char c) {
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
 
 int dx_http_ieq(const char *s, size_t len, const char *lit) {
     if (!lit || (!s && len)) return 0;
@@ -250,7 +282,8 @@ int dx_http_next_token(const char *value, size_t len, size_t *pos, const char **
         return 0;
     }
     size_t i = *pos;
-    while (i < len && (is_ows((unsigned char)value[i]) || value[i] == ',')) i++;
+    while (i < len && (is_ows((unsigned char)value[i]) || value[i] == ','))
+        i++;
     if (i == len) {
         *pos = len;
         return 0;
@@ -262,8 +295,10 @@ int dx_http_next_token(const char *value, size_t len, size_t *pos, const char **
         if (quoted) {
             /* quoted-pair: the escaped byte can neither close the string
              * nor split the list. */
-            if (ch == '\\' && i < len) i++;
-            else if (ch == '"') quoted = 0;
+            if (ch == '\\' && i < len)
+                i++;
+            else if (ch == '"')
+                quoted = 0;
             end = i;
         } else if (ch == ',') {
             break;
@@ -289,42 +324,78 @@ int dx_http_has_token(const char *value, size_t len, const char *token) {
 
 const char *dx_http_status_text(int status) {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -347,6 +418,9 @@ int dx_http_write_error(char *out, size_t cap, int status, const char *reason,
     const char *text = dx_http_status_text(status);
     if (!reason) reason = text;
     size_t rlen = strlen(reason);
+    /* The body ends with a newline added below: one the caller put at the
+     * end already is that one, not a control byte to replace. */
+    if (rlen && reason[rlen - 1] == '\n') rlen--;
     wbuf b = {out, cap, 0, 0};
     put_str(&b, "HTTP/1.1 ");
     put_uint(&b, (size_t)status);

@@ -43,6 +43,9 @@
  * never fill one). A socket that finds none waits its turn (starve()). */
 #define NBUF 2
 #define BUF_SIZE (256 * 1024)
+/* The least a starved socket is given in its turn (take_turns); a capped
+ * receive that brings this much says the socket has more waiting. */
+#define SHARE_MIN (4 * 1024)
 /* Small sends are copied into a chunk of this arena and the owner's queue
  * is consumed at once, so that a connection with a send in flight does
  * not hold a queue block (with a hundred connections in flight, holding
@@ -70,7 +73,8 @@ enum {
     S_RECV_ON = 2,   /* a multishot receive is in flight */
     S_RECV_CANCEL = 4,
     S_SENDING = 8,
-    S_STARVED = 16, /* its receive ended for want of buffers: in `starved` */
+    S_STARVED = 16, /* waits in `starved` or `later` for its turn */
+    S_CAPPED = 32,  /* the receive in flight is a capped one (take_turns) */
 };
 
 /* 16 bytes per attached socket: an idle connection pays this. */
@@ -90,6 +94,12 @@ typedef struct copy_hdr {
 
 _Static_assert(CHUNK_SIZE <= 65536, "chunk offsets are 16-bit");
 _Static_assert(DX__URING_COPY_MAX + sizeof(copy_hdr) <= CHUNK_SIZE, "a copy fits a chunk");
+
+/* A FIFO of slot ids. */
+typedef struct idq {
+    uint32_t *ids;
+    uint32_t head, len, cap;
+} idq;
 
 typedef struct chunk {
     uint8_t *mem; /* NULL until first needed */
@@ -131,12 +141,11 @@ struct dx__uring {
     struct msghdr msg_pool[MSG_POOL];
     int iov_used, msg_used;
 
-    /* Sockets whose receive ended with ENOBUFS, oldest first (a ring of
-     * slot ids; an entry whose slot lost S_STARVED is skipped), and the
-     * mean size of a receive, which says how many of them the buffers can
-     * take in one round. */
-    uint32_t *starved;
-    uint32_t st_head, st_len, st_cap;
+    /* Sockets whose receive ended with ENOBUFS, oldest first; those whose
+     * capped receive brought a full share (take_turns); and the mean size
+     * of a receive, which says how many starved sockets the buffers can
+     * take in one round. An entry whose slot lost S_STARVED is skipped. */
+    idq starved, later;
     uint32_t recv_avg;
 
     /* the completion being delivered */
@@ -244,7 +253,8 @@ void dx__uring_free(dx__uring *u) {
         dx__free(u->chunks[i].mem);
     dx__free(u->slots);
     dx__free(u->free_ids);
-    dx__free(u->starved);
+    dx__free(u->starved.ids);
+    dx__free(u->later.ids);
     dx__free(u);
 }
 
@@ -389,60 +399,108 @@ static struct io_uring_sqe *sqe_for(dx__uring *u, unsigned op, unsigned kind, ui
     return sqe;
 }
 
-static int arm_recv(dx__uring *u, uint32_t id, slot *s) {
+/* Arms socket `id`'s receive: multishot when `cap` is 0, otherwise one
+ * receive of at most `cap` bytes (a starved socket's turn, take_turns). */
+static int arm_recv(dx__uring *u, uint32_t id, slot *s, uint32_t cap) {
     struct io_uring_sqe *sqe = sqe_for(u, IORING_OP_RECV, K_RECV, id, s);
     if (!sqe) return DX_EIO;
-    sqe->ioprio = IORING_RECV_MULTISHOT;
+    if (cap == 0)
+        sqe->ioprio = IORING_RECV_MULTISHOT;
+    else
+        sqe->len = cap;
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
-    s->state = (uint8_t)((s->state | S_RECV_ON) & ~(S_RECV_CANCEL | S_STARVED));
+    s->state = (uint8_t)((s->state | S_RECV_ON) & ~(S_RECV_CANCEL | S_STARVED | S_CAPPED));
+    if (cap) s->state |= S_CAPPED;
     return 0;
 }
 
-/* A receive ended for want of buffers. Armed again at once it would meet
- * the same empty ring: every buffer is still full of bytes this round has
- * not handled yet (a thousand connections echoing 64 KiB messages made a
- * hundred failed arms per message, and the server 70% slower than on
- * epoll). It waits its turn in `starved` instead; 0, or -1 when the queue
- * cannot grow (the caller arms it at once). */
-static int starve(dx__uring *u, uint32_t id, slot *s) {
-    if (s->state & S_STARVED) return 0;
-    if (u->st_len == u->st_cap) {
-        uint32_t cap = u->st_cap ? u->st_cap * 2 : 64;
-        uint32_t *q = dx__malloc(cap * sizeof *q);
-        if (!q) return -1;
-        for (uint32_t i = 0; i < u->st_len; i++)
-            q[i] = u->starved[(u->st_head + i) % u->st_cap];
-        dx__free(u->starved);
-        u->starved = q;
-        u->st_head = 0;
-        u->st_cap = cap;
+static int idq_push(idq *q, uint32_t id) {
+    if (q->len == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 64;
+        uint32_t *ids = dx__malloc(cap * sizeof *ids);
+        if (!ids) return -1;
+        for (uint32_t i = 0; i < q->len; i++)
+            ids[i] = q->ids[(q->head + i) % q->cap];
+        dx__free(q->ids);
+        q->ids = ids;
+        q->head = 0;
+        q->cap = cap;
     }
-    u->starved[(u->st_head + u->st_len++) % u->st_cap] = id;
+    q->ids[(q->head + q->len++) % q->cap] = id;
+    return 0;
+}
+
+static uint32_t idq_pop(idq *q) {
+    uint32_t id = q->ids[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return id;
+}
+
+/* A receive ended for want of buffers (into `starved`), or a capped one
+ * brought a full share (into `later`). Armed again at once, the first
+ * would meet the same empty ring: every buffer is still full of bytes this
+ * round has not handled yet (a thousand connections echoing 64 KiB
+ * messages made a hundred failed arms per message, and the server 70%
+ * slower than on epoll); the second would take the buffers before the
+ * sockets still waiting for their turn. 0, or -1 when the queue cannot
+ * grow (the caller arms it at once). */
+static int wait_turn(idq *q, uint32_t id, slot *s) {
+    if (s->state & S_STARVED) return 0;
+    if (idq_push(q, id) < 0) return -1;
     s->state |= S_STARVED;
     return 0;
 }
 
-/* After a round, its buffers back: arms as many starved receives as the
- * buffers can take at the mean receive size (at least one, so the queue
- * always moves), oldest first. */
-static void feed_starved(dx__uring *u) {
-    uint32_t avg = u->recv_avg > 512 ? u->recv_avg : 512;
-    uint32_t budget = (uint32_t)((size_t)NBUF * BUF_SIZE / avg);
-    if (budget == 0) budget = 1;
-    while (u->st_len > 0 && budget > 0) {
-        uint32_t id = u->starved[u->st_head];
-        u->st_head = (u->st_head + 1) % u->st_cap;
-        u->st_len--;
-        slot *s = slot_of(u, id);
+/* The next queued socket that still wants its receive, or NULL. */
+static slot *next_turn(dx__uring *u, idq *q, uint32_t *id) {
+    while (q->len > 0) {
+        *id = idq_pop(q);
+        slot *s = slot_of(u, *id);
         if (!s || !(s->state & S_STARVED)) continue; /* detached, or armed since */
         s->state &= (uint8_t)~S_STARVED;
-        if ((s->state & (S_RECV_WANT | S_RECV_ON)) != S_RECV_WANT) continue;
-        if (arm_recv(u, id, s) < 0) {
-            (void)starve(u, id, s); /* no SQE now: the next round */
+        if ((s->state & (S_RECV_WANT | S_RECV_ON)) == S_RECV_WANT) return s;
+    }
+    return NULL;
+}
+
+/* After a round, its buffers back: the fairness bound of the ring. As many
+ * starved sockets as the buffers can take at the mean receive size (at
+ * least one), oldest first, get one receive each, capped at a share of
+ * the buffers; then the sockets whose capped receive brought a
+ * full share last round get their multishot receive back, after them, so
+ * that they take what the starved ones leave. Re-armed first (as they
+ * were), a socket that always has bytes waiting (a client writing back to
+ * back) filled both buffers at submission, before the others' receives
+ * ran; those met ENOBUFS round after round, and a quiet client's echo
+ * waited seconds. Every socket queued here had bytes waiting, so each
+ * receive armed completes and the next round comes. */
+static void take_turns(dx__uring *u) {
+    uint32_t avg = u->recv_avg > SHARE_MIN ? u->recv_avg : SHARE_MIN;
+    uint32_t n = (uint32_t)((size_t)NBUF * BUF_SIZE / avg), id;
+    if (n > u->starved.len) n = u->starved.len;
+    if (n == 0) n = 1;
+    /* Twice an equal share, at most one buffer: a message of the mean size
+     * is then not cut at the share's edge (64 KiB echoes cut there cost
+     * the server twice the CPU: a copy to join the halves and a completion
+     * more), and the starved ones that find no room left wait for the next
+     * round, oldest first. */
+    uint32_t share = (uint32_t)((size_t)2 * NBUF * BUF_SIZE / n);
+    if (share > BUF_SIZE) share = BUF_SIZE;
+    slot *s;
+    while (n > 0 && (s = next_turn(u, &u->starved, &id))) {
+        if (arm_recv(u, id, s, share) < 0) {
+            (void)wait_turn(&u->starved, id, s); /* no SQE now: the next round */
             return;
         }
-        budget--;
+        n--;
+    }
+    while ((s = next_turn(u, &u->later, &id))) {
+        if (arm_recv(u, id, s, 0) < 0) {
+            (void)wait_turn(&u->later, id, s);
+            return;
+        }
     }
 }
 
@@ -454,7 +512,7 @@ int dx__uring_recv(dx_loop *loop, uint32_t id, int on) {
         s->state |= S_RECV_WANT;
         /* A receive being cancelled is armed again when its last
          * completion comes. */
-        return s->state & S_RECV_ON ? 0 : arm_recv(u, id, s);
+        return s->state & S_RECV_ON ? 0 : arm_recv(u, id, s, 0);
     }
     s->state &= (uint8_t)~S_RECV_WANT;
     if ((s->state & (S_RECV_ON | S_RECV_CANCEL)) != S_RECV_ON) return 0;
@@ -670,11 +728,15 @@ static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
             if (s && s->gen != gen) s = NULL;
         }
         /* Cancelled while wanted again, or ended for the kernel's own
-         * reasons after data: armed again; out of buffers: in its turn. */
+         * reasons after data: armed again; out of buffers, or a capped
+         * receive that brought a full share: in its turn. */
         if (s && !more && (res > 0 || res == -ENOBUFS || res == -ECANCELED) &&
-            (s->state & (S_RECV_WANT | S_RECV_ON)) == S_RECV_WANT &&
-            (res != -ENOBUFS || starve(u, id, s) < 0))
-            (void)arm_recv(u, id, s);
+            (s->state & (S_RECV_WANT | S_RECV_ON)) == S_RECV_WANT) {
+            idq *q = res == -ENOBUFS                             ? &u->starved
+                     : (s->state & S_CAPPED) && res >= SHARE_MIN ? &u->later
+                                                                 : NULL;
+            if (!q || wait_turn(q, id, s) < 0) (void)arm_recv(u, id, s, 0);
+        }
     }
     /* The bytes were used inside the callback; a buffer the kernel has
      * finished with goes back to the ring. */
@@ -706,6 +768,11 @@ static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
     s->w->cb(loop, s->w, DX_IO_SENT);
 }
 
+/* Delivers the completions that were there when it started, no more: those
+ * posted meanwhile (inline completions of what the callbacks submitted,
+ * or any on a ring without DEFER_TASKRUN) wait for the next round, after
+ * the timers and deferred calls, which a peer that keeps the queue full
+ * must not be able to hold off. */
 void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_loop *, int)) {
     unsigned head = *u->cq_head;
     unsigned tail = atomic_load_explicit((_Atomic unsigned *)u->cq_tail, memory_order_acquire);
@@ -731,9 +798,7 @@ void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_l
         default:
             break;
         }
-        if (head == tail)
-            tail = atomic_load_explicit((_Atomic unsigned *)u->cq_tail, memory_order_acquire);
     }
     buf_publish(u);
-    if (u->st_len) feed_starved(u);
+    if (u->starved.len || u->later.len) take_turns(u);
 }

@@ -61,6 +61,7 @@ typedef struct dx__http {
     int file_fd; /* static file body, -1 when none */
     uint64_t file_off;
     uint64_t file_end;
+    int outq; /* P_RESP: answer bytes in the kernel at the last sweep */
 } dx__http;
 
 typedef struct dx__sub dx__sub;
@@ -130,8 +131,10 @@ struct dx_server {
     dx_post_fn done;
     void *done_arg;
     int done_called;
-    dx_server_broker broker; /* publish NULL: none (a single node) */
-    int no_uring;            /* the loop has no io_uring (or it is off): epoll only */
+    dx_server_broker broker;    /* publish NULL: none (a single node) */
+    int no_uring;               /* the loop has no io_uring (or it is off): epoll only */
+    size_t partial_total;       /* dx_conn_partial over the P_WS connections (partial.c) */
+    dx_server_conn *partial_in; /* in its dx_conn_recv: counted by dx__partial_read */
 };
 
 static inline dx_conn *sc_conn(const dx_server_conn *c) {
@@ -198,12 +201,24 @@ int dx__static_serve(dx_server_conn *c, const char *method, size_t method_len, c
 /* topics.c */
 void dx__topics_drop_conn(dx_server_conn *c);
 void dx__topics_free(dx__topics *t);
-int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op,
-                             const void *data, size_t len, const dx_server_conn *except);
+int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                             size_t len, const dx_server_conn *except);
 
 /* server.c: dx_server_broadcast without the broker. */
 int dx__srv_broadcast_local(dx_server *s, enum dx_opcode op, const void *data, size_t len,
                             const dx_server_conn *except);
+
+/* partial.c: the budget and deadline of messages not yet complete. After
+ * a read (dx_conn_recv) of a P_WS connection that held `before` bytes
+ * (dx_conn_partial) and may hold more now: updates the total, marks when
+ * a new partial message began, closes the biggest holders (1009) while
+ * the total is over max_partial_total. */
+void dx__partial_read(dx_server_conn *c, size_t before);
+/* Before a P_WS connection is killed: its bytes leave the total. */
+void dx__partial_forget(dx_server_conn *c);
+/* From the sweep: closes (1008) a message unfinished after
+ * partial_timeout_ms; returns 1 when it did. */
+int dx__partial_sweep(dx_server_conn *c, uint32_t now);
 
 /* broker.c: the /healthz answer (200 "ok" without a broker). */
 void dx__broker_healthz(dx_server_conn *c, int head);

@@ -199,7 +199,11 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
         int st = cfg->on_upgrade(c, dx_conn_user(sc_conn(c)), &u);
         if (st) {
             if (st < 400 || st > 599) st = 500;
-            (void)dx__req_error(c, st, u.reason ? u.reason : dx_http_status_text(st), NULL);
+            char retry[40];
+            if (u.retry_after)
+                snprintf(retry, sizeof retry, "Retry-After: %u\r\n", (unsigned)u.retry_after);
+            (void)dx__req_error(c, st, u.reason ? u.reason : dx_http_status_text(st),
+                                u.retry_after ? retry : NULL);
             return;
         }
     }

@@ -137,6 +137,7 @@ void dx__sc_kill(dx_server_conn *c, uint16_t code) {
         dx__uring_detach(s->loop, c->uslot);
         c->flags &= (uint16_t)~F_URING;
     }
+    dx__partial_forget(c); /* before dx_conn_eof frees its partial message */
     if (dx_conn_state(conn) != DX_CLOSED && dx_conn_state(conn) != DX_CONNECTING)
         dx_conn_eof(conn, code ? code : DX_CLOSE_ABNORMAL); /* runs cb_close */
     if (c->phase == P_WS) dx__topics_drop_conn(c);
@@ -291,6 +292,10 @@ static int write_file(dx_server_conn *c) {
             if (n < 0) return (int)n;
         }
         h->file_off += (uint64_t)n;
+        /* The close timeout of an answer counts from its last progress, not
+         * from its start: a big file to a slow reader is not cut, a reader
+         * that stopped is (server.c's sweep). */
+        c->t_mark = dx__srv_now(c->srv);
     }
     close(h->file_fd);
     h->file_fd = -1;
@@ -439,6 +444,7 @@ void dx__sc_flush(dx_server_conn *c) {
             left -= k;
         }
         if (left) dx_conn_out_consume(conn, left);
+        if (c->phase == P_RESP && w > 0) c->t_mark = dx__srv_now(c->srv); /* as in write_file */
         /* A short write means the socket is full; a full one of fewer
          * iovecs than the array holds means the queue is empty (no need
          * to walk it again to find out). */
@@ -508,10 +514,17 @@ static void deliver(dx_server_conn *c, uint8_t *buf, size_t n) {
     case P_HTTP:
         dx__req_input(c, buf, n);
         break;
-    case P_WS:
+    case P_WS: {
+        /* Bytes held for unfinished messages, counted per server: a read
+         * that neither starts nor ends one skips the accounting. */
+        size_t held = dx_conn_partial(sc_conn(c));
+        c->srv->partial_in = c;
         (void)dx_conn_recv(sc_conn(c), buf, n); /* failures close it via cb_close */
+        c->srv->partial_in = NULL;
+        if (held || dx_conn_partial(sc_conn(c))) dx__partial_read(c, held);
         if (dx_conn_buffered(sc_conn(c))) dx__sc_queued(c);
         break;
+    }
     default:
         break; /* draining or lingering: the peer's bytes are discarded */
     }
@@ -522,8 +535,12 @@ static void read_some(dx_server_conn *c) {
     size_t cap;
     uint8_t *buf = dx_loop_rbuf(s->loop, &cap);
     /* Under TLS a record may be decrypted and waiting inside OpenSSL with
-     * nothing left on the socket, so read until it would block. On plain
-     * TCP a short read means the socket is empty. */
+     * nothing left on the socket, so read until it would block (16 reads
+     * of at most a 16 KiB record). On plain TCP one read of the loop's
+     * buffer per wake-up: what is left keeps the socket readable for the
+     * next iteration (epoll is level-triggered), so a peer that writes
+     * back to back gets one buffer's worth a turn, like everyone else,
+     * and the timers and deferred calls run in between. */
     for (int i = 0; i < 16; i++) {
         if (c->phase == P_DEAD) return;
         if ((c->phase == P_WS || c->phase == P_DRAIN) && (c->flags & F_PAUSED)) return;
@@ -549,7 +566,7 @@ static void read_some(dx_server_conn *c) {
             return;
         }
         deliver(c, buf, (size_t)n);
-        if (!c->tls && (size_t)n < cap) return;
+        if (!c->tls) return;
     }
 }
 

@@ -1,10 +1,12 @@
 /* The server object: listener, accept, the connection lists, the coarse
  * sweep that enforces every timeout, broadcast and graceful shutdown. */
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -114,6 +116,19 @@ static int expired(uint32_t now, uint32_t since, uint32_t limit) {
     return limit && (uint32_t)(now - since) >= limit;
 }
 
+/* An HTTP answer's close timeout counts from its last progress (sconn.c
+ * sets t_mark at each write). The peer reading is progress too: a large
+ * send buffer drains for seconds before the socket is writable again, so
+ * the bytes the kernel still holds (SIOCOUTQ) are looked at each sweep. */
+static void resp_progress(dx_server_conn *c, uint32_t now) {
+    int q = 0;
+    if (!c->u.http || ioctl(c->io.fd, SIOCOUTQ, &q) < 0) return;
+    if (q != c->u.http->outq) {
+        c->u.http->outq = q;
+        c->t_mark = now;
+    }
+}
+
 static void sweep_conn(dx_server *s, dx_server_conn *c, uint32_t now) {
     const dx_server_config *cfg = &s->cfg;
     switch (c->phase) {
@@ -122,6 +137,9 @@ static void sweep_conn(dx_server *s, dx_server_conn *c, uint32_t now) {
         if (expired(now, c->t_mark, cfg->handshake_timeout_ms)) dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return;
     case P_RESP:
+        resp_progress(c, now);
+        if (expired(now, c->t_mark, cfg->close_timeout_ms)) dx__sc_kill(c, dx__sc_drop_code(c));
+        return;
     case P_DRAIN:
     case P_LINGER:
         if (expired(now, c->t_mark, cfg->close_timeout_ms)) dx__sc_kill(c, dx__sc_drop_code(c));
@@ -135,6 +153,7 @@ static void sweep_conn(dx_server *s, dx_server_conn *c, uint32_t now) {
         if (expired(now, c->t_mark, cfg->close_timeout_ms)) dx__sc_kill(c, dx__sc_drop_code(c));
         return;
     }
+    if (dx__partial_sweep(c, now)) return; /* a message unfinished for too long */
     if (c->flags & F_PING) {
         if (expired(now, c->t_mark, cfg->ping_timeout_ms)) dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return;
@@ -235,6 +254,15 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     if (!c->low_water) c->low_water = 16384;
     if (c->low_water > c->max_buffered / 2) c->low_water = c->max_buffered / 2;
     if (!c->backlog) c->backlog = 1024;
+    if (!c->max_partial_total) {
+        /* Room for a few messages of the largest size at once. */
+        c->max_partial_total = (size_t)64 << 20;
+        if (c->max_message > SIZE_MAX / 4)
+            c->max_partial_total = SIZE_MAX; /* messages without a limit: none either */
+        else if (c->max_partial_total < c->max_message * 4)
+            c->max_partial_total = (size_t)c->max_message * 4;
+    }
+    if (!c->partial_timeout_ms) c->partial_timeout_ms = 60000;
     c->static_dir = NULL;
     s->no_uring = c->epoll_only;
     s->lio.fd = -1;
@@ -279,6 +307,8 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     shortest = min_nonzero(shortest, c->idle_timeout_ms);
     shortest = min_nonzero(shortest, c->ping_interval_ms);
     shortest = min_nonzero(shortest, c->ping_timeout_ms);
+    if (c->partial_timeout_ms != UINT32_MAX)
+        shortest = min_nonzero(shortest, c->partial_timeout_ms);
     s->sweep_ms = shortest / 4;
     if (s->sweep_ms < 50) s->sweep_ms = 50;
     if (s->sweep_ms > 1000) s->sweep_ms = 1000;

@@ -160,8 +160,8 @@ size_t dx_server_topic_count(const dx_server *srv, const char *topic) {
 }
 
 /* Local delivery of dx_server_publish (broker.c adds the cluster). */
-int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op,
-                             const void *data, size_t len, const dx_server_conn *except) {
+int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                             size_t len, const dx_server_conn *except) {
     size_t tlen;
     if (check_name(topic, &tlen) || (op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len))
         return DX_EINVAL;
@@ -175,6 +175,28 @@ int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode o
     for (dx__sub *s = t->subs; s; s = s->t_next)
         if (s->c != except && dx__srv_send_shared(s->c, sh) == 0) n++;
     dx_shared_release(sh);
+    return n;
+}
+
+int dx_server_publish_lossy(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                            size_t len, const dx_server_conn *except, size_t max_queued) {
+    size_t tlen;
+    if (!srv || check_name(topic, &tlen) || (op != DX_OP_TEXT && op != DX_OP_BINARY) ||
+        (!data && len))
+        return DX_EINVAL;
+    dx__topic *t = find(&srv->topics, topic, tlen, hash_of(topic, tlen));
+    if (!t) return 0;
+    dx_shared *sh = NULL;
+    int n = 0;
+    /* The queue is measured before the frame is built: a subscriber that
+     * would pass max_queued misses this message and keeps its connection,
+     * which the backpressure policy would not let it. */
+    for (dx__sub *s = t->subs; s; s = s->t_next) {
+        if (s->c == except || dx_server_conn_buffered(s->c) + len >= max_queued) continue;
+        if (!sh && !(sh = dx_shared_new(op, data, len))) return DX_ENOMEM;
+        if (dx__srv_send_shared(s->c, sh) == 0) n++;
+    }
+    if (sh) dx_shared_release(sh);
     return n;
 }
 

@@ -36,6 +36,15 @@
  *                              ~1000:1, whole and fragmented, text and binary
  *                              → 1009 without inflating it; corrupt data →
  *                              1007 (text) / 1002 (binary)
+ *   partial PORT N MB KEEP GROW  permessage-deflate: N connections each send
+ *                              the compressed start (~MB KiB) of an MB MiB
+ *                              message and never finish it; at most KEEP stay
+ *                              open, the others get 1009, the server's peak
+ *                              RSS grows by less than GROW KiB, and a
+ *                              fragmented compressed message still echoes
+ *   partialtime PORT T         (server with --partial-timeout T) a message
+ *                              trickled a byte at a time is closed with 1008
+ *                              T s after it began, not later
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -1099,6 +1108,140 @@ static int attack_bomb(long mb) {
     return 0;
 }
 
+/* ---- unfinished messages ---------------------------------------------- */
+
+#define PMD_OFFER "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+/* A fragmented compressed message of MB MiB of zeros: the compressed bytes
+ * in one frame, then an empty final continuation. Must come back whole
+ * (the echo is compressed too: inflated here and counted). */
+static int fragmented_echo(ws *w, long mb, const uint8_t *z, size_t zlen) {
+    if (ws_send(w, 0, 0x40 | 2, z, zlen) || ws_send(w, 1, 0, "", 0)) return 0;
+    size_t h, l;
+    int fin = 0;
+    int op = ws_next(w, 20000, &h, &l, &fin);
+    if (op != 2 || !fin) return 0;
+    int rsv1 = (w->buf[0] & 0x40) != 0;
+    size_t got = l;
+    if (rsv1) {
+        z_stream in;
+        memset(&in, 0, sizeof in);
+        if (inflateInit2(&in, -15) != Z_OK) die("inflateInit2");
+        static uint8_t out[1 << 16];
+        static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+        got = 0;
+        for (int part = 0; part < 2; part++) {
+            in.next_in = part ? (uint8_t *)tail : w->buf + h;
+            in.avail_in = part ? 4 : (uInt)l;
+            do {
+                in.next_out = out;
+                in.avail_out = sizeof out;
+                int zr = inflate(&in, Z_SYNC_FLUSH);
+                if (zr != Z_OK && zr != Z_BUF_ERROR) break;
+                got += sizeof out - in.avail_out;
+            } while (in.avail_out == 0);
+        }
+        inflateEnd(&in);
+    }
+    ws_drop(w, h + l);
+    return got == (size_t)mb << 20;
+}
+
+static int attack_partial(int n, long mb, int keep, long grow_kb) {
+    begin();
+    next_headers = PMD_OFFER;
+    next_expect = "permessage-deflate";
+    size_t zlen;
+    uint8_t *z = bomb_payload(mb, &zlen);
+    ws *w = calloc((size_t)n, sizeof *w);
+    if (!w) die("calloc");
+    long rss0 = proc_kb("VmRSS");
+    printf("partial: %d connections, each the start of a %ld MiB message in %zu bytes\n", n, mb,
+           zlen);
+    for (int i = 0; i < n; i++) {
+        if (ws_open(&w[i])) return 1;
+        (void)ws_send(&w[i], 0, 0x40 | 2, z, zlen); /* may find it closed already */
+        sleep_ms(20); /* each read in turn, as clients arriving one by one */
+    }
+    long hwm = proc_kb("VmHWM");
+    int open = 0, closed = 0, other = 0;
+    for (int i = 0; i < n; i++) {
+        int code = ws_expect_close(&w[i], 300);
+        if (code == -2)
+            open++;
+        else if (code == 1009)
+            closed++;
+        else
+            other++;
+    }
+    check(open <= keep && open >= 1, "%d connections still open (want 1..%d)", open, keep);
+    check(closed == n - open && !other, "%d closed with 1009 (want %d; %d otherwise)", closed,
+          n - open, other);
+    if (server_pid)
+        check(hwm - rss0 < grow_kb,
+              "the server's peak RSS grew by %ld KiB (%ld -> %ld), under %ld KiB (%d x %ld MiB "
+              "sent)",
+              hwm - rss0, rss0, hwm, grow_kb, n, mb);
+    for (int i = 0; i < n; i++)
+        close(w[i].fd);
+    /* What the closed ones held went back to the budget: a fragmented
+     * compressed message of the same size passes, over and over. */
+    int ok = 0;
+    for (int k = 0; k < 3; k++) {
+        if (ws_open(&w[0])) return 1;
+        ok += fragmented_echo(&w[0], mb, z, zlen);
+        ws_close(&w[0]);
+    }
+    check(ok == 3, "%d of 3 fragmented compressed %ld MiB messages echoed afterwards", ok, mb);
+    next_headers = next_expect = NULL;
+    free(z);
+    free(w);
+    end_checks("partial");
+    return 0;
+}
+
+static int attack_partialtime(double secs) {
+    begin();
+    next_headers = PMD_OFFER;
+    next_expect = "permessage-deflate";
+    ws *w = malloc(sizeof *w);
+    if (!w) die("malloc");
+    /* A byte of an uncompressed fragmented message every 100 ms: never
+     * idle, never done. */
+    if (ws_open(w)) return 1;
+    double t0 = now();
+    int code = -2;
+    if (ws_send(w, 0, 2, "EVIL", 4) == 0) {
+        while (code == -2 && now() - t0 < secs + 5) {
+            if (ws_send(w, 0, 0, "x", 1)) {
+                code = ws_expect_close(w, 1000);
+                break;
+            }
+            code = ws_expect_close(w, 100);
+        }
+    }
+    double took = now() - t0;
+    check(code == 1008, "a message trickled for %.1f s -> close %d (want 1008)", took, code);
+    check(took >= secs - 0.05 && took < secs + 2.5, "closed %.2f s after it began (limit %.1f s)",
+          took, secs);
+    close(w->fd);
+    /* A message finished in time is untouched. */
+    if (ws_open(w)) return 1;
+    int ok = ws_send(w, 0, 1, "ha", 2) == 0;
+    sleep_ms((int)(secs * 500));
+    ok = ok && ws_send(w, 1, 0, "lf", 2) == 0;
+    size_t h, l;
+    int op = ws_next(w, 5000, &h, &l, NULL);
+    check(ok && op == 1 && l == 4 && !memcmp(w->buf + h, "half", 4),
+          "a message finished in half the time echoed");
+    if (op >= 0) ws_drop(w, h + l);
+    ws_close(w);
+    next_headers = next_expect = NULL;
+    free(w);
+    end_checks("partialtime");
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static int usage(void) {
@@ -1151,6 +1294,10 @@ int main(int argc, char **argv) {
         rc = attack_resets(atoi(args[0]));
     } else if (!strcmp(what, "bomb") && nargs == 1) {
         rc = attack_bomb(atol(args[0]));
+    } else if (!strcmp(what, "partial") && nargs == 4) {
+        rc = attack_partial(atoi(args[0]), atol(args[1]), atoi(args[2]), atol(args[3]));
+    } else if (!strcmp(what, "partialtime") && nargs == 1) {
+        rc = attack_partialtime(atof(args[0]));
     } else if (!strcmp(what, "churn") && nargs == 1) {
         rc = attack_churn(atol(args[0]));
     } else {

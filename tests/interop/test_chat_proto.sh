@@ -17,22 +17,24 @@ timeout 120 node "$client" "ws://127.0.0.1:$DX_PORT" proto
 dx_stop "$DX_PID"
 
 echo "== kill -9 after the acks"
-dx_serve durable1 --chat --db "$db"
+# 200 sends at once, then 200 resends: past the default send burst (100),
+# which is not what this checks (tests/unit/test_chat_limits.c does).
+dx_serve durable1 --chat --db "$db" --rate-limit send=off
 timeout 120 node "$client" "ws://127.0.0.1:$DX_PORT" write 200
 kill -KILL "$DX_PID"
 wait "$DX_PID" 2>/dev/null || true
 [ -f "$db-wal" ] || { echo "no WAL file next to the database" >&2; exit 1; }
-dx_serve durable2 --chat --db "$db"
+dx_serve durable2 --chat --db "$db" --rate-limit send=off
 timeout 120 node "$client" "ws://127.0.0.1:$DX_PORT" check 200
 dx_stop "$DX_PID"
 
 echo "== tokens"
-token=$("$DUPLEX" serve --chat --secret s3cret --token-for alice --token-ttl 600)
+token=$("$DUPLEX" serve --chat --secret s3cret-for-tests-only --token-for alice --token-ttl 600)
 case "$token" in alice.*.*) ;; *) echo "bad token '$token'" >&2; exit 1 ;; esac
 if "$DUPLEX" serve --token-for alice >/dev/null 2>&1; then
   echo "--token-for without a secret should fail" >&2; exit 1
 fi
-dx_serve tok --chat --secret s3cret
+dx_serve tok --chat --secret s3cret-for-tests-only
 timeout 60 node "$client" "ws://127.0.0.1:$DX_PORT" token "$token"
 dx_stop "$DX_PID"
 

@@ -12,120 +12,17 @@
 #include <duplex/common.h>
 
 #include "chat/engine.h"
+#include "chat_test.h"
 #include "test.h"
-
-#define MAX_DEVS 8
-#define MAX_OUT 4096
-
-typedef struct rec {
-    dx__chat_dev *to;
-    char *data;
-    int taken;
-} rec;
-
-static rec outs[MAX_OUT];
-static int nouts, schedules;
-static dx__chat_dev *devs[MAX_DEVS];
-static int64_t clock_ms = 1700000000000;
-
-static void io_send(void *arg, dx__chat_dev *d, const char *data, size_t len) {
-    if (nouts < MAX_OUT) outs[nouts++] = (rec){d, strndup(data, len), 0};
-}
-
-static void io_deliver(void *arg, const char *uid, const char *data, size_t len,
-                       const dx__chat_dev *except) {
-    for (int i = 0; i < MAX_DEVS; i++)
-        if (devs[i] && devs[i] != except && !strcmp(devs[i]->uid, uid))
-            io_send(arg, devs[i], data, len);
-}
-
-static void io_schedule(void *arg) {
-    schedules++;
-}
-
-static int64_t io_now(void *arg) {
-    return clock_ms;
-}
-
-static void reset_outs(void) {
-    for (int i = 0; i < nouts; i++)
-        free(outs[i].data);
-    nouts = 0;
-    schedules = 0;
-}
 
 static dx__chat *engine(dx__chat_store *st) {
     const char *why = NULL;
     if (!st) st = dx__chat_store_sqlite(NULL, &why);
     if (!st) return NULL;
-    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now};
+    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL};
     reset_outs();
     memset(devs, 0, sizeof devs);
     return dx__chat_new(&io, st, "lobby", &why);
-}
-
-static void dev_open(dx__chat *c, dx__chat_dev *d, const char *uid) {
-    memset(d, 0, sizeof *d);
-    snprintf(d->uid, sizeof d->uid, "%s", uid);
-    for (int i = 0; i < MAX_DEVS; i++)
-        if (!devs[i]) {
-            devs[i] = d;
-            break;
-        }
-    dx__chat_open(c, d);
-}
-
-static void dev_close(dx__chat *c, dx__chat_dev *d) {
-    for (int i = 0; i < MAX_DEVS; i++)
-        if (devs[i] == d) devs[i] = NULL;
-    dx__chat_close(c, d);
-}
-
-static void req(dx__chat *c, dx__chat_dev *d, const char *json) {
-    dx__chat_message(c, d, json, strlen(json), 0);
-}
-
-/* The next message for `d` not yet looked at, parsed (caller decrefs), or
- * NULL. */
-static json_t *next(dx__chat_dev *d) {
-    for (int i = 0; i < nouts; i++) {
-        if (outs[i].to != d || outs[i].taken) continue;
-        outs[i].taken = 1;
-        return json_loads(outs[i].data, 0, NULL);
-    }
-    return NULL;
-}
-
-/* Skips messages of other types until one of `type`. */
-static json_t *next_of(dx__chat_dev *d, const char *type) {
-    json_t *j;
-    while ((j = next(d))) {
-        if (!strcmp(json_string_value(json_object_get(j, "type")), type)) return j;
-        json_decref(j);
-    }
-    return NULL;
-}
-
-static int left(dx__chat_dev *d) {
-    int n = 0;
-    for (int i = 0; i < nouts; i++)
-        n += outs[i].to == d && !outs[i].taken;
-    return n;
-}
-
-static void drain(dx__chat_dev *d) {
-    json_t *j;
-    while ((j = next(d)))
-        json_decref(j);
-}
-
-static const char *str(json_t *j, const char *k) {
-    const char *s = json_string_value(json_object_get(j, k));
-    return s ? s : "";
-}
-
-static long long num(json_t *j, const char *k) {
-    return json_integer_value(json_object_get(j, k));
 }
 
 static void test_welcome_presence(void) {
@@ -141,7 +38,9 @@ static void test_welcome_presence(void) {
     json_decref(w);
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     dev_open(c, &b, "bob");
-    /* alice and bob share the lobby: alice hears that bob came online. */
+    /* alice and bob share the lobby: alice hears that bob came online (at
+     * the end of the turn: presence is settled once per turn). */
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
     json_t *p = next_of(&a1, "presence");
     REQUIRE(p);
     json_t *u = json_array_get(json_object_get(p, "users"), 0);
@@ -151,12 +50,15 @@ static void test_welcome_presence(void) {
     drain(&b);
     /* A second device of alice: no news for bob. */
     dev_open(c, &a2, "alice");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
     drain(&a2);
     CHECK_EQ_INT(left(&b), 0);
     dev_close(c, &a1);
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
     CHECK_EQ_INT(left(&b), 0); /* alice is still online on a2 */
     clock_ms += 5000;
     dev_close(c, &a2);
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
     p = next_of(&b, "presence");
     REQUIRE(p);
     u = json_array_get(json_object_get(p, "users"), 0);
@@ -257,8 +159,10 @@ static void test_send_ack_deliver(void) {
     CHECK_EQ_INT(left(&b) + left(&a1), 0);
 
     /* Rooms: the lobby everyone joined; a room nobody joined. */
-    req(c, &k, "{\"v\":1,\"type\":\"send\",\"conv\":\"g:lobby\",\"cid\":\"k1\",\"text\":\"hi all\"}");
-    req(c, &k, "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"g:secret\",\"cid\":\"k2\",\"text\":\"x\"}");
+    req(c, &k,
+        "{\"v\":1,\"type\":\"send\",\"conv\":\"g:lobby\",\"cid\":\"k1\",\"text\":\"hi all\"}");
+    req(c, &k,
+        "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"g:secret\",\"cid\":\"k2\",\"text\":\"x\"}");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     json_t *e = next_of(&k, "error");
     REQUIRE(e);
@@ -277,7 +181,8 @@ static void test_send_ack_deliver(void) {
         json_decref(dv);
     }
     req(c, &k, "{\"v\":1,\"type\":\"join\",\"id\":4,\"conv\":\"g:secret\"}");
-    req(c, &k, "{\"v\":1,\"type\":\"send\",\"id\":5,\"conv\":\"g:secret\",\"cid\":\"k2\",\"text\":\"x\"}");
+    req(c, &k,
+        "{\"v\":1,\"type\":\"send\",\"id\":5,\"conv\":\"g:secret\",\"cid\":\"k2\",\"text\":\"x\"}");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     json_t *ok = next(&k);
     REQUIRE(ok);
@@ -303,10 +208,12 @@ static void test_read_sync_history(void) {
     dev_open(c, &b, "bob");
     char buf[256];
     for (int i = 1; i <= 120; i++) {
-        snprintf(buf, sizeof buf,
-                 "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"m%d\",\"text\":\"n%d\"}",
-                 i, i);
+        snprintf(
+            buf, sizeof buf,
+            "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"m%d\",\"text\":\"n%d\"}",
+            i, i);
         req(c, &a, buf);
+        clock_ms += 50; /* within alice's send rate (test_chat_limits.c) */
         if (i % 7 == 0) CHECK_EQ_INT(dx__chat_flush(c), 0);
     }
     CHECK_EQ_INT(dx__chat_flush(c), 0);
@@ -365,7 +272,9 @@ static void test_read_sync_history(void) {
     CHECK_EQ_INT(num(json_array_get(json_object_get(s, "convs"), 0), "unread"), 0);
     json_decref(s);
 
-    req(c, &b, "{\"v\":1,\"type\":\"history\",\"id\":2,\"conv\":\"d:alice:bob\",\"before\":71,\"limit\":30}");
+    req(c, &b,
+        "{\"v\":1,\"type\":\"history\",\"id\":2,\"conv\":\"d:alice:bob\",\"before\":71,\"limit\":"
+        "30}");
     json_t *h = next(&b);
     REQUIRE(h);
     CHECK(!strcmp(str(h, "type"), "history"));
@@ -378,7 +287,9 @@ static void test_read_sync_history(void) {
 
     /* A read in the same turn as a send: the history that follows sees the
      * send only once it is committed (reads flush first). */
-    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":\"last\",\"conv\":\"d:alice:bob\",\"cid\":\"m121\",\"text\":\"end\"}");
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":\"last\",\"conv\":\"d:alice:bob\",\"cid\":\"m121\","
+        "\"text\":\"end\"}");
     req(c, &a, "{\"v\":1,\"type\":\"history\",\"id\":\"h\",\"conv\":\"d:alice:bob\",\"limit\":1}");
     json_t *first = next(&a);
     REQUIRE(first);
@@ -455,7 +366,8 @@ static void test_errors(void) {
     ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"cid\":\"x\",\"text\":\"t\"}", "bad_field", "conv");
     ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:bob:alice\",\"cid\":\"x\",\"text\":\"t\"}",
         "bad_field", "conv");
-    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:alice\",\"cid\":\"x\",\"text\":\"t\"}",
+    ERR(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:alice\",\"cid\":\"x\",\"text\":\"t\"}",
         "bad_field", "conv");
     ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"g:a b\",\"cid\":\"x\",\"text\":\"t\"}",
         "bad_field", "conv");
@@ -463,18 +375,24 @@ static void test_errors(void) {
         "not_member", "conv");
     ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"text\":\"t\"}", "bad_field",
         "cid");
-    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"a b\",\"text\":\"t\"}",
+    ERR(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"a b\",\"text\":\"t\"}",
         "bad_field", "cid");
     ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"\"}",
         "bad_field", "text");
     ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":5}",
         "bad_field", "text");
-    ERR(c, &a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"a\\u0000b\"}",
+    ERR(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"a\\u0000b\"}",
         "bad_json", NULL); /* NUL inside a string is refused by the parser */
-    ERR(c, &a, "{\"v\":1,\"type\":\"read\",\"conv\":\"d:alice:bob\",\"seq\":-1}", "bad_field", "seq");
-    ERR(c, &a, "{\"v\":1,\"type\":\"read\",\"conv\":\"d:alice:bob\",\"seq\":1}", "not_member", "conv");
-    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"limit\":0}", "bad_field", "limit");
-    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"limit\":101}", "bad_field", "limit");
+    ERR(c, &a, "{\"v\":1,\"type\":\"read\",\"conv\":\"d:alice:bob\",\"seq\":-1}", "bad_field",
+        "seq");
+    ERR(c, &a, "{\"v\":1,\"type\":\"read\",\"conv\":\"d:alice:bob\",\"seq\":1}", "not_member",
+        "conv");
+    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"limit\":0}", "bad_field",
+        "limit");
+    ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"limit\":101}", "bad_field",
+        "limit");
     ERR(c, &a, "{\"v\":1,\"type\":\"history\",\"conv\":\"g:nope\"}", "not_member", "conv");
     ERR(c, &a, "{\"v\":1,\"type\":\"sync\",\"since\":[]}", "bad_field", "since");
     ERR(c, &a, "{\"v\":1,\"type\":\"sync\",\"since\":{\"g:lobby\":\"x\"}}", "bad_field", "since");
@@ -492,12 +410,15 @@ static void test_errors(void) {
     /* Text over 4000 bytes; a request over 16 KiB; a binary message. */
     char *big = malloc(20000);
     REQUIRE(big);
-    int n = snprintf(big, 20000, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"");
+    int n =
+        snprintf(big, 20000,
+                 "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"x\",\"text\":\"");
     memset(big + n, 'a', 4001);
     strcpy(big + n + 4001, "\"}");
     expect_error(c, &a, big, strlen(big), "too_large", "text");
     /* Exactly 4000 multi-byte-safe bytes pass: 1000 four-byte emoji. */
-    n = snprintf(big, 20000, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"y\",\"text\":\"");
+    n = snprintf(big, 20000,
+                 "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"y\",\"text\":\"");
     for (int i = 0; i < 1000; i++, n += 4)
         memcpy(big + n, "\xf0\x9f\x98\x80", 4);
     strcpy(big + n, "\"}");
@@ -533,7 +454,8 @@ static void test_close_before_commit(void) {
     dev_open(c, &b, "bob");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     drain(&b);
-    req(c, a, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"gone\",\"text\":\"bye\"}");
+    req(c, a,
+        "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"gone\",\"text\":\"bye\"}");
     dev_close(c, a);
     free(a);
     CHECK_EQ_INT(dx__chat_flush(c), 0);
@@ -577,8 +499,12 @@ static void test_store_failure(void) {
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     drain(&a), drain(&b);
     fail_commits = 1;
-    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"f1\",\"text\":\"x\"}");
-    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":2,\"conv\":\"d:alice:bob\",\"cid\":\"f2\",\"text\":\"y\"}");
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"f1\",\"text\":"
+        "\"x\"}");
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":2,\"conv\":\"d:alice:bob\",\"cid\":\"f2\",\"text\":"
+        "\"y\"}");
     CHECK_EQ_INT(dx__chat_flush(c), DX_EIO);
     for (int i = 1; i <= 2; i++) {
         json_t *e = next(&a);
@@ -588,7 +514,9 @@ static void test_store_failure(void) {
         json_decref(e);
     }
     CHECK_EQ_INT(left(&b), 0);
-    req(c, &a, "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"d:alice:bob\",\"cid\":\"f1\",\"text\":\"x\"}");
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"d:alice:bob\",\"cid\":\"f1\",\"text\":"
+        "\"x\"}");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     json_t *ack = next(&a);
     REQUIRE(ack);
@@ -612,7 +540,8 @@ static void test_garbage(void) {
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     drain(&a);
     static const char *const base[] = {
-        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"c\",\"text\":\"t\"}",
+        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"c\",\"text\":"
+        "\"t\"}",
         "{\"v\":1,\"type\":\"sync\",\"since\":{\"d:alice:bob\":3,\"g:lobby\":0}}",
         "{\"v\":1,\"type\":\"history\",\"conv\":\"g:lobby\",\"before\":5,\"limit\":2}",
         "{\"v\":1,\"type\":\"read\",\"conv\":\"g:lobby\",\"seq\":2}",
@@ -628,9 +557,15 @@ static void test_garbage(void) {
         for (int f = 0; f < flips; f++) {
             size_t at = dx_t_rand() % n;
             switch (dx_t_rand() % 3) {
-            case 0: buf[at] = (char)(dx_t_rand() & 0xff); break;
-            case 1: buf[at] = "{}[]\":,0-9a"[dx_t_rand() % 11]; break;
-            default: n = at ? at : 1; break; /* truncate */
+            case 0:
+                buf[at] = (char)(dx_t_rand() & 0xff);
+                break;
+            case 1:
+                buf[at] = "{}[]\":,0-9a"[dx_t_rand() % 11];
+                break;
+            default:
+                n = at ? at : 1;
+                break; /* truncate */
             }
         }
         int before = nouts;
@@ -663,11 +598,14 @@ static void test_sync_budget(void) {
     REQUIRE(buf);
     for (int p = 0; p < 4; p++) {
         for (int i = 0; i < 100; i++) {
-            int n = snprintf(buf, 4096, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:bob:%s\","
-                             "\"cid\":\"%s-%d\",\"text\":\"", peers[p], peers[p], i);
+            int n = snprintf(buf, 4096,
+                             "{\"v\":1,\"type\":\"send\",\"conv\":\"d:bob:%s\","
+                             "\"cid\":\"%s-%d\",\"text\":\"",
+                             peers[p], peers[p], i);
             memset(buf + n, 'z', 3000);
             strcpy(buf + n + 3000, "\"}");
             req(c, &b, buf);
+            clock_ms += 3000; /* within bob's bytes rate (test_chat_limits.c) */
         }
         CHECK_EQ_INT(dx__chat_flush(c), 0);
     }

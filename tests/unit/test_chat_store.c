@@ -138,7 +138,7 @@ static void test_read_unread_members(void) {
 
     memset(&s, 0, sizeof s);
     REQUIRE(o->join(st, "d:alice:carol", "alice") == 0);
-    CHECK_EQ_INT(o->convs_of(st, "alice", on_conv, &s), 0);
+    CHECK_EQ_INT(o->convs_of(st, "alice", NULL, INT64_MAX, on_conv, &s), 0);
     REQUIRE(s.n == 2);
     CHECK(!strcmp(s.uids[0], "d:alice:carol"));
     CHECK(!strcmp(s.uids[1], "g:r"));

@@ -8,8 +8,8 @@
 #include <duplex/conn.h>
 #include <duplex/frame.h>
 
-#include "core/outq.h"
 #include "conn_test.h"
+#include "core/outq.h"
 #include "test.h"
 
 /* ---- allocation hooks: count live blocks, fail the Nth allocation ------- */
@@ -188,7 +188,6 @@ static int64_t pump(dx_conn *from, dx_conn *to, rec *r, size_t step) {
     free(b.p);
     return rc;
 }
-
 
 /* Decodes the first frame of `b` at *pos (as a peer would). */
 static int next_frame(const bytes *b, size_t *pos, int *op, int *fin, uint8_t *payload,
@@ -675,9 +674,9 @@ static void test_stream_mode(void) {
     /* "añb€" split inside code points, in two frames, fed byte by byte. */
     size_t n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, "a\xc3", 2, 1);
     n += dx_t_peer_frame(in + n, 1, 0, DX_OP_CONT,
-               "\xb1"
-               "b\xe2\x82\xac",
-               5, 1);
+                         "\xb1"
+                         "b\xe2\x82\xac",
+                         5, 1);
     CHECK_EQ_INT(feed(s, &r, in, n, 1), 0);
     CHECK(r.nmsgs == 0 && r.piece_first == 1 && r.piece_fin == 1 && r.piece_op == DX_OP_TEXT);
     CHECK(r.npieces == 7 && !memcmp(r.pieces,
@@ -1168,6 +1167,52 @@ static void test_reassembly_memory(void) {
     hooks_off();
 }
 
+/* dx_conn_partial counts what an unfinished message holds (nothing for a
+ * whole one), the caller's mark lives and dies with it, and dx_conn_fail
+ * frees it at once, queueing the caller's close code and reason. */
+static void test_partial(void) {
+    rec r = {0};
+    dx_conn *c = mk(DX_ROLE_CLIENT, &r, 0, 0);
+    static uint8_t in[1100];
+    uint8_t pl[1000];
+    memset(pl, 'p', sizeof pl);
+    dx_conn_set_partial_mark(c, 7);
+    CHECK(dx_conn_partial(c) == 0 && dx_conn_partial_mark(c) == 0);
+    size_t n = dx_t_peer_frame(in, 1, 0, DX_OP_TEXT, pl, sizeof pl, 0);
+    CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
+    CHECK(r.nmsgs == 1 && dx_conn_partial(c) == 0);
+    n = dx_t_peer_frame(in, 0, 0, DX_OP_TEXT, pl, sizeof pl, 0);
+    CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
+    CHECK(dx_conn_partial(c) >= sizeof pl && dx_conn_partial(c) <= 2 * sizeof pl);
+    dx_conn_set_partial_mark(c, 7);
+    CHECK_EQ_INT(dx_conn_partial_mark(c), 7);
+    n = dx_t_peer_frame(in, 1, 0, DX_OP_CONT, pl, sizeof pl, 0);
+    CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
+    CHECK(r.nmsgs == 2 && r.msgs[1].len == 2 * sizeof pl);
+    CHECK(dx_conn_partial(c) == 0 && dx_conn_partial_mark(c) == 0);
+    /* Started again, then failed by the caller (a budget). */
+    n = dx_t_peer_frame(in, 0, 0, DX_OP_BINARY, pl, sizeof pl, 0);
+    CHECK_EQ_INT(feed(c, &r, in, n, 0), 0);
+    dx_conn_set_partial_mark(c, 9);
+    CHECK_EQ_INT(dx_conn_fail(c, 1005, NULL, 0), DX_EINVAL); /* may not be sent */
+    CHECK(dx_conn_partial(c) > 0 && dx_conn_state(c) == DX_OPEN);
+    CHECK_EQ_INT(dx_conn_fail(c, 1009, "budget", 6), 0);
+    CHECK(dx_conn_partial(c) == 0 && dx_conn_partial_mark(c) == 0);
+    CHECK(dx_conn_state(c) == DX_CLOSED && r.closes == 1 && r.close_code == 1009 && !r.was_clean);
+    CHECK(r.reason_len == 6 && !memcmp(r.reason, "budget", 6));
+    struct iovec iov[4];
+    int k = dx_conn_out_iov(c, iov, 4);
+    /* A client's close frame: 2 + 4 (mask) header bytes, masked payload. */
+    REQUIRE(k == 1 && iov[0].iov_len == 6 + 8);
+    const uint8_t *f = iov[0].iov_base;
+    CHECK(f[0] == 0x88 && (f[1] & 0x7f) == 8);
+    CHECK(((f[6] ^ f[2]) << 8 | (f[7] ^ f[3])) == 1009);
+    CHECK_EQ_INT(dx_conn_fail(c, 1009, NULL, 0), DX_ESTATE);
+    CHECK_EQ_INT(r.closes, 1);
+    rec_clear(&r);
+    dx_conn_free(c);
+}
+
 /* Garbage and mutated streams never crash, leak or report twice: each ends
  * open or failed with exactly one on_close. */
 static void test_garbage(void) {
@@ -1185,8 +1230,8 @@ static void test_garbage(void) {
                 size_t len = dx_t_rand() % 130;
                 for (size_t i = 0; i < len; i++)
                     pl[i] = (uint8_t)(dx_t_rand() % 128);
-                n += dx_t_peer_frame(in + n, (int)(dx_t_rand() % 2), 0, ops[dx_t_rand() % 6], pl, len,
-                           role == DX_ROLE_SERVER);
+                n += dx_t_peer_frame(in + n, (int)(dx_t_rand() % 2), 0, ops[dx_t_rand() % 6], pl,
+                                     len, role == DX_ROLE_SERVER);
             }
             for (int k = 0; k < 3; k++)
                 in[dx_t_rand() % n] ^= (uint8_t)(1u << (dx_t_rand() % 8));
@@ -1257,6 +1302,7 @@ int main(void) {
     RUN(test_extra);
     RUN(test_idle_memory);
     RUN(test_reassembly_memory);
+    RUN(test_partial);
     RUN(test_fail_every_allocation);
     RUN(test_thread_cache);
     RUN(test_garbage);

@@ -113,7 +113,9 @@ static int guard_open(guard *g, size_t len) {
     return mprotect(g->end, page, PROT_NONE);
 }
 
-static void guard_close(guard *g) { munmap(g->map, g->map_len); }
+static void guard_close(guard *g) {
+    munmap(g->map, g->map_len);
+}
 
 static const char *guard_place(guard *g, const char *s, size_t n) {
     memcpy(g->end - n, s, n);
@@ -210,7 +212,8 @@ static void check_line_endings_and_ows(void) {
     CHECK(slice_is(h[0].value, h[0].value_len, "a\tb"));
 }
 
-#define B(lit) {lit, sizeof lit - 1}
+#define B(lit)                                                                                     \
+    { lit, sizeof lit - 1 }
 
 static void check_bad_requests(void) {
     static const struct {
@@ -311,9 +314,10 @@ static void check_every_prefix(void) {
 static void check_guard_bad_prefixes(void) {
     /* Inputs that end right after a CR, inside a token, inside a value:
      * the parser must stop at the guard page, whatever the verdict. */
-    const char *inputs[] = {"GET / HTTP/1.1\r", "GET / HTTP/1.1\r\nHost: a\r", "GET",
-                            "GET /abc", "GET / HTTP/1.1\r\nHost", "GET / HTTP/1.1\r\nHost:   ",
-                            "HTTP/1.1 101", "HTTP/1.1 1", "HTTP/1.1 101 Switching\r"};
+    const char *inputs[] = {
+        "GET / HTTP/1.1\r",        "GET / HTTP/1.1\r\nHost: a\r", "GET",          "GET /abc",
+        "GET / HTTP/1.1\r\nHost",  "GET / HTTP/1.1\r\nHost:   ",  "HTTP/1.1 101", "HTTP/1.1 1",
+        "HTTP/1.1 101 Switching\r"};
     guard g;
     REQUIRE(guard_open(&g, 64) == 0);
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
@@ -426,7 +430,8 @@ static void check_random_garbage(void) {
     REQUIRE(guard_open(&g, sizeof buf) == 0);
     for (int iter = 0; iter < 20000; iter++) {
         size_t n = (size_t)(dx_t_rand() % sizeof buf);
-        for (size_t i = 0; i < n; i++) buf[i] = (char)dx_t_rand();
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)dx_t_rand();
         const char *p = guard_place(&g, buf, n);
         dx_http_request req;
         dx_http_response res;
@@ -486,8 +491,8 @@ static void check_responses(void) {
     CHECK_EQ_INT(parse_res(body, strlen(body), MAX_HEAD, &res, h, 8), strlen(body) - 5);
 
     static const char *bad[] = {
-        "HTTP/1.1 20 OK\r\n\r\n",  "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1  101\r\n\r\n",
-        "XTTP/1.1 101\r\n\r\n",    "HTTP/2 101\r\n\r\n",       "HTTP/1.1 1O1 x\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",  "HTTP/1.1 2000 OK\r\n\r\n",   "HTTP/1.1  101\r\n\r\n",
+        "XTTP/1.1 101\r\n\r\n",    "HTTP/2 101\r\n\r\n",         "HTTP/1.1 1O1 x\r\n\r\n",
         "HTTP/1.1 099 x\r\n\r\n",  "HTTP/1.1 101 a\x01\r\n\r\n", "HTTP/1.1 101 x\r\nA b\r\n\r\n",
         "HTTP/1.1\t101 x\r\n\r\n", "SSH-2.0-OpenSSH_9.6\r\n",
     };
@@ -677,7 +682,59 @@ static void check_write_error_escaping(void) {
     CHECK(strstr(out, "Content-Length: 6\r\n") != NULL);
 }
 
+/* RFC 9112 §6.3: a body length read two ways is how requests are
+ * smuggled past a proxy, so the head is refused (400) rather than guessed. */
+static void check_content_length_framing(void) {
+    static const char *const bad[] = {
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\nCONTENT-LENGTH: 10\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nHost: a\r\n\r\n",
+    };
+    dx_http_request req;
+    dx_http_header h[8];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = parse_req(bad[i], strlen(bad[i]), MAX_HEAD, &req, h, 8);
+        if (rc != DX_EHTTP) fprintf(stderr, "  framing case %zu: %d\n", i, rc);
+        CHECK_EQ_INT(rc, DX_EHTTP);
+    }
+    static const char *const good[] = {
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length:  5 \r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\nContent-Length: 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Content-Length: 1\r\nX-Content-Length: 2\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK_EQ_INT(parse_req(good[i], strlen(good[i]), MAX_HEAD, &req, h, 8),
+                     (int)strlen(good[i]));
+}
+
+/* A reason that ends with the newline the writer adds anyway keeps it as
+ * the one final newline, not as a control byte turned into '?'. */
+static void check_write_error_final_newline(void) {
+    char out[512];
+    int n = dx_http_write_error(out, sizeof out, 401, "invalid or expired token\n", NULL);
+    REQUIRE(n > 0);
+    const char *body = strstr(out, "\r\n\r\n") + 4;
+    CHECK(strcmp(body, "invalid or expired token\n") == 0);
+    CHECK(strstr(out, "Content-Length: 25\r\n") != NULL);
+    /* Only the last one: others are still replaced. */
+    n = dx_http_write_error(out, sizeof out, 400, "a\n\n", NULL);
+    REQUIRE(n > 0);
+    CHECK(strcmp(strstr(out, "\r\n\r\n") + 4, "a?\n") == 0);
+}
+
 int main(void) {
+    RUN(check_content_length_framing);
+    RUN(check_write_error_final_newline);
     RUN(check_request_lines);
     RUN(check_browsers);
     RUN(check_head_then_body);

@@ -12,6 +12,20 @@
 
 export const ACK_TIMEOUT = 8000;
 const SYNC_ROUNDS = 10;
+// A sync of many conversations comes in pages (docs/chat-protocol.md,
+// "Pages"); a user has at most a few thousand, so this bounds a loop that a
+// misbehaving server could otherwise keep going.
+const SYNC_PAGES = 1000;
+// How often a request refused with rate_limited is tried again, after the
+// server's retry_after (at most RETRY_MAX ms each).
+const RATE_RETRIES = 20;
+const RETRY_MAX = 10000;
+
+const sleep = (ms) =>
+  new Promise((r) => {
+    const t = setTimeout(r, Math.min(Math.max(ms | 0, 1), RETRY_MAX));
+    if (t && t.unref) t.unref();
+  });
 
 function newCid() {
   if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -82,13 +96,24 @@ export class IMStore {
     this.emit();
   }
 
+  // One page of a sync: a refusal for rate is waited out and asked again.
+  async #syncPage(since, after) {
+    const req = { v: 1, type: 'sync', since };
+    if (after) req.after = after;
+    for (let tries = 0; ; tries++) {
+      const r = await this.sock.request(req, { timeout: 15000 });
+      if (r.type === 'sync') return r;
+      if (r.code !== 'rate_limited' || tries >= RATE_RETRIES) throw new Error(r.message || 'sync failed');
+      await sleep(r.retry_after);
+    }
+  }
+
   async sync() {
-    for (let round = 0; round < SYNC_ROUNDS; round++) {
+    let again = false;
+    for (let round = 0, after = null, pages = 0; round < SYNC_ROUNDS && pages < SYNC_PAGES; pages++) {
       const since = {};
       for (const c of this.convs.values()) if (c.lastHeld > 0) since[c.id] = c.lastHeld;
-      const r = await this.sock.request({ v: 1, type: 'sync', since }, { timeout: 15000 });
-      if (r.type !== 'sync') throw new Error(r.message || 'sync failed');
-      let again = false;
+      const r = await this.#syncPage(since, after);
       for (const info of r.convs) {
         const c = this.#conv(info.conv);
         const had = since[info.conv] !== undefined;
@@ -102,9 +127,18 @@ export class IMStore {
         if (had && info.more) again = true;
         else if (!had) c.more = info.more;
       }
-      for (const p of r.presence) this.presence.set(p.uid, p);
+      for (const p of r.presence || []) this.presence.set(p.uid, p);
       this.emit();
+      // More conversations: the next page. After the last one, another
+      // round from the top when a conversation had more messages.
+      if (r.next) {
+        after = r.next;
+        continue;
+      }
       if (!again) break;
+      again = false;
+      after = null;
+      round++;
     }
   }
 
@@ -142,6 +176,9 @@ export class IMStore {
         if (this.conn.state === 'online') this.sync().catch(() => {});
         break;
       case 'typing': {
+        // The server never sends our own (docs/chat-protocol.md); an older
+        // server did in rooms, and "you are typing" is never news.
+        if (data.uid === this.uid) break;
         const c = this.#conv(data.conv);
         c.typing.set(data.uid, Date.now() + 4000);
         this.emit();
@@ -324,6 +361,13 @@ export class IMStore {
           c.lastSeq = Math.max(c.lastSeq, r.seq);
           // Only a contiguous seq extends what we hold; a gap waits for sync.
           if (r.seq === c.lastHeld + 1) c.lastHeld = r.seq;
+        } else if (r.code === 'rate_limited' && attempt < RATE_RETRIES) {
+          // Over the user's send rate: nothing was stored; the same cid
+          // goes again once the server says it would pass.
+          sleep(r.retry_after).then(() => {
+            if (m.attempt === attempt && m.status === 'sending' && this.online()) this.#transmit(m);
+          });
+          return;
         } else {
           Object.assign(m, { status: 'failed', error: r.message || r.code });
         }
