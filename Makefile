@@ -40,8 +40,11 @@ ui: web/chat/dist/index.html
 web/chat/dist/index.html: $(UI_SRC)
 	npx --no-install vite build --config web/chat/vite.config.js
 
+# Builds the command and the page only (the test programs are `make test`'s);
+# the server prints the address to open.
 run: deps-build
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory $(BUILD)/CMakeCache.txt ui
+	cmake --build $(BUILD) -j $(JOBS) --target duplex
 	$(BUILD)/duplex serve --chat --db $(CHAT_DB) --static web/chat/dist --port 8080
 
 run-echo: deps-build

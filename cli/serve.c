@@ -46,7 +46,8 @@ static void usage(FILE *f) {
         "  --echo                  send every message back (same opcode)\n"
         "  --broadcast             send every message to every open client\n"
         "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
-        "                          UI (web/chat/dist unless --static); one thread\n\n"
+        "                          UI (unless --static: ./web/chat/dist, else beside the\n"
+        "                          binary, else the installed share/duplex/chat); one thread\n\n"
         "chat options:\n"
         "  --db FILE               SQLite database, created when missing (default: in\n"
         "                          memory, lost on exit)\n"
@@ -59,7 +60,10 @@ static void usage(FILE *f) {
         "                          $DUPLEX_CHAT_SECRET), 16 bytes or more; then ?uid= is\n"
         "                          refused (without a secret, anyone can be anyone)\n"
         "  --token-for UID         print a token for UID and exit (needs the secret)\n"
-        "  --token-ttl S           its lifetime in seconds (default 86400)\n"
+        "  --token-ttl S           its lifetime in seconds (default 86400; also --dev-login's)\n"
+        "  --dev-login             with --secret: POST /token?uid=NAME gives anyone on this\n"
+        "                          machine a token for any NAME (development only)\n"
+        "  --dev-login-anywhere    the same from any address: anyone can be anyone\n"
         "  --rate-limit KIND=R[/B] per-user token bucket: R requests a second, B at once\n"
         "                          (repeatable; KIND=off for none). Defaults: send=20/100\n"
         "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
@@ -255,6 +259,10 @@ int dx_cli_serve(int argc, char **argv) {
         } else if (FLAG("--token-for")) {
             VALUE();
             chat_opts.token_for = val;
+        } else if (FLAG("--dev-login")) {
+            chat_opts.dev_login = DX_CHAT_DEV_LOGIN_LOCAL;
+        } else if (FLAG("--dev-login-anywhere")) {
+            chat_opts.dev_login = DX_CHAT_DEV_LOGIN_ANY;
         } else if (FLAG("--token-ttl")) {
             VALUE();
             if (dx_cli_u64(val, UINT32_MAX, &chat_opts.token_ttl) || !chat_opts.token_ttl)
@@ -388,8 +396,10 @@ int dx_cli_serve(int argc, char **argv) {
     if (mode != MODE_CHAT && chat_opts.limits_set)
         return dx_cli_bad("serve", "--rate-limit, --max-rooms and --sync-page go with --chat",
                           NULL);
-    if (mode != MODE_CHAT && (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms))
-        return dx_cli_bad("serve", "--db, --secret and --presence-ttl go with --chat", NULL);
+    if (mode != MODE_CHAT &&
+        (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms || chat_opts.dev_login))
+        return dx_cli_bad("serve", "--db, --secret, --presence-ttl and --dev-login go with --chat",
+                          NULL);
     if (mode == MODE_CHAT) {
         int bad = dx_cli_chat_check(&chat_opts, cfg.host);
         if (bad) return bad;
@@ -488,6 +498,9 @@ int dx_cli_serve(int argc, char **argv) {
                     : mode == MODE_CHAT ? "chat"
                                         : "broadcast",
                     extra);
+            /* The page's address, when there is a page. */
+            if (mode == MODE_CHAT && cfg.static_dir)
+                dx_cli_chat_announce(&chat_opts, &cfg, cfg.port);
         }
         int started = 1;
         for (int i = 1; i < nworkers; i++) {

@@ -1,10 +1,12 @@
 /* duplex serve --chat: options of the chat mode (see serve_chat.h). */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/serve_chat.h"
@@ -41,9 +43,22 @@ int dx_cli_chat_check(const dx_cli_chat_opts *o, const char *host) {
                 from, strlen(secret));
         return 2;
     }
+    if (o->dev_login && !secret) {
+        fprintf(stderr, "duplex serve: --dev-login needs --secret (or DUPLEX_CHAT_SECRET); "
+                        "without one, ?uid= already lets anyone be anyone\n");
+        return 2;
+    }
     if (!secret && host && !is_loopback(host))
         fprintf(stderr, "duplex serve: warning: no --secret on %s: ?uid= lets anyone be anyone\n",
                 host);
+    if (o->dev_login == DX_CHAT_DEV_LOGIN_ANY && host)
+        fprintf(stderr,
+                "duplex serve: warning: --dev-login-anywhere: anyone who reaches POST /token on "
+                "%s can sign in as anyone\n",
+                host);
+    else if (o->dev_login && host)
+        fprintf(stderr, "duplex serve: warning: --dev-login: anyone on this machine can sign in "
+                        "as anyone (POST /token)\n");
     return 0;
 }
 
@@ -80,6 +95,72 @@ static void on_cluster(void *user, int up, const char *why) {
         fprintf(stderr, "duplex: redis down: %s\n", why);
 }
 
+/* ---- the web UI ----------------------------------------------------------- */
+
+static int has_index(const char *dir) {
+    char p[PATH_MAX + 16];
+    struct stat sb;
+    size_t n = strlen(dir);
+    if (n + sizeof "/index.html" > sizeof p) return 0;
+    memcpy(p, dir, n);
+    memcpy(p + n, "/index.html", sizeof "/index.html");
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* The directory of the running binary (resolved), or "" when unknown. */
+static void exe_dir(char out[PATH_MAX]) {
+    ssize_t n = readlink("/proc/self/exe", out, PATH_MAX - 1);
+    out[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(out, '/');
+    if (slash) *slash = 0;
+}
+
+/* The chat's page, wherever `duplex` runs from (see serve_chat.h for the
+ * order); NULL after saying where it looked. A static buffer: the server
+ * resolves it when it is created. */
+static const char *find_web_ui(void) {
+    static char found[PATH_MAX];
+    char exe[PATH_MAX], tried[8][PATH_MAX + 32];
+    int n = 0;
+    exe_dir(exe);
+    snprintf(tried[n++], sizeof tried[0], "web/chat/dist");
+    if (exe[0]) {
+        snprintf(tried[n++], sizeof tried[0], "%s/web/chat/dist", exe);
+        snprintf(tried[n++], sizeof tried[0], "%s/../web/chat/dist", exe);
+        snprintf(tried[n++], sizeof tried[0], "%s/../share/duplex/chat", exe);
+    }
+#ifdef DX_WEB_INSTALLED
+    snprintf(tried[n++], sizeof tried[0], "%s", DX_WEB_INSTALLED);
+#endif
+#if defined(DX_WEB_SOURCE) && defined(DX_BUILD_DIR)
+    /* Only for this build tree's own binary: a copy elsewhere is not
+     * "this source tree's" any more. */
+    char build[PATH_MAX];
+    if (exe[0] && realpath(DX_BUILD_DIR, build) && !strcmp(build, exe))
+        snprintf(tried[n++], sizeof tried[0], "%s", DX_WEB_SOURCE);
+#endif
+    for (int i = 0; i < n; i++) {
+        if (!has_index(tried[i])) continue;
+        /* Absolute, so that the listening line says which one. */
+        if (realpath(tried[i], found)) return found;
+        size_t len = strlen(tried[i]);
+        if (len >= sizeof found) continue;
+        memcpy(found, tried[i], len + 1);
+        return found;
+    }
+    fprintf(stderr, "duplex serve: warning: no chat web UI (index.html) in");
+    for (int i = 0; i < n; i++) {
+        char cwd[PATH_MAX];
+        if (tried[i][0] != '/' && getcwd(cwd, sizeof cwd))
+            fprintf(stderr, "%s %s/%s", i ? "," : "", cwd, tried[i]);
+        else
+            fprintf(stderr, "%s %s", i ? "," : "", tried[i]);
+    }
+    fprintf(stderr, "; serving the chat without its page (build it with `make ui`, or give "
+                    "--static DIR)\n");
+    return NULL;
+}
+
 dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_config *cfg) {
     const char *from;
     const char *secret = secret_of(o, &from);
@@ -93,6 +174,8 @@ dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_c
         cc.secret = secret;
         cc.secret_len = strlen(secret);
     }
+    cc.dev_login = o->dev_login;
+    cc.dev_login_ttl = (uint32_t)o->token_ttl;
     cc.limits = o->limits;
     dx_chat *chat = dx_chat_new(loop, &cc);
     if (!chat) {
@@ -102,10 +185,29 @@ dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_c
         return NULL;
     }
     (void)dx_chat_server_config(chat, cfg);
-    struct stat sb;
-    if (!cfg->static_dir && stat("web/chat/dist/index.html", &sb) == 0)
-        cfg->static_dir = "web/chat/dist";
+    if (!cfg->static_dir) cfg->static_dir = find_web_ui();
     return chat;
+}
+
+void dx_cli_chat_announce(const dx_cli_chat_opts *o, const dx_server_config *cfg, int port) {
+    const char *h = cfg->host;
+    /* Every address includes the loopback one, which a browser here reaches. */
+    if (!h || !*h || !strcmp(h, "0.0.0.0")) h = "127.0.0.1";
+    if (!strcmp(h, "::")) h = "::1";
+    int v6 = strchr(h, ':') != NULL;
+    char url[300];
+    snprintf(url, sizeof url, "%s://%s%s%s:%d/", cfg->cert_file ? "https" : "http", v6 ? "[" : "",
+             h, v6 ? "]" : "", port);
+    const char *from;
+    if (!secret_of(o, &from))
+        fprintf(stderr, "duplex: open %s?uid=alice (any name: development sign-in)\n", url);
+    else if (o->dev_login)
+        fprintf(stderr, "duplex: open %s and sign in with any name (--dev-login)\n", url);
+    else
+        fprintf(stderr,
+                "duplex: open %s and sign in with a token: duplex serve --chat --secret ... "
+                "--token-for NAME\n",
+                url);
 }
 
 /* A count for --max-rooms/--sync-page or a rate: 1 to UINT32_MAX - 1, or

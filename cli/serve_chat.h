@@ -16,6 +16,7 @@ typedef struct dx_cli_chat_opts {
     int quiet;                /* --quiet: no "redis up" lines */
     dx_chat_limits limits;    /* --rate-limit, --max-rooms, --sync-page */
     int limits_set;           /* one of those was given */
+    int dev_login;            /* --dev-login (DX_CHAT_DEV_LOGIN_LOCAL), --dev-login-anywhere */
 } dx_cli_chat_opts;
 
 /* --rate-limit KIND=RATE[/BURST] (KIND send, bytes, join, read, typing,
@@ -28,18 +29,28 @@ int dx_cli_chat_limit(dx_cli_chat_opts *o, const char *flag, const char *val);
 int dx_cli_chat_is_pg(const char *db);
 
 /* The secret (--secret, else $DUPLEX_CHAT_SECRET, even when empty) is
- * under 16 bytes: says so and returns 2 (a usage error). None at all with
- * `host` not a loopback address (NULL: no check): warns on stderr that
- * anyone can be anyone. Otherwise 0. */
+ * under 16 bytes, or --dev-login comes without one: says so and returns 2
+ * (a usage error). None at all with `host` not a loopback address (NULL:
+ * no check): warns on stderr that anyone can be anyone; --dev-login warns
+ * what it opens. Otherwise 0. */
 int dx_cli_chat_check(const dx_cli_chat_opts *o, const char *host);
 
 /* --token-for: prints the token on stdout. Returns the exit status. */
 int dx_cli_chat_token(const dx_cli_chat_opts *o);
 
-/* Creates the chat on `loop` and fills `cfg` for it (callbacks, and the
- * web UI from web/chat/dist when no --static was given and it exists).
+/* Creates the chat on `loop` and fills `cfg` for it: callbacks, and, when
+ * no --static was given, the web UI from the first of ./web/chat/dist,
+ * web/chat/dist beside the binary, ../web/chat/dist from it (a build
+ * directory in the source tree), ../share/duplex/chat from it, the
+ * installed share/duplex/chat, this source tree's web/chat/dist (the
+ * binary of its own build tree) that holds an index.html — or a warning
+ * that names each place looked at (the chat works without its page).
  * NULL after printing the reason on stderr. */
 dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_config *cfg);
+
+/* Prints on stderr the address to open in a browser, once listening on
+ * `port`, and how to sign in there. */
+void dx_cli_chat_announce(const dx_cli_chat_opts *o, const dx_server_config *cfg, int port);
 
 /* After dx_server_new: lets the chat report Redis on /healthz. Returns 0,
  * or 1 after printing the reason. */

@@ -83,7 +83,9 @@ typedef struct dx_chat_config {
     /* HMAC-SHA256 key for tokens, at least 16 bytes (32 random ones are
      * best): dx_chat_new refuses a shorter one, and a non-NULL secret of
      * length 0, rather than turn authentication off. When set, only
-     * `?token=` identifies a user (`?uid=` gets HTTP 401). NULL (and
+     * `?token=` identifies a user: `?uid=`, or a bad or expired token, opens
+     * a WebSocket that is closed at once with 4401 and the reason (a
+     * browser cannot read an HTTP refusal; docs/chat-protocol.md). NULL (and
      * secret_len 0): `?uid=NAME` is accepted as is, so anyone can be
      * anyone — development only. Copied. */
     const void *secret;
@@ -120,7 +122,21 @@ typedef struct dx_chat_config {
      * (seconds). 0: 30 per uid, 300 per address; DX_CHAT_UNLIMITED: off. */
     uint32_t connects_per_uid;
     uint32_t connects_per_ip;
+
+    /* Development sign-in (docs/chat-protocol.md, "Signing in"): with a
+     * secret, `POST /token?uid=NAME` answers a token for NAME, so whoever
+     * can reach it can be anyone. DX_CHAT_DEV_LOGIN_LOCAL accepts it only
+     * from a loopback address, with a loopback Host and no proxy headers
+     * (a proxy on the same machine would make everyone local);
+     * DX_CHAT_DEV_LOGIN_ANY from anywhere. 0 (the default): off, and the
+     * request gets 404. dx_chat_new refuses it without a secret. */
+    int dev_login;
+    /* Lifetime of those tokens in seconds; 0: 86400. */
+    uint32_t dev_login_ttl;
 } dx_chat_config;
+
+#define DX_CHAT_DEV_LOGIN_LOCAL 1
+#define DX_CHAT_DEV_LOGIN_ANY 2
 
 /* Opens the store and creates the service on `loop`. NULL on failure
  * (dx_chat_new_why() says why: the database cannot be opened, bad lobby
@@ -129,7 +145,9 @@ DX_API dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg);
 DX_API const char *dx_chat_new_why(void);
 
 /* Fills `scfg` for the chat: on_upgrade, on_open, on_message, on_close,
- * user and conn_data_size (other callbacks set there are replaced), and
+ * on_http (which answers /token, see dx_chat_config.dev_login, and leaves
+ * every other path to the server), user and conn_data_size (other
+ * callbacks set there are replaced), and
  * when they are 0: max_message 1 MiB, ping_interval_ms 20 s,
  * ping_timeout_ms 10 s; app_heartbeat is turned on. Best-effort pushes
  * (typing, presence changes) skip a device with half of

@@ -37,6 +37,17 @@ struct pres {
     int was_online;
 };
 
+/* A room that gained members this turn, and who (at most MEMBERS_LIST of
+ * them: past that the push carries the count only). */
+struct mnote {
+    char conv[DX_KEYTAB_KEY_MAX];
+    json_t *joined; /* array of uids, or NULL past MEMBERS_LIST */
+};
+
+/* Rooms of at most this many members are listed in full: in sync
+ * (`members`, `reads`) and in the `members` push (`joined`). */
+#define MEMBERS_LIST 64
+
 /* Bounds of the coalescing tables (keytab.h): each entry is 136 bytes, and
  * a table holds at most twice its limit in slots. Typing entries live one
  * interval; when the table is full of live ones, typing is absorbed. The
@@ -70,6 +81,8 @@ struct dx__chat {
         dx__keytab rcpt_sent; /* uid NUL conv → the last seq pushed */
         struct pres *pres;    /* users whose device count crossed 0 this turn */
         size_t npres, pcap;
+        struct mnote *mem; /* rooms that gained members this turn */
+        size_t nmem, mcap;
     } fo;
 };
 
@@ -231,6 +244,70 @@ static void receipts_push(dx__chat *chat, int64_t now) {
     }
 }
 
+/* Notes that `uid` became a member of the room `conv` this turn: one
+ * `members` push per room at the flush, however many joined. */
+static int members_note(dx__chat *chat, const char *conv, const char *uid) {
+    char key[DX_KEYTAB_KEY_MAX];
+    size_t kn = fo_key(key, 'm', conv, NULL);
+    int fresh = 0;
+    dx__keyent *e =
+        dx__keytab_get(&chat->fo.turn_ix, key, kn, chat->io.now_ms(chat->io.arg), 1, &fresh);
+    struct mnote *m = NULL;
+    if (e && !fresh) {
+        m = &chat->fo.mem[e->a];
+    } else {
+        /* A turn with more rooms than the index holds: the rest get an
+         * entry each (a push each), as without coalescing. */
+        if (chat->fo.nmem == chat->fo.mcap) {
+            size_t ncap = chat->fo.mcap ? chat->fo.mcap * 2 : 8;
+            struct mnote *nm = dx__realloc(chat->fo.mem, ncap * sizeof *nm);
+            if (!nm) return DX_ENOMEM;
+            chat->fo.mem = nm;
+            chat->fo.mcap = ncap;
+        }
+        json_t *joined = json_array();
+        if (!joined) return DX_ENOMEM;
+        if (e) {
+            e->a = (int64_t)chat->fo.nmem;
+            e->until = INT64_MAX;
+        }
+        m = &chat->fo.mem[chat->fo.nmem++];
+        snprintf(m->conv, sizeof m->conv, "%s", conv);
+        m->joined = joined;
+    }
+    if (m->joined && json_array_size(m->joined) >= MEMBERS_LIST) {
+        json_decref(m->joined);
+        m->joined = NULL;
+    }
+    if (m->joined) json_array_append_new(m->joined, json_string(uid));
+    return 0;
+}
+
+static int count_only(void *arg, const char *uid, int64_t n) {
+    return 0;
+}
+
+/* The rooms that gained members this turn, after the commit: every
+ * member's devices (the new ones' included) get the room's count, and who
+ * joined while the room is small enough to be listed in sync. One push per
+ * room per turn, so a burst of arrivals costs each member one message. */
+static void members_push(dx__chat *chat) {
+    for (size_t i = 0; i < chat->fo.nmem; i++) {
+        struct mnote *m = &chat->fo.mem[i];
+        int64_t count = 0;
+        if (chat->st->ops->members(chat->st, m->conv, 0, &count, count_only, NULL) == 0) {
+            json_t *j = json_pack("{s:i, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "members",
+                                  "conv", m->conv, "count", (json_int_t)count);
+            if (j && m->joined && count <= MEMBERS_LIST) json_object_set(j, "joined", m->joined);
+            char *s = j ? dump(j) : NULL;
+            if (s) (void)to_members(chat, m->conv, s, NULL);
+            free(s);
+        }
+        json_decref(m->joined);
+    }
+    chat->fo.nmem = 0;
+}
+
 int dx__chat_flush(dx__chat *chat) {
     int64_t now = chat->fo.npres || chat->fo.nrcpt ? chat->io.now_ms(chat->io.arg) : 0;
     presence_settle(chat, now);
@@ -264,6 +341,14 @@ int dx__chat_flush(dx__chat *chat) {
      * connections, not the store, so it goes either way. */
     if (rc >= 0) receipts_push(chat, now);
     chat->fo.nrcpt = 0;
+    /* Memberships likewise; a failed commit joined nobody. */
+    if (rc >= 0) {
+        members_push(chat);
+    } else {
+        for (size_t i = 0; i < chat->fo.nmem; i++)
+            json_decref(chat->fo.mem[i].joined);
+        chat->fo.nmem = 0;
+    }
     /* A push may close a device (a slow consumer), whose close adds an
      * entry meanwhile: that one is settled at the next flush, which its
      * dx__chat_close asked for. */
@@ -363,7 +448,10 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
         if (n == 1 &&
             (chat->st->ops->last_seen(chat->st, d->uid, &seen) < 0 || now - seen >= TOUCH_OPEN_MS))
             (void)chat->st->ops->touch_user(chat->st, d->uid, now);
-        if (chat->lobby[0]) (void)chat->st->ops->join(chat->st, chat->lobby, d->uid);
+        /* A user's first connection joins the lobby: its members hear of
+         * it at the flush. */
+        if (chat->lobby[0] && chat->st->ops->join(chat->st, chat->lobby, d->uid) == 1)
+            (void)members_note(chat, chat->lobby, d->uid);
     }
     json_t *w = dx__chat_env("welcome");
     if (w) {
@@ -648,6 +736,9 @@ static void do_join(req *r) {
         store_fail(r, rc);
         return;
     }
+    /* A new member: every member hears the new count after the commit
+     * (out of memory only loses that push; the join itself holds). */
+    if (rc == 1) (void)members_note(chat, conv, r->dev->uid);
     if (add_pending(chat, r->dev, r->id, reply(r, "ok"), NULL, NULL, 0) < 0)
         fail(r, "internal", "out of memory", NULL);
 }
@@ -760,9 +851,9 @@ static int sync_conv(void *arg, const dx__chat_conv *c) {
     int rc = chat->st->ops->unread(chat->st, c->conv, uid, c->read_seq, &unread);
     if (rc < 0) goto err;
     json_object_set_new(o, "unread", json_integer(unread));
-    rc = chat->st->ops->members(chat->st, c->conv, 64, &count, member_read, o);
+    rc = chat->st->ops->members(chat->st, c->conv, MEMBERS_LIST, &count, member_read, o);
     if (rc < 0) goto err;
-    if (count > 64) {
+    if (count > MEMBERS_LIST) {
         json_object_del(o, "members");
         json_object_del(o, "reads");
         json_object_set_new(o, "members_count", json_integer(count));
@@ -872,9 +963,8 @@ static void do_typing(req *r) {
     char key[DX_KEYTAB_KEY_MAX];
     size_t kn = fo_key(key, 0, r->dev->uid, conv);
     int64_t now = chat->io.now_ms(chat->io.arg);
-    int fresh = 0;
-    dx__keyent *e = dx__keytab_get(&chat->fo.typing, key, kn, now, 1, &fresh);
-    if (!e || dx__keytab_take(e, fresh, now, 1, chat->fo.typing_ms) > 0) return;
+    dx__keyent *e = dx__keytab_get(&chat->fo.typing, key, kn, now, 1, NULL);
+    if (!e || dx__keytab_take(e, now, 1, 1, (int64_t)chat->fo.typing_ms * 1000) > 0) return;
     json_t *j = json_pack("{s:i, s:s, s:s, s:s}", "v", DX_CHAT_PROTO, "type", "typing", "conv",
                           conv, "uid", r->dev->uid);
     char *s = j ? dump(j) : NULL;
@@ -1104,13 +1194,15 @@ void dx__chat_free(dx__chat *chat) {
     if (!chat) return;
     /* Pending presence too: a user whose last device just left gets its
      * last_seen written. */
-    if (chat->in_tx || chat->npend || chat->fo.npres || chat->fo.nrcpt) (void)dx__chat_flush(chat);
+    if (chat->in_tx || chat->npend || chat->fo.npres || chat->fo.nrcpt || chat->fo.nmem)
+        (void)dx__chat_flush(chat);
     dx__free(chat->pend);
     dx__keytab_free(&chat->fo.typing);
     dx__keytab_free(&chat->fo.turn_ix);
     dx__keytab_free(&chat->fo.rcpt_sent);
     dx__free(chat->fo.rcpt);
     dx__free(chat->fo.pres);
+    dx__free(chat->fo.mem);
     dx__chat_limiter_free(chat->lim);
     chat->broker->ops->free(chat->broker);
     chat->st->ops->close(chat->st);

@@ -31,6 +31,11 @@ typedef struct dx__chat_dev {
     char uid[DX_CHAT_UID_MAX + 1];
     void *handle; /* the transport's connection */
     int online;   /* counted in presence (set by the engine) */
+    /* Set by the transport for a sign-in it refused: the WebSocket is
+     * closed with this code (4401, 4403) and reason as soon as it opens,
+     * and the engine never sees it (docs/chat-protocol.md, "Connecting"). */
+    unsigned refused;
+    const char *refused_why; /* static */
 } dx__chat_dev;
 
 typedef struct dx__chat_io {
@@ -84,7 +89,9 @@ void dx__chat_deliver_here(void *engine, const char *uid, const char *data, size
  * live node announces its own changes through the broker already. */
 void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices);
 
-/* A device of d->uid (already validated) is open: welcome, presence. */
+/* A device of d->uid (already validated) is open: welcome, presence, and
+ * the lobby joined on a user's first connection (a `members` push to the
+ * lobby at the flush). */
 void dx__chat_open(dx__chat *chat, dx__chat_dev *d);
 /* One message from a device: `binary` ones are refused with bad_json. */
 void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary);

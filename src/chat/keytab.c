@@ -87,7 +87,7 @@ dx__keyent *dx__keytab_get(dx__keytab *t, const char *key, size_t len, int64_t n
         if (t->used + 1 > t->max && now < t->full_until) return NULL;
         if (rebuild(t, now) < 0) return NULL;
         if (t->used + 1 > t->max) {
-            t->full_until = now + 1000;
+            t->full_until = now + DX_KEYTAB_RETRY;
             return NULL;
         }
     }
@@ -100,26 +100,19 @@ dx__keyent *dx__keytab_get(dx__keytab *t, const char *key, size_t len, int64_t n
     return e;
 }
 
-int64_t dx__keytab_take(dx__keyent *e, int fresh, int64_t now, uint32_t burst, int64_t every_ms) {
-    if (burst == 0) burst = 1;
-    if (every_ms < 1) every_ms = 1;
-    if (fresh) {
-        e->a = burst;
-        e->b = now;
-    } else if (now > e->b) {
-        int64_t n = (now - e->b) / every_ms;
-        if (n > 0) {
-            e->a = e->a + n >= (int64_t)burst ? (int64_t)burst : e->a + n;
-            e->b = e->a == (int64_t)burst ? now : e->b + n * every_ms;
-        }
-    }
-    int64_t wait = 0;
-    if (e->a > 0) {
-        e->a--;
-    } else {
-        wait = e->b + every_ms - now;
-        if (wait < 1) wait = 1;
-    }
-    e->until = e->b + ((int64_t)burst - e->a) * every_ms;
-    return wait;
+/* GCRA rather than tokens and a last refill: one number, any cost, µs
+ * resolution without drift, and the time it holds is also when the entry
+ * may go. A refused request changes nothing, so retrying early costs the
+ * client nothing more. */
+int64_t dx__keytab_take(dx__keyent *e, int64_t now, uint32_t cost, uint32_t burst,
+                        int64_t every_us) {
+    if (every_us < 1) every_us = 1;
+    int64_t us = now * 1000, tol = (int64_t)(burst ? burst : 1) * every_us;
+    int64_t t = e->a > us ? e->a : us;
+    if (t > us + tol) t = us + tol; /* the clock went back */
+    int64_t next = t + (int64_t)cost * every_us;
+    if (next - us > tol) return (next - us - tol + 999) / 1000;
+    e->a = next;
+    e->until = (next + 999) / 1000;
+    return 0;
 }

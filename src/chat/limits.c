@@ -4,13 +4,13 @@
 #include <duplex/common.h>
 
 #include "chat/engine.h"
+#include "chat/keytab.h"
 #include "chat/limits.h"
 #include "core/alloc.h"
 
 /* Rates above this many a second are treated as no limit: one token a
  * microsecond is the resolution of the buckets. */
 #define RATE_MAX 1000000u
-#define TABLE_MIN 64
 
 static const char *const NAMES[DX__CHAT_KINDS] = {
     [DX__CHAT_SEND] = "send",   [DX__CHAT_BYTES] = "bytes",   [DX__CHAT_JOIN] = "join",
@@ -37,16 +37,23 @@ static const dx_chat_rate DEFAULTS[DX__CHAT_KINDS] = {
     [DX__CHAT_FETCH] = {10, 40},
 };
 
-typedef struct entry {
-    char uid[DX_CHAT_UID_MAX + 1];   /* "" = free slot */
-    int64_t full_at[DX__CHAT_KINDS]; /* µs: when each bucket is full again */
-} entry;
+/* When the table is full of live buckets, a user without one is refused
+ * (for DX_KEYTAB_RETRY ms, when the table tries to reclaim again) rather
+ * than let through. Filling it takes tens of thousands of buckets that are
+ * not full, each a recent request of an identified user: thousands of
+ * accounts, a flood already. Letting the users outside the table through
+ * would hand that flood the means to switch the limits off — keep the
+ * table full with some accounts and send unmetered, unrecorded, from
+ * another, at the 17-26 MB a second of stores that the limits are there to
+ * stop. Refusing costs the users not yet in the table a delay that their
+ * clients already honour (retry_after), loses nothing, and leaves the
+ * users already in it served; and, as with expiry, nobody gets a bucket
+ * back by being dropped from the table. */
 
 struct dx__chat_limiter {
-    int64_t interval[DX__CHAT_KINDS];  /* µs per token; 0 = no limit */
-    int64_t tolerance[DX__CHAT_KINDS]; /* burst * interval */
-    entry *tab;
-    size_t cap, used; /* cap is 0 or a power of two */
+    int64_t interval[DX__CHAT_KINDS]; /* µs per token; 0 = no limit */
+    uint32_t burst[DX__CHAT_KINDS];
+    dx__keytab tab; /* kind '0'+k, then the uid → its bucket of kind k */
 };
 
 const char *dx__chat_kind_name(int kind) {
@@ -84,78 +91,20 @@ dx__chat_limiter *dx__chat_limiter_new(const dx_chat_limits *l) {
         const dx_chat_rate *r = rate_of(&copy, k);
         if (r->rate == DX_CHAT_UNLIMITED || !r->rate) continue;
         lim->interval[k] = 1000000 / r->rate;
-        lim->tolerance[k] = (int64_t)r->burst * lim->interval[k];
+        lim->burst[k] = r->burst;
     }
+    dx__keytab_init(&lim->tab, DX__CHAT_LIMITER_MAX);
     return lim;
 }
 
 void dx__chat_limiter_free(dx__chat_limiter *lim) {
     if (!lim) return;
-    dx__free(lim->tab);
+    dx__keytab_free(&lim->tab);
     dx__free(lim);
 }
 
 size_t dx__chat_limiter_size(const dx__chat_limiter *lim) {
-    return lim->used;
-}
-
-static size_t hash(const char *s) {
-    size_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-/* The slot of `uid`, or the free slot where it would go. */
-static entry *slot(entry *tab, size_t cap, const char *uid) {
-    for (size_t i = hash(uid) & (cap - 1);; i = (i + 1) & (cap - 1))
-        if (!tab[i].uid[0] || !strcmp(tab[i].uid, uid)) return &tab[i];
-}
-
-static int idle(const entry *e, int64_t now) {
-    for (int k = 0; k < DX__CHAT_KINDS; k++)
-        if (e->full_at[k] > now) return 0;
-    return 1;
-}
-
-/* Copies the entries that still hold something into a table sized for
- * them: twice what they need at least, so that a rebuild comes only after
- * cap/4 new users, and the work stays constant per request. */
-static int rebuild(dx__chat_limiter *lim, int64_t now) {
-    size_t live = 0;
-    for (size_t i = 0; i < lim->cap; i++)
-        live += lim->tab[i].uid[0] && !idle(&lim->tab[i], now);
-    size_t ncap = TABLE_MIN;
-    while (ncap < live * 4)
-        ncap *= 2;
-    entry *nt = dx__calloc(ncap, sizeof *nt);
-    if (!nt) return DX_ENOMEM;
-    for (size_t i = 0; i < lim->cap; i++) {
-        entry *e = &lim->tab[i];
-        if (e->uid[0] && !idle(e, now)) *slot(nt, ncap, e->uid) = *e;
-    }
-    dx__free(lim->tab);
-    lim->tab = nt;
-    lim->cap = ncap;
-    lim->used = live;
-    return 0;
-}
-
-static entry *find(dx__chat_limiter *lim, const char *uid, int64_t now) {
-    entry *e = lim->cap ? slot(lim->tab, lim->cap, uid) : NULL;
-    if (e && e->uid[0]) return e;
-    if ((lim->used + 1) * 4 > lim->cap * 3) {
-        /* When the memory is not there, the old table still has room
-         * until it is one slot from full (probing needs a free slot). */
-        if (rebuild(lim, now) < 0 && lim->used + 2 > lim->cap) return NULL;
-        e = slot(lim->tab, lim->cap, uid);
-    }
-    size_t n = strlen(uid);
-    if (n > DX_CHAT_UID_MAX) n = DX_CHAT_UID_MAX;
-    memset(e, 0, sizeof *e);
-    memcpy(e->uid, uid, n);
-    lim->used++;
-    return e;
+    return lim->tab.used;
 }
 
 int64_t dx__chat_limiter_take(dx__chat_limiter *lim, const char *uid, int64_t now_ms, int kind,
@@ -170,25 +119,43 @@ int64_t dx__chat_limiter_take(dx__chat_limiter *lim, const char *uid, int64_t no
             on = 1;
     }
     if (!on || !uid[0]) return 0;
-    int64_t now = now_ms * 1000;
-    entry *e = find(lim, uid, now);
-    if (!e) return DX_ENOMEM;
-    int64_t next[2] = {0, 0}, wait = 0;
+    size_t n = strlen(uid);
+    if (n > DX_CHAT_UID_MAX) n = DX_CHAT_UID_MAX;
+    char key[2][1 + DX_CHAT_UID_MAX];
+    dx__keyent was[2]; /* a and until before a take that passed */
+    int took[2] = {0, 0};
+    int64_t wait = 0;
     for (int i = 0; i < 2; i++) {
         int k = kinds[i];
         if (k < 0) continue;
-        int64_t tol = lim->tolerance[k];
-        int64_t t = e->full_at[k];
-        if (t < now) t = now;
-        if (t > now + tol) t = now + tol; /* the clock went back */
-        next[i] = t + (int64_t)costs[i] * lim->interval[k];
-        if (next[i] - now > tol && next[i] - now - tol > wait) {
-            wait = next[i] - now - tol;
+        key[i][0] = (char)('0' + k);
+        memcpy(key[i] + 1, uid, n);
+        dx__keyent *e = dx__keytab_get(&lim->tab, key[i], n + 1, now_ms, 1, NULL);
+        int64_t w = DX_KEYTAB_RETRY; /* full: fail closed (see above) */
+        if (e) {
+            was[i] = *e;
+            w = dx__keytab_take(e, now_ms, costs[i], lim->burst[k], lim->interval[k]);
+            took[i] = w == 0;
+        } else if (lim->tab.used < lim->tab.max) { /* not full: out of memory */
+            wait = DX_ENOMEM;
+            break;
+        }
+        if (w > wait) {
+            wait = w;
             if (which) *which = k;
         }
     }
-    if (wait > 0) return (wait + 999) / 1000;
-    for (int i = 0; i < 2; i++)
-        if (kinds[i] >= 0) e->full_at[kinds[i]] = next[i];
-    return 0;
+    if (wait == 0) return 0;
+    /* Both or neither: put back what a take that passed changed. Making the
+     * second entry may have moved the first, so it is looked up again; a
+     * take of cost 0 may have left it expired, and then had changed
+     * nothing that counts. */
+    for (int i = 0; i < 2; i++) {
+        dx__keyent *e = took[i] ? dx__keytab_get(&lim->tab, key[i], n + 1, now_ms, 0, NULL) : NULL;
+        if (e) {
+            e->a = was[i].a;
+            e->until = was[i].until;
+        }
+    }
+    return wait;
 }

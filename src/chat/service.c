@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <duplex/chat.h>
@@ -31,6 +32,8 @@ struct dx_chat {
     size_t lossy_max;             /* best-effort pushes skip a queue this long */
     uint32_t per_uid, per_ip;     /* connections per minute; UNLIMITED: off */
     dx__keytab conn_uid, conn_ip; /* their buckets */
+    int dev_login;                /* DX_CHAT_DEV_LOGIN_*, or 0 */
+    uint32_t dev_login_ttl;       /* seconds */
 };
 
 /* Defaults of chat.h's connects_per_uid and connects_per_ip, and how many
@@ -117,7 +120,23 @@ static const char *query_param(const char *q, size_t qlen, const char *name, siz
     return NULL;
 }
 
-/* Who the upgrade is: fills d->uid and returns 0, or an HTTP status. */
+/* Refused sign-ins (docs/chat-protocol.md, "Connecting"): the WebSocket
+ * opens and is closed at once with one of these codes, because a browser
+ * cannot read the status of a refused upgrade (it sees a bare "error", the
+ * same as a network failure, and would retry forever). The codes mean
+ * "do not reconnect": 4401 sign in (again), 4403 this kind of sign-in is
+ * not accepted here. */
+#define CLOSE_SIGN_IN 4401
+#define CLOSE_FORBIDDEN 4403
+
+static int refuse(dx__chat_dev *d, unsigned code, const char *why) {
+    d->refused = code;
+    d->refused_why = why;
+    return (int)code;
+}
+
+/* Who the upgrade is: fills d->uid and returns 0, or refuses (d->refused,
+ * a close code, returned too). */
 static int identify(dx_chat *chat, dx__chat_dev *d, dx_upgrade *u) {
     size_t n = 0;
     const char *q = u->query ? u->query : "";
@@ -126,22 +145,18 @@ static int identify(dx_chat *chat, dx__chat_dev *d, dx_upgrade *u) {
     if (token) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        if (!chat->secret || dx_chat_token_check(chat->secret, chat->secret_len, token, n,
-                                                 ts.tv_sec, d->uid, sizeof d->uid) < 0) {
-            u->reason = "invalid or expired token";
-            return 401;
-        }
+        if (!chat->secret)
+            return refuse(d, CLOSE_FORBIDDEN,
+                          "this server does not check tokens: connect with ?uid=NAME");
+        if (dx_chat_token_check(chat->secret, chat->secret_len, token, n, ts.tv_sec, d->uid,
+                                sizeof d->uid) < 0)
+            return refuse(d, CLOSE_SIGN_IN, "invalid or expired token");
         return 0;
     }
     const char *uid = query_param(q, qlen, "uid", &n);
-    if (chat->secret) {
-        u->reason = "a token is required (?token=...)";
-        return 401;
-    }
-    if (!uid || !dx__chat_valid_uid(uid, n)) {
-        u->reason = "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)";
-        return 401;
-    }
+    if (chat->secret) return refuse(d, CLOSE_SIGN_IN, "a token is required (?token=...)");
+    if (!uid || !dx__chat_valid_uid(uid, n))
+        return refuse(d, CLOSE_SIGN_IN, "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)");
     memcpy(d->uid, uid, n);
     d->uid[n] = 0;
     return 0;
@@ -181,11 +196,9 @@ static size_t ip_key(const char *remote, char key[9]) {
 static uint32_t connect_take(dx__keytab *t, const char *key, size_t len, uint32_t per_min) {
     if (per_min == DX_CHAT_UNLIMITED || !len) return 0;
     int64_t now = io_now(NULL);
-    int fresh = 0;
-    dx__keyent *e = dx__keytab_get(t, key, len, now, 1, &fresh);
+    dx__keyent *e = dx__keytab_get(t, key, len, now, 1, NULL);
     if (!e) return 0; /* full: fail open (see CONNECT_KEYS) */
-    int64_t every = 60000 / per_min;
-    int64_t wait = dx__keytab_take(e, fresh, now, per_min, every ? every : 1);
+    int64_t wait = dx__keytab_take(e, now, 1, per_min, 60000000 / per_min);
     return wait > 0 ? (uint32_t)((wait + 999) / 1000) : 0;
 }
 
@@ -193,9 +206,10 @@ static uint32_t connect_take(dx__keytab *t, const char *key, size_t len, uint32_
  * user: a client reconnecting in a loop costs every contact two presence
  * pushes and the store a write each time (docs/chat-protocol.md, "Limits").
  * Refused with 429 and Retry-After, before the WebSocket exists: a client
- * library sees a failed connection and backs off, which a close code after
- * the upgrade would not make any clearer, and the server spends nothing on
- * a connection it will not keep. */
+ * library sees a failed connection and backs off, which is what it should
+ * do, and the server spends nothing on a connection it will not keep. A
+ * refused sign-in is the opposite case: retrying cannot help, and only a
+ * close code can tell a browser so (see identify). */
 static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
     dx_chat *chat = user;
     dx__chat_dev *d = dx_server_conn_data(c);
@@ -207,8 +221,9 @@ static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
         u->retry_after = wait;
         return 429;
     }
-    int st = identify(chat, d, u);
-    if (st) return st;
+    /* A refused sign-in is accepted, to be closed in on_open with its code
+     * and reason; it takes nothing from a user's bucket (it has no user). */
+    if (identify(chat, d, u)) return 0;
     wait = connect_take(&chat->conn_uid, d->uid, strlen(d->uid), chat->per_uid);
     if (wait) {
         u->reason = "too many connections for this user; retry later";
@@ -221,6 +236,10 @@ static int on_upgrade(dx_server_conn *c, void *user, dx_upgrade *u) {
 static void on_open(dx_server_conn *c, void *user) {
     dx_chat *chat = user;
     dx__chat_dev *d = dx_server_conn_data(c);
+    if (d->refused) {
+        (void)dx_server_close(c, d->refused, d->refused_why);
+        return;
+    }
     d->handle = c;
     char topic[DX_CHAT_UID_MAX + 3];
     topic_of(d->uid, topic);
@@ -234,16 +253,134 @@ static void on_open(dx_server_conn *c, void *user) {
 static void on_message(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *data,
                        size_t len) {
     dx_chat *chat = user;
-    dx__chat_message(chat->engine, dx_server_conn_data(c), (const char *)data, len,
-                     op == DX_OP_BINARY);
+    dx__chat_dev *d = dx_server_conn_data(c);
+    if (d->refused) return; /* closing: not a user */
+    dx__chat_message(chat->engine, d, (const char *)data, len, op == DX_OP_BINARY);
 }
 
 static void on_close(dx_server_conn *c, void *user, uint16_t code, const uint8_t *reason,
                      size_t reason_len, int was_clean) {
     dx_chat *chat = user;
     dx__chat_dev *d = dx_server_conn_data(c);
-    dx__chat_close(chat->engine, d);
+    if (!d->refused) dx__chat_close(chat->engine, d);
     d->handle = NULL;
+}
+
+/* ---- /token: how to sign in, and the development sign-in ----------------- */
+
+static int slice_eq(const char *p, size_t n, const char *s) {
+    return n == strlen(s) && !memcmp(p, s, n);
+}
+
+static const dx_http_header *header_of(const dx_http_route *r, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < r->num_headers; i++)
+        if (r->headers[i].name_len == n && !strncasecmp(r->headers[i].name, name, n))
+            return &r->headers[i];
+    return NULL;
+}
+
+/* 1 when `host` (`n` bytes: "127.0.0.1", "[::1]", "localhost", each with or
+ * without ":port") names this machine's loopback. */
+static int host_is_loopback(const char *host, size_t n) {
+    char h[64];
+    const char *end = host + n;
+    if (n && host[0] == '[') {
+        const char *close = memchr(host, ']', n);
+        if (!close) return 0;
+        host++;
+        end = close;
+    } else {
+        const char *colon = memchr(host, ':', n);
+        if (colon && !memchr(colon + 1, ':', (size_t)(host + n - colon - 1))) end = colon;
+    }
+    if ((size_t)(end - host) >= sizeof h) return 0;
+    memcpy(h, host, (size_t)(end - host));
+    h[end - host] = 0;
+    unsigned char a[16];
+    static const unsigned char one[16] = {[15] = 1};
+    static const unsigned char v4map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (inet_pton(AF_INET, h, a) == 1) return a[0] == 127;
+    if (inet_pton(AF_INET6, h, a) == 1)
+        return !memcmp(a, one, 16) || (!memcmp(a, v4map, 12) && a[12] == 127);
+    return !strcasecmp(h, "localhost");
+}
+
+/* The development sign-in in its local form takes requests made on this
+ * machine for this machine only: from a loopback address (a request that a
+ * proxy forwarded says so in its headers: on the same machine, the proxy
+ * would make everyone local), to a loopback Host (a page whose DNS name
+ * was rebound to 127.0.0.1 names its own host), and from no other site's
+ * page (a browser sends Origin with a POST). */
+static int dev_login_local(const dx_http_route *r) {
+    if (!host_is_loopback(r->remote, strlen(r->remote))) return 0;
+    if (header_of(r, "Forwarded") || header_of(r, "X-Forwarded-For") || header_of(r, "X-Real-IP"))
+        return 0;
+    const dx_http_header *h = header_of(r, "Host");
+    if (!h || !host_is_loopback(h->value, h->value_len)) return 0;
+    const dx_http_header *o = header_of(r, "Origin");
+    if (o) {
+        const char *v = o->value;
+        size_t n = o->value_len, skip = 0;
+        if (n > 7 && !strncasecmp(v, "http://", 7)) skip = 7;
+        if (n > 8 && !strncasecmp(v, "https://", 8)) skip = 8;
+        if (!skip || !host_is_loopback(v + skip, n - skip)) return 0;
+    }
+    return 1;
+}
+
+static void answer_json(dx_server_conn *c, int status, const char *body) {
+    (void)dx_server_http_respond(c, status, "application/json", body, strlen(body));
+}
+
+/* GET /token says how this server signs users in, so that a page can show
+ * the right sign-in screen before it connects; POST /token?uid=NAME is the
+ * development sign-in (chat.h, dev_login). Every other path goes on to the
+ * server (static files, /healthz, 404). */
+static int on_http(dx_server_conn *c, void *user, const dx_http_route *r) {
+    dx_chat *chat = user;
+    if (!slice_eq(r->path, r->path_len, "/token")) return 0;
+    char body[256];
+    if (slice_eq(r->method, r->method_len, "GET") || slice_eq(r->method, r->method_len, "HEAD")) {
+        snprintf(body, sizeof body, "{\"auth\":\"%s\",\"dev_login\":%s}\n",
+                 chat->secret ? "token" : "uid", chat->dev_login ? "true" : "false");
+        answer_json(c, 200, body);
+        return 1;
+    }
+    if (!slice_eq(r->method, r->method_len, "POST")) {
+        answer_json(c, 405, "{\"error\":\"use GET, or POST ?uid=NAME to sign in\"}\n");
+        return 1;
+    }
+    if (!chat->dev_login) {
+        answer_json(
+            c, 404,
+            "{\"error\":\"development sign-in is off (duplex serve --chat --dev-login)\"}\n");
+        return 1;
+    }
+    if (chat->dev_login == DX_CHAT_DEV_LOGIN_LOCAL && !dev_login_local(r)) {
+        answer_json(c, 403,
+                    "{\"error\":\"development sign-in is for this machine only "
+                    "(http://127.0.0.1 or localhost, no proxy)\"}\n");
+        return 1;
+    }
+    size_t n = 0;
+    const char *uid = r->query ? query_param(r->query, r->query_len, "uid", &n) : NULL;
+    char name[DX_CHAT_UID_MAX + 1], tok[160];
+    if (!uid || !dx__chat_valid_uid(uid, n)) {
+        answer_json(c, 400, "{\"error\":\"uid must be 1-32 of A-Z a-z 0-9 _ -\"}\n");
+        return 1;
+    }
+    memcpy(name, uid, n);
+    name[n] = 0;
+    int64_t exp = io_now(NULL) / 1000 + chat->dev_login_ttl;
+    if (dx_chat_token(chat->secret, chat->secret_len, name, exp, tok, sizeof tok) < 0) {
+        answer_json(c, 500, "{\"error\":\"cannot sign the token\"}\n");
+        return 1;
+    }
+    snprintf(body, sizeof body, "{\"uid\":\"%s\",\"token\":\"%s\",\"expires\":%lld}\n", name, tok,
+             (long long)exp);
+    answer_json(c, 200, body);
+    return 1;
 }
 
 /* ---- several nodes -------------------------------------------------------- */
@@ -335,6 +472,16 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
     }
     chat->on_cluster = cfg->on_cluster;
     chat->user = cfg->user;
+    if (cfg->dev_login && (!chat->secret || (cfg->dev_login != DX_CHAT_DEV_LOGIN_LOCAL &&
+                                             cfg->dev_login != DX_CHAT_DEV_LOGIN_ANY))) {
+        /* Without a secret ?uid= already lets anyone be anyone. */
+        new_why = chat->secret ? "bad dev_login" : "the development sign-in needs a secret";
+        dx__free(chat->secret);
+        dx__free(chat);
+        return NULL;
+    }
+    chat->dev_login = cfg->dev_login;
+    chat->dev_login_ttl = cfg->dev_login_ttl ? cfg->dev_login_ttl : 86400;
     const char *why = "out of memory";
     int pg = dx__chat_store_is_pg_url(cfg->db_path);
     if (cfg->redis_url && !pg) {
@@ -398,6 +545,7 @@ int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg) {
     scfg->on_open = on_open;
     scfg->on_message = on_message;
     scfg->on_close = on_close;
+    scfg->on_http = on_http;
     scfg->app_heartbeat = 1;
     if (!scfg->max_message) scfg->max_message = 1u << 20;
     /* Half: where the server stops reading from a client too, so a device

@@ -54,8 +54,9 @@ typedef struct dx__chat_store_ops {
     int (*touch_user)(dx__chat_store *st, const char *uid, int64_t ts);
     /* The last_seen of `uid`, 0 when unknown. */
     int (*last_seen)(dx__chat_store *st, const char *uid, int64_t *ts);
-    /* Makes `uid` a member of `conv`, creating the conversation. No-op
-     * when already a member. */
+    /* Makes `uid` a member of `conv`, creating the conversation. Returns 1
+     * when `uid` became a member, 0 when it was one already (no-op), or a
+     * negative code: the engine tells the room's members about 1s. */
     int (*join)(dx__chat_store *st, const char *conv, const char *uid);
     /* 1 member, 0 not, or a negative code. */
     int (*is_member)(dx__chat_store *st, const char *conv, const char *uid);

@@ -356,9 +356,15 @@ static int pg_join(dx__chat_store *base, const char *conv, const char *uid) {
     pg_store *s = (pg_store *)base;
     if (memo_has(s, conv, uid)) return 0;
     const char *p[2] = {conv, uid};
-    int rc = run(s, S_JOIN, 2, p);
-    if (rc == 0) memo_add(s, conv, uid);
-    return rc;
+    int err = 0;
+    if (!s->prepared && ensure(s) < 0) return DX_EIO;
+    PGresult *r = exec(s, S_JOIN, 2, p, &err, NULL);
+    if (!r) return err;
+    /* ON CONFLICT DO NOTHING inserted one row when the member is new. */
+    int added = strtol(PQcmdTuples(r), NULL, 10) > 0;
+    PQclear(r);
+    memo_add(s, conv, uid);
+    return added;
 }
 
 static int pg_is_member(dx__chat_store *base, const char *conv, const char *uid) {

@@ -181,7 +181,9 @@ static int sq_join(dx__chat_store *base, const char *conv, const char *uid) {
     q = stmt(s, S_JOIN);
     bind_text(q, 1, conv);
     bind_text(q, 2, uid);
-    return run(s, q);
+    rc = run(s, q);
+    /* INSERT OR IGNORE changed one row when the member is new. */
+    return rc < 0 ? rc : sqlite3_changes(s->db) > 0;
 }
 
 static int sq_is_member(dx__chat_store *base, const char *conv, const char *uid) {

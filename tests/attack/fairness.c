@@ -2,11 +2,14 @@
  *
  *   fairness PORT SECS [FLOODERS] [FRAME]
  *
- * FLOODERS (default 1) child processes each write FRAME-byte (default
- * 4000) binary frames back to back for SECS seconds and read their echoes
- * as they come (a flooder that does not read is backpressure's business,
- * test_backpressure). Meanwhile the parent, a normal client, sends one
- * 16-byte message every 10 ms and waits for its echo. It prints the echo
+ * FLOODERS (default 1) connections of one child process each write
+ * FRAME-byte (default 4000) binary frames back to back for SECS seconds
+ * and read their echoes as they come (a flooder that does not read is
+ * backpressure's business, test_backpressure). Meanwhile the parent, a
+ * normal client, sends one 16-byte message every 10 ms and waits for its
+ * echo. The flooders share one process, at a lower priority, so that what
+ * is measured is the server's fairness and not the scheduler's: on two
+ * cores, 16 busy processes left the prober waiting for a CPU. It prints the echo
  * round trip's median, p99 and maximum in ms, and how many bytes the
  * flooders got back (proof that they flooded), as
  *
@@ -92,32 +95,47 @@ static size_t frame(uint8_t *out, int op, const uint8_t *payload, size_t len) {
     return h + len;
 }
 
-/* Writes as fast as the socket takes frames and reads whatever comes
- * back, until `secs` are over; adds what it read to *got. */
-static void flood(double secs, size_t fsize, volatile uint64_t *got) {
-    int fd = ws_open();
+/* Writes on `n` connections as fast as their sockets take frames and reads
+ * whatever comes back, until `secs` are over; adds what it read to *got. */
+static void flood(int n, double secs, size_t fsize, volatile uint64_t *got) {
+    struct pollfd p[16];
+    size_t off[16] = {0};
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){ws_open(), POLLIN | POLLOUT, 0};
     uint8_t *payload = calloc(1, fsize), *batch = malloc(64 * (fsize + 8)), rbuf[65536];
     if (!payload || !batch) die("malloc");
     size_t blen = 0;
     for (int i = 0; i < 64; i++)
         blen += frame(batch + blen, 2, payload, fsize);
-    size_t off = 0;
     double end = now_ms() + secs * 1e3;
-    while (now_ms() < end) {
-        struct pollfd p = {fd, POLLIN | POLLOUT, 0};
-        if (poll(&p, 1, 50) < 0 && errno != EINTR) die("poll");
-        if (p.revents & POLLIN) {
-            ssize_t r = read(fd, rbuf, sizeof rbuf);
-            if (r <= 0) break; /* dropped: the script sees it in flood_mb */
-            *got += (uint64_t)r;
-        }
-        if (p.revents & POLLOUT) {
-            ssize_t w = send(fd, batch + off, blen - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w < 0 && errno != EAGAIN) break;
-            if (w > 0) off = (off + (size_t)w) % blen; /* frames stay whole: batch repeats */
+    int open = n;
+    while (open > 0 && now_ms() < end) {
+        if (poll(p, (nfds_t)n, 50) < 0 && errno != EINTR) die("poll");
+        for (int i = 0; i < n; i++) {
+            if (p[i].fd < 0) continue;
+            int dead = 0;
+            if (p[i].revents & POLLIN) {
+                ssize_t r = read(p[i].fd, rbuf, sizeof rbuf);
+                if (r <= 0)
+                    dead = 1; /* dropped: the script sees it in flood_mb */
+                else
+                    *got += (uint64_t)r;
+            }
+            if (!dead && (p[i].revents & POLLOUT)) {
+                ssize_t w =
+                    send(p[i].fd, batch + off[i], blen - off[i], MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (w < 0 && errno != EAGAIN) dead = 1;
+                if (w > 0) off[i] = (off[i] + (size_t)w) % blen; /* frames stay whole */
+            }
+            if (dead || (p[i].revents & (POLLERR | POLLNVAL))) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open--;
+            }
         }
     }
-    close(fd);
+    for (int i = 0; i < n; i++)
+        if (p[i].fd >= 0) close(p[i].fd);
     free(payload);
     free(batch);
 }
@@ -161,18 +179,17 @@ int main(int argc, char **argv) {
         return 2;
     }
     volatile uint64_t *got =
-        mmap(NULL, 16 * sizeof *got, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        mmap(NULL, sizeof *got, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (got == MAP_FAILED) die("mmap");
     signal(SIGPIPE, SIG_IGN);
     int probe_fd = ws_open();
-    pid_t kids[16];
-    for (int i = 0; i < nflood; i++) {
-        kids[i] = fork();
-        if (kids[i] < 0) die("fork");
-        if (kids[i] == 0) {
-            flood(secs + 0.5, fsize, &got[i]);
-            _exit(0);
-        }
+    pid_t kid = nflood ? fork() : 0;
+    if (kid < 0) die("fork");
+    if (nflood && kid == 0) {
+        errno = 0;
+        if (nice(10) < 0 && errno) perror("fairness: nice"); /* measured anyway */
+        flood(nflood, secs + 0.5, fsize, got);
+        _exit(0);
     }
     usleep(300 * 1000); /* the flood is on before the first probe */
     size_t cap = (size_t)(secs * 100) + 16, np = 0;
@@ -182,17 +199,14 @@ int main(int argc, char **argv) {
         rtt[np++] = probe(probe_fd);
         usleep(10 * 1000);
     }
-    for (int i = 0; i < nflood; i++)
-        waitpid(kids[i], NULL, 0);
+    if (kid > 0) waitpid(kid, NULL, 0);
     close(probe_fd);
     if (np == 0) {
         fprintf(stderr, "fairness: no probe\n");
         return 2;
     }
     qsort(rtt, np, sizeof *rtt, cmp);
-    uint64_t flooded = 0;
-    for (int i = 0; i < nflood; i++)
-        flooded += got[i];
+    uint64_t flooded = *got;
     printf("probes %zu p50 %.2f p99 %.2f max %.2f flood_mb %.1f\n", np, rtt[np / 2],
            rtt[np * 99 / 100 < np ? np * 99 / 100 : np - 1], rtt[np - 1], flooded / 1048576.0);
     free(rtt);

@@ -5,7 +5,7 @@
 //        write N      alice sends N messages to bob and waits for every ack
 //        check N      after a kill -9 + restart: all N are there, once each,
 //                     and resending them all is answered as duplicates
-//        token TOKEN  the token identifies its user; ?uid= is refused (401)
+//        token TOKEN  the token identifies its user; ?uid= is refused (4401)
 // Prints one line per check; exits 0 when all passed.
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -89,15 +89,18 @@ class Device {
   }
 }
 
-const refused = async (query) => {
-  try {
-    const d = await Device.open(query);
-    await d.close();
-    return 'accepted';
-  } catch (e) {
-    return e.message;
-  }
-};
+// A refused sign-in (docs/chat-protocol.md, "Refused sign-in"): the socket
+// opens and the server closes it at once, with no welcome: "CODE REASON".
+// Anything else reads differently: "HTTP 401", "accepted: {welcome…}".
+const refused = (query) => new Promise((resolve) => {
+  const ws = new WebSocket(`${base}/chat?${query}`);
+  const got = [];
+  ws.on('message', (data) => got.push(data.toString()));
+  ws.once('unexpected-response', (req, res) => resolve(`HTTP ${res.statusCode}`));
+  ws.once('error', (e) => resolve(`error ${e.message}`));
+  ws.once('close', (code, reason) =>
+    resolve(got.length ? `accepted: ${got.join(' ')}` : `${code} ${reason.toString()}`));
+});
 
 async function proto() {
   const alice = await Device.open('uid=alice');
@@ -183,9 +186,11 @@ async function proto() {
   await alice.close();
 
   // identification
-  check((await refused('')) === 'HTTP 401', 'no uid: 401');
-  check((await refused('uid=a%20b')) === 'HTTP 401', 'bad uid: 401');
-  check((await refused('token=abc.1.xyz')) === 'HTTP 401', 'token without a server secret: 401');
+  const noName = '4401 identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)';
+  check((await refused('')) === noName, 'no uid: 4401');
+  check((await refused('uid=a%20b')) === noName, 'bad uid: 4401');
+  check((await refused('token=abc.1.xyz')) === '4403 this server does not check tokens: connect with ?uid=NAME',
+    'token without a server secret: 4403');
 }
 
 async function write(n) {
@@ -231,11 +236,11 @@ async function token(tok) {
   const w = await d.next('welcome');
   check(w.uid === 'alice', `token identifies ${w.uid}`);
   await d.close();
-  check((await refused('uid=alice')) === 'HTTP 401', 'with a secret, ?uid= gets 401');
+  check((await refused('uid=alice')) === '4401 a token is required (?token=...)', 'with a secret, ?uid= gets 4401');
   const bad = tok.slice(0, -2) + (tok.endsWith('AA') ? 'BB' : 'AA');
-  check((await refused(`token=${bad}`)) === 'HTTP 401', 'a tampered token gets 401');
+  check((await refused(`token=${bad}`)) === '4401 invalid or expired token', 'a tampered token gets 4401');
   const [uid, exp, sig] = tok.split('.');
-  check((await refused(`token=bob.${exp}.${sig}`)) === 'HTTP 401', "alice's signature on bob's name gets 401");
+  check((await refused(`token=bob.${exp}.${sig}`)) === '4401 invalid or expired token', "alice's signature on bob's name gets 4401");
 }
 
 try {

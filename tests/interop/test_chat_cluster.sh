@@ -108,6 +108,18 @@ timeout 120 node "$here/chat_client.mjs" "ws://127.0.0.1:$DX_PORT" proto >"$DX_T
   { cat "$DX_TMP/proto.out" >&2; exit 1; }
 echo "ok   $(grep -c '^ok' "$DX_TMP/proto.out") protocol checks against the PostgreSQL store"
 dx_stop "$DX_PID"
+# Issue 17 on PostgreSQL: members pushes (its join says who is new) and
+# the cids that sync and history return after a stalled node.
+psql_q "CREATE DATABASE members" && psql_q "CREATE DATABASE cids"
+dx_serve pgmembers --chat --db "$base/members"
+timeout 60 node "$here/chat_messenger.mjs" "ws://127.0.0.1:$DX_PORT" members >"$DX_TMP/members.out" ||
+  { cat "$DX_TMP/members.out" >&2; exit 1; }
+dx_stop "$DX_PID"
+dx_serve pgcids --chat --db "$base/cids"
+timeout 60 node "$here/chat_messenger.mjs" "ws://127.0.0.1:$DX_PORT" cid "$DX_PID" >"$DX_TMP/cids.out" ||
+  { cat "$DX_TMP/cids.out" >&2; exit 1; }
+dx_stop "$DX_PID"
+echo "ok   $(cat "$DX_TMP/members.out" "$DX_TMP/cids.out" | grep -c '^ok') members and cid checks against the PostgreSQL store"
 # 200 sends at once, then 200 resends: past the default send burst (100),
 # which is not what this checks (tests/unit/test_chat_limits.c does).
 dx_serve pgdurable1 --chat --db "$base/durable" --rate-limit send=off

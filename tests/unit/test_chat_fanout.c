@@ -280,16 +280,16 @@ static void test_keytab(void) {
     char big[DX_KEYTAB_KEY_MAX + 1];
     memset(big, 'x', sizeof big);
     CHECK(dx__keytab_get(&t, big, sizeof big, now, 1, NULL) == NULL);
-    /* A bucket of 3, one back every 100 ms. */
+    /* A bucket of 3, one back every 100 ms (100000 µs). */
     e = dx__keytab_get(&t, "b", 1, now, 1, &fresh);
     REQUIRE(e);
-    CHECK_EQ_INT((int)dx__keytab_take(e, fresh, now, 3, 100), 0);
-    CHECK_EQ_INT((int)dx__keytab_take(e, 0, now, 3, 100), 0);
-    CHECK_EQ_INT((int)dx__keytab_take(e, 0, now, 3, 100), 0);
-    CHECK_EQ_INT((int)dx__keytab_take(e, 0, now + 40, 3, 100), 60);
-    CHECK_EQ_INT((int)dx__keytab_take(e, 0, now + 100, 3, 100), 0);
-    CHECK_EQ_INT((int)dx__keytab_take(e, 0, now + 150, 3, 100), 50);
-    CHECK(e->until == now + 400); /* full again 3 tokens after the last refill */
+    CHECK_EQ_INT((int)dx__keytab_take(e, now, 1, 3, 100000), 0);
+    CHECK_EQ_INT((int)dx__keytab_take(e, now, 1, 3, 100000), 0);
+    CHECK_EQ_INT((int)dx__keytab_take(e, now, 1, 3, 100000), 0);
+    CHECK_EQ_INT((int)dx__keytab_take(e, now + 40, 1, 3, 100000), 60);
+    CHECK_EQ_INT((int)dx__keytab_take(e, now + 100, 1, 3, 100000), 0);
+    CHECK_EQ_INT((int)dx__keytab_take(e, now + 150, 1, 3, 100000), 50);
+    CHECK(e->until == now + 400); /* full again: 4 taken since now, 100 ms each */
     dx__keytab_clear(&t);
     CHECK(dx__keytab_get(&t, "b", 1, now, 0, NULL) == NULL);
     dx__keytab_free(&t);
