@@ -1,6 +1,6 @@
-import { useEffect, useRef, useState } from 'react';
-import { useIM, useMsgRead, useMsgResend, useMsgStatus, useTicker } from './hooks.js';
-import { validUid } from './im.js';
+import { useRef, useEffect, useState } from 'react';
+import { useIM, useMsgRead, useMsgResend, useMsgScroll, useMsgStatus, useTicker } from './hooks.js';
+import { textBytes, validUid } from './im.js';
 
 const params = new URLSearchParams(location.search);
 
@@ -39,11 +39,15 @@ function hue(s) {
   return h;
 }
 
+// online: true, false, null (not known: we are not connected), or
+// undefined (a room: no dot).
 function Avatar({ name, room, online }) {
+  const dot = online ? 'dot on' : online === null ? 'dot unknown' : 'dot';
+  const title = online ? 'online' : online === null ? 'not known while you are offline' : 'offline';
   return (
     <span className="avatar" style={{ background: `hsl(${hue(name)} 55% 52%)` }}>
       {room ? '#' : [...name][0].toUpperCase()}
-      {online !== undefined && <i className={online ? 'dot on' : 'dot'} />}
+      {online !== undefined && <i className={dot} data-presence={online === null ? 'unknown' : online ? 'on' : 'off'} title={title} />}
     </span>
   );
 }
@@ -72,6 +76,8 @@ function ConnLine({ im }) {
   } else if (state === 'offline') text = 'offline — waiting for the network';
   else if (state === 'syncing') text = 'syncing…';
   else if (state === 'connecting') text = 'connecting…';
+  else if (state === 'refused') text = 'sign-in refused';
+  else if (state === 'closed') text = `disconnected: ${im.conn.reason}`;
   return <div id="conn" className={`conn ${state}`} data-state={state}><i />{text}</div>;
 }
 
@@ -104,12 +110,12 @@ function Sidebar({ im }) {
 
 function ConvItem({ im, c }) {
   const last = im.ordered(c.id).at(-1);
-  const p = c.peer ? im.presence.get(c.peer) : null;
+  const p = c.peer ? im.presenceOf(c.peer) : null;
   const n = c.id === im.active ? 0 : c.unread;
   return (
     <li className={c.id === im.active ? 'conv active' : 'conv'} data-conv={c.id}
       onClick={() => im.open(c.id)}>
-      <Avatar name={c.peer || c.id} room={!c.peer} online={c.peer ? !!p?.online : undefined} />
+      <Avatar name={c.peer || c.id} room={!c.peer} online={p ? p.online : undefined} />
       <div className="conv-main">
         <div className="conv-top">
           <span className="conv-title">{im.title(c)}</span>
@@ -135,6 +141,7 @@ function Mark({ status }) {
 function Message({ im, m, showFrom }) {
   const status = useMsgStatus(im, m);
   const resend = useMsgResend(im);
+  const failed = status === 'failed';
   return (
     <li className={m.mine ? 'msg mine' : 'msg'} data-cid={m.cid} data-status={status || 'in'}
       data-seq={m.seq || ''}>
@@ -146,45 +153,57 @@ function Message({ im, m, showFrom }) {
           {status && <Mark status={status} />}
         </span>
       </div>
-      {status === 'failed' && (
-        <button className="resend" onClick={() => resend(m)} title={m.error || ''}>Resend</button>
+      {failed && (
+        <div className={m.permanent ? 'why permanent' : 'why'} data-permanent={m.permanent ? 'yes' : 'no'}>
+          <span className="reason">{m.permanent ? 'Not sent' : 'Not sent yet'}: {m.error}</span>
+          {m.permanent ? (
+            <>
+              <button className="edit" onClick={() => im.edit(m.conv, m.cid)} title="put the text back in the composer">Edit</button>
+              <button className="discard" onClick={() => im.discard(m.conv, m.cid)}>Delete</button>
+            </>
+          ) : (
+            <button className="resend" onClick={() => resend(m)}>Resend</button>
+          )}
+        </div>
       )}
     </li>
   );
 }
 
+// Bytes left before the server's limit, shown from NEAR of it on.
+const NEAR = 0.9;
+
 function Conversation({ im, convId }) {
   const c = im.convs.get(convId);
-  const [text, setText] = useState('');
+  const text = im.draft(convId);
   const listRef = useRef(null);
   const msgs = im.ordered(convId);
   useMsgRead(im, convId);
   useTicker(!!c?.peer);
-  const lastKey = msgs.length ? `${msgs.length}:${msgs.at(-1).cid}` : '';
-  useEffect(() => {
-    const el = listRef.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [lastKey, convId]);
+  const onScroll = useMsgScroll(listRef, msgs, convId);
   if (!c) return null;
-  const p = c.peer ? im.presence.get(c.peer) : null;
+  const p = c.peer ? im.presenceOf(c.peer) : null;
   const typers = im.typers(convId);
+  const bytes = textBytes(text.trim());
+  const over = bytes > im.textLimit;
   const submit = (e) => {
     e.preventDefault();
-    if (im.send(convId, text)) setText('');
+    im.send(convId, text); // clears the draft; refuses what is over the limit
   };
   const sub = typers.length ? `${typers.join(', ')} ${typers.length > 1 ? 'are' : 'is'} typing…`
-    : c.peer ? (p?.online ? 'online' : ago(p?.last_seen))
+    : p ? (p.online ? 'online' : p.online === null ? 'status unknown while you are offline' : ago(p.last_seen))
       : `${c.membersCount || c.members.length} members`;
   return (
     <section className="pane">
       <header className="pane-head">
-        <Avatar name={c.peer || c.id} room={!c.peer} online={c.peer ? !!p?.online : undefined} />
+        <Avatar name={c.peer || c.id} room={!c.peer} online={p ? p.online : undefined} />
         <div>
           <div className="pane-title" id="pane-title">{im.title(c)}</div>
-          <div className={typers.length ? 'pane-sub typing' : 'pane-sub'} id="pane-sub">{sub}</div>
+          <div className={typers.length ? 'pane-sub typing' : p?.online === null ? 'pane-sub unknown' : 'pane-sub'}
+            id="pane-sub">{sub}</div>
         </div>
       </header>
-      <ol className="msgs" ref={listRef} id="msgs">
+      <ol className="msgs" ref={listRef} id="msgs" onScroll={onScroll}>
         {c.more && (
           <li className="older"><button onClick={() => im.loadOlder(convId)}>Load older messages</button></li>
         )}
@@ -195,13 +214,42 @@ function Conversation({ im, convId }) {
       </ol>
       <form className="composer" onSubmit={submit}>
         <input id="composer" autoComplete="off" placeholder={`Message ${im.title(c)}`} value={text}
+          aria-invalid={over}
           onChange={(e) => {
-            setText(e.target.value);
+            im.setDraft(convId, e.target.value);
             im.typing(convId);
           }} />
-        <button id="send" disabled={!text.trim()}>Send</button>
+        {bytes >= im.textLimit * NEAR && (
+          <span id="counter" className={over ? 'counter over' : 'counter'} data-left={im.textLimit - bytes}
+            title={`a message is limited to ${im.textLimit} bytes`}>
+            {over ? `${bytes - im.textLimit} too many bytes` : `${im.textLimit - bytes} bytes left`}
+          </span>
+        )}
+        <button id="send" disabled={!text.trim() || over}>Send</button>
       </form>
     </section>
+  );
+}
+
+// The server refused who we say we are (a close code of REFUSED_CODES):
+// no reconnecting, and a way to sign in again.
+function Refused({ im, uid, token }) {
+  const [t, setT] = useState('');
+  const go = (e) => {
+    e.preventDefault();
+    if (t.trim()) location.search = `?token=${encodeURIComponent(t.trim())}`;
+  };
+  return (
+    <form className="login refused" id="refused" onSubmit={go}>
+      <div className="brand big"><Logo /> duplex chat</div>
+      <p className="refused-why" id="refused-why">sign-in refused: {im.conn.reason}</p>
+      <p>{token ? 'Paste a new token to sign in again.' : `The server did not accept “${uid}”. Sign in with a token, or pick another name.`}</p>
+      <input autoFocus id="token" placeholder="token (UID.EXPIRY.SIGNATURE)" value={t}
+        onChange={(e) => setT(e.target.value)} />
+      <button disabled={!t.trim()}>Sign in again</button>
+      <a className="other" href="?">{token ? 'sign in with a name instead' : 'pick another name'}</a>
+      <p className="small">Messages not yet sent stay on this device and go out once {uid} is signed in.</p>
+    </form>
   );
 }
 
@@ -210,6 +258,7 @@ function Chat({ uid, token }) {
   useEffect(() => {
     document.title = `${uid} — duplex chat`;
   }, [uid]);
+  if (im.conn.state === 'refused') return <Refused im={im} uid={uid} token={token} />;
   return (
     <div className="app">
       <Sidebar im={im} />

@@ -3,9 +3,12 @@
 //   useMsgStatus(im, m) a message's send status: sending / sent / failed / read
 //   useMsgRead(im, id)  unread count of a conversation, marking it read
 //   useMsgResend(im)    resend a failed message with its client id
-import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+//   useMsgScroll(...)   where the message list is scrolled: at the bottom
+//                       for new messages, in place when older ones load
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { useDuplex } from '../../client/react.js';
 import { IMStore } from './im.js';
+import { idbOutbox } from './outbox.js';
 
 function chatUrl(uid, token) {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -14,8 +17,12 @@ function chatUrl(uid, token) {
 }
 
 export function useIM(uid, token) {
-  const im = useMemo(() => new IMStore(uid), [uid]);
+  const im = useMemo(() => new IMStore(uid, { outbox: uid ? idbOutbox(uid) : null }), [uid]);
   useSyncExternalStore(im.subscribe, im.getVersion);
+  // What an earlier page left unsent, and its drafts.
+  useEffect(() => {
+    im.restore();
+  }, [im]);
   const url = uid ? chatUrl(uid, token) : null;
   const { socket } = useDuplex(url, {
     json: true,
@@ -30,7 +37,7 @@ export function useIM(uid, token) {
     onMessage: (data) => im.onMessage(data),
     onClose: (e) => {
       im.onClose();
-      if (!e.willReconnect) im.setConn('closed');
+      if (!e.willReconnect) im.onFinalClose(e.code, e.reason);
     },
     onReconnecting: (e) =>
       im.setConn(e.reason === 'offline' ? 'offline' : 'reconnecting',
@@ -38,7 +45,10 @@ export function useIM(uid, token) {
   });
   useEffect(() => {
     im.attach(socket);
-    if (socket) im.setConn('connecting');
+    // Unless the socket has already been refused or closed for good (a
+    // refusal can come before this effect runs).
+    const over = socket && socket.readyState === 3 && (im.conn.state === 'refused' || im.conn.state === 'closed');
+    if (socket && !over) im.setConn('connecting');
   }, [im, socket]);
   return im;
 }
@@ -76,4 +86,28 @@ export function useTicker(on) {
     const t = setInterval(() => set((n) => n + 1), 1000);
     return () => clearInterval(t);
   }, [on]);
+}
+
+// Keeps the reader's place in the message list `listRef`: a new message at
+// the end scrolls to it, older messages put before the first keep what was
+// on screen where it was (the list grows above it), and opening another
+// conversation starts at its end.
+export function useMsgScroll(listRef, msgs, convId) {
+  const seen = useRef({ convId: null, first: null, last: null, height: 0, top: 0 });
+  const first = msgs.length ? msgs[0].cid : null;
+  const last = msgs.length ? msgs.at(-1).cid : null;
+  useLayoutEffect(() => {
+    const el = listRef.current;
+    if (!el) return;
+    const was = seen.current;
+    if (was.convId !== convId || last !== was.last) el.scrollTop = el.scrollHeight;
+    else if (first !== was.first) el.scrollTop = was.top + (el.scrollHeight - was.height);
+    seen.current = { convId, first, last, height: el.scrollHeight, top: el.scrollTop };
+  });
+  // The place to keep is the one the reader scrolled to.
+  const onScroll = useCallback(() => {
+    const el = listRef.current;
+    if (el) Object.assign(seen.current, { height: el.scrollHeight, top: el.scrollTop });
+  }, [listRef]);
+  return onScroll;
 }

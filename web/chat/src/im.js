@@ -5,12 +5,34 @@
 // notifies subscribers after every change (useSyncExternalStore).
 //
 // Message status: 'sending' until the server's ack, 'sent' after it,
-// 'failed' when no ack came within ACK_TIMEOUT while connected (resend keeps
-// the client id, so the server never stores it twice); 'read' is derived
-// from the receipts. A message written while disconnected stays 'sending'
-// and goes out after the next sync.
+// 'failed' when no ack came within ACK_TIMEOUT while connected or the server
+// refused it (resend keeps the client id, so the server never stores it
+// twice); 'read' is derived from the receipts. A message written while
+// disconnected stays 'sending' and goes out after the next sync.
+//
+// Nothing a person typed is lost (issue 17):
+// - with an outbox (outbox.js: IndexedDB in the browser) a message is
+//   committed there before it shows 'sending', and leaves it only once the
+//   server has stored it; the next open shows it again and sends it with the
+//   same cid. The draft of each conversation is kept there too;
+// - 'failed' is never final while the server may have stored the message:
+//   a late ack, a duplicate ack, a sync (or history) holding its cid, and a
+//   read receipt past what we hold (which starts a sync) turn it sent;
+// - a failure is permanent (the request itself is wrong: a resend gets the
+//   same answer, so none is offered) or transient (retried after the next
+//   reconnect, and by hand), by its error code: see PERMANENT.
 
 export const ACK_TIMEOUT = 8000;
+// The protocol's limit on `text`, until the server's welcome says otherwise.
+export const TEXT_LIMIT = 4000;
+// Error codes of docs/chat-protocol.md that no resend of the same request
+// can cure. Every other failure is transient: store_failed, rate_limited,
+// internal, no answer, a dropped connection, and codes this client does not
+// know (a later server's "try again" should not lose the message).
+export const PERMANENT = new Set(['bad_json', 'bad_version', 'bad_type', 'bad_field', 'too_large', 'not_member']);
+// Close codes by which the server refuses the sign-in (the library does not
+// reconnect after them: FINAL_CODES of web/client/duplex.js).
+export const REFUSED_CODES = [4401, 4403];
 const SYNC_ROUNDS = 10;
 // A sync of many conversations comes in pages (docs/chat-protocol.md,
 // "Pages"); a user has at most a few thousand, so this bounds a loop that a
@@ -40,12 +62,32 @@ export function validUid(s) {
   return /^[A-Za-z0-9_-]{1,32}$/.test(s);
 }
 
+/** UTF-8 bytes of a string, as the server counts `text`. */
+export function textBytes(s) {
+  let n = 0;
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+  }
+  return n;
+}
+
 export class IMStore {
-  constructor(uid) {
+  /**
+   * @param {string} uid who we are
+   * @param {{outbox?: object|null}} [opts] outbox: where unsent messages and
+   *   drafts are kept across page loads (outbox.js); none: page memory only
+   */
+  constructor(uid, { outbox = null } = {}) {
     this.uid = uid;
+    this.outbox = outbox;
     this.convs = new Map(); // conv id → conversation (see #conv)
-    this.presence = new Map(); // uid → {online, last_seen}
-    this.conn = { state: 'connecting', retryAt: null };
+    this.presence = new Map(); // uid → {online, last_seen}, as of the last sync
+    this.drafts = new Map(); // conv id → what the composer holds
+    this.textLimit = TEXT_LIMIT;
+    this.syncing = false; // a #catchUp sync is running
+    this.syncAgain = false;
+    this.conn = { state: 'connecting', retryAt: null, reason: '' };
     this.active = null; // the open conversation
     this.sock = null;
     this.version = 0;
@@ -72,8 +114,12 @@ export class IMStore {
   online() {
     return !!this.sock && this.sock.readyState === 1;
   }
-  setConn(state, retryAt = null) {
-    this.conn = { state, retryAt };
+  // Connected and synced: a send goes out now.
+  ready() {
+    return this.online() && this.conn.state === 'online';
+  }
+  setConn(state, retryAt = null, reason = '') {
+    this.conn = { state, retryAt, reason };
     this.emit();
   }
 
@@ -85,14 +131,60 @@ export class IMStore {
       return; // the socket went away again; the next open syncs
     }
     this.setConn('online');
-    // What was written while away, in the order it was written.
+    // What was written while away, in the order it was written, and what
+    // failed for a reason that may have passed.
     for (const c of this.convs.values())
-      for (const m of c.msgs.values()) if (m.mine && m.status === 'sending') this.#transmit(m);
+      for (const m of c.msgs.values()) {
+        if (!m.mine || m.seq) continue;
+        if (m.status === 'failed' && !m.permanent) Object.assign(m, { status: 'sending', error: null, code: null });
+        if (m.status === 'sending') this.#transmit(m);
+      }
+    this.emit();
     this.markRead(this.active);
+    this.#askPresence();
   }
 
   onClose() {
     for (const c of this.convs.values()) c.typing.clear();
+    this.emit();
+  }
+
+  // The connection ended for good (the library gives up only on close
+  // codes that say a retry would be refused the same way).
+  onFinalClose(code, reason) {
+    if (REFUSED_CODES.includes(code)) this.setConn('refused', null, reason || `close code ${code}`);
+    else this.setConn('closed', null, reason || `close code ${code}`);
+  }
+
+  /**
+   * Reads back the outbox and drafts of an earlier page: the messages show
+   * 'sending' (or their permanent failure) and go out with their cid.
+   */
+  async restore() {
+    if (!this.outbox) return;
+    let saved;
+    try {
+      saved = await this.outbox.load();
+    } catch {
+      return; // no IndexedDB (private mode, quota): page memory only
+    }
+    for (const [conv, text] of saved.drafts) if (!this.drafts.has(conv)) this.drafts.set(conv, text);
+    for (const r of saved.outbox) {
+      if (r.from !== this.uid || !r.conv || !r.cid) continue;
+      const c = this.#conv(r.conv);
+      const had = c.msgs.get(r.cid);
+      if (had) {
+        if (had.seq) this.outbox.remove(r.cid).catch(() => {}); // a sync found it stored
+        continue;
+      }
+      const m = {
+        cid: r.cid, conv: r.conv, from: r.from, text: r.text, ts: r.ts, seq: null, mine: true,
+        status: r.permanent ? 'failed' : 'sending', attempt: 0,
+        error: r.permanent ? r.error : null, permanent: !!r.permanent,
+      };
+      c.msgs.set(m.cid, m);
+      if (m.status === 'sending' && this.ready()) this.#transmit(m);
+    }
     this.emit();
   }
 
@@ -110,6 +202,7 @@ export class IMStore {
 
   async sync() {
     let again = false;
+    let first = true;
     for (let round = 0, after = null, pages = 0; round < SYNC_ROUNDS && pages < SYNC_PAGES; pages++) {
       const since = {};
       for (const c of this.convs.values()) if (c.lastHeld > 0) since[c.id] = c.lastHeld;
@@ -127,6 +220,10 @@ export class IMStore {
         if (had && info.more) again = true;
         else if (!had) c.more = info.more;
       }
+      // The first page holds every contact's presence: what an earlier
+      // connection said is replaced, not merged.
+      if (first) this.presence = new Map();
+      first = false;
       for (const p of r.presence || []) this.presence.set(p.uid, p);
       this.emit();
       // More conversations: the next page. After the last one, another
@@ -142,9 +239,44 @@ export class IMStore {
     }
   }
 
+  // A sync after one that is running: at most one at a time, and one more.
+  #catchUp() {
+    if (!this.ready()) return; // the next reconnection syncs anyway
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = true;
+    this.sync()
+      .catch(() => {})
+      .finally(() => {
+        this.syncing = false;
+        if (this.syncAgain) {
+          this.syncAgain = false;
+          this.#catchUp();
+        }
+      });
+  }
+
   onMessage(data) {
     if (typeof data !== 'object' || data === null) return;
     switch (data.type) {
+      case 'welcome':
+        if (data.limits && data.limits.text > 0) {
+          this.textLimit = data.limits.text;
+          this.emit();
+        }
+        break;
+      case 'ack': {
+        // The answer to a send whose request had timed out (the server was
+        // stalled, not gone): the message is stored after all.
+        const m = this.convs.get(data.conv)?.msgs.get(data.cid);
+        if (m && m.mine && !m.seq && data.seq) {
+          this.#stored(m, data);
+          this.emit();
+        }
+        break;
+      }
       case 'deliver': {
         const c = this.#conv(data.msg.conv);
         const fresh = !c.msgs.has(data.msg.cid);
@@ -163,6 +295,9 @@ export class IMStore {
           c.unread = this.#countUnread(c);
         }
         this.emit();
+        // Someone read past what we hold: messages we have not seen, maybe
+        // one of ours whose ack was lost. A sync finds them by cid.
+        if (data.seq > c.lastHeld) this.#catchUp();
         break;
       }
       case 'presence':
@@ -173,7 +308,7 @@ export class IMStore {
         // The server's node lost pushes from the other nodes for a while
         // (its Redis link was down): fetch what was missed now. A failure
         // is left to the next reconnection, which syncs anyway.
-        if (this.conn.state === 'online') this.sync().catch(() => {});
+        this.#catchUp();
         break;
       case 'typing': {
         // The server never sends our own (docs/chat-protocol.md); an older
@@ -203,30 +338,95 @@ export class IMStore {
     if (!validUid(peer) || peer === this.uid) return null;
     const id = directConv(this.uid, peer);
     this.open(id);
+    this.#askPresence();
     return id;
   }
 
+  /** The presence of `uid` as far as this page knows: online is null when it cannot know. */
+  presenceOf(uid) {
+    const p = this.presence.get(uid);
+    if (this.conn.state !== 'online') return { online: null, last_seen: p ? p.last_seen : 0 };
+    return p || { online: false, last_seen: 0 };
+  }
+
+  // Presence of direct peers the last sync did not cover (a conversation
+  // opened but not written to yet).
+  #askPresence() {
+    if (!this.ready()) return;
+    const uids = [];
+    for (const c of this.convs.values())
+      if (c.peer && validUid(c.peer) && !this.presence.has(c.peer)) uids.push(c.peer);
+    if (!uids.length) return;
+    this.sock.request({ v: 1, type: 'presence', uids: uids.slice(0, 100) })
+      .then((r) => {
+        if (r.type !== 'presence') return;
+        for (const p of r.users || []) this.presence.set(p.uid, p);
+        this.emit();
+      })
+      .catch(() => {});
+  }
+
+  /** What the composer of a conversation holds (kept in the outbox). */
+  draft(convId) {
+    return this.drafts.get(convId) || '';
+  }
+
+  setDraft(convId, text) {
+    if (!convId || this.draft(convId) === text) return;
+    if (text) this.drafts.set(convId, text);
+    else this.drafts.delete(convId);
+    this.emit();
+    this.outbox?.draft(convId, text).catch(() => {});
+  }
+
+  /**
+   * Sends `text` to a conversation; returns its cid, or null when there is
+   * nothing to send or it is over the server's limit (textLimit bytes).
+   * With an outbox the message shows once it is committed there.
+   */
   send(convId, text) {
     text = text.trim();
-    if (!text || !convId) return null;
+    if (!text || !convId || textBytes(text) > this.textLimit) return null;
     const c = this.#conv(convId);
     const m = {
       cid: newCid(), conv: convId, from: this.uid, text, ts: Date.now(), seq: null,
-      mine: true, status: 'sending', attempt: 0, error: null,
+      mine: true, status: 'sending', attempt: 0, error: null, permanent: false,
     };
-    c.msgs.set(m.cid, m);
-    this.emit();
-    if (this.online() && this.conn.state === 'online') this.#transmit(m);
+    this.setDraft(convId, '');
+    const show = () => {
+      c.msgs.set(m.cid, m);
+      this.emit();
+      if (this.ready()) this.#transmit(m);
+    };
+    if (!this.outbox) show();
+    else this.outbox.put(m).then(show, show); // no IndexedDB: page memory only
     return m.cid;
   }
 
   resend(convId, cid) {
     const m = this.convs.get(convId)?.msgs.get(cid);
-    if (!m || m.status !== 'failed') return;
-    m.status = 'sending';
-    m.error = null;
+    if (!m || m.status !== 'failed' || m.permanent) return;
+    Object.assign(m, { status: 'sending', error: null, code: null });
     this.emit();
     if (this.online()) this.#transmit(m);
+  }
+
+  /** Drops a message that failed for good, from the page and the outbox. */
+  discard(convId, cid) {
+    const c = this.convs.get(convId);
+    const m = c?.msgs.get(cid);
+    if (!m || m.status !== 'failed' || !m.permanent) return;
+    c.msgs.delete(cid);
+    this.emit();
+    this.outbox?.remove(cid).catch(() => {});
+  }
+
+  /** Puts a message that failed for good back into the composer, to be fixed. */
+  edit(convId, cid) {
+    const m = this.convs.get(convId)?.msgs.get(cid);
+    if (!m || m.status !== 'failed' || !m.permanent) return;
+    this.setDraft(convId, m.text);
+    this.discard(convId, cid);
   }
 
   typing(convId) {
@@ -244,9 +444,19 @@ export class IMStore {
     const r = await this.sock.request({ v: 1, type: 'history', conv: convId, before: first === Infinity ? 0 : first, limit: 50 });
     if (r.type !== 'history') return;
     // Older messages go first in the Map so that insertion order stays
-    // chronological.
+    // chronological. One of ours found there (failed, its ack lost) is
+    // stored: the same object, now sent.
     const older = new Map();
-    for (const m of r.msgs) older.set(m.cid, this.#fromWire(m));
+    for (const w of r.msgs) {
+      const k = this.#key(w);
+      const had = c.msgs.get(k);
+      if (had) {
+        if (had.mine && !had.seq) this.#stored(had, w);
+        older.set(k, had);
+      } else {
+        older.set(k, this.#fromWire(w));
+      }
+    }
     for (const [k, v] of c.msgs) if (!older.has(k)) older.set(k, v);
     c.msgs = older;
     c.more = r.more;
@@ -328,19 +538,45 @@ export class IMStore {
   }
 
   #fromWire(m) {
-    return { ...m, mine: m.from === this.uid, status: 'sent', attempt: 0, error: null };
+    return { ...m, cid: this.#key(m), mine: m.from === this.uid, status: 'sent', attempt: 0, error: null };
+  }
+
+  // A message's key: its cid, or (from a server that leaves it out) its seq.
+  #key(wire) {
+    return wire.cid || `seq:${wire.seq}`;
   }
 
   #addMsg(c, wire) {
-    const had = c.msgs.get(wire.cid);
+    const had = c.msgs.get(this.#key(wire));
     if (had) {
-      // Our own message, stored while its ack was lost: now it is sent.
-      Object.assign(had, { seq: wire.seq, mid: wire.mid, ts: wire.ts, status: 'sent', error: null });
+      // Our own message, stored while its ack was lost (or after it was
+      // marked failed): now it is sent.
+      if (had.mine && !had.seq) this.#stored(had, wire);
+      else Object.assign(had, { seq: wire.seq, mid: wire.mid, ts: wire.ts });
     } else {
-      c.msgs.set(wire.cid, this.#fromWire(wire));
+      c.msgs.set(this.#key(wire), this.#fromWire(wire));
     }
     c.lastSeq = Math.max(c.lastSeq, wire.seq);
     c.lastHeld = Math.max(c.lastHeld, wire.seq);
+  }
+
+  // The server has stored our message `m` (an ack, or the message itself).
+  #stored(m, r) {
+    const c = this.#conv(m.conv);
+    Object.assign(m, { seq: r.seq, mid: r.mid, ts: r.ts, status: 'sent', error: null, code: null, permanent: false });
+    c.lastSeq = Math.max(c.lastSeq, r.seq);
+    // Only a contiguous seq extends what we hold; a gap waits for sync.
+    if (r.seq === c.lastHeld + 1) c.lastHeld = r.seq;
+    this.outbox?.remove(m.cid).catch(() => {});
+  }
+
+  #fail(m, code, message) {
+    const permanent = PERMANENT.has(code);
+    Object.assign(m, { status: 'failed', code, error: message || code, permanent });
+    this.emit();
+    // A transient failure stays 'sending' in the outbox: the next open
+    // tries again. A permanent one is kept with its reason, to be seen.
+    if (permanent) this.outbox?.put(m).catch(() => {});
   }
 
   #countUnread(c) {
@@ -354,34 +590,31 @@ export class IMStore {
     this.sock
       .request({ v: 1, type: 'send', conv: m.conv, cid: m.cid, text: m.text }, { timeout: ACK_TIMEOUT })
       .then((r) => {
-        if (m.attempt !== attempt && m.status === 'sent') return;
         if (r.type === 'ack') {
-          const c = this.#conv(m.conv);
-          Object.assign(m, { seq: r.seq, mid: r.mid, ts: r.ts, status: 'sent', error: null });
-          c.lastSeq = Math.max(c.lastSeq, r.seq);
-          // Only a contiguous seq extends what we hold; a gap waits for sync.
-          if (r.seq === c.lastHeld + 1) c.lastHeld = r.seq;
-        } else if (r.code === 'rate_limited' && attempt < RATE_RETRIES) {
+          if (!m.seq) {
+            this.#stored(m, r);
+            this.emit();
+          }
+          return;
+        }
+        // Stored meanwhile, or a newer attempt will answer.
+        if (m.seq || m.attempt !== attempt || m.status !== 'sending') return;
+        if (r.code === 'rate_limited' && attempt < RATE_RETRIES) {
           // Over the user's send rate: nothing was stored; the same cid
           // goes again once the server says it would pass.
           sleep(r.retry_after).then(() => {
             if (m.attempt === attempt && m.status === 'sending' && this.online()) this.#transmit(m);
           });
           return;
-        } else {
-          Object.assign(m, { status: 'failed', error: r.message || r.code });
         }
-        this.emit();
+        this.#fail(m, r.code, r.message);
       })
       .catch(() => {
         if (m.attempt !== attempt || m.status !== 'sending') return;
         // Disconnected: it goes out again after the next sync. Connected
-        // and unanswered: failed, the user may resend.
-        if (this.online() && this.conn.state === 'online') {
-          m.status = 'failed';
-          m.error = 'no answer from the server';
-          this.emit();
-        }
+        // and unanswered: failed for now; a late ack, a sync or the next
+        // reconnection may still settle it, and the user may resend.
+        if (this.ready()) this.#fail(m, 'no_answer', 'no answer from the server');
       });
   }
 }
