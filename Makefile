@@ -17,7 +17,7 @@ endif
 
 # The chat web UI (React + Vite) is rebuilt only when one of its sources or
 # the browser library it imports changed; the server serves web/chat/dist.
-UI_SRC := $(shell find web/chat/src web/client -type f 2>/dev/null) web/chat/index.html \
+UI_SRC := $(shell find web/chat/src web/chat/public web/client -type f 2>/dev/null) web/chat/index.html \
           web/chat/vite.config.js package-lock.json
 CHAT_DB ?= $(BUILD)/chat.db
 

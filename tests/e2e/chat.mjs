@@ -11,57 +11,16 @@
 //   4. screenshots of both windows;
 //   5. a message over the text limit: the composer's counter stops it.
 // Usage: node chat.mjs DUPLEX UI_DIR WORK_DIR ARTIFACT_DIR
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
-import { check, chromium, chromiumOptions, finish } from './browser.mjs';
-
-const [duplex, uiDir, work, artifacts] = process.argv.slice(2);
-const slow = process.env.DX_SANITIZE === '1' || process.env.DX_SANITIZE === 'ON';
-const T = slow ? 40000 : 20000; // per wait
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
+import { check, chromium, finish } from './browser.mjs';
+import {
+  artifacts, chatOptions, freePort, say, shown, startServer, statusOf, T, waitConn, waitStatus, waitText, work,
+} from './chat_ui.mjs';
 
 const db = path.join(work, 'chat.db');
 let server = null;
-let serverRuns = 0;
-
-// Starts the server and resolves once it listens; retries the port for a
-// moment after a kill (the old socket may linger).
-async function startServer(port) {
-  const log = path.join(work, `server-${++serverRuns}.log`);
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const out = fs.openSync(log, 'w');
-    const p = spawn(duplex, ['serve', '--chat', '--port', String(port), '--db', db, '--static', uiDir],
-      { stdio: ['ignore', 'ignore', out] });
-    fs.closeSync(out);
-    const ok = await new Promise((resolve) => {
-      const started = Date.now();
-      const poll = setInterval(() => {
-        const text = fs.readFileSync(log, 'utf8');
-        if (text.includes('listening on')) { clearInterval(poll); resolve(true); }
-        else if (p.exitCode !== null || Date.now() - started > T) { clearInterval(poll); resolve(false); }
-      }, 50);
-    });
-    if (ok) {
-      server = p;
-      return;
-    }
-    if (p.exitCode === null) p.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`the server did not start: ${fs.readFileSync(log, 'utf8')}`);
-}
 
 function killServer() {
   return new Promise((resolve) => {
@@ -92,35 +51,16 @@ const recorder = () => {
 };
 
 const port = await freePort();
-await startServer(port);
+server = await startServer(port, db);
 const base = `http://127.0.0.1:${port}`;
 
-const browser = await chromium.launch(chromiumOptions({ args: ['--font-render-hinting=none'] }));
+const browser = await chromium.launch(chatOptions());
 
-// Messages of the open conversation: [{text, status, cid}].
-const shown = (page) => page.$$eval('#msgs li.msg', (els) => els.map((e) => ({
-  text: e.querySelector('.text').textContent, status: e.dataset.status, cid: e.dataset.cid,
-})));
-const statusOf = (page, text) => page.$$eval('#msgs li.msg', (els, t) => {
-  const e = els.find((x) => x.querySelector('.text').textContent === t);
-  return e ? e.dataset.status : null;
-}, text);
-const waitStatus = (page, text, status) => page.waitForFunction(([t, s]) => {
-  const e = [...document.querySelectorAll('#msgs li.msg')].find((x) => x.querySelector('.text').textContent === t);
-  return e && e.dataset.status === s;
-}, [text, status], { timeout: T });
-const waitText = (page, text) => page.waitForFunction((t) =>
-  [...document.querySelectorAll('#msgs li.msg .text')].some((x) => x.textContent === t), text, { timeout: T });
-const waitConn = (page, state) => page.waitForSelector(`#conn[data-state="${state}"]`, { timeout: T });
 const history = (page, cid) => page.evaluate((c) => window.__statuses[c] || [], cid);
 const cidOf = (page, text) => page.$$eval('#msgs li.msg', (els, t) => {
   const e = els.find((x) => x.querySelector('.text').textContent === t);
   return e ? e.dataset.cid : null;
 }, text);
-const say = async (page, text) => {
-  await page.fill('#composer', text);
-  await page.press('#composer', 'Enter');
-};
 
 let ctxA, ctxB;
 try {
@@ -200,7 +140,7 @@ try {
   for (const t of unsent) check(await statusOf(alice, t) === 'sending', `'${t}' still sending 1.5 s later`);
   const connDown = await alice.textContent('#conn');
   check(/reconnecting|connecting/.test(connDown), `alice's status line says '${connDown}'`);
-  await startServer(port);
+  server = await startServer(port, db);
   check(true, 'server restarted on the same port and database');
   for (const t of unsent) await waitStatus(alice, t, 'sent').catch(() => {});
   for (const t of unsent) {

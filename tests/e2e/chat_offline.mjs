@@ -22,55 +22,20 @@
 //      and a good token typed there signs in.
 // Screenshots of 6 and 7 go to ARTIFACT_DIR.
 // Usage: node chat_offline.mjs DUPLEX UI_DIR WORK_DIR ARTIFACT_DIR
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import path from 'node:path';
 
-import { check, chromium, chromiumOptions, finish } from './browser.mjs';
+import { check, chromium, finish } from './browser.mjs';
+import {
+  artifacts, chatOptions, duplex, freePort, say, shown, sleep, startServer, statusOf, T, waitConn, waitStatus,
+  waitText, work,
+} from './chat_ui.mjs';
 
-const [duplex, uiDir, work, artifacts] = process.argv.slice(2);
-const slow = process.env.DX_SANITIZE === '1' || process.env.DX_SANITIZE === 'ON';
-const T = slow ? 40000 : 20000; // per wait
 const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
 const WebSocket = createRequire(path.join(root, 'package.json'))('ws');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-let serverRuns = 0;
-// Starts `duplex serve --chat` on `port` and resolves with the process once
-// it listens; retries for a moment after a kill (the port may linger).
-async function startServer(port, db, extra = []) {
-  const log = path.join(work, `server-${++serverRuns}.log`);
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const out = fs.openSync(log, 'w');
-    const p = spawn(duplex, ['serve', '--chat', '--port', String(port), '--db', db, '--static', uiDir, ...extra],
-      { stdio: ['ignore', 'ignore', out] });
-    fs.closeSync(out);
-    const ok = await new Promise((resolve) => {
-      const started = Date.now();
-      const poll = setInterval(() => {
-        const text = fs.readFileSync(log, 'utf8');
-        if (text.includes('listening on')) { clearInterval(poll); resolve(true); }
-        else if (p.exitCode !== null || Date.now() - started > T) { clearInterval(poll); resolve(false); }
-      }, 50);
-    });
-    if (ok) return p;
-    if (p.exitCode === null) p.kill('SIGKILL');
-    await sleep(200);
-  }
-  throw new Error(`the server did not start: ${fs.readFileSync(log, 'utf8')}`);
-}
 const stopped = (p) => new Promise((resolve) => {
   if (p.exitCode !== null || p.signalCode !== null) resolve();
   else p.once('exit', () => resolve());
@@ -98,25 +63,7 @@ async function seed(port, uid, conv, n) {
 }
 
 // ---- page helpers ----
-const shown = (page) => page.$$eval('#msgs li.msg', (els) => els.map((e) => ({
-  text: e.querySelector('.text').textContent, status: e.dataset.status, cid: e.dataset.cid,
-})));
 const msgSel = (text) => `#msgs li.msg:has(.text:text-is(${JSON.stringify(text)}))`;
-const statusOf = (page, text) => page.$$eval('#msgs li.msg', (els, t) => {
-  const e = els.find((x) => x.querySelector('.text').textContent === t);
-  return e ? e.dataset.status : null;
-}, text);
-const waitStatus = (page, text, status, timeout = T) => page.waitForFunction(([t, s]) => {
-  const e = [...document.querySelectorAll('#msgs li.msg')].find((x) => x.querySelector('.text').textContent === t);
-  return e && e.dataset.status === s;
-}, [text, status], { timeout });
-const waitText = (page, text) => page.waitForFunction((t) =>
-  [...document.querySelectorAll('#msgs li.msg .text')].some((x) => x.textContent === t), text, { timeout: T });
-const waitConn = (page, state) => page.waitForSelector(`#conn[data-state="${state}"]`, { timeout: T });
-const say = async (page, text) => {
-  await page.fill('#composer', text);
-  await page.press('#composer', 'Enter');
-};
 const dotOf = (page, conv) => page.$eval(`li.conv[data-conv="${conv}"] .dot`, (d) => d.className);
 const watch = (page, name) => {
   page.on('pageerror', (e) => check(false, `${name}: page error ${e.message}`));
@@ -151,10 +98,9 @@ const conv = 'd:alice:bob';
 fs.mkdirSync(artifacts, { recursive: true });
 const profile = path.join(work, 'alice-profile');
 const viewport = { width: 1100, height: 700 };
-const persistent = () => chromium.launchPersistentContext(profile,
-  chromiumOptions({ args: ['--font-render-hinting=none'], viewport, locale: 'en-US' }));
+const persistent = () => chromium.launchPersistentContext(profile, chatOptions({ viewport, locale: 'en-US' }));
 
-const browser = await chromium.launch(chromiumOptions({ args: ['--font-render-hinting=none'] }));
+const browser = await chromium.launch(chatOptions());
 let ctxA;
 try {
   await seed(port, 'bob', conv, 70); // sync gives the latest 50, history the rest

@@ -6,25 +6,7 @@
 #
 # The UI is the one `make` builds (web/chat/dist) when it is up to date with
 # its sources; otherwise (ctest run without make) it is built here into a
-# temporary folder, so the test never runs against a stale bundle.
+# temporary folder, so the test never runs against a stale bundle (lib.sh).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../interop/lib.sh"
-[ -x /usr/bin/chromium ] || { echo "chromium is missing (make deps)" >&2; exit 1; }
-[ -d "$DX_ROOT/node_modules/playwright-core" ] || { echo "playwright-core is missing: npm ci" >&2; exit 1; }
-
-ui="$DX_ROOT/web/chat/dist"
-stale=$(find "$DX_ROOT/web/chat/src" "$DX_ROOT/web/chat/index.html" "$DX_ROOT/web/chat/vite.config.js" \
-             "$DX_ROOT/web/client" -type f -newer "$ui/index.html" 2>/dev/null | head -1 || true)
-if [ ! -f "$ui/index.html" ] || [ -n "$stale" ]; then
-  echo "web/chat/dist is missing or older than its sources: building the UI into $DX_TMP/ui"
-  (cd "$DX_ROOT" && DX_CHAT_OUT="$DX_TMP/ui" npx --no-install vite build --config web/chat/vite.config.js)
-  ui="$DX_TMP/ui"
-fi
-mkdir -p "$DX_TMP/work"
-timeout 300 node "$here/chat.mjs" "$DUPLEX" "$ui" "$DX_TMP/work" "${DX_ARTIFACTS:-$here/artifacts}" || {
-  echo "--- server logs" >&2
-  tail -n 20 "$DX_TMP"/work/server-*.log >&2 || true
-  exit 1
-}
-echo "chat e2e: passed"
+. "$(dirname "$0")/lib.sh"
+chat_e2e chat.mjs "chat e2e"

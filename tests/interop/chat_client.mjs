@@ -7,100 +7,7 @@
 //                     and resending them all is answered as duplicates
 //        token TOKEN  the token identifies its user; ?uid= is refused (4401)
 // Prints one line per check; exits 0 when all passed.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
-const require = createRequire(path.join(root, 'package.json'));
-const WebSocket = require('ws');
-
-const [base, phase, arg] = process.argv.slice(2);
-let failed = 0;
-const check = (ok, what) => {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-};
-
-// A device: a socket with an inbox, and next(type) that waits for the first
-// message of that type (earlier ones of other types stay in the inbox).
-class Device {
-  static open(query) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${base}/chat?${query}`);
-      const d = new Device(ws);
-      ws.once('open', () => resolve(d));
-      ws.once('unexpected-response', (req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-      ws.once('error', reject);
-    });
-  }
-  constructor(ws) {
-    this.ws = ws;
-    this.inbox = [];
-    this.waiters = [];
-    this.nextId = 1;
-    ws.on('message', (data, binary) => {
-      const text = data.toString();
-      const m = text === 'pong' ? { type: 'pong' } : JSON.parse(text);
-      this.inbox.push(m);
-      this.wake();
-    });
-  }
-  wake() {
-    for (const w of [...this.waiters]) {
-      const i = this.inbox.findIndex(w.match);
-      if (i >= 0) {
-        const [m] = this.inbox.splice(i, 1);
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        clearTimeout(w.timer);
-        w.resolve(m);
-      }
-    }
-  }
-  next(type, pred = () => true, ms = 15000) {
-    return new Promise((resolve, reject) => {
-      const w = { match: (m) => m.type === type && pred(m), resolve };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`no '${type}' within ${ms} ms; inbox ${JSON.stringify(this.inbox).slice(0, 300)}`));
-      }, ms);
-      this.waiters.push(w);
-      this.wake();
-    });
-  }
-  // Sends a request with a fresh id and waits for the reply with that id.
-  ask(body) {
-    const id = `r${this.nextId++}`;
-    this.ws.send(JSON.stringify({ v: 1, id, ...body }));
-    return new Promise((resolve, reject) => {
-      const w = { match: (m) => m.id === id, resolve };
-      w.timer = setTimeout(() => reject(new Error(`no reply to ${body.type} ${id}`)), 15000);
-      this.waiters.push(w);
-      this.wake();
-    });
-  }
-  raw(data) {
-    this.ws.send(data);
-  }
-  close() {
-    return new Promise((resolve) => {
-      this.ws.once('close', resolve);
-      this.ws.close(1000);
-    });
-  }
-}
-
-// A refused sign-in (docs/chat-protocol.md, "Refused sign-in"): the socket
-// opens and the server closes it at once, with no welcome: "CODE REASON".
-// Anything else reads differently: "HTTP 401", "accepted: {welcome…}".
-const refused = (query) => new Promise((resolve) => {
-  const ws = new WebSocket(`${base}/chat?${query}`);
-  const got = [];
-  ws.on('message', (data) => got.push(data.toString()));
-  ws.once('unexpected-response', (req, res) => resolve(`HTTP ${res.statusCode}`));
-  ws.once('error', (e) => resolve(`error ${e.message}`));
-  ws.once('close', (code, reason) =>
-    resolve(got.length ? `accepted: ${got.join(' ')}` : `${code} ${reason.toString()}`));
-});
+import { Device, check, refused, run } from './chat_lib.mjs';
 
 async function proto() {
   const alice = await Device.open('uid=alice');
@@ -243,14 +150,9 @@ async function token(tok) {
   check((await refused(`token=bob.${exp}.${sig}`)) === '4401 invalid or expired token', "alice's signature on bob's name gets 4401");
 }
 
-try {
-  if (phase === 'proto') await proto();
-  else if (phase === 'write') await write(Number(arg));
-  else if (phase === 'check') await checkPhase(Number(arg));
-  else if (phase === 'token') await token(arg);
-  else throw new Error(`unknown phase ${phase}`);
-} catch (e) {
-  check(false, `exception: ${e.stack}`);
-}
-console.log(failed ? `${failed} checks failed` : 'all checks passed');
-process.exit(failed ? 1 : 0);
+await run({
+  proto,
+  write: (n) => write(Number(n)),
+  check: (n) => checkPhase(Number(n)),
+  token,
+});

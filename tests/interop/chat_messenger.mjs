@@ -12,84 +12,10 @@
 //                      this machine only (item 9)
 //        nodevlogin    --secret without --dev-login: POST /token is 404
 // Prints one line per check; exits 0 when all passed.
-import { createRequire } from 'node:module';
 import http from 'node:http';
-import path from 'node:path';
-
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
-const require = createRequire(path.join(root, 'package.json'));
-const WebSocket = require('ws');
-
-const [base, phase, arg] = process.argv.slice(2);
-let failed = 0;
-const check = (ok, what) => {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failed++;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// A device: a socket with an inbox; next(type, pred) waits for the first
-// message of that type (others stay in the inbox); ask() for a reply.
-class Device {
-  static open(query) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${base}/chat?${query}`);
-      const d = new Device(ws);
-      ws.once('open', () => resolve(d));
-      ws.once('unexpected-response', (req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-      ws.once('error', reject);
-    });
-  }
-  constructor(ws) {
-    this.ws = ws;
-    this.inbox = [];
-    this.waiters = [];
-    this.nextId = 1;
-    ws.on('message', (data) => {
-      this.inbox.push(JSON.parse(data.toString()));
-      this.wake();
-    });
-  }
-  wake() {
-    for (const w of [...this.waiters]) {
-      const i = this.inbox.findIndex(w.match);
-      if (i >= 0) {
-        const [m] = this.inbox.splice(i, 1);
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        clearTimeout(w.timer);
-        w.resolve(m);
-      }
-    }
-  }
-  wait(match, what, ms = 15000) {
-    return new Promise((resolve, reject) => {
-      const w = { match, resolve };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`no ${what} within ${ms} ms; inbox ${JSON.stringify(this.inbox).slice(0, 300)}`));
-      }, ms);
-      this.waiters.push(w);
-      this.wake();
-    });
-  }
-  next(type, pred = () => true) {
-    return this.wait((m) => m.type === type && pred(m), `'${type}'`);
-  }
-  ask(body) {
-    const id = `r${this.nextId++}`;
-    this.ws.send(JSON.stringify({ v: 1, id, ...body }));
-    return this.wait((m) => m.id === id, `reply to ${body.type}`);
-  }
-  close() {
-    return new Promise((resolve) => {
-      this.ws.once('close', resolve);
-      this.ws.close(1000);
-    });
-  }
-}
+import { Device, base, check, refused, run, same, sleep } from './chat_lib.mjs';
 
 const members = (d, conv) => d.next('members', (m) => m.conv === conv);
-const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 async function membersPhase() {
   const alice = await Device.open('uid=alice');
@@ -189,17 +115,6 @@ async function cidPhase(pid) {
   await bob.close();
 }
 
-// A refused sign-in: "CODE REASON", or what else happened.
-const refused = (query) => new Promise((resolve) => {
-  const ws = new WebSocket(`${base}/chat?${query}`);
-  const got = [];
-  ws.on('message', (data) => got.push(data.toString()));
-  ws.once('unexpected-response', (req, res) => resolve(`HTTP ${res.statusCode}`));
-  ws.once('error', (e) => resolve(`error ${e.message}`));
-  ws.once('close', (code, reason) =>
-    resolve(got.length ? `accepted: ${got.join(' ')}` : `${code} ${reason.toString()}`));
-});
-
 // Plain HTTP to the server: { status, body (parsed JSON or text) }.
 const request = (method, target, headers = {}) => new Promise((resolve, reject) => {
   const u = new URL(base.replace(/^ws/, 'http'));
@@ -267,14 +182,10 @@ async function nodevloginPhase() {
   check(g.status === 200 && same(g.body, { auth: 'uid', dev_login: false }), `GET /token without a secret: ${JSON.stringify(g.body)}`);
 }
 
-try {
-  if (phase === 'members') await membersPhase();
-  else if (phase === 'cid') await cidPhase(Number(arg));
-  else if (phase === 'signin') await signinPhase(arg);
-  else if (phase === 'devlogin') await devloginPhase();
-  else if (phase === 'nodevlogin') await nodevloginPhase();
-  else throw new Error(`unknown phase ${phase}`);
-} catch (e) {
-  check(false, e.stack);
-}
-process.exit(failed ? 1 : 0);
+await run({
+  members: membersPhase,
+  cid: (pid) => cidPhase(Number(pid)),
+  signin: signinPhase,
+  devlogin: devloginPhase,
+  nodevlogin: nodevloginPhase,
+});
