@@ -14,6 +14,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import WebSocket from 'ws';
+
 import { check, chromium, finish } from './browser.mjs';
 import {
   artifacts, chatOptions, freePort, say, shown, startServer, statusOf, T, waitConn, waitStatus, waitText, work,
@@ -162,6 +164,15 @@ try {
 
   // A room: bob writes in the lobby; alice, elsewhere, gets an unread badge.
   await bob.click('li.conv[data-conv="g:lobby"]');
+  // The member count follows arrivals without a reload: carol connects
+  // (the lobby is joined on connect) while bob looks at the room.
+  const members = () => bob.textContent('#pane-sub');
+  check(/^2 members$/.test(await members()), `the lobby says '${await members()}' (alice and bob)`);
+  const carol = new WebSocket(`ws://127.0.0.1:${port}/chat?uid=carol`);
+  await bob.waitForFunction(() => document.querySelector('#pane-sub')?.textContent === '3 members', null, { timeout: T })
+    .then(() => check(true, 'carol arrives: the lobby says 3 members at once'))
+    .catch(async () => check(false, `carol arrives: the lobby still says '${await members()}'`));
+  carol.close();
   await say(bob, '大家好！🌏 Lunch at 12:30?');
   await waitStatus(bob, '大家好！🌏 Lunch at 12:30?', 'sent');
   await alice.waitForSelector('li.conv[data-conv="g:lobby"] .badge', { timeout: T })

@@ -149,6 +149,20 @@ test('presence and typing', async () => {
   assert.deepEqual(im.typers('d:alice:bob'), ['bob']);
 });
 
+test('a members push updates the room as it happens (no sync needed)', async () => {
+  const { im } = await online('alice', [
+    { conv: 'g:lobby', last_seq: 0, read_seq: 0, unread: 0, members: ['alice'], msgs: [], more: false },
+  ]);
+  assert.equal(im.convs.get('g:lobby').members.length, 1);
+  im.onMessage({ v: 1, type: 'members', conv: 'g:lobby', count: 2, joined: ['bob'] });
+  const c = im.convs.get('g:lobby');
+  assert.equal(c.membersCount, 2);
+  assert.deepEqual(c.members, ['alice', 'bob']);
+  // A big room: the count alone.
+  im.onMessage({ v: 1, type: 'members', conv: 'g:lobby', count: 300 });
+  assert.equal(im.convs.get('g:lobby').membersCount, 300);
+});
+
 test('resync: the server lost pushes for a while, the store syncs from what it holds', async () => {
   const conv = 'd:alice:bob';
   const { im, sock } = await online('alice', [

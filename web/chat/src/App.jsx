@@ -67,6 +67,10 @@ function ago(ts) {
   return `last seen ${new Date(ts).toLocaleDateString()}`;
 }
 
+function memberCount(n) {
+  return n === 1 ? '1 member' : `${n} members`;
+}
+
 function ConnLine({ im }) {
   const { state, retryAt } = im.conn;
   useTicker(state === 'reconnecting');
@@ -231,7 +235,7 @@ function Conversation({ im, convId, composerRef }) {
   };
   const sub = typers.length ? `${typers.join(', ')} ${typers.length > 1 ? 'are' : 'is'} typing…`
     : p ? (p.online ? 'online' : p.online === null ? 'status unknown while you are offline' : ago(p.last_seen))
-      : `${c.membersCount || c.members.length} members`;
+      : memberCount(c.membersCount || c.members.length);
   return (
     <main className="pane" aria-labelledby="pane-title">
       <header className="pane-head">

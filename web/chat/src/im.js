@@ -304,6 +304,15 @@ export class IMStore {
         for (const p of data.users) this.presence.set(p.uid, p);
         this.emit();
         break;
+      case 'members': {
+        // Someone joined a room: its count, and who (listed while the
+        // room is small), as it happens rather than at the next sync.
+        const c = this.#conv(data.conv);
+        c.membersCount = data.count;
+        for (const uid of data.joined || []) if (!c.members.includes(uid)) c.members = [...c.members, uid];
+        this.emit();
+        break;
+      }
       case 'resync':
         // The server's node lost pushes from the other nodes for a while
         // (its Redis link was down): fetch what was missed now. A failure
