@@ -308,34 +308,64 @@ try {
   await dave.screenshot({ path: path.join(artifacts, 'chat-signin-refused.png') });
   await ctxD.close();
 
-  // Against the real server, where it refuses a bad token with a close code
-  // (docs/chat-protocol.md); older servers answer HTTP 401 at the upgrade.
-  const proto = fs.readFileSync(path.join(root, 'docs/chat-protocol.md'), 'utf8');
-  if (/\b4401\b/.test(proto)) {
-    const p2 = await freePort();
-    const secret = 'e2e-secret-0123456789abcdef-0123456789';
-    const s2 = await startServer(p2, path.join(work, 'secret.db'), ['--secret', secret]);
-    try {
-      const ctxE = await browser.newContext({ viewport, locale: 'en-US' });
-      const eve = await ctxE.newPage();
-      watch(eve, 'refused/real');
-      await eve.goto(`http://127.0.0.1:${p2}/?token=alice.9999999999.AAAAbad`);
-      const real = await eve.waitForSelector('#refused-why', { timeout: T }).then((e) => e.textContent()).catch(() => null);
-      check(/^sign-in refused: ./.test(real || ''), `the real server's refusal shows '${real}'`);
-      // Signing in again with a good token from the refusal screen.
-      const good = spawnSync(duplex, ['serve', '--chat', '--secret', secret, '--token-for', 'alice'],
-        { encoding: 'utf8' }).stdout.trim();
-      await eve.fill('#token', good);
-      await eve.press('#token', 'Enter');
-      await waitConn(eve, 'online').then(() => check(true, 'a fresh token from that screen signs alice in'),
-        () => check(false, 'a fresh token from that screen signs alice in'));
-      await ctxE.close();
-    } finally {
-      s2.kill('SIGTERM');
-      await stopped(s2);
+  // Against the real server, which refuses a bad token with 4401
+  // (docs/chat-protocol.md).
+  const p2 = await freePort();
+  const secret = 'e2e-secret-0123456789abcdef-0123456789';
+  const s2 = await startServer(p2, path.join(work, 'secret.db'), ['--secret', secret]);
+  try {
+    const ctxE = await browser.newContext({ viewport, locale: 'en-US' });
+    const eve = await ctxE.newPage();
+    watch(eve, 'refused/real');
+    await eve.goto(`http://127.0.0.1:${p2}/?token=alice.9999999999.AAAAbad`);
+    const real = await eve.waitForSelector('#refused-why', { timeout: T }).then((e) => e.textContent()).catch(() => null);
+    check(/^sign-in refused: ./.test(real || ''), `the real server's refusal shows '${real}'`);
+    // Signing in again with a good token from the refusal screen.
+    const good = spawnSync(duplex, ['serve', '--chat', '--secret', secret, '--token-for', 'alice'],
+      { encoding: 'utf8' }).stdout.trim();
+    await eve.fill('#token', good);
+    await eve.press('#token', 'Enter');
+    await waitConn(eve, 'online').then(() => check(true, 'a fresh token from that screen signs alice in'),
+      () => check(false, 'a fresh token from that screen signs alice in'));
+    // A token server's first screen asks for a token, not a name.
+    await eve.goto(`http://127.0.0.1:${p2}/`);
+    const asks = await eve.waitForSelector('#login-token', { timeout: T }).then(() => true, () => false);
+    check(asks, "a token server's sign-in screen asks for a token");
+    if (asks) {
+      await eve.fill('#login-token', good);
+      await eve.press('#login-token', 'Enter');
+      await waitConn(eve, 'online').then(() => check(true, 'a pasted token signs alice in'),
+        () => check(false, 'a pasted token signs alice in'));
     }
-  } else {
-    console.log('skip: docs/chat-protocol.md names no 4401 close yet (the real server answers HTTP 401)');
+    await ctxE.close();
+  } finally {
+    s2.kill('SIGTERM');
+    await stopped(s2);
+  }
+
+  // --dev-login: the sign-in screen takes a name and the server signs a
+  // token for it (POST /token), for pages on this machine.
+  const p3 = await freePort();
+  const s3 = await startServer(p3, path.join(work, 'dev.db'), ['--secret', secret, '--dev-login']);
+  try {
+    const ctxF = await browser.newContext({ viewport, locale: 'en-US' });
+    const fay = await ctxF.newPage();
+    watch(fay, 'dev-login');
+    await fay.goto(`http://127.0.0.1:${p3}/`);
+    const help = await fay.waitForSelector('#login-help', { timeout: T }).then((e) => e.textContent()).catch(() => '');
+    await fay.waitForFunction(() => /Development sign-in/.test(document.querySelector('#login-help')?.textContent || ''),
+      null, { timeout: T }).catch(() => {});
+    check(/Development sign-in/.test(await fay.textContent('#login-help').catch(() => help)),
+      'a --dev-login server offers the development sign-in');
+    await fay.fill('#login-name', 'fay');
+    await fay.press('#login-name', 'Enter');
+    await waitConn(fay, 'online').then(() => check(true, 'a name signs fay in with a minted token'),
+      () => check(false, 'a name signs fay in with a minted token'));
+    check(/[?&]token=fay\./.test(fay.url()), `the page now carries fay's token (${fay.url().split('?')[1] || ''})`);
+    await ctxF.close();
+  } finally {
+    s3.kill('SIGTERM');
+    await stopped(s3);
   }
 } catch (e) {
   check(false, `exception: ${e.stack || e}`);

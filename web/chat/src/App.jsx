@@ -13,23 +13,72 @@ export default function App() {
   return <Chat uid={uid} token={token} />;
 }
 
+// How this server signs people in (GET /token, docs/chat-protocol.md):
+// {auth: 'uid' | 'token', dev_login}. null while asking, and when the page is
+// served by something else (then a name, as in development).
+function useSignIn() {
+  const [info, setInfo] = useState(null);
+  useEffect(() => {
+    let live = true;
+    fetch('/token').then((r) => (r.ok ? r.json() : null)).then((j) => live && setInfo(j), () => {});
+    return () => { live = false; };
+  }, []);
+  return info;
+}
+
 function Login() {
+  const info = useSignIn();
   const [name, setName] = useState('');
-  const ok = validUid(name);
-  const go = (e) => {
+  const [token, setToken] = useState('');
+  const [why, setWhy] = useState('');
+  const tokens = info?.auth === 'token';
+  const mint = tokens && info.dev_login; // the operator's development sign-in
+  const ok = tokens && !mint ? token.trim() !== '' : validUid(name);
+  const go = async (e) => {
     e.preventDefault();
-    if (ok) location.search = `?uid=${encodeURIComponent(name)}`;
+    if (!ok) return;
+    if (!tokens) {
+      location.search = `?uid=${encodeURIComponent(name)}`;
+      return;
+    }
+    if (!mint) {
+      location.search = `?token=${encodeURIComponent(token.trim())}`;
+      return;
+    }
+    try {
+      const r = await fetch(`/token?uid=${encodeURIComponent(name)}`, { method: 'POST' });
+      const j = await r.json();
+      if (!r.ok || !j.token) throw new Error(j.error || `HTTP ${r.status}`);
+      location.search = `?token=${encodeURIComponent(j.token)}`;
+    } catch (err) {
+      setWhy(`sign-in failed: ${err.message}`);
+    }
   };
+  const help = !tokens ? 'Pick a name to start. Open another window with another name to talk to yourself.'
+    : mint ? 'Development sign-in: pick a name and the server signs a token for it.'
+      : 'This server signs people in with tokens: paste yours (duplex serve --token-for NAME prints one).';
   return (
     <main className="login-page">
       <form className="login" onSubmit={go} aria-labelledby="login-title">
         <h1 className="brand big" id="login-title"><Logo /> duplex chat</h1>
-        <p id="login-help">Pick a name to start. Open another window with another name to talk to yourself.</p>
-        <label className="sr" htmlFor="login-name">Your name</label>
-        <input autoFocus id="login-name" placeholder="your name (letters, digits, _ -)" value={name}
-          aria-describedby="login-help" autoCapitalize="none" autoCorrect="off"
-          onChange={(e) => setName(e.target.value.trim())} />
-        <button disabled={!ok}>Enter</button>
+        <p id="login-help">{help}</p>
+        {tokens && !mint ? (
+          <>
+            <label className="sr" htmlFor="login-token">Token</label>
+            <input autoFocus id="login-token" placeholder="token (UID.EXPIRY.SIGNATURE)" value={token}
+              aria-describedby="login-help" autoCapitalize="none" autoCorrect="off"
+              onChange={(e) => setToken(e.target.value)} />
+          </>
+        ) : (
+          <>
+            <label className="sr" htmlFor="login-name">Your name</label>
+            <input autoFocus id="login-name" placeholder="your name (letters, digits, _ -)" value={name}
+              aria-describedby="login-help" autoCapitalize="none" autoCorrect="off"
+              onChange={(e) => setName(e.target.value.trim())} />
+          </>
+        )}
+        {why && <p className="refused-why" role="alert">{why}</p>}
+        <button disabled={!ok}>{tokens && !mint ? 'Sign in' : 'Enter'}</button>
       </form>
     </main>
   );
