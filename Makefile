@@ -1,9 +1,11 @@
 # duplex — the two commands:
 #   make run    install what is missing, build, start the chat on :8080
 #   make test   install what is missing, build, run every test suite (CTest)
-# Also: make (build only, the chat web UI included), make test SANITIZE=1
-# (ASan+UBSan build in build-asan/), make run-echo (the echo page), make fuzz
-# (every libFuzzer harness for FUZZ_TIME seconds, default 60), make clean.
+# Also: make (builds the C library and the command only, no Node needed),
+# make ui (the chat web UI, needs Node; make run and make test build it too),
+# make test SANITIZE=1 (ASan+UBSan build in build-asan/), make run-echo (the
+# echo page), make fuzz (every libFuzzer harness for FUZZ_TIME seconds,
+# default 60), make clean.
 
 BUILD ?= build
 SANITIZE ?= 0
@@ -32,7 +34,8 @@ deps:
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
-build: $(BUILD)/CMakeCache.txt ui
+# C only: a fresh clone without Node builds with plain `make`.
+build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 ui: web/chat/dist/index.html
@@ -52,7 +55,7 @@ run-echo: deps-build
 	$(BUILD)/duplex serve --echo --static web/echo --port 8080
 
 test: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build ui
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
 # Each harness in fuzz/ in turn, built with clang in build-fuzz/; new corpus

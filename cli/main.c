@@ -7,7 +7,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: duplex <command> [options]\n\n"
                "commands:\n"
-               "  serve     run a WebSocket server (--echo, --broadcast, --static DIR)\n"
+               "  serve     run a WebSocket server (--echo, --broadcast or --chat;\n"
+               "            --static DIR)\n"
                "  connect   connect to a WebSocket URL, like wscat\n"
                "  bench     load generator and micro-benchmarks (bench micro)\n"
                "  version   print the version\n\n"

@@ -14,6 +14,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/metrics.h"
 #include "cli/serve_chat.h"
 #include "server/redis_fanout.h"
 
@@ -81,7 +82,8 @@ static void usage(FILE *f) {
            "                          through Redis pub/sub (reconnects by itself; while\n"
            "                          Redis is down, /healthz answers 503 degraded)\n"
            "  --cert F --key F        PEM certificate chain and key: wss:// and https://\n"
-           "  --threads N             N event loops on N threads, SO_REUSEPORT (default 1)\n"
+           "  --threads N             N event loops on N threads sharing one listening\n"
+           "                          socket (default 1)\n"
            "  --max-connections N     open WebSockets; more get HTTP 503 (default unlimited)\n"
            "  --max-message BYTES     largest message; larger closes with 1009 (default 16 MiB)\n"
            "  --max-buffered BYTES    output queued per client before the slow-consumer\n"
@@ -113,6 +115,10 @@ static void usage(FILE *f) {
            "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"
            "  --epoll                 keep every socket on epoll (open WebSockets move to\n"
            "                          an io_uring by default where the kernel has it)\n"
+           "  --metrics               GET /metrics on this port: Prometheus text, every\n"
+           "                          thread summed (docs/metrics.md); loopback peers only,\n"
+           "                          others get 403\n"
+           "  --metrics-public        the same, for any peer (keep the port private)\n"
            "  --quiet                 do not print the listening line\n"
            "  -h, --help              this help\n\n"
            "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
@@ -225,6 +231,7 @@ int dx_cli_serve(int argc, char **argv) {
     const char *redis_url = NULL;
     dx__redis_addr redis_addr;
     uint64_t threads = 1;
+    int metrics = 0; /* 1: --metrics (loopback scrapes only), 2: --metrics-public */
     dx_cli_chat_opts chat_opts = {0};
     dx_chat *chat = NULL;
 
@@ -238,18 +245,17 @@ int dx_cli_serve(int argc, char **argv) {
         if (FLAG("-h") || FLAG("--help")) {
             usage(stdout);
             return 0;
-        } else if (FLAG("--echo")) {
-            mode = MODE_ECHO;
-        } else if (FLAG("--broadcast")) {
-            mode = MODE_BROADCAST;
+        } else if (FLAG("--echo") || FLAG("--broadcast") || FLAG("--chat")) {
+            enum mode m = FLAG("--echo") ? MODE_ECHO : FLAG("--chat") ? MODE_CHAT : MODE_BROADCAST;
+            if (mode != MODE_NONE && mode != m)
+                return dx_cli_bad("serve", "choose one mode: --echo, --broadcast or --chat", NULL);
+            mode = m;
         } else if (FLAG("--redis")) {
             VALUE();
             const char *why;
             if (dx__redis_parse_url(val, &redis_addr, &why) < 0)
                 return dx_cli_bad("serve", why, val);
             redis_url = val;
-        } else if (FLAG("--chat")) {
-            mode = MODE_CHAT;
         } else if (FLAG("--db")) {
             VALUE();
             chat_opts.db = val;
@@ -279,6 +285,10 @@ int dx_cli_serve(int argc, char **argv) {
             quiet = 1;
         } else if (FLAG("--epoll")) {
             cfg.epoll_only = 1;
+        } else if (FLAG("--metrics")) {
+            if (!metrics) metrics = 1;
+        } else if (FLAG("--metrics-public")) {
+            metrics = 2;
         } else if (FLAG("--no-app-ping")) {
             cfg.app_heartbeat = 0;
         } else if (FLAG("--no-deflate")) {
@@ -411,7 +421,6 @@ int dx_cli_serve(int argc, char **argv) {
         cfg.origins = origins;
     }
     cfg.on_message = mode == MODE_ECHO ? on_echo : on_broadcast;
-    cfg.reuseport = threads > 1;
     raise_nofile();
 
     int rc = 0;
@@ -441,21 +450,26 @@ int dx_cli_serve(int argc, char **argv) {
             rc = 1;
             break;
         }
+        if (metrics && i == 0) dx_cli_metrics_wrap(&cfg, metrics == 2); /* after the chat's */
         w->srv = dx_server_new(w->loop, &cfg);
         if (!w->srv) {
             fprintf(stderr, "duplex serve: %s\n", dx_server_new_why());
             rc = 1;
             break;
         }
+        if (metrics) dx_cli_metrics_add(w->srv);
         if (chat && (rc = dx_cli_chat_attach(chat, w->srv)) != 0) break;
-        int lr = dx_server_listen(w->srv);
+        /* Thread 0 binds; the others share its socket (server.h), so that
+         * a second server on this port fails here as it does with one thread. */
+        int lr =
+            i == 0 ? dx_server_listen(w->srv) : dx_server_listen_shared(w->srv, workers[0].srv);
         if (lr < 0) {
             fprintf(stderr, "duplex serve: cannot listen on %s:%d: %s\n", cfg.host, cfg.port,
                     dx_strerror(lr));
             rc = 1;
             break;
         }
-        /* With port 0, the other threads join the port the first one got. */
+        /* The port to print: with port 0, the one the kernel picked. */
         cfg.port = dx_server_port(w->srv);
         if (redis_url) {
             dx__fanout_config fc = {.addr = redis_addr, .on_state = on_redis_state, .user = w};

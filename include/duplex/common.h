@@ -54,6 +54,7 @@ enum dx_error {
     DX_ECLOSED = -17,    /* connection already closed */
     DX_EEXT = -18,       /* extension (deflate) data corrupt: 1002 or 1007 */
     DX_EBUSY = -19,      /* limit reached (connections, queue): retry later */
+    DX_EADDRINUSE = -20, /* listen: another socket holds the address and port */
 };
 
 /* Names an error code ("message too big", ...). Never returns NULL; unknown

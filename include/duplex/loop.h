@@ -93,6 +93,15 @@ DX_API void dx_loop_stop(dx_loop *loop);
  * callback of one iteration sees the same value). */
 DX_API uint64_t dx_loop_now(const dx_loop *loop);
 
+/* Upper bounds, in microseconds, of the buckets of the loop-turn histogram
+ * that dx_server_stats_get reports (server.h); one more bucket, the last,
+ * holds every longer turn. A turn is one iteration of dx_loop_run, from the
+ * end of its wait to the end of its deferred calls: the time the loop
+ * answers nothing else, which is where a stall shows. */
+#define DX_LOOP_TURN_BOUNDS_US                                                                     \
+    { 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000 }
+#define DX_LOOP_TURN_BUCKETS 14 /* the 13 bounds above, then +Inf */
+
 /* The loop-wide receive buffer: every read on this loop may use it, since
  * callbacks never run concurrently. Its content does not survive the
  * callback that filled it. */

@@ -80,8 +80,10 @@
  *
  * Threads. A server and its connections belong to the thread that runs its
  * loop: no function here is thread-safe. To use N cores, run N loops in N
- * threads, each with its own server on the same port with `reuseport` set
- * (the kernel spreads connections). Nothing crosses threads by itself; to
+ * threads, each with its own server: the first calls dx_server_listen, the
+ * others dx_server_listen_shared on the first (one socket, so a second
+ * process cannot join the port as it could with `reuseport`). Nothing
+ * crosses threads by itself; to
  * reach clients of another thread (a broadcast to everyone), dx_loop_post()
  * a function to that thread's loop that calls dx_server_broadcast there,
  * with a copy of the message that outlives the post.
@@ -156,7 +158,9 @@ typedef struct dx_server_config {
     /* Listening address. `host` NULL means "127.0.0.1"; "" , "0.0.0.0" or
      * "::" listen on every address. `port` 0 picks a free port (read it
      * with dx_server_port). `reuseport` sets SO_REUSEPORT so that several
-     * servers (one per thread) can listen on the same port. `backlog` 0
+     * servers can listen on the same port; beware that any process of the
+     * same user that sets it too then joins and takes a share of the
+     * connections (dx_server_listen_shared has no such hole). `backlog` 0
      * means 1024. */
     const char *host;
     int port;
@@ -285,13 +289,23 @@ typedef struct dx_server_config {
 DX_API dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg);
 
 /* The reason the last dx_server_new on this thread returned NULL, as a
- * static one-line string. */
+ * one-line string (it names the file or directory at fault) that stays
+ * valid until the next dx_server_new on this thread. */
 DX_API const char *dx_server_new_why(void);
 
 /* Binds and listens on cfg->host:cfg->port and starts accepting. Returns 0,
- * DX_EADDR (bad host or address in use), DX_EIO, or DX_ESTATE if already
- * listening or shut down. */
+ * DX_EADDRINUSE (another socket holds the port), DX_EADDR (bad or non-local
+ * host), DX_EIO, or DX_ESTATE if already listening or shut down. */
 DX_API int dx_server_listen(dx_server *srv);
+
+/* Starts accepting on the listening socket of `first` (a server of another
+ * loop, already listening), through a duplicate descriptor of its own: the
+ * threads of one process share one socket and one accept queue, and each
+ * stops accepting on its own shutdown. Call it before `first`'s loop runs on
+ * another thread, or on `first`'s thread. The cfg host and port of `srv`
+ * are not used. Returns 0, DX_ESTATE if `srv` is already listening or shut
+ * down or `first` is not listening, or DX_EIO (no descriptor left). */
+DX_API int dx_server_listen_shared(dx_server *srv, const dx_server *first);
 
 /* The port actually bound (useful with port 0), or 0 before listening. */
 DX_API int dx_server_port(const dx_server *srv);
@@ -383,6 +397,91 @@ DX_API int dx_server_set_broker(dx_server *srv, const dx_server_broker *b);
  * was queued on, DX_ENOMEM or DX_EINVAL (bad opcode or topic). */
 DX_API int dx_server_deliver(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
                              size_t len);
+
+/* ---- statistics ------------------------------------------------------------
+ *
+ * Counters a server keeps for monitoring (duplex serve --metrics turns them
+ * into Prometheus text, docs/metrics.md). Each is a plain 64-bit integer
+ * that the server's thread adds to as things happen: no lock, no atomic,
+ * no allocation, nothing walked at read time. Counters only grow (from 0
+ * at dx_server_new); "gauge" fields go up and down. The loop's fields are
+ * those of the server's loop (shared by every server on it). */
+
+/* Why an upgrade request was refused (index of `refused`). */
+enum dx_refuse_reason {
+    DX_REFUSE_BAD_REQUEST = 0, /* malformed HTTP or WebSocket request (400, 426, 431...) */
+    DX_REFUSE_ORIGIN = 1,      /* Origin not allowed (403) */
+    DX_REFUSE_AUTH = 2,        /* on_upgrade answered 401 or 403 */
+    DX_REFUSE_LIMIT = 3,       /* max_connections, shutting down, or on_upgrade 429/503 */
+    DX_REFUSE_APP = 4,         /* on_upgrade answered any other status */
+    DX_REFUSE_COUNT = 5
+};
+
+/* Close codes counted one by one: 1000-1015 at index code - 1000; every
+ * other code (3000-4999, unknown ones) at DX_STATS_CLOSE_OTHER. */
+#define DX_STATS_CLOSE_OTHER 16
+#define DX_STATS_CLOSE_SLOTS 17
+
+/* Message counters are indexed by opcode: [0] text, [1] binary. */
+typedef struct dx_server_stats {
+    /* Set by the caller to sizeof(dx_server_stats) before the call. A
+     * larger struct from a newer header gets the fields this library knows
+     * and zeros after them; a smaller one from an older header gets only
+     * the fields it has. New fields are only ever added at the end. */
+    size_t size;
+
+    int tls;                           /* 1 for a wss:// server (cert_file set), 0 for ws:// */
+    int uring;                         /* 1 when the loop's io_uring carries open WebSockets */
+    uint64_t accepted;                 /* TCP connections accepted */
+    uint64_t open;                     /* gauge: open WebSockets (dx_server_count) */
+    uint64_t upgraded;                 /* WebSocket handshakes completed (101 sent) */
+    uint64_t http_requests;            /* plain HTTP requests routed (not upgrades) */
+    uint64_t refused[DX_REFUSE_COUNT]; /* upgrade requests refused, by reason */
+
+    uint64_t msgs_in[2];   /* complete messages received, by opcode */
+    uint64_t bytes_in[2];  /* their payload bytes (after decompression) */
+    uint64_t msgs_out[2];  /* messages queued to a client (a broadcast counts once per
+                              recipient), by opcode */
+    uint64_t bytes_out[2]; /* their payload bytes (before compression) */
+    uint64_t pings_out;    /* ping frames sent (heartbeats and dx_server_ping) */
+    uint64_t pongs_in;     /* pong frames received */
+    uint64_t wire_in;      /* bytes read from sockets (after TLS), handshakes included */
+    uint64_t wire_out;     /* bytes written to sockets (before TLS) */
+
+    uint64_t closed[DX_STATS_CLOSE_SLOTS];     /* WebSockets ended, by the code on_close
+                                                  reports (the peer's, ours, 1006) */
+    uint64_t close_sent[DX_STATS_CLOSE_SLOTS]; /* close frames the server started with
+                                                  dx_server_close, the idle timeout,
+                                                  the backpressure policy, partial
+                                                  message limits and shutdown (not
+                                                  the protocol's own failures) */
+
+    uint64_t paused;      /* times a connection's reading stopped for backpressure
+                             (output at max_buffered / 2) */
+    uint64_t slow_closed; /* sends refused by the backpressure policy (each closes the
+                             connection with DX_BACKPRESSURE_CLOSE) */
+
+    uint64_t loop_turns;                         /* loop iterations */
+    uint64_t loop_timers;                        /* timer callbacks run */
+    uint64_t loop_turn_us[DX_LOOP_TURN_BUCKETS]; /* turns per duration bucket
+                                                     (DX_LOOP_TURN_BOUNDS_US in
+                                                     loop.h; not cumulative) */
+    uint64_t loop_turn_us_sum;                   /* total turn time, microseconds */
+} dx_server_stats;
+
+/* Fills `out` (its `size` set by the caller, see above) with the server's
+ * counters, and sets out->size to the bytes it filled. Returns 0, or DX_EINVAL when `out` is NULL
+ * or its size is less than that of the first fields (size, tls, uring).
+ *
+ * Threads: the one function of this header that may be called from
+ * another thread than the server's, so that a process with a server per
+ * thread can sum them in one place. Every field is a naturally aligned
+ * 64-bit word written only by the server's thread, so on the 64-bit
+ * platforms duplex runs on a read from elsewhere is never torn; it may be
+ * a moment old, and two fields may come from slightly different moments
+ * (an exporter's scrape tolerates both). The server must stay alive for
+ * the call (do not free it meanwhile). */
+DX_API int dx_server_stats_get(const dx_server *srv, dx_server_stats *out);
 
 /* Graceful shutdown: stops accepting (the listener is closed), drops
  * connections still in their HTTP phase, sends 1001 "going away" to every

@@ -22,6 +22,7 @@ const char *dx_strerror(int err) {
     case DX_ECLOSED: return "connection closed";
     case DX_EEXT: return "extension data corrupt";
     case DX_EBUSY: return "busy";
+    case DX_EADDRINUSE: return "address already in use";
     default: return "unknown error";
     }
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "io/loopstats.h"
 #include "io/uring.h"
 
 #define DX_LOOP_BATCH 256
@@ -95,12 +96,34 @@ struct dx_loop {
     dx__uring *ring;
     int ring_tried;
     int ring_wanted; /* made at the top of the next iteration */
+
+    /* Counters for dx_server_stats (io/loopstats.h): plain words, written
+     * by this thread only. */
+    dx__loop_stats st;
 };
 
-static uint64_t clock_ms(void) {
+static uint64_t clock_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t clock_ms(void) {
+    return clock_us() / 1000u;
+}
+
+/* The end of a turn that began at `t0` (µs): one more clock read per
+ * iteration, the only one the statistics add; the bucket search is a few
+ * compares, the short turns of a busy loop leaving at the first. */
+static void turn_end(dx_loop *loop, uint64_t t0) {
+    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
+    uint64_t d = clock_us() - t0;
+    unsigned i = 0;
+    while (i < sizeof bounds / sizeof bounds[0] && d > bounds[i])
+        i++;
+    loop->st.turn_us[i]++;
+    loop->st.turn_us_sum += d;
+    loop->st.turns++;
 }
 
 /* ---- timers: a binary min-heap keyed on `due` ---- */
@@ -200,6 +223,7 @@ static void run_timers(dx_loop *loop) {
     while (loop->heap_len > 0 && loop->heap[1]->due <= loop->now) {
         dx_timer *t = loop->heap[1];
         heap_remove(loop, t);
+        loop->st.timers++;
         t->cb(loop, t);
     }
     loop->in_timers = 0;
@@ -449,7 +473,8 @@ static int next_timeout(dx_loop *loop) {
      * timer it was for was stopped or pushed back) is left to wake the loop
      * once for nothing, cheaper than a system call on every change. */
     if (loop->timer_set == 0 || due < loop->timer_set) {
-        struct itimerspec its = {.it_value = {(time_t)(due / 1000u), (long)(due % 1000u) * 1000000L}};
+        struct itimerspec its = {
+            .it_value = {(time_t)(due / 1000u), (long)(due % 1000u) * 1000000L}};
         if (timerfd_settime(loop->timer_io.fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
             return due - now > INT_MAX ? INT_MAX : (int)(due - now);
         loop->timer_set = due;
@@ -468,10 +493,12 @@ int dx_loop_run(dx_loop *loop) {
                 rc = DX_EIO;
                 break;
             }
-            loop->now = clock_ms();
+            uint64_t t0 = clock_us();
+            loop->now = t0 / 1000u;
             dx__uring_dispatch(loop->ring, loop, dispatch_io);
             run_timers(loop);
             run_defers(loop);
+            turn_end(loop, t0);
             continue;
         }
         int n = epoll_wait(loop->epfd, loop->events, DX_LOOP_BATCH, next_timeout(loop));
@@ -482,10 +509,12 @@ int dx_loop_run(dx_loop *loop) {
             }
             n = 0;
         }
-        loop->now = clock_ms();
+        uint64_t t0 = clock_us();
+        loop->now = t0 / 1000u;
         dispatch_io(loop, n);
         run_timers(loop);
         run_defers(loop);
+        turn_end(loop, t0);
     }
     loop->stop = 0;
     return rc;
@@ -497,6 +526,14 @@ void dx_loop_stop(dx_loop *loop) {
 
 uint64_t dx_loop_now(const dx_loop *loop) {
     return loop->now;
+}
+
+const dx__loop_stats *dx__loop_get_stats(const dx_loop *loop) {
+    return &loop->st;
+}
+
+int dx__loop_has_uring(const dx_loop *loop) {
+    return loop->ring != NULL;
 }
 
 void dx__loop_want_uring(dx_loop *loop) {

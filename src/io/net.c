@@ -71,6 +71,11 @@ fail:;
     return -1;
 }
 
+static int listen_error(int e) {
+    if (e == EADDRINUSE) return DX_EADDRINUSE;
+    return e == EADDRNOTAVAIL ? DX_EADDR : DX_EIO;
+}
+
 int dx__listen(const char *host, int port, int backlog, int reuseport) {
     if (backlog <= 0) backlog = SOMAXCONN;
     if (port < 0 || port > 65535) {
@@ -85,12 +90,12 @@ int dx__listen(const char *host, int port, int backlog, int reuseport) {
                                   .sin6_addr = IN6ADDR_ANY_INIT};
         int fd = listen_on((struct sockaddr *)&a6, sizeof a6, backlog, reuseport, 1);
         if (fd >= 0) return fd;
-        if (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL) return DX_EIO;
+        if (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL) return listen_error(errno);
         struct sockaddr_in a4 = {.sin_family = AF_INET,
                                  .sin_port = htons((uint16_t)port),
                                  .sin_addr.s_addr = htonl(INADDR_ANY)};
         fd = listen_on((struct sockaddr *)&a4, sizeof a4, backlog, reuseport, 0);
-        return fd >= 0 ? fd : DX_EIO;
+        return fd >= 0 ? fd : listen_error(errno);
     }
     struct addrinfo *res;
     int rc = lookup(host, port, 1, &res);
@@ -102,7 +107,7 @@ int dx__listen(const char *host, int port, int backlog, int reuseport) {
     freeaddrinfo(res);
     errno = e;
     if (fd >= 0) return fd;
-    return errno == EADDRNOTAVAIL ? DX_EADDR : DX_EIO;
+    return listen_error(errno);
 }
 
 int dx__accept(int lfd, dx_addr *peer) {

@@ -21,7 +21,7 @@ typedef struct dx_addr {
  * several loops can each listen on the same port. Port 0 picks a free port
  * (see dx__local_port). `backlog` <= 0 gives SOMAXCONN.
  * Returns the fd, or DX_EADDR (bad port, unknown name, address not local)
- * / DX_EIO (errno kept: EADDRINUSE...). */
+ * / DX_EADDRINUSE / DX_EIO (errno kept). */
 int dx__listen(const char *host, int port, int backlog, int reuseport);
 
 /* Accepts one connection (non-blocking, close-on-exec, TCP_NODELAY set);

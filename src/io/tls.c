@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ struct dx_tls {
 
 /* Error text for *why. One per thread, valid until the next failing call
  * on the same thread. */
-static _Thread_local char why_buf[256];
+static _Thread_local char why_buf[PATH_MAX + 256];
 
 /* Scratch for gathering small iovecs into one record. OpenSSL encrypts the
  * bytes into its own buffer during SSL_write_ex, so this is free again as
@@ -121,8 +122,17 @@ static BIO *bio_new(int fd) {
 static const char *set_why(const char *what, const char *fallback) {
     unsigned long e = ERR_peek_error();
     if (e) {
+        /* The reason alone ("No such file or directory") reads better than
+         * the code and library names of ERR_error_string_n. */
         char detail[200];
-        ERR_error_string_n(e, detail, sizeof detail);
+        const char *reason = ERR_reason_error_string(e);
+#ifdef ERR_SYSTEM_ERROR
+        if (ERR_SYSTEM_ERROR(e)) reason = strerror(ERR_GET_REASON(e)); /* an errno */
+#endif
+        if (reason)
+            snprintf(detail, sizeof detail, "%s", reason);
+        else
+            ERR_error_string_n(e, detail, sizeof detail);
         snprintf(why_buf, sizeof why_buf, "%s: %s", what, detail);
     } else {
         snprintf(why_buf, sizeof why_buf, "%s: %s", what, fallback);
@@ -178,12 +188,17 @@ dx_tls_ctx *dx__tls_server_ctx(const char *cert_file, const char *key_file, cons
     SSL_CTX *ssl = ctx_common(TLS_server_method(), why);
     if (!ssl) return NULL;
     SSL_CTX_set_options(ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* The message names the file: with a certificate and a key, "cannot
+     * load" alone does not say which one to fix. */
+    char what[PATH_MAX + 32];
     if (SSL_CTX_use_certificate_chain_file(ssl, cert_file) != 1) {
-        *why = set_why("TLS certificate", "cannot load");
+        snprintf(what, sizeof what, "TLS certificate %s", cert_file);
+        *why = set_why(what, "cannot load");
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ssl, key_file, SSL_FILETYPE_PEM) != 1) {
-        *why = set_why("TLS private key", "cannot load");
+        snprintf(what, sizeof what, "TLS private key %s", key_file);
+        *why = set_why(what, "cannot load");
         goto fail;
     }
     if (SSL_CTX_check_private_key(ssl) != 1) {
@@ -207,7 +222,9 @@ dx_tls_ctx *dx__tls_client_ctx(int insecure, const char *ca_file, const char **w
         int ok = ca_file ? SSL_CTX_load_verify_locations(ssl, ca_file, NULL)
                          : SSL_CTX_set_default_verify_paths(ssl);
         if (ok != 1) {
-            *why = set_why("TLS CA file", "cannot load");
+            char what[PATH_MAX + 32];
+            snprintf(what, sizeof what, "TLS CA file %s", ca_file ? ca_file : "(system default)");
+            *why = set_why(what, "cannot load");
             SSL_CTX_free(ssl);
             return NULL;
         }

@@ -9,6 +9,7 @@
  *   broker.c    the broker hook: broadcast/publish to the cluster, deliver,
  *               /healthz with the broker's state
  *   redis_fanout.c  the Redis broker (redis_fanout.h)
+ *   stats.c     dx_server_stats_get (the counters live in dx_server.st)
  */
 #ifndef DX_SERVER_INTERNAL_H
 #define DX_SERVER_INTERNAL_H
@@ -135,7 +136,21 @@ struct dx_server {
     int no_uring;               /* the loop has no io_uring (or it is off): epoll only */
     size_t partial_total;       /* dx_conn_partial over the P_WS connections (partial.c) */
     dx_server_conn *partial_in; /* in its dx_conn_recv: counted by dx__partial_read */
+    /* Counters (dx_server_stats_get, in stats.c): plain words added to on
+     * this thread as things happen, read whole from any thread. The
+     * fields that belong to the loop or are computed stay zero here. */
+    dx_server_stats st;
 };
+
+/* Index of a close code in dx_server_stats.closed and .close_sent. */
+static inline unsigned dx__close_slot(unsigned code) {
+    return code >= 1000 && code <= 1015 ? code - 1000 : DX_STATS_CLOSE_OTHER;
+}
+
+/* Index of a data opcode in the stats' message counters. */
+static inline unsigned dx__op_slot(enum dx_opcode op) {
+    return op == DX_OP_BINARY;
+}
 
 static inline dx_conn *sc_conn(const dx_server_conn *c) {
     return (dx_conn *)((char *)c - c->srv->conn_offset);

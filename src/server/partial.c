@@ -16,7 +16,8 @@
 static void drop(dx_server_conn *c, unsigned code, const char *why) {
     dx_conn *conn = sc_conn(c);
     c->srv->partial_total -= dx_conn_partial(conn);
-    (void)dx_conn_fail(conn, code, why, strlen(why)); /* cb_close: drained, then closed */
+    if (dx_conn_fail(conn, code, why, strlen(why)) == 0) /* cb_close: drained, then closed */
+        c->srv->st.close_sent[dx__close_slot(code)]++;
 }
 
 /* The connection holding the most, or NULL. A scan of the open list: it

@@ -124,6 +124,7 @@ static void route(dx_server_conn *c, const dx_http_request *req) {
     int head = slice_is(req->method, req->method_len, "HEAD");
     int get = slice_is(req->method, req->method_len, "GET");
     if (head) c->flags |= F_HEAD;
+    s->st.http_requests++;
     if (s->cfg.on_http) {
         char remote[64];
         dx__sc_remote(c, remote, sizeof remote);
@@ -162,17 +163,20 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
     dx_server *s = c->srv;
     const dx_server_config *cfg = &s->cfg;
     if (s->shutting) {
+        s->st.refused[DX_REFUSE_LIMIT]++;
         (void)dx__req_error(c, 503, "server shutting down", NULL);
         return;
     }
     if (cfg->origins) {
         if (info->origin ? !origin_allowed(cfg, info->origin, info->origin_len)
                          : cfg->origin_required) {
+            s->st.refused[DX_REFUSE_ORIGIN]++;
             (void)dx__req_error(c, 403, "origin not allowed", NULL);
             return;
         }
     }
     if (cfg->max_connections && s->open_count >= cfg->max_connections) {
+        s->st.refused[DX_REFUSE_LIMIT]++;
         (void)dx__req_error(c, 503, "too many connections", "Retry-After: 1\r\n");
         return;
     }
@@ -199,6 +203,9 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
         int st = cfg->on_upgrade(c, dx_conn_user(sc_conn(c)), &u);
         if (st) {
             if (st < 400 || st > 599) st = 500;
+            s->st.refused[st == 401 || st == 403   ? DX_REFUSE_AUTH
+                          : st == 429 || st == 503 ? DX_REFUSE_LIMIT
+                                                   : DX_REFUSE_APP]++;
             char retry[40];
             if (u.retry_after)
                 snprintf(retry, sizeof retry, "Retry-After: %u\r\n", (unsigned)u.retry_after);
@@ -251,6 +258,7 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
     dx__srv_move(c, &s->open);
     c->phase = P_WS;
     c->flags |= F_OPENED;
+    s->st.upgraded++;
     c->t_rx = dx__srv_now(s);
     if (cfg->on_open) cfg->on_open(c, dx_conn_user(conn));
     /* Frames that came in the same read as the request. */
@@ -268,6 +276,7 @@ static void handle(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
         return;
     }
     if (rc) {
+        c->srv->st.refused[DX_REFUSE_BAD_REQUEST]++;
         (void)dx__req_error(c, err.status ? err.status : 400,
                             err.reason ? err.reason : "bad request", err.headers);
         return;
@@ -312,6 +321,7 @@ void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len) {
         }
         return;
     }
+    if (rc < 0) s->st.refused[DX_REFUSE_BAD_REQUEST]++; /* upgrade or not: unreadable */
     if (rc == DX_EHDRSIZE)
         (void)dx__req_error(c, 431, "request header fields too large", NULL);
     else if (rc < 0)

@@ -23,6 +23,8 @@ static dx_server_conn *sc_of(dx_conn *conn) {
 static void cb_message(dx_conn *conn, void *user, enum dx_opcode op, uint8_t *data, size_t len) {
     dx_server_conn *c = sc_of(conn);
     dx_server *s = c->srv;
+    s->st.msgs_in[dx__op_slot(op)]++;
+    s->st.bytes_in[dx__op_slot(op)] += len;
     if (s->cfg.app_heartbeat && op == DX_OP_TEXT && len == 4 && !memcmp(data, "ping", 4)) {
         if (dx_conn_send(conn, DX_OP_TEXT, "pong", 4) == 0) dx__sc_queued(c);
         return;
@@ -32,6 +34,7 @@ static void cb_message(dx_conn *conn, void *user, enum dx_opcode op, uint8_t *da
 
 static void cb_pong(dx_conn *conn, void *user, const uint8_t *data, size_t len) {
     dx_server_conn *c = sc_of(conn);
+    c->srv->st.pongs_in++;
     if (c->srv->cfg.on_pong) c->srv->cfg.on_pong(c, user, data, len);
 }
 
@@ -49,6 +52,7 @@ static void cb_close(dx_conn *conn, void *user, uint16_t code, const uint8_t *re
         c->flags &= (uint16_t) ~(F_PAUSED | F_PING);
         dx__sc_mark(c);
     }
+    if (c->flags & F_OPENED) s->st.closed[dx__close_slot(code)]++;
     if ((c->flags & F_OPENED) && s->cfg.on_close) {
         c->flags &= (uint16_t)~F_OPENED;
         s->cfg.on_close(c, user, code, reason, reason_len, was_clean);
@@ -165,6 +169,7 @@ uint16_t dx__sc_drop_code(const dx_server_conn *c) {
 void dx__sc_start_close(dx_server_conn *c, unsigned code, const char *reason) {
     if (c->phase != P_WS) return;
     if (dx_conn_close(sc_conn(c), code, reason, reason ? strlen(reason) : 0) == 0) {
+        c->srv->st.close_sent[dx__close_slot(code)]++;
         c->t_mark = dx__srv_now(c->srv);
         c->flags &= (uint16_t)~F_PING;
         dx__sc_mark(c);
@@ -219,15 +224,23 @@ void dx__sc_queued(dx_server_conn *c) {
     size_t b = dx_conn_buffered(sc_conn(c));
     const dx_server_config *cfg = &c->srv->cfg;
     if (b > cfg->low_water) c->flags |= F_ABOVE_LOW;
-    if (b >= cfg->max_buffered / 2) c->flags |= F_PAUSED;
+    if (b >= cfg->max_buffered / 2 && !(c->flags & F_PAUSED)) {
+        c->flags |= F_PAUSED;
+        c->srv->st.paused++;
+    }
     dx__sc_mark(c);
 }
 
 static int64_t sock_writev(dx_server_conn *c, const struct iovec *iov, int n) {
-    if (!c->tls) return dx__writev(c->io.fd, iov, n);
-    unsigned want = 0;
-    int64_t r = dx__tls_writev(c->tls, iov, n, &want);
-    if (r == DX_EBUSY && (want & DX_IO_WRITE)) c->flags |= F_TLS_WANT_W;
+    int64_t r;
+    if (!c->tls) {
+        r = dx__writev(c->io.fd, iov, n);
+    } else {
+        unsigned want = 0;
+        r = dx__tls_writev(c->tls, iov, n, &want);
+        if (r == DX_EBUSY && (want & DX_IO_WRITE)) c->flags |= F_TLS_WANT_W;
+    }
+    if (r > 0) c->srv->st.wire_out += (uint64_t)r;
     return r;
 }
 
@@ -279,6 +292,7 @@ static int write_file(dx_server_conn *c) {
             if (k < 0) return errno == EAGAIN ? 0 : DX_EIO;
             if (k == 0) return DX_EIO; /* the file shrank */
             n = k;
+            c->srv->st.wire_out += (uint64_t)k;
         } else {
             size_t cap;
             uint8_t *buf = dx_loop_rbuf(c->srv->loop, &cap);
@@ -374,6 +388,7 @@ static void uring_flush(dx_server_conn *c) {
                 return;
             }
             if (w > 0) {
+                c->srv->st.wire_out += (uint64_t)w;
                 dx_conn_out_consume(sc_conn(c), (size_t)w);
                 n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
             }
@@ -383,7 +398,10 @@ static void uring_flush(dx_server_conn *c) {
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
             return;
         }
-        if (r > 0) dx_conn_out_consume(sc_conn(c), (size_t)r); /* copied */
+        if (r > 0) { /* copied: on its way, reported by no completion */
+            c->srv->st.wire_out += (uint64_t)r;
+            dx_conn_out_consume(sc_conn(c), (size_t)r);
+        }
     }
     flushed(c);
 }
@@ -510,6 +528,7 @@ static void tls_handshake(dx_server_conn *c) {
 static void deliver(dx_server_conn *c, uint8_t *buf, size_t n) {
     c->t_rx = dx__srv_now(c->srv);
     c->flags &= (uint16_t)~F_PING;
+    c->srv->st.wire_in += n;
     switch (c->phase) {
     case P_HTTP:
         dx__req_input(c, buf, n);
@@ -601,6 +620,7 @@ static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
             return;
         }
+        c->srv->st.wire_out += (uint64_t)n;
         dx_conn_out_consume(sc_conn(c), (size_t)n);
         uring_flush(c);
         return;

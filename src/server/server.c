@@ -1,9 +1,12 @@
 /* The server object: listener, accept, the connection lists, the coarse
  * sweep that enforces every timeout, broadcast and graceful shutdown. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -165,6 +168,7 @@ static void sweep_conn(dx_server *s, dx_server_conn *c, uint32_t now) {
     if (expired(now, c->t_rx, cfg->ping_interval_ms) && dx_conn_ping(sc_conn(c), NULL, 0) == 0) {
         c->flags |= F_PING;
         c->t_mark = now;
+        s->st.pings_out++;
         dx__sc_queued(c);
     }
 }
@@ -212,6 +216,7 @@ static void on_listen(dx_loop *loop, dx_io *w, unsigned events) {
             return;
         }
         if (fd < 0) return;
+        s->st.accepted++;
         if (!dx__sc_new(s, fd)) close(fd);
     }
 }
@@ -288,7 +293,10 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     if (cfg->static_dir) {
         s->static_root = realpath(cfg->static_dir, NULL);
         if (!s->static_root) {
-            new_why = "static directory not found";
+            /* Name the path: it is the one thing the user has to fix. */
+            static _Thread_local char why[PATH_MAX + 64];
+            snprintf(why, sizeof why, "static directory %s: %s", cfg->static_dir, strerror(errno));
+            new_why = why;
             dx__free(s);
             return NULL;
         }
@@ -315,11 +323,8 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     return s;
 }
 
-int dx_server_listen(dx_server *s) {
-    if (s->listening || s->shutting || s->lio.fd >= 0) return DX_ESTATE;
-    const char *host = s->cfg.host ? s->cfg.host : "127.0.0.1";
-    int fd = dx__listen(host, s->cfg.port, s->cfg.backlog, s->cfg.reuseport);
-    if (fd < 0) return fd;
+/* Starts accepting on `fd`, which the server then owns (closed on failure). */
+static int listen_start(dx_server *s, int fd) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
@@ -337,6 +342,29 @@ int dx_server_listen(dx_server *s) {
     if (!s->no_uring && !s->tls) dx__loop_want_uring(s->loop);
     dx_timer_start(s->loop, &s->sweep, s->sweep_ms);
     return 0;
+}
+
+int dx_server_listen(dx_server *s) {
+    if (s->listening || s->shutting || s->lio.fd >= 0) return DX_ESTATE;
+    const char *host = s->cfg.host ? s->cfg.host : "127.0.0.1";
+    int fd = dx__listen(host, s->cfg.port, s->cfg.backlog, s->cfg.reuseport);
+    if (fd < 0) return fd;
+    return listen_start(s, fd);
+}
+
+/* One socket watched by every thread's epoll rather than one SO_REUSEPORT
+ * socket per thread: the kernel lets any process of the same user join a
+ * SO_REUSEPORT group, so a second server started by mistake on the same port
+ * would take a share of the connections instead of failing to start. The
+ * price is that every idle thread wakes for a new connection and all but one
+ * find nothing to accept (EAGAIN, handled); the one that takes it is the
+ * first free one, which also spreads the load by how busy threads are. */
+int dx_server_listen_shared(dx_server *s, const dx_server *first) {
+    if (s->listening || s->shutting || s->lio.fd >= 0) return DX_ESTATE;
+    if (!first->listening || first->lio.fd < 0) return DX_ESTATE;
+    int fd = fcntl(first->lio.fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return DX_EIO;
+    return listen_start(s, fd);
 }
 
 int dx_server_port(const dx_server *s) {
@@ -366,6 +394,7 @@ dx_server_conn *dx_server_next(const dx_server_conn *c) {
 static int send_shared(dx_server_conn *c, dx_shared *sh) {
     if (c->phase != P_WS || dx_conn_state(sc_conn(c)) != DX_OPEN) return DX_ESTATE;
     if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) {
+        c->srv->st.slow_closed++;
         if (c->srv->cfg.backpressure == DX_BACKPRESSURE_CLOSE) {
             c->flags |= F_SLOW;
             dx__sc_start_close(c, DX_CLOSE_POLICY, "slow consumer");
@@ -392,6 +421,8 @@ int dx__srv_broadcast_local(dx_server *s, enum dx_opcode op, const void *data, s
     for (dx_server_conn *c = s->open; c; c = c->next)
         if (c != except && send_shared(c, sh) == 0) n++;
     dx_shared_release(sh);
+    s->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
+    s->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
     return n;
 }
 

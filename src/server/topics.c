@@ -175,6 +175,8 @@ int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode o
     for (dx__sub *s = t->subs; s; s = s->t_next)
         if (s->c != except && dx__srv_send_shared(s->c, sh) == 0) n++;
     dx_shared_release(sh);
+    srv->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
+    srv->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
     return n;
 }
 
@@ -197,6 +199,8 @@ int dx_server_publish_lossy(dx_server *srv, const char *topic, enum dx_opcode op
         if (dx__srv_send_shared(s->c, sh) == 0) n++;
     }
     if (sh) dx_shared_release(sh);
+    srv->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
+    srv->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
     return n;
 }
 

@@ -6,6 +6,7 @@
 
 /* A send found max_buffered bytes already queued. */
 static int refuse(dx_server_conn *c) {
+    c->srv->st.slow_closed++;
     if (c->srv->cfg.backpressure == DX_BACKPRESSURE_CLOSE) {
         c->flags |= F_SLOW;
         dx__sc_start_close(c, DX_CLOSE_POLICY, "slow consumer");
@@ -21,9 +22,17 @@ int dx_server_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_
     if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return DX_EINVAL;
     if (!can_send(c)) return DX_ESTATE;
     if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return refuse(c);
-    if (len >= DX__SC_THROUGH_MIN) return dx__sc_send_through(c, op, data, len);
-    int rc = dx_conn_send(sc_conn(c), op, data, len);
-    if (rc == 0) dx__sc_queued(c);
+    int rc;
+    if (len >= DX__SC_THROUGH_MIN) {
+        rc = dx__sc_send_through(c, op, data, len);
+    } else {
+        rc = dx_conn_send(sc_conn(c), op, data, len);
+        if (rc == 0) dx__sc_queued(c);
+    }
+    if (rc == 0) {
+        c->srv->st.msgs_out[dx__op_slot(op)]++;
+        c->srv->st.bytes_out[dx__op_slot(op)] += len;
+    }
     return rc;
 }
 
@@ -39,6 +48,9 @@ int dx_server_send_fragment(dx_server_conn *c, enum dx_opcode op, const void *da
         return refuse(c);
     int rc = dx_conn_send_fragment(sc_conn(c), op, data, len, fin);
     if (rc == 0) {
+        /* Counted as one message, by the opcode of its first piece. */
+        if (!(c->flags & F_FRAG)) c->srv->st.msgs_out[dx__op_slot(op)]++;
+        c->srv->st.bytes_out[dx__op_slot(op)] += len;
         c->flags = (uint16_t)(fin ? c->flags & ~F_FRAG : c->flags | F_FRAG);
         dx__sc_queued(c);
     }
@@ -48,7 +60,10 @@ int dx_server_send_fragment(dx_server_conn *c, enum dx_opcode op, const void *da
 int dx_server_ping(dx_server_conn *c, const void *data, size_t len) {
     if (c->phase != P_WS) return DX_ESTATE;
     int rc = dx_conn_ping(sc_conn(c), data, len);
-    if (rc == 0) dx__sc_queued(c);
+    if (rc == 0) {
+        c->srv->st.pings_out++;
+        dx__sc_queued(c);
+    }
     return rc;
 }
 
@@ -58,6 +73,7 @@ int dx_server_close(dx_server_conn *c, unsigned code, const char *reason) {
     if (rlen > 123 || (code == 0 && rlen) || (code && !dx_close_code_valid(code))) return DX_EINVAL;
     int rc = dx_conn_close(sc_conn(c), code, reason, rlen);
     if (rc) return rc;
+    c->srv->st.close_sent[dx__close_slot(code)]++;
     c->t_mark = dx__srv_now(c->srv);
     c->flags &= (uint16_t)~F_PING;
     dx__sc_mark(c);

@@ -17,7 +17,7 @@ dx_cert "$DX_TMP"
 dx_serve tls --echo --cert "$DX_TMP/cert.pem" --key "$DX_TMP/key.pem"
 timeout 120 "$PY" "$here/python_client.py" "wss://127.0.0.1:$DX_PORT/" --insecure
 dx_stop "$DX_PID"
-echo "== broadcast, 2 threads (SO_REUSEPORT)"
+echo "== broadcast, 2 threads (one shared listening socket)"
 dx_serve bcast --broadcast --threads 2
 timeout 60 "$PY" "$here/python_client.py" "ws://127.0.0.1:$DX_PORT/" --broadcast 12
 dx_stop "$DX_PID"

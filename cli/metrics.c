@@ -1,0 +1,195 @@
+/* duplex serve --metrics (metrics.h): every thread's dx_server_stats_get,
+ * summed when the scrape arrives, written as Prometheus text. The scrape
+ * runs on whichever thread accepted it and reads the other threads'
+ * counters as they stand (server.h says why that is safe), so the hot
+ * path pays one plain add per event and nothing per scrape. */
+#include "cli/metrics.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SERVERS 256
+
+static dx_server *servers[MAX_SERVERS];
+static int nservers;
+static int public_scrape;
+static int (*next_http)(dx_server_conn *c, void *user, const dx_http_route *r);
+
+int dx_cli_metrics_loopback(const char *remote) {
+    if (!remote) return 0;
+    if (!strncmp(remote, "127.", 4)) return 1;
+    if (!strncmp(remote, "[::1]:", 6)) return 1;
+    return !strncmp(remote, "[::ffff:127.", 12);
+}
+
+/* The sum of every server's counters: each field is a uint64_t from
+ * `accepted` on, so the sum is taken word by word. */
+typedef struct totals {
+    dx_server_stats s;
+    int tls, uring, threads;
+} totals;
+
+_Static_assert((sizeof(dx_server_stats) - offsetof(dx_server_stats, accepted)) % sizeof(uint64_t) ==
+                   0,
+               "the counters are 64-bit words from `accepted` on");
+
+static void sum(dx_server *const *srv, int n, totals *t) {
+    memset(t, 0, sizeof *t);
+    const size_t first = offsetof(dx_server_stats, accepted);
+    const size_t words = (sizeof(dx_server_stats) - first) / sizeof(uint64_t);
+    for (int i = 0; i < n; i++) {
+        dx_server_stats one = {.size = sizeof one};
+        if (!srv[i] || dx_server_stats_get(srv[i], &one) < 0) continue;
+        uint64_t *to = (uint64_t *)(void *)((char *)&t->s + first);
+        const uint64_t *from = (const uint64_t *)(const void *)((const char *)&one + first);
+        for (size_t k = 0; k < words; k++)
+            to[k] += from[k];
+        t->tls |= one.tls;
+        t->uring += one.uring;
+        t->threads++;
+    }
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help) {
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void by_op(FILE *f, const char *name, const char *type, const char *help,
+                  const uint64_t v[2]) {
+    head(f, name, type, help);
+    fprintf(f, "%s{opcode=\"text\"} %llu\n%s{opcode=\"binary\"} %llu\n", name,
+            (unsigned long long)v[0], name, (unsigned long long)v[1]);
+}
+
+static void one(FILE *f, const char *name, const char *type, const char *help, uint64_t v) {
+    head(f, name, type, help);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* Codes that occurred only: the set is open (3000-4999), and a series per
+ * code never seen would be noise. */
+static void by_code(FILE *f, const char *name, const char *help, const uint64_t *v) {
+    head(f, name, "counter", help);
+    for (int i = 0; i < DX_STATS_CLOSE_SLOTS; i++) {
+        if (!v[i]) continue;
+        if (i == DX_STATS_CLOSE_OTHER)
+            fprintf(f, "%s{code=\"other\"} %llu\n", name, (unsigned long long)v[i]);
+        else
+            fprintf(f, "%s{code=\"%d\"} %llu\n", name, 1000 + i, (unsigned long long)v[i]);
+    }
+}
+
+char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
+    totals t;
+    sum(srv, n, &t);
+    const dx_server_stats *s = &t.s;
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    if (!f) return NULL;
+    const char *tr = t.tls ? "wss" : "ws";
+
+    head(f, "duplex_connections_accepted_total", "counter", "TCP connections accepted.");
+    fprintf(f, "duplex_connections_accepted_total{transport=\"%s\"} %llu\n", tr,
+            (unsigned long long)s->accepted);
+    head(f, "duplex_connections_open", "gauge", "Open WebSocket connections.");
+    fprintf(f, "duplex_connections_open{transport=\"%s\"} %llu\n", tr, (unsigned long long)s->open);
+    head(f, "duplex_handshakes_total", "counter", "WebSocket handshakes completed (101 sent).");
+    fprintf(f, "duplex_handshakes_total{transport=\"%s\"} %llu\n", tr,
+            (unsigned long long)s->upgraded);
+    static const char *const reasons[DX_REFUSE_COUNT] = {"bad_request", "origin", "auth", "limit",
+                                                         "app"};
+    head(f, "duplex_handshakes_refused_total", "counter",
+         "Upgrade requests refused, by reason (bad_request also counts unreadable HTTP).");
+    for (int i = 0; i < DX_REFUSE_COUNT; i++)
+        fprintf(f, "duplex_handshakes_refused_total{reason=\"%s\"} %llu\n", reasons[i],
+                (unsigned long long)s->refused[i]);
+    one(f, "duplex_http_requests_total", "counter", "Plain HTTP requests routed.",
+        s->http_requests);
+
+    by_op(f, "duplex_messages_received_total", "counter", "Complete messages received.",
+          s->msgs_in);
+    by_op(f, "duplex_message_bytes_received_total", "counter",
+          "Payload bytes of the messages received (decompressed).", s->bytes_in);
+    by_op(f, "duplex_messages_sent_total", "counter",
+          "Messages queued to clients (a broadcast counts once per recipient).", s->msgs_out);
+    by_op(f, "duplex_message_bytes_sent_total", "counter",
+          "Payload bytes of the messages sent (before compression).", s->bytes_out);
+    one(f, "duplex_pings_sent_total", "counter", "Ping frames sent.", s->pings_out);
+    one(f, "duplex_pongs_received_total", "counter", "Pong frames received.", s->pongs_in);
+    one(f, "duplex_socket_bytes_received_total", "counter", "Bytes read from sockets (after TLS).",
+        s->wire_in);
+    one(f, "duplex_socket_bytes_sent_total", "counter", "Bytes written to sockets (before TLS).",
+        s->wire_out);
+    by_code(f, "duplex_websocket_closed_total",
+            "WebSockets ended, by the close code reported (the peer's, ours, or 1006).", s->closed);
+    by_code(f, "duplex_close_frames_sent_total",
+            "Close frames the server started (API, timeouts, policies, shutdown).", s->close_sent);
+
+    one(f, "duplex_backpressure_pauses_total", "counter",
+        "Times a connection's reading stopped because its output reached max_buffered/2.",
+        s->paused);
+    one(f, "duplex_slow_consumers_total", "counter",
+        "Sends refused because the output queue was at max_buffered (slow consumers).",
+        s->slow_closed);
+
+    one(f, "duplex_threads", "gauge", "Event loops (threads) summed here.", (uint64_t)t.threads);
+    one(f, "duplex_io_uring_threads", "gauge",
+        "Threads whose open WebSockets use io_uring (the others use epoll).", (uint64_t)t.uring);
+    one(f, "duplex_loop_iterations_total", "counter", "Event loop iterations.", s->loop_turns);
+    one(f, "duplex_loop_timers_total", "counter", "Timer callbacks run.", s->loop_timers);
+    head(f, "duplex_loop_turn_seconds", "histogram",
+         "Time one loop iteration spends working (wait excluded): a stall shows here.");
+    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
+    uint64_t cum = 0;
+    for (int i = 0; i < DX_LOOP_TURN_BUCKETS; i++) {
+        cum += s->loop_turn_us[i];
+        if (i < DX_LOOP_TURN_BUCKETS - 1)
+            fprintf(f, "duplex_loop_turn_seconds_bucket{le=\"%g\"} %llu\n", bounds[i] / 1e6,
+                    (unsigned long long)cum);
+        else
+            fprintf(f, "duplex_loop_turn_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cum);
+    }
+    fprintf(f, "duplex_loop_turn_seconds_sum %.6f\n", (double)s->loop_turn_us_sum / 1e6);
+    /* The count is the +Inf bucket, not loop_turns: the two are separate
+     * words, and a scrape between their updates must not disagree. */
+    fprintf(f, "duplex_loop_turn_seconds_count %llu\n", (unsigned long long)cum);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int on_http(dx_server_conn *c, void *user, const dx_http_route *r) {
+    if (r->path_len == 8 && !memcmp(r->path, "/metrics", 8)) {
+        if (!public_scrape && !dx_cli_metrics_loopback(r->remote)) {
+            static const char why[] = "metrics are for loopback peers (--metrics-public)\n";
+            (void)dx_server_http_respond(c, 403, NULL, why, sizeof why - 1);
+            return 1;
+        }
+        size_t len = 0;
+        char *text = dx_cli_metrics_text(servers, nservers, &len);
+        if (!text) {
+            (void)dx_server_http_respond(c, 503, NULL, "out of memory\n", 14);
+            return 1;
+        }
+        (void)dx_server_http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+        return 1;
+    }
+    return next_http ? next_http(c, user, r) : 0;
+}
+
+void dx_cli_metrics_wrap(dx_server_config *cfg, int public_) {
+    public_scrape = public_;
+    next_http = cfg->on_http;
+    cfg->on_http = on_http;
+    nservers = 0;
+}
+
+void dx_cli_metrics_add(dx_server *srv) {
+    if (nservers < MAX_SERVERS) servers[nservers++] = srv;
+}

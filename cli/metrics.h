@@ -1,0 +1,28 @@
+/* duplex serve --metrics: GET /metrics in the Prometheus text format
+ * (docs/metrics.md), on the serving port, summed over every thread's
+ * server at scrape time. */
+#ifndef DX_CLI_METRICS_H
+#define DX_CLI_METRICS_H
+
+#include <duplex/server.h>
+
+/* Routes /metrics through cfg->on_http, ahead of the handler already there
+ * (the chat's), which still gets every other request. With `public_` 0 a
+ * scrape from a peer that is not a loopback address gets 403: the numbers
+ * tell an outsider how loaded the server is and what it refuses. Call once,
+ * before the first dx_server_new with `cfg`. */
+void dx_cli_metrics_wrap(dx_server_config *cfg, int public_);
+
+/* Adds a server to those summed (one per thread). Before its loop runs;
+ * at most 256. */
+void dx_cli_metrics_add(dx_server *srv);
+
+/* 1 when `remote` ("ip:port" as dx_http_route gives it) is a loopback
+ * address: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
+int dx_cli_metrics_loopback(const char *remote);
+
+/* The exposition text for `n` servers, in a buffer from malloc (the caller
+ * frees it), its length in *len; NULL when out of memory. */
+char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len);
+
+#endif

@@ -1,0 +1,31 @@
+/* dx_server_stats_get: the server's counters, with the loop's and the
+ * gauges filled in, copied up to the size the caller's header knows. */
+#include <stddef.h>
+#include <string.h>
+
+#include "io/loopstats.h"
+#include "server/internal.h"
+
+int dx_server_stats_get(const dx_server *srv, dx_server_stats *out) {
+    if (!srv || !out || out->size < offsetof(dx_server_stats, accepted)) return DX_EINVAL;
+    size_t want = out->size;
+    /* Copied word by word from the live counters, which the server's
+     * thread may be adding to meanwhile (see server.h, "Threads"). */
+    dx_server_stats st = srv->st;
+    const dx__loop_stats *ls = dx__loop_get_stats(srv->loop);
+    st.size = sizeof st;
+    st.tls = srv->tls != NULL;
+    st.uring = !srv->no_uring && !srv->tls && dx__loop_has_uring(srv->loop);
+    st.open = srv->open_count;
+    st.loop_turns = ls->turns;
+    st.loop_timers = ls->timers;
+    memcpy(st.loop_turn_us, ls->turn_us, sizeof st.loop_turn_us);
+    st.loop_turn_us_sum = ls->turn_us_sum;
+    if (want > sizeof st) {
+        memset((char *)out + sizeof st, 0, want - sizeof st);
+        want = sizeof st;
+    }
+    memcpy(out, &st, want);
+    out->size = want;
+    return 0;
+}
