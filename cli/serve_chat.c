@@ -200,7 +200,7 @@ void dx_cli_chat_announce(const dx_cli_chat_opts *o, const dx_server_config *cfg
              h, v6 ? "]" : "", port);
     const char *from;
     if (!secret_of(o, &from))
-        fprintf(stderr, "duplex: open %s?uid=alice (any name: development sign-in)\n", url);
+        fprintf(stderr, "duplex: open %s?uid=alice (any name: no sign-in without --secret)\n", url);
     else if (o->dev_login)
         fprintf(stderr, "duplex: open %s and sign in with any name (--dev-login)\n", url);
     else
