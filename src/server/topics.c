@@ -159,42 +159,25 @@ size_t dx_server_topic_count(const dx_server *srv, const char *topic) {
     return t ? t->count : 0;
 }
 
-/* Local delivery of dx_server_publish (broker.c adds the cluster). */
-int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
-                             size_t len, const dx_server_conn *except) {
+/* Sends to the topic's subscribers on this server, but `except` and, when
+ * max_queued is not SIZE_MAX, those with max_queued bytes queued already
+ * (measured before the frame is built: such a subscriber misses this
+ * message and keeps its connection, which the backpressure policy would
+ * not let it). The frame is built once, at the first subscriber it goes
+ * to. Sending never unsubscribes (a policy close only starts the closing
+ * handshake), so the list is stable while we walk it. */
+static int publish_to(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                      size_t len, const dx_server_conn *except, size_t max_queued) {
     size_t tlen;
     if (check_name(topic, &tlen) || (op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len))
-        return DX_EINVAL;
-    dx__topic *t = find(&srv->topics, topic, tlen, hash_of(topic, tlen));
-    if (!t || (t->count == 1 && t->subs->c == except)) return 0;
-    dx_shared *sh = dx_shared_new(op, data, len);
-    if (!sh) return DX_ENOMEM;
-    int n = 0;
-    /* Sending never unsubscribes (a policy close only starts the closing
-     * handshake), so the list is stable while we walk it. */
-    for (dx__sub *s = t->subs; s; s = s->t_next)
-        if (s->c != except && dx__srv_send_shared(s->c, sh) == 0) n++;
-    dx_shared_release(sh);
-    srv->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
-    srv->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
-    return n;
-}
-
-int dx_server_publish_lossy(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
-                            size_t len, const dx_server_conn *except, size_t max_queued) {
-    size_t tlen;
-    if (!srv || check_name(topic, &tlen) || (op != DX_OP_TEXT && op != DX_OP_BINARY) ||
-        (!data && len))
         return DX_EINVAL;
     dx__topic *t = find(&srv->topics, topic, tlen, hash_of(topic, tlen));
     if (!t) return 0;
     dx_shared *sh = NULL;
     int n = 0;
-    /* The queue is measured before the frame is built: a subscriber that
-     * would pass max_queued misses this message and keeps its connection,
-     * which the backpressure policy would not let it. */
     for (dx__sub *s = t->subs; s; s = s->t_next) {
-        if (s->c == except || dx_server_conn_buffered(s->c) + len >= max_queued) continue;
+        if (s->c == except) continue;
+        if (max_queued != SIZE_MAX && dx_server_conn_buffered(s->c) + len >= max_queued) continue;
         if (!sh && !(sh = dx_shared_new(op, data, len))) return DX_ENOMEM;
         if (dx__srv_send_shared(s->c, sh) == 0) n++;
     }
@@ -202,6 +185,17 @@ int dx_server_publish_lossy(dx_server *srv, const char *topic, enum dx_opcode op
     srv->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
     srv->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
     return n;
+}
+
+/* Local delivery of dx_server_publish (broker.c adds the cluster). */
+int dx__topics_publish_local(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                             size_t len, const dx_server_conn *except) {
+    return publish_to(srv, topic, op, data, len, except, SIZE_MAX);
+}
+
+int dx_server_publish_lossy(dx_server *srv, const char *topic, enum dx_opcode op, const void *data,
+                            size_t len, const dx_server_conn *except, size_t max_queued) {
+    return srv ? publish_to(srv, topic, op, data, len, except, max_queued) : DX_EINVAL;
 }
 
 void dx__topics_free(dx__topics *tt) {
