@@ -275,15 +275,22 @@ static int each_uid(sqlite3_stmt *q, dx__chat_uid_cb cb, void *arg) {
     return rc == SQLITE_DONE ? 0 : db_err(rc);
 }
 
+/* A query that answers one number (a COUNT): 0 with *n, or the error. */
+static int one_count(sqlite3_stmt *q, int64_t *n) {
+    int rc = sqlite3_step(q);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? 0 : db_err(rc);
+}
+
 static int sq_members(dx__chat_store *base, const char *conv, int64_t max, int64_t *count,
                       dx__chat_uid_cb cb, void *arg) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *q = stmt(s, S_MEMBERS_N);
     bind_text(q, 1, conv);
-    int rc = sqlite3_step(q);
-    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
-    if (rc != SQLITE_ROW) return db_err(rc);
+    int64_t n;
+    int rc = one_count(q, &n);
+    if (rc < 0) return rc;
     if (count) *count = n;
     if (n > max) return 0;
     q = stmt(s, S_MEMBERS);
@@ -373,10 +380,7 @@ static int sq_unread(dx__chat_store *base, const char *conv, const char *uid, in
     bind_text(q, 1, conv);
     bind_text(q, 2, uid);
     sqlite3_bind_int64(q, 3, seq);
-    int rc = sqlite3_step(q);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
-    return rc == SQLITE_ROW ? 0 : db_err(rc);
+    return one_count(q, n);
 }
 
 static int sq_contacts(dx__chat_store *base, const char *uid, dx__chat_uid_cb cb, void *arg) {
@@ -390,10 +394,7 @@ static int sq_rooms_of(dx__chat_store *base, const char *uid, int64_t *n) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *q = stmt(s, S_ROOMS_N);
     bind_text(q, 1, uid);
-    int rc = sqlite3_step(q);
-    *n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_reset(q);
-    return rc == SQLITE_ROW ? 0 : db_err(rc);
+    return one_count(q, n);
 }
 
 static const dx__chat_store_ops SQ_OPS = {
