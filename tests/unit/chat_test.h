@@ -116,4 +116,24 @@ static inline long long num(json_t *j, const char *k) {
     return json_integer_value(json_object_get(j, k));
 }
 
+/* An engine with the "lobby" room over `st` (NULL: an SQLite store in
+ * memory), recording into outs; nothing recorded yet. */
+static inline dx__chat *test_engine(dx__chat_store *st) {
+    const char *why = NULL;
+    if (!st) st = dx__chat_store_sqlite(NULL, &why);
+    if (!st) return NULL;
+    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL};
+    reset_outs();
+    memset(devs, 0, sizeof devs);
+    return dx__chat_new(&io, st, "lobby", &why);
+}
+
+/* Opens a device of `uid` and lets the turn end: its welcome and the
+ * turn's pushes are read and dropped. */
+static inline void dev_ready(dx__chat *c, dx__chat_dev *d, const char *uid) {
+    dev_open(c, d, uid);
+    (void)dx__chat_flush(c);
+    drain(d);
+}
+
 #endif

@@ -15,18 +15,8 @@
 #include "chat_test.h"
 #include "test.h"
 
-static dx__chat *engine(dx__chat_store *st) {
-    const char *why = NULL;
-    if (!st) st = dx__chat_store_sqlite(NULL, &why);
-    if (!st) return NULL;
-    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL};
-    reset_outs();
-    memset(devs, 0, sizeof devs);
-    return dx__chat_new(&io, st, "lobby", &why);
-}
-
 static void test_welcome_presence(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a1, a2, b;
     dev_open(c, &a1, "alice");
@@ -86,7 +76,7 @@ static void test_welcome_presence(void) {
 }
 
 static void test_send_ack_deliver(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a1, a2, b, k;
     dev_open(c, &a1, "alice");
@@ -201,7 +191,7 @@ static void test_send_ack_deliver(void) {
 }
 
 static void test_read_sync_history(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, b;
     dev_open(c, &a, "alice");
@@ -306,7 +296,7 @@ static void test_read_sync_history(void) {
 }
 
 static void test_typing(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, b, k;
     dev_open(c, &a, "alice");
@@ -346,7 +336,7 @@ static void expect_error(dx__chat *c, dx__chat_dev *d, const char *json, size_t 
 #define ERR(c, d, s, code, field) expect_error(c, d, s, strlen(s), code, field)
 
 static void test_errors(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a;
     dev_open(c, &a, "alice");
@@ -446,7 +436,7 @@ static void test_errors(void) {
  * is dropped (ASan would catch a use of the dead device), the message is
  * stored and delivered all the same. */
 static void test_close_before_commit(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev *a = calloc(1, sizeof *a), b;
     REQUIRE(a);
@@ -491,7 +481,7 @@ static void test_store_failure(void) {
     failing_ops = *st->ops;
     failing_ops.commit = failing_commit;
     st->ops = &failing_ops;
-    dx__chat *c = engine(st);
+    dx__chat *c = test_engine(st);
     REQUIRE(c);
     dx__chat_dev a, b;
     dev_open(c, &a, "alice");
@@ -533,7 +523,7 @@ static void test_store_failure(void) {
  * reply), none crashes or leaks (ASan/LSan). */
 static void test_garbage(void) {
     dx_t_seed();
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a;
     dev_open(c, &a, "alice");
@@ -588,7 +578,7 @@ static void test_garbage(void) {
 
 /* A big backlog comes in several syncs, each reply bounded, nothing lost. */
 static void test_sync_budget(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, b;
     dev_open(c, &a, "alice");
@@ -654,7 +644,7 @@ static void test_sync_budget(void) {
 /* A node of a cluster hears that a user's devices elsewhere are gone:
  * the contacts connected here are told, once. */
 static void test_remote_presence(void) {
-    dx__chat *c = engine(NULL);
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, b;
     dev_open(c, &a, "alice");

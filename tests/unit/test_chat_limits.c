@@ -18,14 +18,7 @@
 
 /* An engine with the limits `l` (NULL: the defaults). */
 static dx__chat *engine(const dx_chat_limits *l) {
-    const char *why = NULL;
-    dx__chat_store *st = dx__chat_store_sqlite(NULL, &why);
-    if (!st) return NULL;
-    dx__chat_io io = {
-        .send = io_send, .deliver = io_deliver, .schedule = io_schedule, .now_ms = io_now};
-    reset_outs();
-    memset(devs, 0, sizeof devs);
-    dx__chat *c = dx__chat_new(&io, st, "lobby", &why);
+    dx__chat *c = test_engine(NULL);
     if (c && l && dx__chat_set_limits(c, l) < 0) {
         dx__chat_free(c);
         return NULL;
@@ -166,9 +159,7 @@ static void test_bytes_rate(void) {
     dx__chat *c = engine(NULL);
     REQUIRE(c);
     dx__chat_dev a;
-    dev_open(c, &a, "alice");
-    (void)dx__chat_flush(c);
-    drain(&a);
+    dev_ready(c, &a, "alice");
     send_n(c, &a, "d:alice:bob", 1, 80, 4000);
     tally t = count(&a, "rate_limited");
     CHECK_EQ_INT(t.ok, 65); /* 65 * 4000 <= 262144 < 66 * 4000 */
@@ -204,9 +195,7 @@ static void test_other_rates(void) {
         dx__chat *c = engine(NULL);
         REQUIRE(c);
         dx__chat_dev a;
-        dev_open(c, &a, "alice");
-        (void)dx__chat_flush(c);
-        drain(&a);
+        dev_ready(c, &a, "alice");
         for (int i = 0; i < K[k].burst + 5; i++)
             req(c, &a, K[k].json);
         (void)dx__chat_flush(c);
@@ -229,9 +218,7 @@ static void test_configured(void) {
     dx__chat *c = engine(&l);
     REQUIRE(c);
     dx__chat_dev a;
-    dev_open(c, &a, "alice");
-    (void)dx__chat_flush(c);
-    drain(&a);
+    dev_ready(c, &a, "alice");
     send_n(c, &a, "d:alice:bob", 1, 300, 1); /* 300 bytes: the bytes bucket holds */
     tally t = count(&a, "rate_limited");
     CHECK_EQ_INT(t.ok, 300);
@@ -255,9 +242,7 @@ static void test_rooms_cap(void) {
     dx__chat *c = engine(&l);
     REQUIRE(c);
     dx__chat_dev a;
-    dev_open(c, &a, "alice");
-    (void)dx__chat_flush(c);
-    drain(&a);
+    dev_ready(c, &a, "alice");
     char buf[128];
     for (int i = 1; i <= 1005; i++) {
         snprintf(buf, sizeof buf, "{\"v\":1,\"type\":\"join\",\"id\":%d,\"conv\":\"g:r%d\"}", i, i);
@@ -286,9 +271,7 @@ static void test_rooms_cap(void) {
     l.max_rooms = 3;
     c = engine(&l);
     REQUIRE(c);
-    dev_open(c, &a, "alice");
-    (void)dx__chat_flush(c);
-    drain(&a);
+    dev_ready(c, &a, "alice");
     for (int i = 1; i <= 4; i++) {
         snprintf(buf, sizeof buf, "{\"v\":1,\"type\":\"join\",\"id\":%d,\"conv\":\"g:r%d\"}", i, i);
         req(c, &a, buf);

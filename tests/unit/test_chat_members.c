@@ -15,16 +15,6 @@
 #include "chat_test.h"
 #include "test.h"
 
-static dx__chat *engine(void) {
-    const char *why = NULL;
-    dx__chat_store *st = dx__chat_store_sqlite(NULL, &why);
-    if (!st) return NULL;
-    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL};
-    reset_outs();
-    memset(devs, 0, sizeof devs);
-    return dx__chat_new(&io, st, "lobby", &why);
-}
-
 /* How many `members` pushes `d` has not looked at yet (all are taken). */
 static int members_left(dx__chat_dev *d) {
     int n = 0;
@@ -54,26 +44,28 @@ static int is_members(json_t *j, const char *conv, long long count, const char *
     return json_is_array(list) && !strcmp(buf, joined);
 }
 
+/* The next members push for `d` is as is_members says. */
+static int next_members_is(dx__chat_dev *d, const char *conv, long long count, const char *joined) {
+    json_t *j = next_of(d, "members");
+    int ok = is_members(j, conv, count, joined);
+    json_decref(j);
+    return ok;
+}
+
 static void test_lobby_on_connect(void) {
-    dx__chat *c = engine();
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, b, b2;
     dev_open(c, &a, "alice");
     /* Nothing before the commit: the membership is not durable yet. */
     CHECK_EQ_INT(members_left(&a), 0);
     CHECK_EQ_INT(dx__chat_flush(c), 0);
-    json_t *j = next_of(&a, "members");
-    CHECK(is_members(j, "g:lobby", 1, "alice"));
-    json_decref(j);
+    CHECK(next_members_is(&a, "g:lobby", 1, "alice"));
     /* bob's first connection: both hear the lobby has two. */
     dev_open(c, &b, "bob");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
-    j = next_of(&a, "members");
-    CHECK(is_members(j, "g:lobby", 2, "bob"));
-    json_decref(j);
-    j = next_of(&b, "members");
-    CHECK(is_members(j, "g:lobby", 2, "bob"));
-    json_decref(j);
+    CHECK(next_members_is(&a, "g:lobby", 2, "bob"));
+    CHECK(next_members_is(&b, "g:lobby", 2, "bob"));
     CHECK_EQ_INT(members_left(&a) + members_left(&b), 0);
     /* A second device of bob, and bob coming back: no new member. */
     dev_open(c, &b2, "bob");
@@ -91,7 +83,7 @@ static void test_lobby_on_connect(void) {
 
 /* Three arrivals in one turn: one push per member, with the final count. */
 static void test_coalesced_per_turn(void) {
-    dx__chat *c = engine();
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, d[3];
     dev_open(c, &a, "alice");
@@ -101,14 +93,10 @@ static void test_coalesced_per_turn(void) {
     dev_open(c, &d[1], "dave");
     dev_open(c, &d[2], "erin");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
-    json_t *j = next_of(&a, "members");
-    CHECK(is_members(j, "g:lobby", 4, "carol,dave,erin"));
-    json_decref(j);
+    CHECK(next_members_is(&a, "g:lobby", 4, "carol,dave,erin"));
     CHECK_EQ_INT(members_left(&a), 0);
     for (int i = 0; i < 3; i++) {
-        j = next_of(&d[i], "members");
-        CHECK(is_members(j, "g:lobby", 4, "carol,dave,erin"));
-        json_decref(j);
+        CHECK(next_members_is(&d[i], "g:lobby", 4, "carol,dave,erin"));
         CHECK_EQ_INT(members_left(&d[i]), 0);
         dev_close(c, &d[i]);
     }
@@ -120,7 +108,7 @@ static void test_coalesced_per_turn(void) {
 /* join: the ok first, then the push, to every member's devices and to
  * nobody outside the room; joining again is no news. */
 static void test_join_room(void) {
-    dx__chat *c = engine();
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, b, z;
     dev_open(c, &a, "alice");
@@ -139,12 +127,8 @@ static void test_join_room(void) {
     json_decref(j);
     req(c, &b, "{\"v\":1,\"type\":\"join\",\"id\":2,\"conv\":\"g:rust\"}");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
-    j = next_of(&a, "members");
-    CHECK(is_members(j, "g:rust", 2, "bob"));
-    json_decref(j);
-    j = next_of(&b, "members");
-    CHECK(is_members(j, "g:rust", 2, "bob"));
-    json_decref(j);
+    CHECK(next_members_is(&a, "g:rust", 2, "bob"));
+    CHECK(next_members_is(&b, "g:rust", 2, "bob"));
     CHECK_EQ_INT(left(&z), 0); /* not a member of g:rust */
     /* Again: ok, and nothing for anyone. */
     req(c, &b, "{\"v\":1,\"type\":\"join\",\"id\":3,\"conv\":\"g:rust\"}");
@@ -168,7 +152,7 @@ static void test_join_room(void) {
 /* Past 64 members the push carries the count only (as sync gives
  * members_count instead of the list): a client asks sync for more. */
 static void test_large_room_count_only(void) {
-    dx__chat *c = engine();
+    dx__chat *c = test_engine(NULL);
     REQUIRE(c);
     dx__chat_dev a, u;
     dev_open(c, &a, "alice");
@@ -192,9 +176,7 @@ static void test_large_room_count_only(void) {
     json_decref(last);
     dev_open(c, &u, "user64");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
-    j = next_of(&a, "members");
-    CHECK(is_members(j, "g:lobby", 65, NULL));
-    json_decref(j);
+    CHECK(next_members_is(&a, "g:lobby", 65, NULL));
     dev_close(c, &u), dev_close(c, &a);
     dx__chat_free(c);
     reset_outs();
