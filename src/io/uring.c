@@ -43,8 +43,7 @@
  * never fill one). A socket that finds none waits its turn (starve()). */
 #define NBUF 2
 #define BUF_SIZE (256 * 1024)
-/* The least a starved socket is given in its turn (take_turns); a capped
- * receive that brings this much says the socket has more waiting. */
+/* The least a starved socket is given in its turn (take_turns). */
 #define SHARE_MIN (4 * 1024)
 /* Small sends are copied into a chunk of this arena and the owner's queue
  * is consumed at once, so that a connection with a send in flight does
@@ -74,7 +73,6 @@ enum {
     S_RECV_CANCEL = 4,
     S_SENDING = 8,
     S_STARVED = 16, /* waits in `starved` or `later` for its turn */
-    S_CAPPED = 32,  /* the receive in flight is a capped one (take_turns) */
 };
 
 /* 16 bytes per attached socket: an idle connection pays this. */
@@ -142,7 +140,7 @@ struct dx__uring {
     int iov_used, msg_used;
 
     /* Sockets whose receive ended with ENOBUFS, oldest first; those whose
-     * capped receive brought a full share (take_turns); and the mean size
+     * receive ended otherwise this round (take_turns); and the mean size
      * of a receive, which says how many starved sockets the buffers can
      * take in one round. An entry whose slot lost S_STARVED is skipped. */
     idq starved, later;
@@ -410,8 +408,7 @@ static int arm_recv(dx__uring *u, uint32_t id, slot *s, uint32_t cap) {
         sqe->len = cap;
     sqe->flags = IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
-    s->state = (uint8_t)((s->state | S_RECV_ON) & ~(S_RECV_CANCEL | S_STARVED | S_CAPPED));
-    if (cap) s->state |= S_CAPPED;
+    s->state = (uint8_t)((s->state | S_RECV_ON) & ~(S_RECV_CANCEL | S_STARVED));
     return 0;
 }
 
@@ -438,8 +435,8 @@ static uint32_t idq_pop(idq *q) {
     return id;
 }
 
-/* A receive ended for want of buffers (into `starved`), or a capped one
- * brought a full share (into `later`). Armed again at once, the first
+/* A receive ended for want of buffers (into `starved`), or for another
+ * reason while still wanted (into `later`). Armed again at once, the first
  * would meet the same empty ring: every buffer is still full of bytes this
  * round has not handled yet (a thousand connections echoing 64 KiB
  * messages made a hundred failed arms per message, and the server 70%
@@ -468,9 +465,9 @@ static slot *next_turn(dx__uring *u, idq *q, uint32_t *id) {
 /* After a round, its buffers back: the fairness bound of the ring. As many
  * starved sockets as the buffers can take at the mean receive size (at
  * least one), oldest first, get one receive each, capped at a share of
- * the buffers; then the sockets whose capped receive brought a
- * full share last round get their multishot receive back, after them, so
- * that they take what the starved ones leave. Re-armed first (as they
+ * the buffers; then every other socket whose receive ended this round
+ * gets its multishot receive back, after them, so that they take what the
+ * starved ones leave. Re-armed first (as they
  * were), a socket that always has bytes waiting (a client writing back to
  * back) filled both buffers at submission, before the others' receives
  * ran; those met ENOBUFS round after round, and a quiet client's echo
@@ -727,16 +724,17 @@ static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
             s = slot_of(u, id); /* the callback may have detached it */
             if (s && s->gen != gen) s = NULL;
         }
-        /* Cancelled while wanted again, or ended for the kernel's own
-         * reasons after data: armed again; out of buffers, or a capped
-         * receive that brought a full share: in its turn. */
+        /* Out of buffers: in its turn (starved). Any other end while
+         * still wanted (a capped receive, one cancelled, one the kernel
+         * ended after data): armed again at the end of the round (later),
+         * never here: a receive armed here goes to the kernel before the
+         * starved ones and, on a socket with bytes waiting, takes the
+         * buffers they were to get (one of 16 flooding connections whose
+         * multishot ended kept a quiet client waiting 3 s). */
         if (s && !more && (res > 0 || res == -ENOBUFS || res == -ECANCELED) &&
-            (s->state & (S_RECV_WANT | S_RECV_ON)) == S_RECV_WANT) {
-            idq *q = res == -ENOBUFS                             ? &u->starved
-                     : (s->state & S_CAPPED) && res >= SHARE_MIN ? &u->later
-                                                                 : NULL;
-            if (!q || wait_turn(q, id, s) < 0) (void)arm_recv(u, id, s, 0);
-        }
+            (s->state & (S_RECV_WANT | S_RECV_ON)) == S_RECV_WANT &&
+            wait_turn(res == -ENOBUFS ? &u->starved : &u->later, id, s) < 0)
+            (void)arm_recv(u, id, s, 0);
     }
     /* The bytes were used inside the callback; a buffer the kernel has
      * finished with goes back to the ring. */
