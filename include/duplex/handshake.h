@@ -96,7 +96,7 @@ DX_API void dx_handshake_accept(const char *key, size_t key_len, char out[DX_ACC
  * `extra_headers`, if not NULL, is inserted verbatim and must end in CRLF.
  * A NUL follows the answer when `cap` leaves room for it. Returns the
  * length, DX_ENOSPC, DX_EINVAL when `protocol` or `extensions` contains CR
- * or LF, or DX_ENOMEM when libcrypto cannot hash. */
+ * or LF. */
 DX_API int dx_handshake_write_101(char *out, size_t cap, const char *key, const char *protocol,
                                   const char *extensions, const char *extra_headers);
 

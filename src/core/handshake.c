@@ -1,14 +1,13 @@
 /* The opening handshake (RFC 6455 §4) for both roles, on top of the HTTP
- * head parser. Nothing here allocates except OpenSSL's digest context; the
- * request and response are read in place and answers are written into the
- * caller's buffer. */
+ * head parser. Nothing here allocates: the request and response are read in
+ * place, answers are written into the caller's buffer, and the accept value
+ * is hashed with our own SHA-1 (core/sha1.h says why not libcrypto's). */
 #include <limits.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include <duplex/handshake.h>
 
+#include "core/sha1.h"
 #include "core/wbuf.h"
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -170,23 +169,14 @@ int dx_handshake_check(const dx_http_request *req, dx_handshake_info *info,
 
 /* ---- the accept value ------------------------------------------------- */
 
-/* 0 on success; -1 when libcrypto cannot hash (out of memory, or SHA-1
- * disabled by a provider configuration). */
-static int compute_accept(const char *key, size_t key_len, char out[DX_ACCEPT_LEN + 1]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, key, key_len) == 1 &&
-             EVP_DigestUpdate(ctx, ws_guid, sizeof ws_guid - 1) == 1 &&
-             EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 20;
-    EVP_MD_CTX_free(ctx);
-    if (!ok) {
-        out[0] = '\0';
-        return -1;
-    }
-    EVP_EncodeBlock((unsigned char *)out, md, 20);
-    return 0;
+static void compute_accept(const char *key, size_t key_len, char out[DX_ACCEPT_LEN + 1]) {
+    dx__sha1 s;
+    uint8_t md[20];
+    dx__sha1_init(&s);
+    dx__sha1_update(&s, key, key_len);
+    dx__sha1_update(&s, ws_guid, sizeof ws_guid - 1);
+    dx__sha1_final(&s, md);
+    dx__base64(out, md, sizeof md);
 }
 
 void dx_handshake_accept(const char *key, size_t key_len, char out[DX_ACCEPT_LEN + 1]) {
@@ -213,7 +203,7 @@ int dx_handshake_write_101(char *out, size_t cap, const char *key, const char *p
     if ((!out && cap) || !key) return DX_EINVAL;
     if (has_crlf(protocol) || has_crlf(extensions)) return DX_EINVAL;
     char accept[DX_ACCEPT_LEN + 1];
-    if (compute_accept(key, DX_KEY_LEN, accept) != 0) return DX_ENOMEM;
+    compute_accept(key, DX_KEY_LEN, accept);
     wbuf b = {out, cap, 0, 0};
     put_str(&b, "HTTP/1.1 101 Switching Protocols\r\n"
                 "Upgrade: websocket\r\n"
@@ -249,7 +239,7 @@ int dx_handshake_client_key(char out[DX_KEY_LEN + 1]) {
     if (!out) return DX_EINVAL;
     int rc = dx_random(raw, sizeof raw);
     if (rc) return rc;
-    EVP_EncodeBlock((unsigned char *)out, raw, sizeof raw);
+    dx__base64(out, raw, sizeof raw);
     memset(raw, 0, sizeof raw);
     return 0;
 }
@@ -319,8 +309,7 @@ int dx_handshake_verify(const dx_http_response *res, const char *key,
     if (count == 0) return reject(why, "missing Sec-WebSocket-Accept");
     if (count > 1) return reject(why, "duplicate Sec-WebSocket-Accept");
     char expect[DX_ACCEPT_LEN + 1];
-    if (compute_accept(key, strlen(key), expect) != 0)
-        return reject(why, "SHA-1 unavailable to check Sec-WebSocket-Accept");
+    compute_accept(key, strlen(key), expect);
     if (hd->value_len != DX_ACCEPT_LEN || memcmp(hd->value, expect, DX_ACCEPT_LEN) != 0)
         return reject(why, "wrong Sec-WebSocket-Accept");
 
