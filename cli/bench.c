@@ -10,62 +10,67 @@
 #include <unistd.h>
 
 #include "cli/args.h"
-#include "cli/cli.h"
 #include "cli/bench_load.h"
+#include "cli/cli.h"
 #include "client/url.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
-               "       duplex bench micro [--json] [--size BYTES]\n\n"
-               "Load generator for WebSocket servers. By default every connection keeps\n"
-               "--inflight messages in flight (each echo answered by a new message) and the\n"
-               "report gives echoes per second and their round-trip latency.\n\n"
-               "load:\n"
-               "  --url URL            the server, ws:// or wss:// (the path is the request target)\n"
-               "  --connections N      connections (default 100)\n"
-               "  --size B             payload bytes per message (default 20)\n"
-               "  --inflight K         messages in flight per connection (default 1)\n"
-               "  --duration S         measured seconds (default 5)\n"
-               "  --warmup S           seconds of load before measuring (default 0)\n"
-               "  --binary             binary messages (default text, ASCII)\n"
-               "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
-               "                       with varying fields, which compress like real traffic)\n"
-               "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
-               "                       connections where the server refuses it; frames then go\n"
-               "                       through the library's dx_conn, which compresses\n"
-               "  --threads T          generator threads, one epoll loop each (default 1)\n"
-               "  -k, --insecure       wss: accept any certificate (testing only)\n"
-               "      --ca FILE        wss: trust the CAs in PEM FILE instead of the system's\n\n"
-               "modes (default: closed-loop echo):\n"
-               "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
-               "                       connections; latency counts from each message's scheduled\n"
-               "                       send time, so stalls are not hidden (coordinated omission)\n"
-               "  --broadcast          one extra connection publishes (at --rate R, or with\n"
-               "                       --inflight K of its own copies outstanding), the\n"
-               "                       --connections N others count deliveries and fan-out\n"
-               "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
-               "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
-               "                       starts again: handshakes/s and upgrade latency\n"
-               "  --idle N             open N connections, echo one message on each, hold them\n"
-               "                       for --duration; with --server-pid the server's RSS growth\n"
-               "                       per connection. Over 20,000 connections to 127.x the\n"
-               "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
-               "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
-               "                       for a raw TCP echo server (the baseline)\n\n"
-               "measuring the server:\n"
-               "  --server-pid PID     also report the server's CPU time per message (and its\n"
-               "                       RSS with --idle), read from /proc/PID\n"
-               "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
-               "output:\n"
-               "  --json               print one JSON object instead of the report\n"
-               "  --progress           a progress line on stderr each second (the default on a\n"
-               "                       terminal for runs of 3 s or more); --no-progress\n\n"
-               "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
-               "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
-               "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
-               "\n"
-               "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
-               "                       UTF-8 validation and small-frame parsing (--json).\n");
+    fprintf(f,
+            "usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
+            "       duplex bench micro [--json] [--size BYTES]\n\n"
+            "Load generator for WebSocket servers. By default every connection keeps\n"
+            "--inflight messages in flight (each echo answered by a new message) and the\n"
+            "report gives echoes per second and their round-trip latency.\n\n"
+            "load:\n"
+            "  --url URL            the server, ws:// or wss:// (the path is the request target)\n"
+            "  --connections N      connections (default 100)\n"
+            "  --size B             payload bytes per message (default 20)\n"
+            "  --inflight K         messages in flight per connection (default 1)\n"
+            "  --duration S         measured seconds (default 5)\n"
+            "  --warmup S           seconds of load before measuring (default 0)\n"
+            "  --binary             binary messages (default text, ASCII)\n"
+            "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
+            "                       with varying fields, which compress like real traffic)\n"
+            "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
+            "                       connections where the server refuses it; frames then go\n"
+            "                       through the library's dx_conn, which compresses\n"
+            "  --threads T          generator threads, one epoll loop each (default 1)\n"
+            "  -k, --insecure       wss: accept any certificate (testing only)\n"
+            "      --ca FILE        wss: trust the CAs in PEM FILE instead of the system's\n\n"
+            "modes (default: closed-loop echo):\n"
+            "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
+            "                       connections; latency counts from each message's scheduled\n"
+            "                       send time, so stalls are not hidden (coordinated omission)\n"
+            "  --broadcast          one extra connection publishes (at --rate R, or with\n"
+            "                       --inflight K of its own copies outstanding), the\n"
+            "                       --connections N others count deliveries and fan-out\n"
+            "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
+            "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
+            "                       starts again: handshakes/s and upgrade latency\n"
+            "  --idle N             open N connections, echo one message on each, hold them\n"
+            "                       for --duration; with --server-pid the server's RSS growth\n"
+            "                       per connection, twice: from the server as it was when\n"
+            "                       the bench began (start a fresh one: the figure an\n"
+            "                       operator sees), and from after a warm-up of 256\n"
+            "                       connections (the connections' own share). Over 20,000\n"
+            "                       connections to 127.x the\n"
+            "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
+            "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
+            "                       for a raw TCP echo server (the baseline)\n\n"
+            "measuring the server:\n"
+            "  --server-pid PID     also report the server's CPU time per message (and its\n"
+            "                       RSS with --idle), read from /proc/PID\n"
+            "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
+            "output:\n"
+            "  --json               print one JSON object instead of the report\n"
+            "  --progress           a progress line on stderr each second (the default on a\n"
+            "                       terminal for runs of 3 s or more); --no-progress\n\n"
+            "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
+            "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
+            "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
+            "\n"
+            "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
+            "                       UTF-8 validation and small-frame parsing (--json).\n");
 }
 
 static int parse_num(const char *s, double lo, double hi, double *out) {
@@ -173,6 +178,9 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
     double rss_per = r->rss_before_kib >= 0 && r->rss_after_kib >= 0 && conns
                          ? (double)(r->rss_after_kib - r->rss_before_kib) / conns
                          : -1;
+    double rss_per_fresh = r->rss_fresh_kib >= 0 && r->rss_after_kib >= 0 && conns
+                               ? (double)(r->rss_after_kib - r->rss_fresh_kib) / conns
+                               : -1;
     const dx_hist *h = r->hist;
     if (json) {
         printf("{\"mode\":\"%s\",\"url\":", mode_name(cfg));
@@ -203,8 +211,11 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
                gen_bound ? "true" : "false");
         if (srv_pct >= 0)
             printf(",\"server_cpu_pct\":%.1f,\"server_cpu_us_per_msg\":%.3f", srv_pct, us_per_msg);
+        if (rss_per_fresh >= 0)
+            printf(",\"rss_fresh_kib\":%ld,\"rss_per_conn_kib\":%.3f", r->rss_fresh_kib,
+                   rss_per_fresh);
         if (rss_per >= 0)
-            printf(",\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"rss_per_conn_kib\":%.3f",
+            printf(",\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"rss_per_conn_warm_kib\":%.3f",
                    r->rss_before_kib, r->rss_after_kib, rss_per);
         printf("}\n");
         return;
@@ -239,9 +250,14 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
            cfg->threads == 1 ? "" : "s", gen_bound ? " (the generator is the limit)" : "");
     if (srv_pct >= 0)
         printf("  server      %.0f%% CPU, %.2f µs per message\n", srv_pct, us_per_msg);
+    if (rss_per_fresh >= 0)
+        printf("  server RSS  %ld KiB before the first connection, %ld KiB with all open: "
+               "%.3f KiB per connection (what an operator sees)\n",
+               r->rss_fresh_kib, r->rss_after_kib, rss_per_fresh);
     if (rss_per >= 0)
-        printf("  server RSS  %ld KiB before, %ld KiB after: %.3f KiB per connection\n",
-               r->rss_before_kib, r->rss_after_kib, rss_per);
+        printf("  warm        %ld KiB after a warm-up of 256 connections: %.3f KiB per connection "
+               "(the connections' own share)\n",
+               r->rss_before_kib, rss_per);
     printf("  errors      %llu%s%s%s, closes %llu", (unsigned long long)r->errors,
            r->first_error ? " (first: " : "", r->first_error ? r->first_error : "",
            r->first_error ? ")" : "", (unsigned long long)r->closes);

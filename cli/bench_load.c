@@ -98,7 +98,7 @@ typedef struct bthread {
     uint64_t rate_j, rate_t0;
     uint64_t next_due; /* rate modes: when pace() must run next; 0 if never */
     int no_pwait2;     /* the kernel has no epoll_pwait2 (before 5.11) */
-    double rate_ns; /* ns between two sends of this thread */
+    double rate_ns;    /* ns between two sends of this thread */
     uint64_t rr;
     dx_hist hist;
     _Atomic uint64_t messages, sent, bytes, errors, closes, overflows;
@@ -131,7 +131,7 @@ static uint64_t now_ns(void) {
  * reads: a relaxed load and store (plain moves on x86) is enough, where a
  * fetch-add would cost a locked instruction per message on the hot path. */
 #define ADD(field, v)                                                                              \
-    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (v),   \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (v),    \
                           memory_order_relaxed)
 #define GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
@@ -973,8 +973,9 @@ static void progress(const run *r, double elapsed, double total, totals base, do
  * varying ids, names, times and words, cut at `len` bytes (ASCII). */
 static void fill_json(uint8_t *p, size_t len) {
     static const char *const users[] = {"alice", "bob", "carol", "dave", "erin", "frank"};
-    static const char *const words[] = {"hello", "are", "you", "coming", "to", "the", "meeting",
-                                        "today", "yes", "see", "soon", "great", "thanks", "ok"};
+    static const char *const words[] = {"hello", "are",     "you",    "coming", "to",
+                                        "the",   "meeting", "today",  "yes",    "see",
+                                        "soon",  "great",   "thanks", "ok"};
     uint64_t x = 88172645463325252ull;
     size_t at = 0;
     char rec[256];
@@ -1042,12 +1043,14 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
     }
     memset(res, 0, sizeof *res);
     res->server_cpu_s = -1;
-    res->rss_before_kib = res->rss_after_kib = -1;
+    res->rss_fresh_kib = res->rss_before_kib = res->rss_after_kib = -1;
     if (cfg->mode == BM_IDLE && cfg->server_pid) {
-        /* Warm the server up first (a few hundred connections opened, used
-         * and closed), so the code and buffers it pages in once, such as
-         * libcrypto's SHA-1 for the accept key, are not charged to each
-         * connection. */
+        /* Two figures: from the server as it is now (fresh when the caller
+         * just started it: what an operator sees, once-per-server costs
+         * included), and from after a warm-up. Warm the server up first (a few hundred connections
+         * opened, used and closed), so the code and buffers it pages in once, such as libcrypto's
+         * SHA-1 for the accept key, are not charged to each connection. */
+        res->rss_fresh_kib = dx_bench_proc_rss(cfg->server_pid);
         dx_bench_cfg warm = *cfg;
         dx_bench_result wres;
         warm.connections = cfg->connections < 256 ? cfg->connections : 256;
@@ -1076,9 +1079,9 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
             t->conns[k].fd = -1;
         if (cfg->mode == BM_BROADCAST && i == 0 && t->n > 0) t->conns[0].publisher = 1;
         t->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1) ^ now_ns();
-        t->rate_ns = cfg->rate > 0 ? 1e9 / (cfg->mode == BM_BROADCAST ? cfg->rate
-                                                                       : cfg->rate / cfg->threads)
-                                   : 0;
+        t->rate_ns = cfg->rate > 0
+                         ? 1e9 / (cfg->mode == BM_BROADCAST ? cfg->rate : cfg->rate / cfg->threads)
+                         : 0;
         t->epfd = epoll_create1(EPOLL_CLOEXEC);
         t->dirty = calloc((size_t)t->n + 1, sizeof *t->dirty);
         t->again = calloc((size_t)t->n + 1, sizeof *t->again);
@@ -1105,7 +1108,8 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
     double warm = cfg->warmup;
     if (cfg->mode == BM_IDLE) warm += 0.5; /* let the server settle before reading its RSS */
     sleep_s(warm);
-    if (cfg->mode == BM_IDLE && cfg->server_pid) res->rss_after_kib = dx_bench_proc_rss(cfg->server_pid);
+    if (cfg->mode == BM_IDLE && cfg->server_pid)
+        res->rss_after_kib = dx_bench_proc_rss(cfg->server_pid);
     totals base = cfg->mode == BM_IDLE ? (totals){0} : sum(r);
     double cpu0 = cpu_self();
     double scpu0 = cfg->server_pid ? dx_bench_proc_cpu(cfg->server_pid) : -1;

@@ -25,46 +25,47 @@ enum dx_bench_mode {
 
 typedef struct dx_bench_cfg {
     enum dx_bench_mode mode;
-    const char *url;        /* as given, for the report */
-    char host_header[300];  /* Host: value */
-    char target[1024];      /* request target */
+    const char *url;              /* as given, for the report */
+    char host_header[300];        /* Host: value */
+    char target[1024];            /* request target */
     struct sockaddr_storage addr; /* the server */
     socklen_t addr_len;
-    int loopback;           /* the server is on 127.0.0.0/8: several source addresses work */
-    int tls;                /* wss:// */
-    int insecure;           /* wss: accept any certificate */
-    const char *ca_file;    /* wss: trust these CAs instead of the system's (NULL: system) */
-    char tls_host[256];     /* wss: the name sent as SNI and verified */
+    int loopback;        /* the server is on 127.0.0.0/8: several source addresses work */
+    int tls;             /* wss:// */
+    int insecure;        /* wss: accept any certificate */
+    const char *ca_file; /* wss: trust these CAs instead of the system's (NULL: system) */
+    char tls_host[256];  /* wss: the name sent as SNI and verified */
     int connections;
-    int size;               /* payload bytes */
+    int size; /* payload bytes */
     int inflight;
-    double rate;            /* messages/s in total (BM_RATE, BM_BROADCAST), 0 = closed loop */
-    double duration;        /* measured seconds */
-    double warmup;          /* seconds before measuring */
+    double rate;     /* messages/s in total (BM_RATE, BM_BROADCAST), 0 = closed loop */
+    double duration; /* measured seconds */
+    double warmup;   /* seconds before measuring */
     int threads;
     int binary;
-    int raw;                /* plain TCP, no WebSocket */
-    int deflate;            /* offer permessage-deflate; fail connections it is refused on */
-    int json_payload;       /* payload: JSON-like chat records instead of letters */
-    int sources;            /* source addresses 127.0.0.1.. (0: automatic) */
-    int server_pid;         /* 0 = none */
-    int progress;           /* print a progress line on stderr */
+    int raw;          /* plain TCP, no WebSocket */
+    int deflate;      /* offer permessage-deflate; fail connections it is refused on */
+    int json_payload; /* payload: JSON-like chat records instead of letters */
+    int sources;      /* source addresses 127.0.0.1.. (0: automatic) */
+    int server_pid;   /* 0 = none */
+    int progress;     /* print a progress line on stderr */
 } dx_bench_cfg;
 
 typedef struct dx_bench_result {
-    double seconds;        /* measured window */
-    uint64_t messages;     /* received complete (echoes, deliveries, handshakes) */
-    uint64_t sent;         /* messages sent (broadcast: published) */
-    uint64_t bytes;        /* payload bytes received */
-    uint64_t errors;       /* connect/handshake/protocol/write failures, wrong lengths */
-    uint64_t closes;       /* connections the server closed */
-    uint64_t overflows;    /* rate mode: sends skipped (too many outstanding) */
-    int connected;         /* connections open when the measurement started */
-    dx_hist *hist;         /* latency (ns), owned by the caller of dx_bench_run */
-    double gen_cpu_s;      /* generator CPU (user+sys) during the window */
-    double server_cpu_s;   /* server CPU during the window (-1: unknown) */
-    long rss_before_kib;   /* idle mode: server VmRSS (-1: unknown) */
-    long rss_after_kib;
+    double seconds;          /* measured window */
+    uint64_t messages;       /* received complete (echoes, deliveries, handshakes) */
+    uint64_t sent;           /* messages sent (broadcast: published) */
+    uint64_t bytes;          /* payload bytes received */
+    uint64_t errors;         /* connect/handshake/protocol/write failures, wrong lengths */
+    uint64_t closes;         /* connections the server closed */
+    uint64_t overflows;      /* rate mode: sends skipped (too many outstanding) */
+    int connected;           /* connections open when the measurement started */
+    dx_hist *hist;           /* latency (ns), owned by the caller of dx_bench_run */
+    double gen_cpu_s;        /* generator CPU (user+sys) during the window */
+    double server_cpu_s;     /* server CPU during the window (-1: unknown) */
+    long rss_fresh_kib;      /* idle mode: server VmRSS before anything (-1: unknown) */
+    long rss_before_kib;     /* ... after the warm-up, before the connections */
+    long rss_after_kib;      /* ... with every connection open and idle */
     const char *first_error; /* NULL, or first_error_text */
     char first_error_text[200];
 } dx_bench_result;
