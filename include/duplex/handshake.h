@@ -10,7 +10,7 @@
  * dx_handshake_write_request() the request; when the answer arrives,
  * dx_handshake_verify() checks it.
  *
- * SHA-1 and base64 come from OpenSSL's libcrypto.
+ * SHA-1 and base64 are our own (src/core/sha1.c): no libcrypto here.
  */
 #ifndef DUPLEX_HANDSHAKE_H
 #define DUPLEX_HANDSHAKE_H

@@ -28,6 +28,9 @@
 
 #include <duplex/loop.h>
 
+/* The calls marked DX_API are exported from libduplex.so for
+ * libduplex_chat.so's Redis broker alone (internal: no promise beyond the
+ * same version of both). */
 struct redisAsyncContext;
 
 typedef struct dx__redis dx__redis;
@@ -43,7 +46,7 @@ typedef struct dx__redis_addr {
 /* Parses "redis://[[user]:password@]host[:port][/db]" (host may be an IPv6
  * address in brackets). Returns 0, or DX_EINVAL with *why set to a static
  * reason. */
-int dx__redis_parse_url(const char *url, dx__redis_addr *out, const char **why);
+DX_API int dx__redis_parse_url(const char *url, dx__redis_addr *out, const char **why);
 
 typedef struct dx__redis_config {
     dx__redis_addr addr;
@@ -71,25 +74,25 @@ typedef void dx__redis_reply_fn(struct redisAsyncContext *ac, void *reply, void 
 
 /* Creates the connection and starts the first attempt (its failure is not
  * an error here: it is retried). `cfg` is copied. NULL when out of memory. */
-dx__redis *dx__redis_new(dx_loop *loop, const dx__redis_config *cfg);
+DX_API dx__redis *dx__redis_new(dx_loop *loop, const dx__redis_config *cfg);
 
 /* Drops the connection (pending callbacks run with a NULL reply; on_down
  * does not run) and frees. Not from inside a callback of `r` (a reply,
  * on_up, on_down): defer it with dx_loop_defer. NULL is fine. */
-void dx__redis_free(dx__redis *r);
+DX_API void dx__redis_free(dx__redis *r);
 
 /* 1 while the connection is up (handshake done, not dropped). */
-int dx__redis_up(const dx__redis *r);
+DX_API int dx__redis_up(const dx__redis *r);
 
 /* Queues a command (hiredis copies the arguments). `fn` may be NULL.
  * Returns 0, DX_ESTATE when the connection is not up (nothing queued, fn
  * not called), or DX_ENOMEM. */
-int dx__redis_command(dx__redis *r, dx__redis_reply_fn *fn, void *privdata, int argc,
-                      const char **argv, const size_t *argvlen);
+DX_API int dx__redis_command(dx__redis *r, dx__redis_reply_fn *fn, void *privdata, int argc,
+                             const char **argv, const size_t *argvlen);
 
 /* Drops the connection now as if it had broken (for a failed liveness
  * check of the owner's); a reconnect follows. No-op when not connected. */
-void dx__redis_reset(dx__redis *r, const char *why);
+DX_API void dx__redis_reset(dx__redis *r, const char *why);
 
 /* Bytes of commands queued in hiredis and not yet written (0 when not
  * connected): the owner's backpressure check, since hiredis has no limit. */
@@ -97,7 +100,7 @@ size_t dx__redis_queued(const dx__redis *r);
 
 /* Why the last attempt failed or the connection went down ("" before any
  * failure). Valid until the next loop iteration. */
-const char *dx__redis_why(const dx__redis *r);
+DX_API const char *dx__redis_why(const dx__redis *r);
 
 /* Counters for tests and /healthz: connection attempts started, times the
  * connection came up. */
