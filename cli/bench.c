@@ -12,7 +12,7 @@
 #include "cli/args.h"
 #include "cli/bench_load.h"
 #include "cli/cli.h"
-#include "client/url.h"
+#include <duplex/url.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -83,21 +83,21 @@ static int parse_num(const char *s, double lo, double hi, double *out) {
 }
 
 static int resolve(dx_bench_cfg *cfg) {
-    dx__url u = {0};
+    dx_url u = {0};
     const char *why = NULL;
-    if (dx__url_parse(cfg->url, strlen(cfg->url), &u, &why) < 0)
+    if (dx_url_parse(cfg->url, strlen(cfg->url), &u, &why) < 0)
         return dx_cli_bad("bench", why ? why : "bad URL", cfg->url);
     if (u.secure && cfg->raw) {
-        dx__url_free(&u);
+        dx_url_free(&u);
         return dx_cli_bad("bench", "--raw is plain TCP and does not take", cfg->url);
     }
     cfg->tls = u.secure;
     if ((cfg->insecure || cfg->ca_file) && !cfg->tls) {
-        dx__url_free(&u);
+        dx_url_free(&u);
         return dx_cli_bad("bench", "--insecure and --ca go with wss:// URLs, not", cfg->url);
     }
     if (strlen(u.host) >= sizeof cfg->tls_host) {
-        dx__url_free(&u);
+        dx_url_free(&u);
         return dx_cli_bad("bench", "host name too long", cfg->url);
     }
     snprintf(cfg->tls_host, sizeof cfg->tls_host, "%s", u.host);
@@ -107,7 +107,7 @@ static int resolve(dx_bench_cfg *cfg) {
     snprintf(port, sizeof port, "%d", u.port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
     int rc = getaddrinfo(u.host, port, &hints, &ai);
-    dx__url_free(&u);
+    dx_url_free(&u);
     if (rc || !ai) {
         fprintf(stderr, "duplex bench: cannot resolve %s: %s\n", cfg->url, gai_strerror(rc));
         return 1;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,9 +33,7 @@
 #include <duplex/http.h>
 #include <duplex/loop.h> /* DX_IO_READ, DX_IO_WRITE: what TLS waits for */
 #include <duplex/mask.h>
-
-#include "io/net.h"
-#include "io/tls.h"
+#include <duplex/tls.h>
 
 #define RBUF_SIZE (256 * 1024)
 #define MAX_PENDING_CONNECTS 256 /* per thread, so the listen backlog never overflows */
@@ -183,7 +182,7 @@ static void conn_end(bthread *t, bconn *c, const char *why) {
     } else if (c->state == CS_OPEN && cfg->mode == BM_IDLE && !c->echoed) {
         t->resolved++;
     }
-    dx__tls_free(c->tls);
+    dx_tls_free(c->tls);
     c->tls = NULL;
     if (c->fd >= 0) close(c->fd); /* also leaves the epoll set */
     c->fd = -1;
@@ -206,10 +205,19 @@ static void mark_dirty(bthread *t, bconn *c) {
     t->dirty[t->ndirty++] = c;
 }
 
-/* The socket's bytes, through TLS for wss://, as io/net.h reads them:
+/* What a socket call's -1 means here: DX_EBUSY (would block) or DX_EIO. */
+static int64_t sock_err(void) {
+    return errno == EAGAIN || errno == EWOULDBLOCK ? DX_EBUSY : DX_EIO;
+}
+
+/* The socket's bytes, through TLS for wss://, as dx_tls_read gives them:
  * > 0, 0 at the end, DX_EBUSY when it would block, another error < 0. */
 static int64_t io_read(bconn *c, void *buf, size_t cap) {
-    return c->tls ? dx__tls_read(c->tls, buf, cap, &c->tls_want) : dx__read(c->fd, buf, cap);
+    if (c->tls) return dx_tls_read(c->tls, buf, cap, &c->tls_want);
+    ssize_t n;
+    while ((n = recv(c->fd, buf, cap, 0)) < 0 && errno == EINTR) {
+    }
+    return n >= 0 ? n : sock_err();
 }
 
 /* Like io_read: bytes taken, DX_EBUSY, or an error. A TLS write that took
@@ -217,7 +225,11 @@ static int64_t io_read(bconn *c, void *buf, size_t cap) {
  * output buffer, written from its head, does. */
 static int64_t io_write(bconn *c, const void *buf, size_t len) {
     struct iovec iov = {(void *)buf, len};
-    return c->tls ? dx__tls_writev(c->tls, &iov, 1, &c->tls_want) : dx__writev(c->fd, &iov, 1);
+    if (c->tls) return dx_tls_writev(c->tls, &iov, 1, &c->tls_want);
+    ssize_t n;
+    while ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    return n >= 0 ? n : sock_err();
 }
 
 /* Writes what is queued; watches for writability while some is left. */
@@ -585,7 +597,7 @@ static void connected(bthread *t, bconn *c) {
         return;
     }
     if (t->r->tls_ctx) {
-        c->tls = dx__tls_new(t->r->tls_ctx, c->fd, 0, t->r->cfg->tls_host);
+        c->tls = dx_tls_new(t->r->tls_ctx, c->fd, 0, t->r->cfg->tls_host);
         if (!c->tls) {
             conn_end(t, c, "out of memory");
             return;
@@ -601,7 +613,7 @@ static void connected(bthread *t, bconn *c) {
 static void tls_step(bthread *t, bconn *c) {
     const char *why = "TLS handshake failed";
     unsigned want = 0;
-    int rc = dx__tls_handshake(c->tls, &want, &why);
+    int rc = dx_tls_handshake(c->tls, &want, &why);
     if (rc < 0) {
         conn_end(t, c, why);
         return;
@@ -1026,7 +1038,7 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
     set_sources(r);
     if (cfg->tls) {
         const char *why = "could not set up TLS";
-        r->tls_ctx = dx__tls_client_ctx(cfg->insecure, cfg->ca_file, &why);
+        r->tls_ctx = dx_tls_client_ctx(cfg->insecure, cfg->ca_file, &why);
         if (!r->tls_ctx) {
             fprintf(stderr, "duplex bench: %s\n", why);
             free(r->payload);
@@ -1163,10 +1175,10 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
         free(conns[i].ring);
         free(conns[i].hs);
         dx_conn_free(conns[i].dc);
-        dx__tls_free(conns[i].tls);
+        dx_tls_free(conns[i].tls);
     }
     pthread_barrier_destroy(&r->setup_done);
-    dx__tls_ctx_free(r->tls_ctx);
+    dx_tls_ctx_free(r->tls_ctx);
     free(conns);
     free(r->payload);
     free(r->t);

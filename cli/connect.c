@@ -13,7 +13,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
-#include "client/url.h"
+#include <duplex/url.h>
 
 #define MAX_LIST 64            /* -H and --subprotocol, each */
 #define READ_CHUNK 65536       /* bytes read from stdin at a time */
@@ -572,10 +572,10 @@ int dx_cli_connect(int argc, char **argv) {
     if (nurls > 1 && !a.reconnect)
         return dx_cli_bad("connect", "more than one URL (failover needs --reconnect)", urls[1]);
     for (int k = 0; k < nurls; k++) {
-        dx__url url;
+        dx_url url;
         const char *why = NULL;
-        int rc = dx__url_parse(urls[k], strlen(urls[k]), &url, &why);
-        dx__url_free(&url);
+        int rc = dx_url_parse(urls[k], strlen(urls[k]), &url, &why);
+        dx_url_free(&url);
         if (rc == DX_EADDR) {
             fprintf(stderr, "duplex connect: invalid URL '%s': %s\n", urls[k], why);
             return 2;

@@ -23,8 +23,6 @@
 
 #include "cli.h"
 
-int dx__simd_disabled(void);
-
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -32,7 +30,9 @@ static double now(void) {
 }
 
 /* Keeps the compiler from dropping work whose result is unused. */
-static void sink(const void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+static void sink(const void *p) {
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
 
 typedef double (*pass_fn)(void *ctx); /* runs one pass, returns units done */
 
@@ -174,7 +174,8 @@ int dx_cli_bench_micro(int argc, char **argv) {
     const int reps = 5;
     double memcpy_bps = measure(pass_memcpy, &x, reps);
     double unmask_bps = measure(pass_unmask, &x, reps);
-    for (size_t i = 0; i < size; i++) x.a[i] = (uint8_t)(' ' + i % 95); /* printable ASCII */
+    for (size_t i = 0; i < size; i++)
+        x.a[i] = (uint8_t)(' ' + i % 95); /* printable ASCII */
     double ascii_bps = measure(pass_utf8, &x, reps);
     size_t full = size;
     fill_chat(x.a, full, &x.len);
@@ -196,9 +197,11 @@ int dx_cli_bench_micro(int argc, char **argv) {
 
     char cpu[128];
     cpu_model(cpu, sizeof cpu);
-    const char *simd = dx__simd_disabled() ? "portable"
-                       : __builtin_cpu_supports("avx2") ? "avx2"
-                                                        : "sse2";
+    /* DX_NO_SIMD=1 makes the library take its portable code (simd.c). */
+    const char *no_simd = getenv("DX_NO_SIMD");
+    const char *simd = no_simd && *no_simd && *no_simd != '0' ? "portable"
+                       : __builtin_cpu_supports("avx2")       ? "avx2"
+                                                              : "sse2";
     if (json) {
         printf("{\"cpu\":\"%s\",\"simd\":\"%s\",\"buffer_bytes\":%zu,"
                "\"memcpy_gbps\":%.2f,\"unmask_gbps\":%.2f,\"utf8_ascii_gbps\":%.2f,"

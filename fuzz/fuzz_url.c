@@ -3,7 +3,7 @@
  * without spaces, control bytes or non-ASCII), and its normalized form
  * (href) must parse again to exactly the same URL: normalizing twice
  * changes nothing. */
-#include "client/url.h"
+#include <duplex/url.h>
 
 #include "fuzz.h"
 
@@ -18,14 +18,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* No configuration: the whole input is the URL, in a block of exactly
      * its size (it need not be NUL-terminated). */
     uint8_t *s = fz_dup(data, size);
-    dx__url u;
+    dx_url u;
     const char *why = NULL;
-    int rc = dx__url_parse((const char *)s, size, &u, &why);
+    int rc = dx_url_parse((const char *)s, size, &u, &why);
     free(s);
     if (rc != 0) {
         FZ_CHECK(rc == DX_EADDR || rc == DX_ENOMEM);
         FZ_CHECK(rc != DX_EADDR || why != NULL);
-        dx__url_free(&u);
+        dx_url_free(&u);
         return 0;
     }
     FZ_CHECK(u.port >= 1 && u.port <= 65535);
@@ -40,11 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* Escaping can make href up to three times longer than the input, so
      * only an href within the length limit must parse again. */
-    dx__url again;
-    rc = dx__url_parse(u.href, strlen(u.href), &again, &why);
+    dx_url again;
+    rc = dx_url_parse(u.href, strlen(u.href), &again, &why);
     if (strlen(u.href) > DX_URL_MAX) {
         FZ_CHECK(rc == DX_EADDR);
-        dx__url_free(&u);
+        dx_url_free(&u);
         return 0;
     }
     FZ_CHECK(rc == 0);
@@ -54,8 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_CHECK(!strcmp(again.host_header, u.host_header));
     FZ_CHECK(!strcmp(again.target, u.target));
     FZ_CHECK(!strcmp(again.href, u.href));
-    dx__url_free(&again);
-    dx__url_free(&u);
-    dx__url_free(&u); /* safe on a freed one */
+    dx_url_free(&again);
+    dx_url_free(&u);
+    dx_url_free(&u); /* safe on a freed one */
     return 0;
 }

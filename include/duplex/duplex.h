@@ -26,6 +26,8 @@
 #include "mask.h"
 #include "server.h"
 #include "client.h"
+#include "tls.h"
+#include "url.h"
 #include "utf8.h"
 
 #endif

@@ -19,7 +19,7 @@
 #include "client/config.h"
 #include "client/queue.h"
 #include "client/reconnect.h"
-#include "client/url.h"
+#include <duplex/url.h>
 #include "core/alloc.h"
 #include "io/dns.h"
 #include "io/net.h"
@@ -51,7 +51,7 @@ struct dx_client {
     dx_loop *loop;
     dx_client_config cfg; /* the strings in it point to `own` */
     dx__client_own own;
-    dx__url url;
+    dx_url url;
     int phase;
     int fd;
     dx_io io;
@@ -123,7 +123,7 @@ static void drop_transport(dx_client *c) {
     dx_timer_stop(c->loop, &c->timer);
     dx_timer_stop(c->loop, &c->hb_timer);
     if (c->tls) {
-        dx__tls_free(c->tls);
+        dx_tls_free(c->tls);
         c->tls = NULL;
     }
     if (c->fd >= 0) close(c->fd);
@@ -137,8 +137,8 @@ static void drop_transport(dx_client *c) {
 static void destroy(dx_client *c) {
     drop_transport(c);
     dx_conn_free(c->conn);
-    if (c->tls_ctx) dx__tls_ctx_free(c->tls_ctx);
-    dx__url_free(&c->url);
+    if (c->tls_ctx) dx_tls_ctx_free(c->tls_ctx);
+    dx_url_free(&c->url);
     dx__client_own_free(&c->own);
     dx__queue_clear(&c->queue);
     if (c->protocol != empty) dx__free(c->protocol);
@@ -164,7 +164,7 @@ static int will_retry(dx_client *c, uint64_t *delay) {
  * what was recorded; then, with reconnect, on_reconnecting. Only from loop
  * callbacks. */
 static void finish(dx_client *c) {
-    if (c->tls && (c->phase == P_OPEN || c->phase == P_LINGER)) dx__tls_shutdown(c->tls);
+    if (c->tls && (c->phase == P_OPEN || c->phase == P_LINGER)) dx_tls_shutdown(c->tls);
     drop_transport(c);
     dx_conn_free(c->conn);
     c->conn = NULL;
@@ -228,7 +228,7 @@ fail(dx_client *c, int err, const char *fmt, ...) {
 static int64_t sock_read(dx_client *c, void *buf, size_t cap) {
     if (!c->tls) return dx__read(c->fd, buf, cap);
     unsigned want = 0;
-    int64_t n = dx__tls_read(c->tls, buf, cap, &want);
+    int64_t n = dx_tls_read(c->tls, buf, cap, &want);
     if (n == DX_EBUSY && (want & DX_IO_WRITE)) c->tls_want |= DX_IO_WRITE;
     return n;
 }
@@ -236,7 +236,7 @@ static int64_t sock_read(dx_client *c, void *buf, size_t cap) {
 static int64_t sock_writev(dx_client *c, const struct iovec *iov, int n) {
     if (!c->tls) return dx__writev(c->fd, iov, n);
     unsigned want = 0;
-    int64_t w = dx__tls_writev(c->tls, iov, n, &want);
+    int64_t w = dx_tls_writev(c->tls, iov, n, &want);
     if (w == DX_EBUSY && (want & DX_IO_WRITE)) c->tls_want |= DX_IO_WRITE;
     return w;
 }
@@ -244,7 +244,7 @@ static int64_t sock_writev(dx_client *c, const struct iovec *iov, int n) {
 /* The text of the last socket failure, for messages. */
 static const char *io_why(dx_client *c, int64_t err) {
     if (c->tls) {
-        const char *w = dx__tls_why();
+        const char *w = dx_tls_why();
         if (w && *w) return w;
     }
     return err == DX_EIO && errno ? strerror(errno) : dx_strerror((int)err);
@@ -317,7 +317,7 @@ static void start_linger(dx_client *c) {
 static void linger_flushed(dx_client *c) {
     if (c->was_clean) return;
     if (c->tls)
-        dx__tls_shutdown(c->tls);
+        dx_tls_shutdown(c->tls);
     else
         (void)shutdown(c->fd, SHUT_WR);
 }
@@ -615,7 +615,7 @@ static void start_upgrade(dx_client *c) {
 static void do_tls(dx_client *c) {
     unsigned want = 0;
     const char *why = NULL;
-    int r = dx__tls_handshake(c->tls, &want, &why);
+    int r = dx_tls_handshake(c->tls, &want, &why);
     if (r < 0) {
         fail(c, DX_ETLS, "%s", why ? why : "TLS handshake failed");
         return;
@@ -754,7 +754,7 @@ static void connected(dx_client *c) {
         start_upgrade(c);
         return;
     }
-    c->tls = dx__tls_new(c->tls_ctx, c->fd, 0, c->url.host);
+    c->tls = dx_tls_new(c->tls_ctx, c->fd, 0, c->url.host);
     if (!c->tls) {
         fail(c, DX_ENOMEM, "TLS: out of memory");
         return;
@@ -771,7 +771,7 @@ static void start(dx_client *c) {
     }
     if (c->url.secure && !c->tls_ctx) {
         const char *why = NULL;
-        c->tls_ctx = dx__tls_client_ctx(c->cfg.insecure, c->cfg.ca_file, &why);
+        c->tls_ctx = dx_tls_client_ctx(c->cfg.insecure, c->cfg.ca_file, &why);
         if (!c->tls_ctx) {
             fail(c, DX_ETLS, "%s", why ? why : "TLS: cannot create a context");
             return;
@@ -800,8 +800,8 @@ static void next_attempt(dx_client *c) {
     const char *u = c->url_i ? c->own.urls[c->url_i - 1] : c->own.url, *why = NULL;
     int rc = 0;
     if (n > 1) {
-        dx__url_free(&c->url);
-        rc = dx__url_parse(u, strlen(u), &c->url, &why);
+        dx_url_free(&c->url);
+        rc = dx_url_parse(u, strlen(u), &c->url, &why);
     }
     if (c->protocol != empty) dx__free(c->protocol);
     if (c->extensions != empty) dx__free(c->extensions);
@@ -845,15 +845,15 @@ static int init_resilience(dx_client *c) {
     g->urls = NULL; /* the copies are in own */
     g->final_codes = NULL;
     for (size_t i = 0; i < c->own.nurls && !c->own.err; i++) {
-        dx__url u;
+        dx_url u;
         const char *why = NULL;
-        int rc = dx__url_parse(c->own.urls[i], strlen(c->own.urls[i]), &u, &why);
+        int rc = dx_url_parse(c->own.urls[i], strlen(c->own.urls[i]), &u, &why);
         if (rc == DX_ENOMEM) return rc;
         if (rc < 0)
             dx__client_own_error(&c->own, DX_EADDR, "invalid URL '%.100s': %s", c->own.urls[i],
                                  why);
         else
-            dx__url_free(&u);
+            dx_url_free(&u);
     }
     return 0;
 }
@@ -953,7 +953,7 @@ dx_client *dx_client_new(dx_loop *loop, const dx_client_config *cfg) {
     if (!c->cfg.close_timeout_ms) c->cfg.close_timeout_ms = DX_CLIENT_CLOSE_TIMEOUT_MS;
     if (!c->own.err) {
         const char *why = NULL;
-        int rc = dx__url_parse(cfg->url, strlen(cfg->url), &c->url, &why);
+        int rc = dx_url_parse(cfg->url, strlen(cfg->url), &c->url, &why);
         if (rc == DX_ENOMEM) {
             destroy(c);
             return NULL;

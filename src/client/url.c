@@ -1,5 +1,5 @@
 /* WebSocket URL parsing: see url.h for what is accepted and why. */
-#include "client/url.h"
+#include <duplex/url.h>
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -53,7 +53,7 @@ static int ipv6_ok(const char *s, size_t n) {
     return inet_pton(AF_INET6, buf, addr) == 1;
 }
 
-int dx__url_parse(const char *s, size_t len, dx__url *u, const char **why) {
+int dx_url_parse(const char *s, size_t len, dx_url *u, const char **why) {
     if (u) memset(u, 0, sizeof *u);
     if (!s || !u) return DX_EINVAL;
     /* Spaces around a pasted URL are dropped, as browsers do. */
@@ -178,7 +178,7 @@ int dx__url_parse(const char *s, size_t len, dx__url *u, const char **why) {
     return 0;
 }
 
-void dx__url_free(dx__url *u) {
+void dx_url_free(dx_url *u) {
     if (!u) return;
     dx__free(u->mem);
     memset(u, 0, sizeof *u);

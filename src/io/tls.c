@@ -184,7 +184,7 @@ static dx_tls_ctx *wrap(SSL_CTX *ssl, const char **why) {
     return ctx;
 }
 
-dx_tls_ctx *dx__tls_server_ctx(const char *cert_file, const char *key_file, const char **why) {
+dx_tls_ctx *dx_tls_server_ctx(const char *cert_file, const char *key_file, const char **why) {
     SSL_CTX *ssl = ctx_common(TLS_server_method(), why);
     if (!ssl) return NULL;
     SSL_CTX_set_options(ssl, SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -212,7 +212,7 @@ fail:
     return NULL;
 }
 
-dx_tls_ctx *dx__tls_client_ctx(int insecure, const char *ca_file, const char **why) {
+dx_tls_ctx *dx_tls_client_ctx(int insecure, const char *ca_file, const char **why) {
     SSL_CTX *ssl = ctx_common(TLS_client_method(), why);
     if (!ssl) return NULL;
     if (insecure) {
@@ -238,7 +238,7 @@ dx_tls_ctx *dx__tls_client_ctx(int insecure, const char *ca_file, const char **w
     return wrap(ssl, why);
 }
 
-void dx__tls_ctx_free(dx_tls_ctx *ctx) {
+void dx_tls_ctx_free(dx_tls_ctx *ctx) {
     if (!ctx) return;
     SSL_CTX_free(ctx->ssl);
     dx__free(ctx);
@@ -269,7 +269,7 @@ static int set_peer_name(SSL *ssl, const char *sni) {
     return SSL_set1_host(ssl, host) == 1;
 }
 
-dx_tls *dx__tls_new(dx_tls_ctx *ctx, int fd, int is_server, const char *sni) {
+dx_tls *dx_tls_new(dx_tls_ctx *ctx, int fd, int is_server, const char *sni) {
     dx_tls *t = dx__malloc(sizeof *t);
     if (!t) return NULL;
     ERR_clear_error();
@@ -292,13 +292,13 @@ fail:
     return NULL;
 }
 
-void dx__tls_free(dx_tls *t) {
+void dx_tls_free(dx_tls *t) {
     if (!t) return;
     SSL_free(t->ssl);
     dx__free(t);
 }
 
-size_t dx__tls_alpn(const dx_tls *t, const char **proto) {
+size_t dx_tls_alpn(const dx_tls *t, const char **proto) {
     const unsigned char *p = NULL;
     unsigned int len = 0;
     SSL_get0_alpn_selected(t->ssl, &p, &len);
@@ -339,7 +339,7 @@ static int64_t io_result(dx_tls *t, int ret, unsigned *want) {
     }
 }
 
-int dx__tls_handshake(dx_tls *t, unsigned *want, const char **why) {
+int dx_tls_handshake(dx_tls *t, unsigned *want, const char **why) {
     ERR_clear_error();
     errno = 0;
     int ret = SSL_do_handshake(t->ssl);
@@ -367,7 +367,7 @@ int dx__tls_handshake(dx_tls *t, unsigned *want, const char **why) {
     return DX_ETLS;
 }
 
-int64_t dx__tls_read(dx_tls *t, void *buf, size_t cap, unsigned *want) {
+int64_t dx_tls_read(dx_tls *t, void *buf, size_t cap, unsigned *want) {
     size_t got = 0;
     ERR_clear_error();
     errno = 0;
@@ -387,7 +387,7 @@ static int64_t write_once(dx_tls *t, const void *p, size_t len, unsigned *want) 
     return r == 0 ? DX_EIO : r; /* a close seen while writing is an error */
 }
 
-int64_t dx__tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want) {
+int64_t dx_tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want) {
     int64_t total = 0;
     int i = 0;
     size_t off = 0; /* bytes of iov[i] already written */
@@ -437,7 +437,7 @@ int64_t dx__tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want
     return total;
 }
 
-void dx__tls_shutdown(dx_tls *t) {
+void dx_tls_shutdown(dx_tls *t) {
     /* During the handshake there is nothing to close cleanly. */
     if (!SSL_is_init_finished(t->ssl)) return;
     ERR_clear_error();
@@ -445,6 +445,6 @@ void dx__tls_shutdown(dx_tls *t) {
     ERR_clear_error();
 }
 
-const char *dx__tls_why(void) {
+const char *dx_tls_why(void) {
     return why_buf;
 }

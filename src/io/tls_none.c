@@ -7,54 +7,54 @@
 
 static const char *const off = "this duplex was built without TLS (-DDUPLEX_TLS=OFF)";
 
-dx_tls_ctx *dx__tls_server_ctx(const char *cert_file, const char *key_file, const char **why) {
+dx_tls_ctx *dx_tls_server_ctx(const char *cert_file, const char *key_file, const char **why) {
     (void)cert_file, (void)key_file;
     if (why) *why = off;
     return NULL;
 }
 
-dx_tls_ctx *dx__tls_client_ctx(int insecure, const char *ca_file, const char **why) {
+dx_tls_ctx *dx_tls_client_ctx(int insecure, const char *ca_file, const char **why) {
     (void)insecure, (void)ca_file;
     if (why) *why = off;
     return NULL;
 }
 
-void dx__tls_ctx_free(dx_tls_ctx *ctx) {
+void dx_tls_ctx_free(dx_tls_ctx *ctx) {
     (void)ctx;
 }
 
-dx_tls *dx__tls_new(dx_tls_ctx *ctx, int fd, int is_server, const char *sni) {
+dx_tls *dx_tls_new(dx_tls_ctx *ctx, int fd, int is_server, const char *sni) {
     (void)ctx, (void)fd, (void)is_server, (void)sni;
     return NULL;
 }
 
-void dx__tls_free(dx_tls *t) {
+void dx_tls_free(dx_tls *t) {
     (void)t;
 }
 
-int dx__tls_handshake(dx_tls *t, unsigned *want, const char **why) {
+int dx_tls_handshake(dx_tls *t, unsigned *want, const char **why) {
     (void)t, (void)want;
     if (why) *why = off;
     return DX_ETLS;
 }
 
-int64_t dx__tls_read(dx_tls *t, void *buf, size_t cap, unsigned *want) {
+int64_t dx_tls_read(dx_tls *t, void *buf, size_t cap, unsigned *want) {
     (void)t, (void)buf, (void)cap, (void)want;
     return DX_ETLS;
 }
 
-int64_t dx__tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want) {
+int64_t dx_tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want) {
     (void)t, (void)iov, (void)n, (void)want;
     return DX_ETLS;
 }
 
-size_t dx__tls_alpn(const dx_tls *t, const char **proto) {
+size_t dx_tls_alpn(const dx_tls *t, const char **proto) {
     (void)t;
     if (proto) *proto = NULL;
     return 0;
 }
 
-const char *dx__tls_why(void) {
+const char *dx_tls_why(void) {
     return off;
 }
 
@@ -63,6 +63,6 @@ struct ssl_ctx_st *dx__tls_ctx_ssl(dx_tls_ctx *ctx) {
     return NULL;
 }
 
-void dx__tls_shutdown(dx_tls *t) {
+void dx_tls_shutdown(dx_tls *t) {
     (void)t;
 }

@@ -84,7 +84,7 @@ dx_server_conn *dx__sc_new(dx_server *s, int fd) {
     c->t_rx = c->t_mark = dx__srv_now(s);
     c->phase = P_HTTP;
     if (s->tls) {
-        c->tls = dx__tls_new(s->tls, fd, 1, NULL);
+        c->tls = dx_tls_new(s->tls, fd, 1, NULL);
         if (!c->tls) {
             dx_conn_free(conn);
             return NULL;
@@ -92,7 +92,7 @@ dx_server_conn *dx__sc_new(dx_server *s, int fd) {
         c->phase = P_TLS;
     }
     if (dx_io_start(s->loop, &c->io, fd, DX_IO_READ, dx__sc_io) < 0) {
-        if (c->tls) dx__tls_free(c->tls);
+        if (c->tls) dx_tls_free(c->tls);
         dx_conn_free(conn);
         return NULL;
     }
@@ -149,7 +149,7 @@ void dx__sc_kill(dx_server_conn *c, uint16_t code) {
     int fd = c->io.fd;
     dx_io_stop(s->loop, &c->io);
     if (c->tls) {
-        dx__tls_free(c->tls);
+        dx_tls_free(c->tls);
         c->tls = NULL;
     }
     if (fd >= 0) close(fd);
@@ -237,7 +237,7 @@ static int64_t sock_writev(dx_server_conn *c, const struct iovec *iov, int n) {
         r = dx__writev(c->io.fd, iov, n);
     } else {
         unsigned want = 0;
-        r = dx__tls_writev(c->tls, iov, n, &want);
+        r = dx_tls_writev(c->tls, iov, n, &want);
         if (r == DX_EBUSY && (want & DX_IO_WRITE)) c->flags |= F_TLS_WANT_W;
     }
     if (r > 0) c->srv->st.wire_out += (uint64_t)r;
@@ -325,7 +325,7 @@ static void start_linger(dx_server_conn *c) {
         c->u.http = NULL;
     }
     if (c->tls)
-        dx__tls_shutdown(c->tls);
+        dx_tls_shutdown(c->tls);
     else
         shutdown(c->io.fd, SHUT_WR);
     c->phase = P_LINGER;
@@ -508,7 +508,7 @@ static void handle_eof(dx_server_conn *c) {
 static void tls_handshake(dx_server_conn *c) {
     unsigned want = 0;
     const char *why = NULL;
-    int r = dx__tls_handshake(c->tls, &want, &why);
+    int r = dx_tls_handshake(c->tls, &want, &why);
     if (r < 0) {
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return;
@@ -567,7 +567,7 @@ static void read_some(dx_server_conn *c) {
         int64_t n;
         if (c->tls) {
             unsigned want = 0;
-            n = dx__tls_read(c->tls, buf, cap, &want);
+            n = dx_tls_read(c->tls, buf, cap, &want);
             if (n == DX_EBUSY && (want & DX_IO_WRITE)) {
                 c->flags |= F_TLS_WANT_W;
                 dx__sc_update(c);

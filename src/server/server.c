@@ -303,7 +303,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     }
     if (cfg->cert_file) {
         const char *why = "TLS setup failed";
-        s->tls = dx__tls_server_ctx(cfg->cert_file, cfg->key_file, &why);
+        s->tls = dx_tls_server_ctx(cfg->cert_file, cfg->key_file, &why);
         if (!s->tls) {
             new_why = why;
             free(s->static_root);
@@ -481,7 +481,7 @@ void dx_server_free(dx_server *s) {
     dx_timer_stop(s->loop, &s->sweep);
     dx_timer_stop(s->loop, &s->deadline);
     dx__topics_free(&s->topics);
-    if (s->tls) dx__tls_ctx_free(s->tls);
+    if (s->tls) dx_tls_ctx_free(s->tls);
     free(s->static_root);
     dx__free(s);
 }

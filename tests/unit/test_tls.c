@@ -132,8 +132,8 @@ static int open_pair(dx_tls_ctx *sctx, dx_tls_ctx *cctx, const char *sni, side *
     memset(srv, 0, sizeof *srv);
     memset(cli, 0, sizeof *cli);
     if (!tcp_pair(&cli->fd, &srv->fd)) return 0;
-    srv->t = dx__tls_new(sctx, srv->fd, 1, NULL);
-    cli->t = dx__tls_new(cctx, cli->fd, 0, sni);
+    srv->t = dx_tls_new(sctx, srv->fd, 1, NULL);
+    cli->t = dx_tls_new(cctx, cli->fd, 0, sni);
     if (!srv->t || !cli->t) return 0;
     side *sides[2] = {srv, cli};
     uint64_t deadline = dx_t_now_ms() + 5000;
@@ -141,7 +141,7 @@ static int open_pair(dx_tls_ctx *sctx, dx_tls_ctx *cctx, const char *sni, side *
         for (int i = 0; i < 2; i++) {
             side *s = sides[i];
             if (s->done || s->rc) continue;
-            int r = dx__tls_handshake(s->t, &s->want, &s->why);
+            int r = dx_tls_handshake(s->t, &s->want, &s->why);
             if (r == 1) s->done = 1;
             if (r < 0) {
                 s->rc = r;
@@ -156,8 +156,8 @@ static int open_pair(dx_tls_ctx *sctx, dx_tls_ctx *cctx, const char *sni, side *
 }
 
 static void close_pair(side *srv, side *cli) {
-    dx__tls_free(srv->t);
-    dx__tls_free(cli->t);
+    dx_tls_free(srv->t);
+    dx_tls_free(cli->t);
     if (srv->fd > 0) close(srv->fd);
     if (cli->fd > 0) close(cli->fd);
 }
@@ -168,7 +168,7 @@ static int64_t read_all(side *r, void *buf, size_t len) {
     uint64_t deadline = dx_t_now_ms() + 5000;
     while (got < len && dx_t_now_ms() < deadline) {
         unsigned want = DX_IO_READ;
-        int64_t n = dx__tls_read(r->t, (char *)buf + got, len - got, &want);
+        int64_t n = dx_tls_read(r->t, (char *)buf + got, len - got, &want);
         if (n > 0) {
             got += (size_t)n;
             continue;
@@ -184,8 +184,8 @@ static int64_t read_all(side *r, void *buf, size_t len) {
 
 static void test_handshake_alpn_data(void) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx__tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx__tls_client_ctx(0, cert_path, &why);
+    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(0, cert_path, &why);
     REQUIRE(sctx && cctx);
     side srv, cli;
     REQUIRE(open_pair(sctx, cctx, "localhost", &srv, &cli));
@@ -193,36 +193,36 @@ static void test_handshake_alpn_data(void) {
     if (!cli.done) fprintf(stderr, "client: %s / server: %s\n", cli.why_copy, srv.why_copy);
 
     const char *proto = NULL;
-    CHECK_EQ_INT(dx__tls_alpn(cli.t, &proto), 8);
+    CHECK_EQ_INT(dx_tls_alpn(cli.t, &proto), 8);
     CHECK(proto && memcmp(proto, "http/1.1", 8) == 0);
-    CHECK_EQ_INT(dx__tls_alpn(srv.t, &proto), 8);
+    CHECK_EQ_INT(dx_tls_alpn(srv.t, &proto), 8);
     CHECK(proto && memcmp(proto, "http/1.1", 8) == 0);
 
     /* Client to server: several small iovecs, gathered into one record. */
     unsigned want = 0;
     struct iovec iov[4] = {{"\x81\x05", 2}, {"Hello", 5}, {"", 0}, {", TLS", 5}};
-    CHECK_EQ_INT(dx__tls_writev(cli.t, iov, 4, &want), 12);
+    CHECK_EQ_INT(dx_tls_writev(cli.t, iov, 4, &want), 12);
     char buf[64] = {0};
     CHECK_EQ_INT(read_all(&srv, buf, 12), 12);
     CHECK(memcmp(buf, "\x81\x05Hello, TLS", 12) == 0);
 
     /* Nothing more to read: would block, wanting to read. */
     want = 0;
-    CHECK_EQ_INT(dx__tls_read(srv.t, buf, sizeof buf, &want), DX_EBUSY);
+    CHECK_EQ_INT(dx_tls_read(srv.t, buf, sizeof buf, &want), DX_EBUSY);
     CHECK_EQ_INT(want, DX_IO_READ);
 
     /* Server to client. */
     struct iovec back[2] = {{"pong", 4}, {"!", 1}};
-    CHECK_EQ_INT(dx__tls_writev(srv.t, back, 2, &want), 5);
+    CHECK_EQ_INT(dx_tls_writev(srv.t, back, 2, &want), 5);
     CHECK_EQ_INT(read_all(&cli, buf, 5), 5);
     CHECK(memcmp(buf, "pong!", 5) == 0);
 
     /* A clean close: close_notify reads as 0. */
-    dx__tls_shutdown(cli.t);
+    dx_tls_shutdown(cli.t);
     CHECK_EQ_INT(read_all(&srv, buf, 1), 0);
     close_pair(&srv, &cli);
-    dx__tls_ctx_free(sctx);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
 }
 
 /* 4 MiB from client to server in frame-like pieces of varied sizes, over
@@ -231,8 +231,8 @@ static void test_handshake_alpn_data(void) {
  * order. */
 static void test_bulk_partial_writes(void) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx__tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx__tls_client_ctx(1, NULL, &why);
+    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(1, NULL, &why);
     REQUIRE(sctx && cctx);
     side srv, cli;
     server_rcvbuf = 16384;
@@ -267,7 +267,7 @@ static void test_bulk_partial_writes(void) {
                 off += len;
             }
             size_t asked = off - woff;
-            int64_t w = dx__tls_writev(cli.t, iov, n, &wwant);
+            int64_t w = dx_tls_writev(cli.t, iov, n, &wwant);
             if (w > 0) {
                 woff += (size_t)w;
                 wwant = 0;
@@ -282,7 +282,7 @@ static void test_bulk_partial_writes(void) {
             }
         }
         size_t chunk = total - roff < 65536 ? total - roff : 65536;
-        int64_t r = dx__tls_read(srv.t, dst + roff, chunk, &rwant);
+        int64_t r = dx_tls_read(srv.t, dst + roff, chunk, &rwant);
         if (r > 0) {
             roff += (size_t)r;
         } else if (r != DX_EBUSY) {
@@ -312,19 +312,19 @@ static void test_bulk_partial_writes(void) {
     int64_t w = 1;
     for (int i = 0; i < 100 && w > 0; i++) {
         unsigned want;
-        w = dx__tls_writev(srv.t, &one, 1, &want);
+        w = dx_tls_writev(srv.t, &one, 1, &want);
         if (w > 0) usleep(1000);
     }
     CHECK(w == DX_EIO || w == DX_ETLS);
     close_pair(&srv, &cli);
-    dx__tls_ctx_free(sctx);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
 }
 
 static void test_system_store_refuses_self_signed(void) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx__tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx__tls_client_ctx(0, NULL, &why);
+    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(0, NULL, &why);
     REQUIRE(sctx && cctx);
     side srv, cli;
     REQUIRE(open_pair(sctx, cctx, "localhost", &srv, &cli));
@@ -333,14 +333,14 @@ static void test_system_store_refuses_self_signed(void) {
     fprintf(stderr, "  client: %s\n", cli.why_copy);
     CHECK(!srv.done); /* the server sees the client's alert */
     close_pair(&srv, &cli);
-    dx__tls_ctx_free(sctx);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
 }
 
 static void test_ca_file_and_ip(void) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx__tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx__tls_client_ctx(0, cert_path, &why);
+    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(0, cert_path, &why);
     REQUIRE(sctx && cctx);
     side srv, cli;
     /* The certificate names IP 127.0.0.1 too. */
@@ -351,14 +351,14 @@ static void test_ca_file_and_ip(void) {
     REQUIRE(open_pair(sctx, cctx, "[::1]", &srv, &cli));
     CHECK_EQ_INT(cli.rc, DX_ETLS);
     close_pair(&srv, &cli);
-    dx__tls_ctx_free(sctx);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
 }
 
 static void test_host_mismatch(void) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx__tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx__tls_client_ctx(0, cert_path, &why);
+    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(0, cert_path, &why);
     REQUIRE(sctx && cctx);
     side srv, cli;
     REQUIRE(open_pair(sctx, cctx, "example.com", &srv, &cli));
@@ -367,20 +367,20 @@ static void test_host_mismatch(void) {
     fprintf(stderr, "  client: %s\n", cli.why_copy);
     close_pair(&srv, &cli);
     /* Insecure skips the check. */
-    dx_tls_ctx *ictx = dx__tls_client_ctx(1, NULL, &why);
+    dx_tls_ctx *ictx = dx_tls_client_ctx(1, NULL, &why);
     REQUIRE(ictx);
     REQUIRE(open_pair(sctx, ictx, "example.com", &srv, &cli));
     CHECK(cli.done && srv.done);
     close_pair(&srv, &cli);
-    dx__tls_ctx_free(ictx);
-    dx__tls_ctx_free(sctx);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(ictx);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
 }
 
 static void test_tls11_refused(void) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx__tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx__tls_client_ctx(1, NULL, &why);
+    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(1, NULL, &why);
     REQUIRE(sctx && cctx);
     /* A client able to offer TLS 1.1 only (security level 0 lets OpenSSL 3
      * send it), so that the refusal comes from the server. */
@@ -396,54 +396,54 @@ static void test_tls11_refused(void) {
     CHECK(strstr(srv.why_copy, "unsupported protocol") != NULL);
     fprintf(stderr, "  server: %s\n  client: %s\n", srv.why_copy, cli.why_copy);
     close_pair(&srv, &cli);
-    dx__tls_ctx_free(sctx);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
 }
 
 static void test_ctx_errors(void) {
     const char *why = NULL;
-    CHECK(dx__tls_server_ctx("/nonexistent/cert.pem", key_path, &why) == NULL);
+    CHECK(dx_tls_server_ctx("/nonexistent/cert.pem", key_path, &why) == NULL);
     CHECK(why && strstr(why, "certificate") != NULL);
     why = NULL;
-    CHECK(dx__tls_server_ctx(junk_path, key_path, &why) == NULL);
+    CHECK(dx_tls_server_ctx(junk_path, key_path, &why) == NULL);
     CHECK(why != NULL);
     why = NULL;
-    CHECK(dx__tls_server_ctx(cert_path, "/nonexistent/key.pem", &why) == NULL);
+    CHECK(dx_tls_server_ctx(cert_path, "/nonexistent/key.pem", &why) == NULL);
     CHECK(why && strstr(why, "private key") != NULL);
     why = NULL;
-    CHECK(dx__tls_server_ctx(cert_path, key2_path, &why) == NULL);
+    CHECK(dx_tls_server_ctx(cert_path, key2_path, &why) == NULL);
     CHECK(why && strstr(why, "private key") != NULL);
     fprintf(stderr, "  mismatched key: %s\n", why ? why : "");
     why = NULL;
-    CHECK(dx__tls_client_ctx(0, junk_path, &why) == NULL);
+    CHECK(dx_tls_client_ctx(0, junk_path, &why) == NULL);
     CHECK(why && strstr(why, "CA file") != NULL);
-    dx__tls_ctx_free(NULL);
-    dx__tls_free(NULL);
+    dx_tls_ctx_free(NULL);
+    dx_tls_free(NULL);
 }
 
 /* A handshake against a peer that hangs up at once fails cleanly. */
 static void test_peer_hangs_up(void) {
     const char *why = NULL;
-    dx_tls_ctx *cctx = dx__tls_client_ctx(1, NULL, &why);
+    dx_tls_ctx *cctx = dx_tls_client_ctx(1, NULL, &why);
     REQUIRE(cctx);
     int c, s;
     REQUIRE(tcp_pair(&c, &s));
-    dx_tls *t = dx__tls_new(cctx, c, 0, "localhost");
+    dx_tls *t = dx_tls_new(cctx, c, 0, "localhost");
     REQUIRE(t);
     unsigned want = 0;
-    CHECK_EQ_INT(dx__tls_handshake(t, &want, &why), 0); /* ClientHello sent */
+    CHECK_EQ_INT(dx_tls_handshake(t, &want, &why), 0); /* ClientHello sent */
     CHECK_EQ_INT(want, DX_IO_READ);
     close(s);
     struct pollfd p = {.fd = c, .events = POLLIN};
     poll(&p, 1, 5000);
     why = NULL;
-    CHECK_EQ_INT(dx__tls_handshake(t, &want, &why), DX_ETLS);
+    CHECK_EQ_INT(dx_tls_handshake(t, &want, &why), DX_ETLS);
     CHECK(why != NULL);
     fprintf(stderr, "  hang-up: %s\n", why ? why : "");
-    dx__tls_shutdown(t); /* a no-op before the handshake is done */
-    dx__tls_free(t);
+    dx_tls_shutdown(t); /* a no-op before the handshake is done */
+    dx_tls_free(t);
     close(c);
-    dx__tls_ctx_free(cctx);
+    dx_tls_ctx_free(cctx);
 }
 
 int main(void) {

@@ -2,15 +2,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "client/url.h"
+#include <duplex/url.h>
 #include "test.h"
 
 /* Parses `s` and checks every output; NULL expectations are not checked. */
 static void ok(const char *s, int secure, int port, const char *host, const char *host_header,
                const char *target, const char *href) {
-    dx__url u;
+    dx_url u;
     const char *why = NULL;
-    int rc = dx__url_parse(s, strlen(s), &u, &why);
+    int rc = dx_url_parse(s, strlen(s), &u, &why);
     if (rc != 0) {
         fprintf(stderr, "url '%s': unexpected error %d (%s)\n", s, rc, why ? why : "");
         CHECK_EQ_INT(rc, 0);
@@ -24,14 +24,14 @@ static void ok(const char *s, int secure, int port, const char *host, const char
         fprintf(stderr, "url '%s': got host '%s' hh '%s' target '%s' href '%s'\n", s, u.host,
                 u.host_header, u.target, u.href);
     CHECK(good);
-    dx__url_free(&u);
+    dx_url_free(&u);
     CHECK(u.mem == NULL);
 }
 
 static void bad(const char *s, const char *why_part) {
-    dx__url u;
+    dx_url u;
     const char *why = NULL;
-    int rc = dx__url_parse(s, strlen(s), &u, &why);
+    int rc = dx_url_parse(s, strlen(s), &u, &why);
     if (rc != DX_EADDR) fprintf(stderr, "url '%s': expected DX_EADDR, got %d\n", s, rc);
     CHECK_EQ_INT(rc, DX_EADDR);
     CHECK(u.mem == NULL);
@@ -39,7 +39,7 @@ static void bad(const char *s, const char *why_part) {
         fprintf(stderr, "url '%s': reason '%s' lacks '%s'\n", s, why ? why : "(null)", why_part);
         CHECK(0);
     }
-    dx__url_free(&u); /* safe after a failure */
+    dx_url_free(&u); /* safe after a failure */
 }
 
 static void test_basic(void) {
@@ -95,10 +95,10 @@ static void test_ipv6(void) {
        "wss://[2001:db8::1]/x");
     ok("ws://[::ffff:127.0.0.1]:9/", 0, 9, "::ffff:127.0.0.1", "[::ffff:127.0.0.1]:9", "/", NULL);
     ok("ws://[::1]?q", 0, 80, "::1", "[::1]", "/?q", NULL);
-    dx__url u;
-    REQUIRE(dx__url_parse("ws://[::1]:1/", 13, &u, NULL) == 0);
+    dx_url u;
+    REQUIRE(dx_url_parse("ws://[::1]:1/", 13, &u, NULL) == 0);
     CHECK_EQ_INT(u.ipv6, 1);
-    dx__url_free(&u);
+    dx_url_free(&u);
     bad("ws://[::1/", "IPv6");
     bad("ws://[]/", "IPv6");
     bad("ws://[::g]/", "IPv6");
@@ -155,9 +155,9 @@ static void test_limits(void) {
     memset(host, 'a', sizeof host);
     char url[400];
     snprintf(url, sizeof url, "ws://%.*s/", 255, host);
-    dx__url u;
-    CHECK_EQ_INT(dx__url_parse(url, strlen(url), &u, NULL), 0);
-    dx__url_free(&u);
+    dx_url u;
+    CHECK_EQ_INT(dx_url_parse(url, strlen(url), &u, NULL), 0);
+    dx_url_free(&u);
     snprintf(url, sizeof url, "ws://%.*s/", 256, host);
     bad(url, "too long");
 
@@ -169,15 +169,15 @@ static void test_limits(void) {
     big[n] = 0;
     bad(big, "too long");
     big[n - 1] = 0; /* exactly DX_URL_MAX */
-    CHECK_EQ_INT(dx__url_parse(big, n - 1, &u, NULL), 0);
+    CHECK_EQ_INT(dx_url_parse(big, n - 1, &u, NULL), 0);
     CHECK_EQ_INT(strlen(u.target), n - 1 - 6);
-    dx__url_free(&u);
+    dx_url_free(&u);
     /* The worst growth: every target byte escaped. */
     memset(big + 7, ' ', n - 1 - 7 - 1);
     big[n - 2] = 'z';
-    CHECK_EQ_INT(dx__url_parse(big, n - 1, &u, NULL), 0);
+    CHECK_EQ_INT(dx_url_parse(big, n - 1, &u, NULL), 0);
     CHECK_EQ_INT(strlen(u.target), 1 + 3 * (n - 1 - 7 - 1) + 1);
-    dx__url_free(&u);
+    dx_url_free(&u);
     free(big);
 }
 
@@ -195,24 +195,24 @@ static void test_not_nul_terminated(void) {
         size_t n = strlen(urls[i]);
         char *p = mem + pg - n;
         memcpy(p, urls[i], n);
-        dx__url u;
-        int rc = dx__url_parse(p, n, &u, NULL);
+        dx_url u;
+        int rc = dx_url_parse(p, n, &u, NULL);
         CHECK(rc == 0 || rc == DX_EADDR);
-        dx__url_free(&u);
+        dx_url_free(&u);
     }
     /* A length shorter than the string: the rest is not part of it. */
-    dx__url u;
-    CHECK_EQ_INT(dx__url_parse("ws://h:80/abc", 8, &u, NULL), 0);
+    dx_url u;
+    CHECK_EQ_INT(dx_url_parse("ws://h:80/abc", 8, &u, NULL), 0);
     CHECK(!strcmp(u.host_header, "h:8") && !strcmp(u.target, "/"));
-    dx__url_free(&u);
+    dx_url_free(&u);
     munmap(mem, (size_t)pg * 2);
 }
 
 static void test_args(void) {
-    dx__url u;
-    CHECK_EQ_INT(dx__url_parse(NULL, 3, &u, NULL), DX_EINVAL);
-    CHECK_EQ_INT(dx__url_parse("ws://h/", 7, NULL, NULL), DX_EINVAL);
-    dx__url_free(NULL);
+    dx_url u;
+    CHECK_EQ_INT(dx_url_parse(NULL, 3, &u, NULL), DX_EINVAL);
+    CHECK_EQ_INT(dx_url_parse("ws://h/", 7, NULL, NULL), DX_EINVAL);
+    dx_url_free(NULL);
 }
 
 /* Every allocation failing in turn: DX_ENOMEM, nothing leaked. */
@@ -226,14 +226,14 @@ static void *t_realloc(void *p, size_t n) {
 
 static void test_alloc_failure(void) {
     dx_set_allocator(t_malloc, t_realloc, free);
-    dx__url u;
+    dx_url u;
     alloc_count = 0;
     fail_at = 1;
-    CHECK_EQ_INT(dx__url_parse("ws://h/", 7, &u, NULL), DX_ENOMEM);
+    CHECK_EQ_INT(dx_url_parse("ws://h/", 7, &u, NULL), DX_ENOMEM);
     CHECK(u.mem == NULL);
     fail_at = 0;
-    CHECK_EQ_INT(dx__url_parse("ws://h/", 7, &u, NULL), 0);
-    dx__url_free(&u);
+    CHECK_EQ_INT(dx_url_parse("ws://h/", 7, &u, NULL), 0);
+    dx_url_free(&u);
     dx_set_allocator(NULL, NULL, NULL);
 }
 

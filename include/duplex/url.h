@@ -1,4 +1,4 @@
-/* Internal: WebSocket URLs (RFC 6455 §3, with the WHATWG URL rules that
+/* WebSocket URLs (RFC 6455 §3, with the WHATWG URL rules that
  * browsers apply to `new WebSocket(url)` where the RFC is silent).
  *
  * Accepted:
@@ -20,16 +20,24 @@
  * characters, empty hosts, bad ports, and URLs longer than DX_URL_MAX.
  *
  * Everything the parse produces lives in one allocation made by
- * dx__url_parse and released by dx__url_free. */
-#ifndef DX_CLIENT_URL_H
-#define DX_CLIENT_URL_H
+ * dx_url_parse and released by dx_url_free. */
+#ifndef DUPLEX_URL_H
+#define DUPLEX_URL_H
 
 #include <duplex/common.h>
 
 #define DX_URL_MAX 8192     /* bytes of URL accepted */
 #define DX_URL_HOST_MAX 255 /* bytes of host name */
 
-typedef struct dx__url {
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+
+#endif
+
+typedef struct dx_url {
     int secure;        /* 1 for wss (and https) */
     int port;          /* 1-65535, the default filled in */
     int default_port;  /* 1 when port is the scheme's default */
@@ -39,18 +47,22 @@ typedef struct dx__url {
     char *target;      /* request target: "/", "/chat?uid=7" */
     char *href;        /* the URL as normalized: "ws://[::1]:8080/chat?uid=7" */
     char *mem;         /* the one allocation behind the strings above */
-} dx__url;
+} dx_url;
 
 /* Parses `len` bytes of `s` (which need not be NUL-terminated). Returns 0
- * and fills `u` (release it with dx__url_free), DX_EINVAL when `s` or `u`
+ * and fills `u` (release it with dx_url_free), DX_EINVAL when `s` or `u`
  * is NULL, DX_EADDR for a URL that is not a valid WebSocket URL (then *why,
  * if `why` is not NULL, names the problem: "fragment not allowed"), or
- * DX_ENOMEM. On failure `u` holds nothing to free (dx__url_free is still
+ * DX_ENOMEM. On failure `u` holds nothing to free (dx_url_free is still
  * safe on it). */
-int dx__url_parse(const char *s, size_t len, dx__url *u, const char **why);
+DX_API int dx_url_parse(const char *s, size_t len, dx_url *u, const char **why);
 
-/* Releases what dx__url_parse allocated and zeroes `u`. Safe on a zeroed
+/* Releases what dx_url_parse allocated and zeroes `u`. Safe on a zeroed
  * or already freed `u`. */
-void dx__url_free(dx__url *u);
+DX_API void dx_url_free(dx_url *u);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
