@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# /metrics as Prometheus reads it: `promtool check metrics` on the output of
+# every mode (echo, broadcast, chat), then a real Prometheus (Debian's
+# `prometheus`, its storage in a temporary directory, loopback only)
+# scraping a duplex node every second while `duplex bench` loads it; the
+# test asks Prometheus's HTTP query API for the rate of messages received
+# (it must be near what the bench reports) and for the 0.99 quantile of
+# the loop-turn histogram (a number, in seconds, below one second).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+for t in promtool prometheus curl python3; do
+  command -v "$t" >/dev/null || { echo "$t is missing (make deps)" >&2; exit 1; }
+done
+
+echo "== promtool check metrics"
+for mode in --echo --broadcast --chat; do
+  dx_serve "m$mode" $mode --metrics
+  curl -s --max-time 5 "http://127.0.0.1:$DX_PORT/metrics" >"$DX_TMP/metrics.txt"
+  grep -q '^duplex_messages_received_total' "$DX_TMP/metrics.txt" ||
+    { echo "FAIL: serve $mode gave no metrics" >&2; exit 1; }
+  promtool check metrics <"$DX_TMP/metrics.txt" >"$DX_TMP/promtool.out" 2>&1 ||
+    { cat "$DX_TMP/promtool.out" >&2; echo "FAIL: promtool check metrics on serve $mode" >&2; exit 1; }
+  echo "ok   serve $mode: promtool check metrics passes ($(grep -vc '^#' "$DX_TMP/metrics.txt") samples)"
+  dx_stop "$DX_PID"
+done
+
+echo "== a real Prometheus scraping under load"
+dx_serve node --echo --metrics
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$DX_TMP/prometheus.yml" <<EOC
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: duplex
+    static_configs:
+      - targets: ['127.0.0.1:$DX_PORT']
+EOC
+prometheus --config.file="$DX_TMP/prometheus.yml" --storage.tsdb.path="$DX_TMP/tsdb" \
+  --web.listen-address="127.0.0.1:$port" >"$DX_TMP/prometheus.log" 2>&1 &
+PROM=$!
+DX_PIDS+=("$PROM")
+up=0
+for i in $(seq 1 100); do
+  if curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; then up=1; break; fi
+  sleep 0.1
+done
+[ "$up" = 1 ] || { tail -20 "$DX_TMP/prometheus.log" >&2; echo "FAIL: Prometheus did not start" >&2; exit 1; }
+echo "ok   Prometheus on 127.0.0.1:$port"
+"$DUPLEX" bench --url "ws://127.0.0.1:$DX_PORT/" --connections 10 --size 20 --inflight 4 \
+  --rate 2000 --duration 8 --warmup 0 --json >"$DX_TMP/bench.json" 2>/dev/null
+sleep 2 # one more scrape after the load
+q() { curl -s --max-time 5 "http://127.0.0.1:$port/api/v1/query" --data-urlencode "query=$1" --data-urlencode "time=$2"; }
+t=$(python3 -c 'import time; print(time.time() - 3)') # inside the load, 3 s before now
+rate=$(q 'sum(rate(duplex_messages_received_total[4s]))' "$t")
+p99=$(q 'histogram_quantile(0.99, sum by (le) (rate(duplex_loop_turn_seconds_bucket[4s])))' "$t")
+up=$(q 'up{job="duplex"}' "$t")
+python3 - "$rate" "$p99" "$up" <<'PY' || { echo "FAIL: Prometheus's answers (above)" >&2; exit 1; }
+import json, sys
+def value(s):
+    r = json.loads(s)
+    assert r["status"] == "success", s
+    res = r["data"]["result"]
+    assert res, f"empty result: {s}"
+    return float(res[0]["value"][1])
+rate, p99, up = (value(x) for x in sys.argv[1:4])
+print(f"ok   up = {up:.0f}")
+assert up == 1, up
+print(f"ok   rate(duplex_messages_received_total) = {rate:.0f}/s (the bench sent 2000/s)")
+assert 1500 <= rate <= 2500, rate
+print(f"ok   histogram_quantile(0.99, loop turn) = {p99 * 1000:.3f} ms")
+assert 0 < p99 < 1, p99
+PY
+echo "prometheus: passed"
