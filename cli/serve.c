@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <duplex/fanout.h>
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
@@ -16,7 +17,6 @@
 #include "cli/cli.h"
 #include "cli/metrics.h"
 #include "cli/serve_chat.h"
-#include "server/redis_fanout.h"
 
 #define MAX_THREADS 256
 #define MAX_ORIGINS 64
@@ -28,7 +28,7 @@ typedef struct worker {
     pthread_t thread;
     dx_loop *loop;
     dx_server *srv;
-    dx__fanout *fan; /* --redis: this thread's link to the other nodes */
+    dx_fanout *fan; /* --redis: this thread's link to the other nodes */
     int index;
 } worker;
 
@@ -70,7 +70,12 @@ static void usage(FILE *f) {
         "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
         "                          typing=5/20 presence=5/20 fetch=10/40 (sync, history)\n"
         "  --max-rooms N|off       rooms one user may be in (default 1000)\n"
-        "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n\n");
+        "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n");
+    fprintf(f, "  --files DIR             where uploaded files are kept (default: DB.files beside\n"
+               "                          a SQLite --db; none in memory; with PostgreSQL, uploads\n"
+               "                          are on only with --files, a directory all nodes share)\n"
+               "  --max-upload BYTES      largest uploaded file (default 26214400, 25 MiB)\n"
+               "  --recall-window S       a sender may recall a message for S s (default 120)\n\n");
     /* Two strings: C17 promises no more than 4095 bytes in one. */
     fprintf(
         f, "options:\n"
@@ -229,7 +234,6 @@ int dx_cli_serve(int argc, char **argv) {
     const char *origins[MAX_ORIGINS + 1];
     int norigins = 0, quiet = 0;
     const char *redis_url = NULL;
-    dx__redis_addr redis_addr;
     uint64_t threads = 1;
     int metrics = 0; /* 1: --metrics (loopback scrapes only), 2: --metrics-public */
     dx_cli_chat_opts chat_opts = {0};
@@ -253,7 +257,7 @@ int dx_cli_serve(int argc, char **argv) {
         } else if (FLAG("--redis")) {
             VALUE();
             const char *why;
-            if (dx__redis_parse_url(val, &redis_addr, &why) < 0)
+            if (dx_fanout_check_url(val, &why) < 0)
                 return dx_cli_bad("serve", why, val);
             redis_url = val;
         } else if (FLAG("--db")) {
@@ -278,6 +282,18 @@ int dx_cli_serve(int argc, char **argv) {
             if (dx_cli_seconds(val, 1, &chat_opts.presence_ttl_ms) ||
                 chat_opts.presence_ttl_ms < 300)
                 return dx_cli_bad("serve", "bad number of seconds (0.3 or more)", val);
+        } else if (FLAG("--files")) {
+            VALUE();
+            if (!*val) return dx_cli_bad("serve", "empty directory", NULL);
+            chat_opts.files = val;
+        } else if (FLAG("--max-upload")) {
+            VALUE();
+            if (dx_cli_u64(val, UINT64_MAX, &chat_opts.max_upload) || !chat_opts.max_upload)
+                return dx_cli_bad("serve", "bad size in bytes", val);
+        } else if (FLAG("--recall-window")) {
+            VALUE();
+            if (dx_cli_seconds(val, 0, &chat_opts.recall_ms))
+                return dx_cli_bad("serve", "bad number of seconds", val);
         } else if (FLAG("--rate-limit") || FLAG("--max-rooms") || FLAG("--sync-page")) {
             VALUE();
             if (dx_cli_chat_limit(&chat_opts, arg, val)) return 2;
@@ -403,6 +419,10 @@ int dx_cli_serve(int argc, char **argv) {
         chat_opts.redis = redis_url;
         redis_url = NULL;
     }
+    if (mode != MODE_CHAT &&
+        (chat_opts.files || chat_opts.max_upload || chat_opts.recall_ms))
+        return dx_cli_bad("serve", "--files, --max-upload and --recall-window go with --chat",
+                          NULL);
     if (mode != MODE_CHAT && chat_opts.limits_set)
         return dx_cli_bad("serve", "--rate-limit, --max-rooms and --sync-page go with --chat",
                           NULL);
@@ -472,12 +492,13 @@ int dx_cli_serve(int argc, char **argv) {
         /* The port to print: with port 0, the one the kernel picked. */
         cfg.port = dx_server_port(w->srv);
         if (redis_url) {
-            dx__fanout_config fc = {.addr = redis_addr, .on_state = on_redis_state, .user = w};
+            dx_fanout_config fc = {.url = redis_url, .on_state = on_redis_state, .user = w};
             memcpy(fc.node_id, node_id, sizeof node_id);
             w->index = i;
-            w->fan = dx__fanout_new(w->srv, &fc);
+            const char *why = "out of memory";
+            w->fan = dx_fanout_new(w->srv, &fc, &why);
             if (!w->fan) {
-                fprintf(stderr, "duplex serve: out of memory\n");
+                fprintf(stderr, "duplex serve: %s\n", why);
                 rc = 1;
                 break;
             }
@@ -502,9 +523,13 @@ int dx_cli_serve(int argc, char **argv) {
                                       !chat_opts.db                     ? "in memory"
                                       : dx_cli_chat_is_pg(chat_opts.db) ? "PostgreSQL"
                                                                         : chat_opts.db);
-            if ((redis_url || chat_opts.redis) && n < sizeof extra)
-                n += (size_t)snprintf(extra + n, sizeof extra - n, ", redis %s:%d/%d",
-                                      redis_addr.host, redis_addr.port, redis_addr.db);
+            const char *r = redis_url ? redis_url : chat_opts.redis;
+            if (r && n < sizeof extra) {
+                /* Without the password: the log line is for people to read. */
+                const char *at = strrchr(r, '@'), *host = strstr(r, "://");
+                host = host ? host + 3 : r;
+                n += (size_t)snprintf(extra + n, sizeof extra - n, ", redis %s", at ? at + 1 : host);
+            }
             int v6 = strchr(cfg.host, ':') != NULL;
             fprintf(stderr, "duplex: listening on %s://%s%s%s:%d (%s%s)\n",
                     cfg.cert_file ? "wss" : "ws", v6 ? "[" : "", cfg.host, v6 ? "]" : "", cfg.port,
@@ -535,7 +560,7 @@ int dx_cli_serve(int argc, char **argv) {
             pthread_join(workers[i].thread, NULL);
     }
     for (int i = 0; i < nworkers; i++) {
-        dx__fanout_free(workers[i].fan);
+        dx_fanout_free(workers[i].fan);
         workers[i].fan = NULL;
         dx_server_free(workers[i].srv);
         if (i == 0) dx_chat_free(chat); /* after its server, before its loop */

@@ -177,11 +177,18 @@ dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_c
     cc.dev_login = o->dev_login;
     cc.dev_login_ttl = (uint32_t)o->token_ttl;
     cc.limits = o->limits;
+    cc.files_dir = o->files;
+    cc.max_upload = o->max_upload;
+    cc.recall_window_ms = o->recall_ms;
     dx_chat *chat = dx_chat_new(loop, &cc);
     if (!chat) {
         /* A PostgreSQL URL may hold a password: not echoed. */
         const char *what = !o->db ? "(memory)" : dx_cli_chat_is_pg(o->db) ? "(PostgreSQL)" : o->db;
-        fprintf(stderr, "duplex serve: chat database %s: %s\n", what, dx_chat_new_why());
+        const char *why = dx_chat_new_why();
+        if (!strncmp(why, "files directory ", 16)) /* --files, or DB.files */
+            fprintf(stderr, "duplex serve: chat %s\n", why);
+        else
+            fprintf(stderr, "duplex serve: chat database %s: %s\n", what, why);
         return NULL;
     }
     (void)dx_chat_server_config(chat, cfg);

@@ -17,6 +17,9 @@ typedef struct dx_cli_chat_opts {
     dx_chat_limits limits;    /* --rate-limit, --max-rooms, --sync-page */
     int limits_set;           /* one of those was given */
     int dev_login;            /* --dev-login (DX_CHAT_DEV_LOGIN_LOCAL), --dev-login-anywhere */
+    const char *files;        /* --files DIR (NULL: DB.files beside a SQLite --db) */
+    uint64_t max_upload;      /* --max-upload BYTES (0: 25 MiB) */
+    uint32_t recall_ms;       /* --recall-window S (0: 2 minutes) */
 } dx_cli_chat_opts;
 
 /* --rate-limit KIND=RATE[/BURST] (KIND send, bytes, join, read, typing,

@@ -133,6 +133,23 @@ typedef struct dx_chat_config {
     int dev_login;
     /* Lifetime of those tokens in seconds; 0: 86400. */
     uint32_t dev_login_ttl;
+
+    /* Files and pictures (docs/chat-protocol.md, "Files and pictures";
+     * docs/security.md, "Chat files"): uploads over the WebSocket, downloads
+     * from GET /files/<sha256>. `files_dir` is the directory they are
+     * stored in, created when missing (its parent must exist), with tmp/
+     * and by/ inside; dx_chat_new fails, naming it, when it cannot be
+     * created or written. NULL: "<db_path>.files" beside a SQLite file;
+     * uploads are off (the `upload` request is refused) with a database in
+     * memory, and with PostgreSQL, whose nodes must all see one directory:
+     * give them a shared mount here. Copied. */
+    const char *files_dir;
+    /* Largest file in bytes; a larger upload is refused (`too_large`)
+     * before anything is stored. 0: 25 MiB. */
+    uint64_t max_upload;
+    /* How long after sending a message its sender may recall it, in ms;
+     * 0: 120000 (2 minutes). */
+    uint32_t recall_window_ms;
 } dx_chat_config;
 
 #define DX_CHAT_DEV_LOGIN_LOCAL 1
@@ -140,13 +157,15 @@ typedef struct dx_chat_config {
 
 /* Opens the store and creates the service on `loop`. NULL on failure
  * (dx_chat_new_why() says why: the database cannot be opened, bad lobby
- * name, a secret under 16 bytes, out of memory). */
+ * name, a secret under 16 bytes, the files directory cannot be created or
+ * written, out of memory). */
 DX_API dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg);
 DX_API const char *dx_chat_new_why(void);
 
 /* Fills `scfg` for the chat: on_upgrade, on_open, on_message, on_close,
- * on_http (which answers /token, see dx_chat_config.dev_login, and leaves
- * every other path to the server), user and conn_data_size (other
+ * on_http (which answers /token, see dx_chat_config.dev_login, and
+ * /files/<sha256>, see files_dir, and leaves every other path to the
+ * server), user and conn_data_size (other
  * callbacks set there are replaced), and
  * when they are 0: max_message 1 MiB, ping_interval_ms 20 s,
  * ping_timeout_ms 10 s; app_heartbeat is turned on. Best-effort pushes

@@ -26,6 +26,7 @@
 #include "mask.h"
 #include "server.h"
 #include "client.h"
+#include "fanout.h"
 #include "tls.h"
 #include "url.h"
 #include "utf8.h"

@@ -542,6 +542,30 @@ DX_API int dx_server_subscribed(const dx_server_conn *c, const char *topic);
 DX_API int dx_server_http_respond(dx_server_conn *c, int status, const char *content_type,
                                   const void *body, size_t len);
 
+/* Answers the plain HTTP request given to on_http with `len` bytes of the
+ * open file `fd` from offset `off`, streamed by the server as the socket
+ * takes them (sendfile on plain TCP): the file is never read into memory
+ * whole. `status` and Content-Type as for dx_server_http_respond;
+ * Content-Length is `len` (none for 304 and 204). `extra_headers` (NULL:
+ * none) are whole header lines, each "Name: value\r\n", written as given
+ * after the server's own (Content-Type, Content-Length, Connection,
+ * Server: do not repeat those); a name that is not an HTTP token, an empty
+ * line, or a CR or LF anywhere but at a line's end is refused, so that no
+ * value can end the head early. For HEAD only the head is sent. `fd` (-1
+ * with `len` 0: no body, as for a 304 or 416) is taken in every case: the
+ * server closes it when the body is written or the connection ends, or
+ * before returning on HEAD, an empty body or an error; the caller must
+ * not use it again. Returns 0, DX_ESTATE when called twice or outside
+ * on_http, DX_EINVAL (bad status, a body with 304 or 204, CR/LF in
+ * `content_type`, bad `extra_headers`, `fd` not a regular file or shorter
+ * than `off` + `len`), DX_ENOSPC (a head over 64 KiB), DX_ENOMEM (the
+ * connection is dropped). After DX_EINVAL or DX_ENOSPC the request is
+ * still unanswered: on_http may answer it another way, or return 1 (the
+ * server then answers 500). */
+DX_API int dx_server_http_respond_file(dx_server_conn *c, int status, const char *content_type,
+                                       const char *extra_headers, int fd, uint64_t off,
+                                       uint64_t len);
+
 DX_API dx_server *dx_server_conn_server(const dx_server_conn *c);
 DX_API void *dx_server_conn_user(const dx_server_conn *c);
 DX_API void dx_server_conn_set_user(dx_server_conn *c, void *user);

@@ -1,101 +1,29 @@
 /* The chat engine: connections in, protocol replies out (see engine.h and
  * docs/chat-protocol.md). Requests are parsed and validated here with
- * jansson; every failure becomes an `error` reply, never a crash. */
+ * jansson; every failure becomes an `error` reply, never a crash. This file
+ * holds the dispatch, the turn (pending replies, group commit, coalesced
+ * pushes), presence and the requests of version 1 that write; the reads are
+ * in fetch.c, and revision 2 in groups.c, edits.c, search.c and attach.c,
+ * which share engine_int.h. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <duplex/common.h>
 
-#include "chat/engine.h"
-#include "chat/keytab.h"
-#include "chat/limits.h"
-#include "chat/proto.h"
+#include "chat/engine_int.h"
 #include "core/alloc.h"
-
-/* Something that must wait for the commit: a reply for the requesting
- * device, and a message for every member of a conversation. */
-typedef struct pending {
-    dx__chat_dev *dev; /* NULL once the device closed */
-    json_t *id;        /* the request id, for store_failed */
-    char *reply;       /* sent to dev after the commit */
-    char *conv;        /* NULL: no broadcast */
-    char *bcast;       /* sent to every member's devices */
-    int bcast_self;    /* 0: not to dev itself */
-} pending;
-
-/* A read receipt waiting for the flush: the highest seq of the turn. */
-struct receipt {
-    char uid[DX_CHAT_UID_MAX + 1];
-    char conv[DX_KEYTAB_KEY_MAX];
-    int64_t seq;
-};
-
-/* A user whose device count crossed zero this turn, as it was before. */
-struct pres {
-    char uid[DX_CHAT_UID_MAX + 1];
-    int was_online;
-};
-
-/* A room that gained members this turn, and who (at most MEMBERS_LIST of
- * them: past that the push carries the count only). */
-struct mnote {
-    char conv[DX_KEYTAB_KEY_MAX];
-    json_t *joined; /* array of uids, or NULL past MEMBERS_LIST */
-};
-
-/* Rooms of at most this many members are listed in full: in sync
- * (`members`, `reads`) and in the `members` push (`joined`). */
-#define MEMBERS_LIST 64
-
-/* Bounds of the coalescing tables (keytab.h): each entry is 136 bytes, and
- * a table holds at most twice its limit in slots. Typing entries live one
- * interval; when the table is full of live ones, typing is absorbed. The
- * receipts pushed are remembered for RCPT_SENT_MS so that a read that does
- * not move the reader's position is not pushed again; when that table is
- * full, receipts are pushed as before (only the suppression is lost). */
-#define TYPING_KEYS 4096
-#define TURN_KEYS 8192
-#define RCPT_SENT_KEYS 8192
-#define RCPT_SENT_MS (10 * 60 * 1000)
-
-struct dx__chat {
-    dx__chat_io io;
-    dx__chat_store *st;
-    dx__chat_broker *broker;
-    char lobby[40]; /* "g:NAME" or "" */
-    int in_tx;      /* a transaction is open */
-    int scheduled;  /* io.schedule was called and flush has not run */
-    pending *pend;
-    size_t npend, cap;
-    dx_chat_limits limits; /* resolved: no zeros */
-    dx__chat_limiter *lim; /* the users' token buckets */
-    /* Fan-out coalescing (docs/chat-protocol.md, "Typing", "read",
-     * "Presence"): what this turn changed, pushed once at the flush. */
-    struct fanout {
-        uint32_t typing_ms;   /* one typing push per (uid, conv) per this */
-        dx__keytab typing;    /* uid NUL conv → when the next push may go */
-        struct receipt *rcpt; /* this turn's receipts, one per (uid, conv) */
-        size_t nrcpt, rcap;
-        dx__keytab turn_ix;   /* 'r' uid NUL conv, or 'p' uid → index in rcpt or pres */
-        dx__keytab rcpt_sent; /* uid NUL conv → the last seq pushed */
-        struct pres *pres;    /* users whose device count crossed 0 this turn */
-        size_t npres, pcap;
-        struct mnote *mem; /* rooms that gained members this turn */
-        size_t nmem, mcap;
-    } fo;
-};
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static char *dump(json_t *j) {
+char *dx__chat_dump(json_t *j) {
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return s;
 }
 
-static void send_json(dx__chat *chat, dx__chat_dev *d, json_t *j) {
-    char *s = dump(j);
+void dx__chat_send_json(dx__chat *chat, dx__chat_dev *d, json_t *j) {
+    char *s = dx__chat_dump(j);
     if (s) {
         chat->io.send(chat->io.arg, d, s, strlen(s));
         free(s);
@@ -110,15 +38,16 @@ static void send_error(dx__chat *chat, dx__chat_dev *d, json_t *id, const char *
     json_object_set_new(j, "code", json_string(code));
     json_object_set_new(j, "message", json_string(msg));
     if (field) json_object_set_new(j, "field", json_string(field));
-    send_json(chat, d, j);
+    dx__chat_send_json(chat, d, j);
 }
 
-static int publish(dx__chat *chat, const char *uid, const char *data, const dx__chat_dev *except) {
+int dx__chat_publish(dx__chat *chat, const char *uid, const char *data,
+                     const dx__chat_dev *except) {
     return chat->broker->ops->publish(chat->broker, uid, data, strlen(data), except);
 }
 
 /* Opens the turn's transaction on the first write. */
-static int tx(dx__chat *chat) {
+int dx__chat_tx(dx__chat *chat) {
     if (chat->in_tx) return 0;
     int rc = chat->st->ops->begin(chat->st);
     if (rc < 0) return rc;
@@ -130,8 +59,8 @@ static int tx(dx__chat *chat) {
     return 0;
 }
 
-static int add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *reply, const char *conv,
-                       json_t *bcast, int self) {
+int dx__chat_add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *reply,
+                         const char *conv, json_t *bcast, int self, const char *also) {
     if (chat->npend == chat->cap) {
         size_t ncap = chat->cap ? chat->cap * 2 : 64;
         pending *np = dx__realloc(chat->pend, ncap * sizeof *np);
@@ -141,8 +70,9 @@ static int add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *repl
     }
     pending *p = &chat->pend[chat->npend];
     *p = (pending){.dev = d, .bcast_self = self};
-    p->reply = reply ? dump(reply) : NULL;
-    p->bcast = bcast ? dump(bcast) : NULL;
+    if (also) snprintf(p->also, sizeof p->also, "%s", also);
+    p->reply = reply ? dx__chat_dump(reply) : NULL;
+    p->bcast = bcast ? dx__chat_dump(bcast) : NULL;
     p->conv = conv ? dx__strndup(conv, strlen(conv)) : NULL;
     reply = bcast = NULL;
     if ((!p->reply && !p->bcast) || (conv && !p->conv)) {
@@ -170,7 +100,7 @@ typedef struct bcast_arg {
 static int bcast_one(void *arg, const char *uid, int64_t n) {
     bcast_arg *a = arg;
     if (a->skip_uid && !strcmp(uid, a->skip_uid)) return 0;
-    (void)publish(a->chat, uid, a->data, a->except);
+    (void)dx__chat_publish(a->chat, uid, a->data, a->except);
     return 0;
 }
 
@@ -181,8 +111,8 @@ static int to_members(dx__chat *chat, const char *conv, const char *data,
         /* A direct conversation names its two members: no query. */
         char x[DX_CHAT_UID_MAX + 1], y[DX_CHAT_UID_MAX + 1];
         dx__chat_direct_uids(conv, x, y);
-        int rc = publish(chat, x, data, except);
-        return rc < 0 ? rc : publish(chat, y, data, except);
+        int rc = dx__chat_publish(chat, x, data, except);
+        return rc < 0 ? rc : dx__chat_publish(chat, y, data, except);
     }
     bcast_arg a = {chat, data, except, NULL};
     return chat->st->ops->members(chat->st, conv, INT64_MAX, NULL, bcast_one, &a);
@@ -216,7 +146,7 @@ static void presence_settle(dx__chat *chat, int64_t now) {
         int on = chat->broker->ops->devices(chat->broker, p->uid) > 0;
         if (on == p->was_online)
             p->was_online = -1;
-        else if (!on && tx(chat) == 0)
+        else if (!on && dx__chat_tx(chat) == 0)
             (void)chat->st->ops->touch_user(chat->st, p->uid, now);
     }
 }
@@ -238,7 +168,7 @@ static void receipts_push(dx__chat *chat, int64_t now) {
         }
         json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "read",
                               "conv", rc->conv, "uid", rc->uid, "seq", (json_int_t)rc->seq);
-        char *s = j ? dump(j) : NULL;
+        char *s = j ? dx__chat_dump(j) : NULL;
         if (s) (void)to_members(chat, rc->conv, s, NULL);
         free(s);
     }
@@ -299,7 +229,7 @@ static void members_push(dx__chat *chat) {
             json_t *j = json_pack("{s:i, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "members",
                                   "conv", m->conv, "count", (json_int_t)count);
             if (j && m->joined && count <= MEMBERS_LIST) json_object_set(j, "joined", m->joined);
-            char *s = j ? dump(j) : NULL;
+            char *s = j ? dx__chat_dump(j) : NULL;
             if (s) (void)to_members(chat, m->conv, s, NULL);
             free(s);
         }
@@ -330,6 +260,10 @@ int dx__chat_flush(dx__chat *chat) {
             if (p->dev && p->reply) chat->io.send(chat->io.arg, p->dev, p->reply, strlen(p->reply));
             if (p->conv && p->bcast)
                 (void)to_members(chat, p->conv, p->bcast, p->bcast_self ? NULL : p->dev);
+            /* A removed member hears of its removal last, and only here:
+             * the lookup above no longer finds it. */
+            if (p->also[0] && p->bcast) (void)dx__chat_publish(chat, p->also, p->bcast, NULL);
+            if (p->fid[0] || p->tid[0]) dx__chat_files_release(chat, p->fid, p->tid);
         }
         json_decref(p->id);
         free(p->reply);
@@ -378,12 +312,17 @@ typedef struct presence_arg {
 static int presence_one(void *arg, const char *uid, int64_t last_seen) {
     presence_arg *a = arg;
     if (a->data) {
-        (void)publish(a->chat, uid, a->data, NULL);
+        (void)dx__chat_publish(a->chat, uid, a->data, NULL);
     } else {
         int on = a->chat->broker->ops->devices(a->chat->broker, uid) > 0;
         json_array_append_new(a->list, presence_entry(uid, on, last_seen));
     }
     return 0;
+}
+
+int dx__chat_contacts_json(dx__chat *chat, const char *uid, json_t *list) {
+    presence_arg pa = {chat, NULL, list};
+    return chat->st->ops->contacts(chat->st, uid, presence_one, &pa);
 }
 
 /* Tells every contact of `uid` that it went online or offline. */
@@ -397,7 +336,7 @@ static void presence_push(dx__chat *chat, const char *uid, int online, int64_t t
     }
     json_array_append_new(users, presence_entry(uid, online, ts));
     json_object_set_new(j, "users", users);
-    char *s = dump(j);
+    char *s = dx__chat_dump(j);
     if (!s) return;
     presence_arg a = {chat, s, NULL};
     (void)chat->st->ops->contacts(chat->st, uid, presence_one, &a);
@@ -443,7 +382,7 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
     int64_t now = chat->io.now_ms(chat->io.arg);
     int64_t n = chat->broker->ops->online(chat->broker, d->uid);
     if (n > 0) d->online = 1;
-    if (tx(chat) == 0) {
+    if (dx__chat_tx(chat) == 0) {
         int64_t seen = 0;
         if (n == 1 &&
             (chat->st->ops->last_seen(chat->st, d->uid, &seen) < 0 || now - seen >= TOUCH_OPEN_MS))
@@ -457,12 +396,13 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
     if (w) {
         json_object_set_new(w, "uid", json_string(d->uid));
         json_object_set_new(w, "proto", json_integer(DX_CHAT_PROTO));
+        json_object_set_new(w, "rev", json_integer(DX_CHAT_REV));
         json_object_set_new(w, "server", json_string("duplex/" DX_VERSION_STRING));
         json_object_set_new(w, "time", json_integer(now));
         json_object_set_new(
             w, "limits",
             json_pack("{s:i, s:i}", "text", DX_CHAT_TEXT_MAX, "request", DX_CHAT_REQUEST_MAX));
-        send_json(chat, d, w);
+        dx__chat_send_json(chat, d, w);
     }
     if (n == 1) presence_note(chat, d->uid, 0);
 }
@@ -477,36 +417,29 @@ void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
 
 /* ---- requests ---------------------------------------------------------- */
 
-typedef struct req {
-    dx__chat *chat;
-    dx__chat_dev *dev;
-    json_t *root;
-    json_t *id; /* borrowed from root, or NULL */
-} req;
-
-static void fail(req *r, const char *code, const char *msg, const char *field) {
+void dx__chat_fail(dx__chat_req *r, const char *code, const char *msg, const char *field) {
     send_error(r->chat, r->dev, r->id, code, msg, field);
 }
 
-static void store_fail(req *r, int rc) {
+void dx__chat_store_fail(dx__chat_req *r, int rc) {
     if (rc == DX_ENOMEM)
-        fail(r, "internal", "out of memory", NULL);
+        dx__chat_fail(r, "internal", "out of memory", NULL);
     else
-        fail(r, "store_failed", "the database failed; nothing was changed", NULL);
+        dx__chat_fail(r, "store_failed", "the database failed; nothing was changed", NULL);
 }
 
 /* Takes the request's tokens from the user's buckets (limits.h); 1 when
  * it was refused, after replying rate_limited with the wait in
  * retry_after (ms) and the bucket in `limit`. Nothing else has happened
  * yet, so a refused request leaves no trace. */
-static int limited(req *r, int kind, uint32_t cost, int kind2, uint32_t cost2) {
+static int limited(dx__chat_req *r, int kind, uint32_t cost, int kind2, uint32_t cost2) {
     dx__chat *chat = r->chat;
     int which = kind;
     int64_t wait = dx__chat_limiter_take(chat->lim, r->dev->uid, chat->io.now_ms(chat->io.arg),
                                          kind, cost, kind2, cost2, &which);
     if (wait == 0) return 0;
     if (wait < 0) {
-        fail(r, "internal", "out of memory", NULL);
+        dx__chat_fail(r, "internal", "out of memory", NULL);
         return 1;
     }
     char msg[96];
@@ -520,102 +453,163 @@ static int limited(req *r, int kind, uint32_t cost, int kind2, uint32_t cost2) {
     json_object_set_new(j, "message", json_string(msg));
     json_object_set_new(j, "limit", json_string(dx__chat_kind_name(which)));
     json_object_set_new(j, "retry_after", json_integer(wait));
-    send_json(chat, r->dev, j);
+    dx__chat_send_json(chat, r->dev, j);
     return 1;
 }
 
-static json_t *reply(req *r, const char *type) {
+json_t *dx__chat_reply(dx__chat_req *r, const char *type) {
     json_t *j = dx__chat_env(type);
     if (j && r->id) json_object_set(j, "id", r->id);
     return j;
 }
 
-/* Reads "conv", checks its form and the caller's right to it. Returns the
- * string, or NULL after replying with an error. */
-static const char *need_conv(req *r, int *direct) {
+const char *dx__chat_need_conv(dx__chat_req *r, int *kind) {
     const char *conv = json_string_value(json_object_get(r->root, "conv"));
     if (!conv) {
-        fail(r, "bad_field", "conv must be a conversation id string", "conv");
+        dx__chat_fail(r, "bad_field", "conv must be a conversation id string", "conv");
         return NULL;
     }
     int k = dx__chat_conv_kind(conv, r->dev->uid);
     if (k == DX_CHAT_CONV_BAD) {
-        fail(r, "bad_field", "conv must be d:UID1:UID2 (in byte order) or g:NAME", "conv");
+        dx__chat_fail(r, "bad_field", "conv must be d:UID1:UID2 (in byte order), g:NAME or p:ID",
+                      "conv");
         return NULL;
     }
     if (k == DX_CHAT_CONV_OTHERS) {
-        fail(r, "not_member", "this direct conversation is not yours", "conv");
+        dx__chat_fail(r, "not_member", "this direct conversation is not yours", "conv");
         return NULL;
     }
-    *direct = k == DX_CHAT_CONV_DIRECT;
+    if (k == DX_CHAT_CONV_GROUP) {
+        /* One answer for "not a member", "no longer one" and "no such
+         * group", so that an id tells a non-member nothing. */
+        int role = r->chat->st->ops->role(r->chat->st, conv, r->dev->uid);
+        if (role < 0) {
+            dx__chat_store_fail(r, role);
+            return NULL;
+        }
+        if (role == DX_CHAT_ROLE_NONE) {
+            dx__chat_fail(r, "forbidden", "not a member of this group (or no such group)", "conv");
+            return NULL;
+        }
+        r->role = role;
+    }
+    *kind = k;
     return conv;
 }
 
 /* For a room: 1 when the caller is a member, else replies not_member. */
-static int need_member(req *r, const char *conv) {
+int dx__chat_need_member(dx__chat_req *r, const char *conv) {
     int m = r->chat->st->ops->is_member(r->chat->st, conv, r->dev->uid);
     if (m < 0) {
-        store_fail(r, m);
+        dx__chat_store_fail(r, m);
         return 0;
     }
-    if (!m) fail(r, "not_member", "join this room first", "conv");
+    if (!m) dx__chat_fail(r, "not_member", "join this room first", "conv");
     return m == 1;
 }
 
-static json_t *msg_json(const dx__chat_msg *m) {
-    return json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:I}", "conv", m->conv, "seq",
-                     (json_int_t)m->seq, "mid", (json_int_t)m->mid, "cid", m->cid, "from", m->from,
-                     "text", m->text, "ts", (json_int_t)m->ts);
+static int target_json(void *arg, const dx__chat_msg *m) {
+    json_t **out = arg;
+    *out = dx__chat_msg_json(NULL, m);
+    return 0;
 }
 
-static void do_send(req *r) {
+json_t *dx__chat_msg_json(dx__chat *chat, const dx__chat_msg *m) {
+    json_t *j = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:I}", "conv", m->conv, "seq",
+                          (json_int_t)m->seq, "mid", (json_int_t)m->mid, "cid", m->cid, "from",
+                          m->from, "text", m->text, "ts", (json_int_t)m->ts);
+    if (!j) return NULL;
+    if (m->sys) {
+        json_t *sys = json_loads(m->sys, 0, NULL);
+        json_t *seq = json_object_get(sys, "seq");
+        const char *op = json_string_value(json_object_get(sys, "op"));
+        /* An event message carries its target as it is now: a client that
+         * missed the event still ends with the right copy. */
+        if (chat && json_is_integer(seq) && op && (!strcmp(op, "recall") || !strcmp(op, "edit"))) {
+            json_t *t = NULL;
+            (void)chat->st->ops->get(chat->st, m->conv, json_integer_value(seq), target_json, &t);
+            if (t) json_object_set_new(j, "target", t);
+        }
+        if (sys) json_object_set_new(j, "sys", sys);
+    }
+    if (m->file) {
+        json_t *f = json_loads(m->file, 0, NULL);
+        if (f) json_object_set_new(j, "file", f);
+    }
+    if (m->edited) json_object_set_new(j, "edited", json_integer(m->edited));
+    if (m->recalled) json_object_set_new(j, "recalled", json_true());
+    return j;
+}
+
+int dx__chat_check_text(dx__chat_req *r, json_t *tj, int may_be_empty) {
+    const char *text = json_string_value(tj);
+    if (!text || (json_string_length(tj) == 0 && !may_be_empty) ||
+        strlen(text) != json_string_length(tj)) {
+        dx__chat_fail(r, "bad_field", "text must be a non-empty string", "text");
+        return -1;
+    }
+    if (json_string_length(tj) > DX_CHAT_TEXT_MAX) {
+        dx__chat_fail(r, "too_large", "text is limited to 4000 bytes", "text");
+        return -1;
+    }
+    return 0;
+}
+
+static void do_send(dx__chat_req *r) {
     dx__chat *chat = r->chat;
-    int direct;
-    const char *conv = need_conv(r, &direct);
+    int kind;
+    const char *conv = dx__chat_need_conv(r, &kind);
     if (!conv) return;
     const char *cid = json_string_value(json_object_get(r->root, "cid"));
     if (!cid || !dx__chat_valid_cid(cid)) {
-        fail(r, "bad_field", "cid must be 1-64 printable ASCII characters", "cid");
+        dx__chat_fail(r, "bad_field", "cid must be 1-64 printable ASCII characters", "cid");
         return;
     }
     json_t *tj = json_object_get(r->root, "text");
+    int has_file = json_object_get(r->root, "file") != NULL;
+    if (dx__chat_check_text(r, tj, has_file) < 0) return;
     const char *text = json_string_value(tj);
-    if (!text || json_string_length(tj) == 0 || strlen(text) != json_string_length(tj)) {
-        fail(r, "bad_field", "text must be a non-empty string", "text");
-        return;
-    }
-    if (json_string_length(tj) > DX_CHAT_TEXT_MAX) {
-        fail(r, "too_large", "text is limited to 4000 bytes", "text");
-        return;
-    }
     /* Checked here rather than at dispatch: the bytes are known now. */
     if (limited(r, DX__CHAT_SEND, 1, DX__CHAT_BYTES, (uint32_t)json_string_length(tj))) return;
-    int rc = tx(chat);
+    char *file = NULL;
+    const char *fid = NULL, *thumb = NULL;
+    if (has_file && dx__chat_attach(r, &file, &fid, &thumb) < 0) return;
+    int rc = dx__chat_tx(chat);
     if (rc < 0) {
-        store_fail(r, rc);
+        dx__free(file);
+        dx__chat_store_fail(r, rc);
         return;
     }
-    if (direct) {
+    if (kind == DX_CHAT_CONV_DIRECT) {
         /* The first message creates the conversation for both. */
         char a[DX_CHAT_UID_MAX + 1], b[DX_CHAT_UID_MAX + 1];
         dx__chat_direct_uids(conv, a, b);
         if ((rc = chat->st->ops->join(chat->st, conv, a)) < 0 ||
             (rc = chat->st->ops->join(chat->st, conv, b)) < 0) {
-            store_fail(r, rc);
+            dx__free(file);
+            dx__chat_store_fail(r, rc);
             return;
         }
-    } else if (!need_member(r, conv)) {
+    } else if (kind == DX_CHAT_CONV_ROOM && !dx__chat_need_member(r, conv)) {
+        dx__free(file);
         return;
     }
-    dx__chat_msg m;
+    dx__chat_msg m, in = {.conv = conv,
+                          .from = r->dev->uid,
+                          .cid = cid,
+                          .text = text,
+                          .ts = chat->io.now_ms(chat->io.arg),
+                          .file = file,
+                          .file_id = fid,
+                          .thumb_id = thumb};
     int dup = 0;
-    rc = chat->st->ops->put(chat->st, conv, r->dev->uid, cid, text, chat->io.now_ms(chat->io.arg),
-                            &m, &dup);
+    rc = chat->st->ops->put_msg(chat->st, &in, &m, &dup);
     if (rc < 0) {
-        store_fail(r, rc);
+        dx__free(file);
+        dx__chat_store_fail(r, rc);
         return;
     }
-    json_t *ack = reply(r, "ack");
+    json_t *ack = dx__chat_reply(r, "ack");
     if (!ack) goto nomem;
     json_object_set_new(ack, "conv", json_string(m.conv));
     json_object_set_new(ack, "cid", json_string(cid));
@@ -627,7 +621,7 @@ static void do_send(req *r) {
         json_object_set_new(ack, "dup", json_true());
     } else {
         deliver = dx__chat_env("deliver");
-        json_t *mj = msg_json(&m);
+        json_t *mj = dx__chat_msg_json(chat, &m);
         if (!deliver || !mj) {
             json_decref(deliver);
             json_decref(mj);
@@ -636,10 +630,14 @@ static void do_send(req *r) {
         }
         json_object_set_new(deliver, "msg", mj);
     }
-    if (add_pending(chat, r->dev, r->id, ack, dup ? NULL : m.conv, deliver, 0) < 0) goto nomem;
+    dx__free(file);
+    file = NULL;
+    if (dx__chat_add_pending(chat, r->dev, r->id, ack, dup ? NULL : m.conv, deliver, 0, NULL) < 0)
+        goto nomem;
     return;
 nomem:
-    fail(r, "internal", "out of memory", NULL);
+    dx__free(file);
+    dx__chat_fail(r, "internal", "out of memory", NULL);
 }
 
 /* Keeps the receipt of (uid, conv) for the flush: one per turn, the
@@ -675,46 +673,55 @@ static int receipt_note(dx__chat *chat, const char *uid, const char *conv, int64
     return 0;
 }
 
-static void do_read(req *r) {
+static void do_read(dx__chat_req *r) {
     dx__chat *chat = r->chat;
-    int direct;
-    const char *conv = need_conv(r, &direct);
+    int kind;
+    const char *conv = dx__chat_need_conv(r, &kind);
     if (!conv) return;
     json_t *sj = json_object_get(r->root, "seq");
     if (!json_is_integer(sj) || json_integer_value(sj) < 0) {
-        fail(r, "bad_field", "seq must be an integer >= 0", "seq");
+        dx__chat_fail(r, "bad_field", "seq must be an integer >= 0", "seq");
         return;
     }
-    int rc = tx(chat);
+    int rc = dx__chat_tx(chat);
     if (rc < 0) {
-        store_fail(r, rc);
+        dx__chat_store_fail(r, rc);
         return;
     }
     int64_t now = 0;
     rc = chat->st->ops->mark_read(chat->st, conv, r->dev->uid, json_integer_value(sj), &now);
     if (rc == DX_EINVAL) {
-        fail(r, "not_member", "not a member of this conversation", "conv");
+        dx__chat_fail(r, "not_member", "not a member of this conversation", "conv");
         return;
     }
     if (rc < 0) {
-        store_fail(r, rc);
+        dx__chat_store_fail(r, rc);
         return;
     }
-    if (add_pending(chat, r->dev, r->id, reply(r, "ok"), NULL, NULL, 0) < 0 ||
+    if (dx__chat_add_pending(chat, r->dev, r->id, dx__chat_reply(r, "ok"), NULL, NULL, 0, NULL) <
+            0 ||
         receipt_note(chat, r->dev->uid, conv, now) < 0)
-        fail(r, "internal", "out of memory", NULL);
+        dx__chat_fail(r, "internal", "out of memory", NULL);
 }
 
-static void do_join(req *r) {
+static void do_join(dx__chat_req *r) {
     dx__chat *chat = r->chat;
-    int direct;
-    const char *conv = need_conv(r, &direct);
-    if (!conv) return;
-    if (direct) {
-        fail(r, "bad_field", "direct conversations start with their first message", "conv");
+    const char *pj = json_string_value(json_object_get(r->root, "conv"));
+    if (pj && !strncmp(pj, "p:", 2)) {
+        /* Groups are joined by invitation (group_add) only; the answer is
+         * the same for members, non-members and unknown ids. */
+        dx__chat_fail(r, "forbidden", "groups are joined by invitation only", "conv");
         return;
     }
-    int rc = tx(chat);
+    int kind;
+    const char *conv = dx__chat_need_conv(r, &kind);
+    if (!conv) return;
+    if (kind == DX_CHAT_CONV_DIRECT) {
+        dx__chat_fail(r, "bad_field", "direct conversations start with their first message",
+                      "conv");
+        return;
+    }
+    int rc = dx__chat_tx(chat);
     if (rc == 0 && chat->limits.max_rooms != DX_CHAT_UNLIMITED && strcmp(conv, chat->lobby)) {
         /* Every room a user is in costs each of its syncs some work, so
          * their number is capped (joining one already held is fine). The
@@ -726,234 +733,32 @@ static void do_join(req *r) {
             char msg[96];
             snprintf(msg, sizeof msg, "a user may be in %u rooms at most",
                      (unsigned)chat->limits.max_rooms);
-            fail(r, "too_many_rooms", msg, "conv");
+            dx__chat_fail(r, "too_many_rooms", msg, "conv");
             return;
         }
         if (rc > 0) rc = 0;
     }
     if (rc == 0) rc = chat->st->ops->join(chat->st, conv, r->dev->uid);
     if (rc < 0) {
-        store_fail(r, rc);
+        dx__chat_store_fail(r, rc);
         return;
     }
     /* A new member: every member hears the new count after the commit
      * (out of memory only loses that push; the join itself holds). */
     if (rc == 1) (void)members_note(chat, conv, r->dev->uid);
-    if (add_pending(chat, r->dev, r->id, reply(r, "ok"), NULL, NULL, 0) < 0)
-        fail(r, "internal", "out of memory", NULL);
+    if (dx__chat_add_pending(chat, r->dev, r->id, dx__chat_reply(r, "ok"), NULL, NULL, 0, NULL) < 0)
+        dx__chat_fail(r, "internal", "out of memory", NULL);
 }
 
-static int collect_msg(void *arg, const dx__chat_msg *m) {
-    json_t *mj = msg_json(m);
-    return mj && json_array_append_new(arg, mj) == 0 ? 0 : DX_ENOMEM;
-}
-
-/* Reads on committed data only (see engine.h). */
-static void before_read(dx__chat *chat) {
-    if (chat->in_tx || chat->npend) (void)dx__chat_flush(chat);
-}
-
-static int opt_int(req *r, const char *name, int64_t dflt, int64_t lo, int64_t hi, int64_t *out) {
-    json_t *j = json_object_get(r->root, name);
-    if (!j || json_is_null(j)) {
-        *out = dflt;
-        return 0;
-    }
-    if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s must be an integer from %lld to %lld", name, (long long)lo,
-                 (long long)hi);
-        fail(r, "bad_field", msg, name);
-        return -1;
-    }
-    *out = json_integer_value(j);
-    return 0;
-}
-
-static void do_history(req *r) {
-    dx__chat *chat = r->chat;
-    int direct;
-    const char *conv = need_conv(r, &direct);
+static void do_typing(dx__chat_req *r) {
+    int kind;
+    const char *conv = dx__chat_need_conv(r, &kind);
     if (!conv) return;
-    int64_t before, limit;
-    if (opt_int(r, "before", 0, 0, INT64_MAX, &before) < 0 ||
-        opt_int(r, "limit", 50, 1, 100, &limit) < 0)
-        return;
-    before_read(chat);
-    if (!need_member(r, conv)) return;
-    json_t *msgs = json_array(), *j = reply(r, "history");
-    int more = 0, rc = DX_ENOMEM;
-    if (msgs && j)
-        rc = chat->st->ops->messages(chat->st, conv, 0, before, (int)limit, 1, collect_msg, msgs,
-                                     &more);
-    if (rc < 0) {
-        json_decref(msgs);
-        json_decref(j);
-        store_fail(r, rc);
-        return;
-    }
-    json_object_set_new(j, "conv", json_string(conv));
-    json_object_set_new(j, "msgs", msgs);
-    json_object_set_new(j, "more", json_boolean(more));
-    send_json(chat, r->dev, j);
-}
-
-/* A sync reply holds at most this many bytes of messages (about), so that
- * it stays well under the connection's output limit; what does not fit is
- * marked `more` and comes with the next sync. */
-#define SYNC_BUDGET (256 * 1024)
-
-typedef struct sync_arg {
-    req *r;
-    json_t *since; /* object or NULL */
-    json_t *convs;
-    size_t budget; /* bytes of messages left for this reply */
-    int64_t page;  /* conversations in this reply, at most */
-    int64_t seen;  /* conversations the store listed so far */
-} sync_arg;
-
-typedef struct budget_arg {
-    json_t *msgs;
-    size_t *budget;
-    int cut; /* stopped for lack of budget */
-} budget_arg;
-
-static int collect_budget(void *arg, const dx__chat_msg *m) {
-    budget_arg *b = arg;
-    size_t cost = strlen(m->text) + strlen(m->cid) + strlen(m->conv) + 128;
-    if (cost > *b->budget) {
-        b->cut = 1;
-        return 1;
-    }
-    *b->budget -= cost;
-    return collect_msg(b->msgs, m);
-}
-
-static int member_read(void *arg, const char *uid, int64_t seq) {
-    json_t *reads = json_object_get(arg, "reads"), *members = json_object_get(arg, "members");
-    json_array_append_new(members, json_string(uid));
-    json_object_set_new(reads, uid, json_integer(seq));
-    return 0;
-}
-
-static int sync_conv(void *arg, const dx__chat_conv *c) {
-    sync_arg *a = arg;
-    dx__chat *chat = a->r->chat;
-    /* The store lists one more than a page: that one only says "more". */
-    if (++a->seen > a->page) return 0;
-    const char *uid = a->r->dev->uid;
-    json_t *o =
-        json_pack("{s:s, s:I, s:I, s:[], s:{}}", "conv", c->conv, "last_seq",
-                  (json_int_t)c->last_seq, "read_seq", (json_int_t)c->read_seq, "members", "reads");
-    json_t *msgs = json_array();
-    if (!o || !msgs) goto nomem;
-    int64_t unread = 0, count = 0;
-    int rc = chat->st->ops->unread(chat->st, c->conv, uid, c->read_seq, &unread);
-    if (rc < 0) goto err;
-    json_object_set_new(o, "unread", json_integer(unread));
-    rc = chat->st->ops->members(chat->st, c->conv, MEMBERS_LIST, &count, member_read, o);
-    if (rc < 0) goto err;
-    if (count > MEMBERS_LIST) {
-        json_object_del(o, "members");
-        json_object_del(o, "reads");
-        json_object_set_new(o, "members_count", json_integer(count));
-    }
-    json_t *have = a->since ? json_object_get(a->since, c->conv) : NULL;
-    int more = 0;
-    budget_arg b = {msgs, &a->budget, 0};
-    if (have)
-        rc = chat->st->ops->messages(chat->st, c->conv, json_integer_value(have), 0, 100, 0,
-                                     collect_budget, &b, &more);
-    else
-        rc = chat->st->ops->messages(chat->st, c->conv, 0, 0, 50, 1, collect_budget, &b, &more);
-    if (rc < 0) goto err;
-    if (b.cut) {
-        /* Newest-first pages that were cut would leave a hole: send none
-         * of that conversation's messages rather than a part. */
-        if (!have) json_array_clear(msgs);
-        more = 1;
-    }
-    json_object_set_new(o, "msgs", msgs);
-    json_object_set_new(o, "more", json_boolean(more));
-    return json_array_append_new(a->convs, o) == 0 ? 0 : DX_ENOMEM;
-nomem:
-    rc = DX_ENOMEM;
-err:
-    json_decref(o);
-    json_decref(msgs);
-    return rc;
-}
-
-/* A sync covers at most limits.sync_page conversations (in byte order of
- * their ids): a user in thousands of them would otherwise hold the loop,
- * and every other user with it, for the whole reply (0.7 s for 30,000).
- * The reply then carries `next`, and the client asks again with
- * "after": next; the loop serves others between the pages. */
-static void do_sync(req *r) {
-    dx__chat *chat = r->chat;
-    json_t *aj = json_object_get(r->root, "after");
-    const char *after = json_string_value(aj);
-    if (aj && !json_is_null(aj) && (!after || !*after || json_string_length(aj) > 80)) {
-        fail(r, "bad_field", "after must be the string a sync reply gave as next", "after");
-        return;
-    }
-    json_t *since = json_object_get(r->root, "since");
-    if (since && !json_is_null(since)) {
-        if (!json_is_object(since)) {
-            fail(r, "bad_field", "since must be an object {conv: last seq}", "since");
-            return;
-        }
-        const char *k;
-        json_t *v;
-        json_object_foreach(since, k, v) {
-            if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                fail(r, "bad_field", "since values must be integers >= 0", "since");
-                return;
-            }
-        }
-    } else {
-        since = NULL;
-    }
-    before_read(chat);
-    uint32_t page = chat->limits.sync_page;
-    sync_arg a = {r,
-                  since,
-                  json_array(),
-                  SYNC_BUDGET,
-                  page == DX_CHAT_UNLIMITED ? INT64_MAX - 1 : (int64_t)page,
-                  0};
-    json_t *j = reply(r, "sync"), *pres = json_array();
-    int rc = DX_ENOMEM;
-    if (a.convs && j && pres) {
-        rc = chat->st->ops->convs_of(chat->st, r->dev->uid, after, a.page + 1, sync_conv, &a);
-        /* The contacts come once, with the first page. */
-        presence_arg pa = {chat, NULL, pres};
-        if (rc == 0 && !after)
-            rc = chat->st->ops->contacts(chat->st, r->dev->uid, presence_one, &pa);
-    }
-    if (rc < 0) {
-        json_decref(a.convs);
-        json_decref(j);
-        json_decref(pres);
-        store_fail(r, rc);
-        return;
-    }
-    if (a.seen > a.page) {
-        json_t *last = json_array_get(a.convs, json_array_size(a.convs) - 1);
-        json_object_set(j, "next", json_object_get(last, "conv"));
-    }
-    json_object_set_new(j, "convs", a.convs);
-    json_object_set_new(j, "presence", pres);
-    send_json(chat, r->dev, j);
-}
-
-static void do_typing(req *r) {
-    int direct;
-    const char *conv = need_conv(r, &direct);
-    if (!conv) return;
+    int direct = kind == DX_CHAT_CONV_DIRECT;
     /* Members only, but typing is not worth a flush: a room's membership is
-     * read as it stands in the open transaction. */
-    if (!direct && !need_member(r, conv)) return;
+     * read as it stands in the open transaction (a group's was, by
+     * need_conv). */
+    if (kind == DX_CHAT_CONV_ROOM && !dx__chat_need_member(r, conv)) return;
     /* One push per user and conversation per interval, whatever the client
      * sends: a notice that the user is typing is as true after one push as
      * after a hundred, and each costs a message to every member. A table
@@ -967,7 +772,7 @@ static void do_typing(req *r) {
     if (!e || dx__keytab_take(e, now, 1, 1, (int64_t)chat->fo.typing_ms * 1000) > 0) return;
     json_t *j = json_pack("{s:i, s:s, s:s, s:s}", "v", DX_CHAT_PROTO, "type", "typing", "conv",
                           conv, "uid", r->dev->uid);
-    char *s = j ? dump(j) : NULL;
+    char *s = j ? dx__chat_dump(j) : NULL;
     if (!s) return;
     /* To the other members only: none of the sender's devices, here or on
      * another node, is told that its own user is typing. */
@@ -975,7 +780,7 @@ static void do_typing(req *r) {
         char a[DX_CHAT_UID_MAX + 1], b[DX_CHAT_UID_MAX + 1];
         dx__chat_direct_uids(conv, a, b);
         const char *other = strcmp(a, r->dev->uid) ? a : b;
-        if (strcmp(other, r->dev->uid)) (void)publish(chat, other, s, NULL);
+        if (strcmp(other, r->dev->uid)) (void)dx__chat_publish(chat, other, s, NULL);
     } else {
         bcast_arg ba = {chat, s, NULL, r->dev->uid};
         (void)chat->st->ops->members(chat->st, conv, INT64_MAX, NULL, bcast_one, &ba);
@@ -983,22 +788,22 @@ static void do_typing(req *r) {
     free(s);
 }
 
-static void do_presence(req *r) {
+static void do_presence(dx__chat_req *r) {
     dx__chat *chat = r->chat;
     json_t *uids = json_object_get(r->root, "uids");
     size_t n = json_array_size(uids);
     if (!json_is_array(uids) || n < 1 || n > 100) {
-        fail(r, "bad_field", "uids must be an array of 1-100 user ids", "uids");
+        dx__chat_fail(r, "bad_field", "uids must be an array of 1-100 user ids", "uids");
         return;
     }
-    json_t *users = json_array(), *j = reply(r, "presence");
+    json_t *users = json_array(), *j = dx__chat_reply(r, "presence");
     if (!users || !j) goto nomem;
     for (size_t i = 0; i < n; i++) {
         const char *u = json_string_value(json_array_get(uids, i));
         if (!u || !dx__chat_valid_uid(u, strlen(u))) {
             json_decref(users);
             json_decref(j);
-            fail(r, "bad_field", "uids must be an array of 1-100 user ids", "uids");
+            dx__chat_fail(r, "bad_field", "uids must be an array of 1-100 user ids", "uids");
             return;
         }
         int64_t seen = 0;
@@ -1006,51 +811,71 @@ static void do_presence(req *r) {
         if (rc < 0) {
             json_decref(users);
             json_decref(j);
-            store_fail(r, rc);
+            dx__chat_store_fail(r, rc);
             return;
         }
         int on = chat->broker->ops->devices(chat->broker, u) > 0;
         json_array_append_new(users, presence_entry(u, on, seen));
     }
     json_object_set_new(j, "users", users);
-    send_json(chat, r->dev, j);
+    dx__chat_send_json(chat, r->dev, j);
     return;
 nomem:
     json_decref(users);
     json_decref(j);
-    fail(r, "internal", "out of memory", NULL);
+    dx__chat_fail(r, "internal", "out of memory", NULL);
 }
 
 /* `kind`: the user's bucket that the request takes a token from before it
  * runs (limits.h); send takes its own, with its bytes, once they are known. */
 static const struct {
     const char *type;
-    void (*fn)(req *r);
+    void (*fn)(dx__chat_req *r);
     int kind;
 } HANDLERS[] = {
     {"send", do_send, DX__CHAT_NONE},
     {"read", do_read, DX__CHAT_READ},
-    {"history", do_history, DX__CHAT_FETCH},
-    {"sync", do_sync, DX__CHAT_FETCH},
+    {"history", dx__chat_do_history, DX__CHAT_FETCH},
+    {"sync", dx__chat_do_sync, DX__CHAT_FETCH},
     {"join", do_join, DX__CHAT_JOIN},
     {"typing", do_typing, DX__CHAT_TYPING},
     {"presence", do_presence, DX__CHAT_PRESENCE},
+    /* Revision 2: membership changes count as joins, reads of lists and
+     * search as fetches, recall and edit as sends. */
+    {"group_create", dx__chat_do_group_create, DX__CHAT_JOIN},
+    {"group_add", dx__chat_do_group_add, DX__CHAT_JOIN},
+    {"group_remove", dx__chat_do_group_remove, DX__CHAT_JOIN},
+    {"group_rename", dx__chat_do_group_rename, DX__CHAT_JOIN},
+    {"group_role", dx__chat_do_group_role, DX__CHAT_JOIN},
+    {"leave", dx__chat_do_leave, DX__CHAT_JOIN},
+    {"group_members", dx__chat_do_group_members, DX__CHAT_FETCH},
+    {"recall", dx__chat_do_recall, DX__CHAT_SEND},
+    {"edit", dx__chat_do_edit, DX__CHAT_SEND},
+    {"search", dx__chat_do_search, DX__CHAT_FETCH},
+    {"upload", dx__chat_do_upload, DX__CHAT_SEND},
 };
 
 void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
-    req r = {chat, d, NULL, NULL};
+    dx__chat_req r = {chat, d, NULL, NULL, 0};
     if (binary) {
-        fail(&r, "bad_json", "binary messages are not part of the protocol", NULL);
+        /* Upload chunks (docs/chat-protocol.md, "Files and pictures"). */
+        if (chat->files)
+            dx__chat_upload_chunk(&r, (const uint8_t *)data, len);
+        else
+            /* What revision 1 answered a binary message, kept for its
+             * clients (the version rules). */
+            dx__chat_fail(&r, "bad_json", "uploads are off on this server: no binary messages",
+                          NULL);
         return;
     }
     if (len > DX_CHAT_REQUEST_MAX) {
-        fail(&r, "too_large", "requests are limited to 16384 bytes", NULL);
+        dx__chat_fail(&r, "too_large", "requests are limited to 16384 bytes", NULL);
         return;
     }
     json_error_t jerr;
     r.root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(r.root)) {
-        fail(&r, "bad_json", r.root ? "a request is a JSON object" : jerr.text, NULL);
+        dx__chat_fail(&r, "bad_json", r.root ? "a request is a JSON object" : jerr.text, NULL);
         json_decref(r.root);
         return;
     }
@@ -1058,19 +883,19 @@ void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t 
     if (id) {
         size_t n = json_string_length(id);
         if (!(json_is_integer(id) || (json_is_string(id) && n >= 1 && n <= 64))) {
-            fail(&r, "bad_field", "id must be an integer or a string of 1-64 bytes", "id");
+            dx__chat_fail(&r, "bad_field", "id must be an integer or a string of 1-64 bytes", "id");
             goto done;
         }
         r.id = id;
     }
     json_t *v = json_object_get(r.root, "v");
     if (!json_is_integer(v) || json_integer_value(v) != DX_CHAT_PROTO) {
-        fail(&r, "bad_version", "this server speaks protocol version 1 (\"v\":1)", "v");
+        dx__chat_fail(&r, "bad_version", "this server speaks protocol version 1 (\"v\":1)", "v");
         goto done;
     }
     const char *type = json_string_value(json_object_get(r.root, "type"));
     if (!type) {
-        fail(&r, "bad_type", "type is missing", "type");
+        dx__chat_fail(&r, "bad_type", "type is missing", "type");
         goto done;
     }
     for (size_t i = 0; i < sizeof HANDLERS / sizeof HANDLERS[0]; i++) {
@@ -1079,7 +904,7 @@ void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t 
             goto done;
         }
     }
-    fail(&r, "bad_type", "unknown request type", "type");
+    dx__chat_fail(&r, "bad_type", "unknown request type", "type");
 done:
     json_decref(r.root);
 }
@@ -1112,6 +937,14 @@ void dx__chat_set_typing_interval(dx__chat *chat, uint32_t typing_interval_ms) {
     chat->fo.typing_ms = typing_interval_ms ? typing_interval_ms : DX_CHAT_TYPING_INTERVAL_MS;
 }
 
+void dx__chat_set_recall_window(dx__chat *chat, int64_t ms) {
+    chat->recall_ms = ms > 0 ? ms : DX_CHAT_RECALL_WINDOW_MS;
+}
+
+void dx__chat_set_files(dx__chat *chat, dx__chat_files *f) {
+    chat->files = f;
+}
+
 void dx__chat_use_broker(dx__chat *chat, dx__chat_broker *b) {
     if (!b) return;
     chat->broker->ops->free(chat->broker);
@@ -1141,7 +974,7 @@ void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices) 
         return;
     }
     json_object_set_new(j, "users", users);
-    char *s = dump(j);
+    char *s = dx__chat_dump(j);
     if (!s) return;
     local_push p = {chat, s};
     (void)chat->st->ops->contacts(chat->st, uid, push_local, &p);
@@ -1158,6 +991,7 @@ dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char 
     chat->io = *io;
     chat->st = store;
     chat->fo.typing_ms = DX_CHAT_TYPING_INTERVAL_MS;
+    chat->recall_ms = DX_CHAT_RECALL_WINDOW_MS;
     dx__keytab_init(&chat->fo.typing, TYPING_KEYS);
     dx__keytab_init(&chat->fo.turn_ix, TURN_KEYS);
     dx__keytab_init(&chat->fo.rcpt_sent, RCPT_SENT_KEYS);

@@ -76,6 +76,27 @@ int dx__chat_set_limits(dx__chat *chat, const dx_chat_limits *l);
 #define DX_CHAT_TYPING_INTERVAL_MS 1500
 void dx__chat_set_typing_interval(dx__chat *chat, uint32_t typing_interval_ms);
 
+/* Recall (docs/chat-protocol.md, "Recall and edit"): a sender may recall a
+ * message this long after its ts (0 or less: the default). */
+#define DX_CHAT_RECALL_WINDOW_MS 120000
+void dx__chat_set_recall_window(dx__chat *chat, int64_t ms);
+
+/* Uploads and file messages: `f` (borrowed: the caller frees it after
+ * dx__chat_free) serves the `upload` request and binary messages, and
+ * vouches for the files a `send` attaches. NULL (the default): uploads
+ * are off — `upload` and binary messages get bad_type, and so does a
+ * `send` with a file. */
+typedef struct dx__chat_files dx__chat_files;
+void dx__chat_set_files(dx__chat *chat, dx__chat_files *f);
+
+/* For GET /files/<id>?conv=CONV: 1 when `uid` is a member of `conv` and
+ * `conv` holds a message, not recalled, with file `id` as its file or its
+ * thumb; `name` (256 bytes) gets the file's display name (for a thumb,
+ * "thumb-" and the name). 0 when not (the answer is then 404, whatever
+ * the reason), or a negative code when the store failed. */
+int dx__chat_file_visible(dx__chat *chat, const char *uid, const char *conv, const char *id,
+                          char name[256]);
+
 /* Several nodes. dx__chat_use_broker replaces the local broker with `b`
  * (taken: freed by dx__chat_free), before any device opens. Create `b`
  * with dx__chat_deliver_here as its deliver function and the engine as its
@@ -93,7 +114,8 @@ void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices);
  * the lobby joined on a user's first connection (a `members` push to the
  * lobby at the flush). */
 void dx__chat_open(dx__chat *chat, dx__chat_dev *d);
-/* One message from a device: `binary` ones are refused with bad_json. */
+/* One message from a device: `binary` ones are upload chunks (bad_type
+ * when uploads are off). */
 void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary);
 /* The device is gone; replies still pending for it are dropped. */
 void dx__chat_close(dx__chat *chat, dx__chat_dev *d);

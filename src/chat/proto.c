@@ -1,6 +1,8 @@
 /* Identifier syntax of the chat protocol (docs/chat-protocol.md). */
 #include <string.h>
 
+#include <duplex/common.h>
+
 #include "chat/engine.h"
 #include "chat/proto.h"
 
@@ -28,9 +30,18 @@ int dx__chat_valid_cid(const char *cid) {
 }
 
 enum dx__chat_conv_kind dx__chat_conv_kind(const char *conv, const char *uid) {
+    if (conv[0] == 'p' && conv[1] == ':') {
+        size_t n = strlen(conv + 2);
+        if (n != DX_CHAT_GROUP_ID_LEN) return DX_CHAT_CONV_BAD;
+        for (size_t i = 0; i < n; i++) {
+            char c = conv[2 + i];
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return DX_CHAT_CONV_BAD;
+        }
+        return DX_CHAT_CONV_GROUP;
+    }
     if (conv[0] == 'g' && conv[1] == ':')
         return dx__chat_valid_uid(conv + 2, strlen(conv + 2)) ? DX_CHAT_CONV_ROOM
-                                                               : DX_CHAT_CONV_BAD;
+                                                              : DX_CHAT_CONV_BAD;
     if (conv[0] != 'd' || conv[1] != ':') return DX_CHAT_CONV_BAD;
     const char *a = conv + 2, *colon = strchr(a, ':');
     if (!colon) return DX_CHAT_CONV_BAD;
@@ -44,6 +55,26 @@ enum dx__chat_conv_kind dx__chat_conv_kind(const char *conv, const char *uid) {
     if ((na == nu && !memcmp(a, uid, nu)) || (nb == nu && !memcmp(b, uid, nu)))
         return DX_CHAT_CONV_DIRECT;
     return DX_CHAT_CONV_OTHERS;
+}
+
+int dx__chat_group_id(char *conv) {
+    static const char ALPHA[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t buf[64];
+    size_t n = 0, used = sizeof buf;
+    conv[0] = 'p';
+    conv[1] = ':';
+    while (n < DX_CHAT_GROUP_ID_LEN) {
+        if (used == sizeof buf) {
+            if (dx_random(buf, sizeof buf) < 0) return DX_EIO;
+            used = 0;
+        }
+        /* 252 = 7 * 36: bytes above it are dropped, so that every
+         * character is equally likely (about 82.7 bits in all). */
+        uint8_t b = buf[used++];
+        if (b < 252) conv[2 + n++] = ALPHA[b % 36];
+    }
+    conv[2 + n] = 0;
+    return 0;
 }
 
 void dx__chat_direct_uids(const char *conv, char *a, char *b) {

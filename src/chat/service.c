@@ -5,6 +5,7 @@
  * to (framed once for all of them), and the group commit runs from a
  * deferred call after each loop turn. */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -14,6 +15,7 @@
 
 #include "chat/broker_redis.h"
 #include "chat/engine.h"
+#include "chat/files.h"
 #include "chat/keytab.h"
 #include "core/alloc.h"
 
@@ -34,6 +36,7 @@ struct dx_chat {
     dx__keytab conn_uid, conn_ip; /* their buckets */
     int dev_login;                /* DX_CHAT_DEV_LOGIN_*, or 0 */
     uint32_t dev_login_ttl;       /* seconds */
+    dx__chat_files *files;        /* uploads and downloads; NULL: off */
 };
 
 /* Defaults of chat.h's connects_per_uid and connects_per_ip, and how many
@@ -46,6 +49,7 @@ struct dx_chat {
 #define CONNECT_KEYS 16384
 
 static _Thread_local const char *new_why = "no error";
+static _Thread_local char new_why_buf[512]; /* a reason that names a directory */
 
 enum { SECRET_MIN = 16 }; /* bytes of token key, at least (chat.h) */
 
@@ -135,31 +139,41 @@ static int refuse(dx__chat_dev *d, unsigned code, const char *why) {
     return (int)code;
 }
 
-/* Who the upgrade is: fills d->uid and returns 0, or refuses (d->refused,
- * a close code, returned too). */
-static int identify(dx_chat *chat, dx__chat_dev *d, dx_upgrade *u) {
+/* Who the query string `q` of an upgrade or a download names: writes the
+ * uid (DX_CHAT_UID_MAX + 1 bytes) and returns 0, or returns the close
+ * code of a refused sign-in with *why. */
+static unsigned identify_query(dx_chat *chat, const char *q, size_t qlen, char *uid_out,
+                               const char **why) {
     size_t n = 0;
-    const char *q = u->query ? u->query : "";
-    size_t qlen = u->query ? u->query_len : 0;
     const char *token = query_param(q, qlen, "token", &n);
     if (token) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        if (!chat->secret)
-            return refuse(d, CLOSE_FORBIDDEN,
-                          "this server does not check tokens: connect with ?uid=NAME");
-        if (dx_chat_token_check(chat->secret, chat->secret_len, token, n, ts.tv_sec, d->uid,
-                                sizeof d->uid) < 0)
-            return refuse(d, CLOSE_SIGN_IN, "invalid or expired token");
+        *why = "this server does not check tokens: connect with ?uid=NAME";
+        if (!chat->secret) return CLOSE_FORBIDDEN;
+        *why = "invalid or expired token";
+        if (dx_chat_token_check(chat->secret, chat->secret_len, token, n, ts.tv_sec, uid_out,
+                                DX_CHAT_UID_MAX + 1) < 0)
+            return CLOSE_SIGN_IN;
         return 0;
     }
     const char *uid = query_param(q, qlen, "uid", &n);
-    if (chat->secret) return refuse(d, CLOSE_SIGN_IN, "a token is required (?token=...)");
-    if (!uid || !dx__chat_valid_uid(uid, n))
-        return refuse(d, CLOSE_SIGN_IN, "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)");
-    memcpy(d->uid, uid, n);
-    d->uid[n] = 0;
+    *why = "a token is required (?token=...)";
+    if (chat->secret) return CLOSE_SIGN_IN;
+    *why = "identify with ?uid=NAME (1-32 of A-Z a-z 0-9 _ -)";
+    if (!uid || !dx__chat_valid_uid(uid, n)) return CLOSE_SIGN_IN;
+    memcpy(uid_out, uid, n);
+    uid_out[n] = 0;
     return 0;
+}
+
+/* Who the upgrade is: fills d->uid and returns 0, or refuses (d->refused,
+ * a close code, returned too). */
+static int identify(dx_chat *chat, dx__chat_dev *d, dx_upgrade *u) {
+    const char *why = NULL;
+    unsigned code =
+        identify_query(chat, u->query ? u->query : "", u->query ? u->query_len : 0, d->uid, &why);
+    return code ? refuse(d, code, why) : 0;
 }
 
 /* The address part of "ip:port" or "[ipv6]:port" as a bucket key: the 4
@@ -333,12 +347,70 @@ static void answer_json(dx_server_conn *c, int status, const char *body) {
     (void)dx_server_http_respond(c, status, "application/json", body, strlen(body));
 }
 
+/* Decodes %XX in a query value into `out` (`cap` bytes with the NUL):
+ * 0, or -1 when it does not fit or holds a NUL or a bad escape. */
+static int query_decode(const char *v, size_t n, char *out, size_t cap) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned ch = (unsigned char)v[i];
+        if (ch == '%') {
+            unsigned x = 0;
+            for (int k = 1; k <= 2; k++) {
+                char h = i + (size_t)k < n ? v[i + (size_t)k] : 0;
+                x = x * 16 + (unsigned)(h >= '0' && h <= '9'   ? h - '0'
+                                        : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                                        : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                                               : 256);
+            }
+            if (x > 255) return -1;
+            ch = x;
+            i += 2;
+        }
+        if (!ch || o + 1 >= cap) return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = 0;
+    return 0;
+}
+
+/* GET/HEAD /files/<sha256>?conv=CONV&token=... (or &uid= without a
+ * secret; docs/chat-protocol.md, "Files and pictures"): the same identity
+ * check as the upgrade (403 when it fails), then 404 unless the user may
+ * see that file in that conversation — the same answer whether the file
+ * exists or not, so that a stranger learns nothing from an id. */
+static int serve_file(dx_chat *chat, dx_server_conn *c, const dx_http_route *r) {
+    char id[DX_CHAT_FILE_ID_LEN + 1], uid[DX_CHAT_UID_MAX + 1], conv[256], name[256];
+    memcpy(id, r->path + 7, DX_CHAT_FILE_ID_LEN);
+    id[DX_CHAT_FILE_ID_LEN] = 0;
+    const char *q = r->query ? r->query : "";
+    size_t qlen = r->query ? r->query_len : 0, n = 0;
+    const char *why = NULL;
+    if (identify_query(chat, q, qlen, uid, &why)) {
+        char body[160];
+        snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", why);
+        answer_json(c, 403, body);
+        return 1;
+    }
+    const char *cv = query_param(q, qlen, "conv", &n);
+    name[0] = 0;
+    if (!chat->files || !dx__chat_file_id_valid(id) || !cv ||
+        query_decode(cv, n, conv, sizeof conv) < 0 ||
+        dx__chat_file_visible(chat->engine, uid, conv, id, name) != 1) {
+        answer_json(c, 404, "{\"error\":\"not found\"}\n");
+        return 1;
+    }
+    return dx__chat_files_serve(chat->files, c, r, id, name);
+}
+
 /* GET /token says how this server signs users in, so that a page can show
  * the right sign-in screen before it connects; POST /token?uid=NAME is the
- * development sign-in (chat.h, dev_login). Every other path goes on to the
- * server (static files, /healthz, 404). */
+ * development sign-in (chat.h, dev_login); /files/<sha256> is a download
+ * (serve_file). Every other path goes on to the server (static files,
+ * /healthz, 404). */
 static int on_http(dx_server_conn *c, void *user, const dx_http_route *r) {
     dx_chat *chat = user;
+    if (r->path_len == 7 + DX_CHAT_FILE_ID_LEN && !memcmp(r->path, "/files/", 7))
+        return serve_file(chat, c, r);
     if (!slice_eq(r->path, r->path_len, "/token")) return 0;
     char body[256];
     if (slice_eq(r->method, r->method_len, "GET") || slice_eq(r->method, r->method_len, "HEAD")) {
@@ -440,6 +512,31 @@ static int use_redis(dx_chat *chat, const dx_chat_config *cfg, const char **why)
     return 0;
 }
 
+/* The store of files: cfg->files_dir, else "<db_path>.files" beside a
+ * SQLite file; none (uploads off) for a database in memory, and for
+ * PostgreSQL without files_dir — each node would have a directory of its
+ * own, and a file uploaded on one would be missing on the others. 0, or
+ * -1 with *why. */
+static int open_files(dx_chat *chat, const dx_chat_config *cfg, int pg, const char **why) {
+    char dir[PATH_MAX];
+    const char *db = cfg->db_path;
+    if (cfg->files_dir) {
+        snprintf(dir, sizeof dir, "%s", cfg->files_dir);
+    } else {
+        if (pg || !db || !*db || !strcmp(db, ":memory:")) return 0;
+        if ((size_t)snprintf(dir, sizeof dir, "%s.files", db) >= sizeof dir) {
+            *why = "the database path is too long";
+            return -1;
+        }
+    }
+    const char *fwhy = "out of memory";
+    chat->files = dx__chat_files_new(dir, cfg->max_upload, &fwhy);
+    if (chat->files) return 0;
+    snprintf(new_why_buf, sizeof new_why_buf, "files directory %.400s: %s", dir, fwhy);
+    *why = new_why_buf;
+    return -1;
+}
+
 /* ---- public -------------------------------------------------------------- */
 
 dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
@@ -519,6 +616,15 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         dx__chat_free(chat->engine);
         chat->engine = NULL;
     }
+    if (chat->engine && open_files(chat, cfg, pg, &why) < 0) {
+        dx__chat_free(chat->engine);
+        chat->engine = NULL;
+    }
+    if (chat->engine) {
+        if (chat->files) dx__chat_set_files(chat->engine, chat->files);
+        dx__chat_set_recall_window(chat->engine, cfg->recall_window_ms ? cfg->recall_window_ms
+                                                                       : DX_CHAT_RECALL_WINDOW_MS);
+    }
     if (!chat->engine) {
         new_why = why;
         dx__free(chat->secret);
@@ -561,6 +667,7 @@ void dx_chat_free(dx_chat *chat) {
     if (!chat) return;
     chat->closing = 1;
     dx__chat_free(chat->engine);
+    dx__chat_files_free(chat->files); /* after the engine, which used it */
     dx__keytab_free(&chat->conn_uid);
     dx__keytab_free(&chat->conn_ip);
     if (chat->secret) {

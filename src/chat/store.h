@@ -28,19 +28,38 @@ typedef struct dx__chat_msg {
     const char *from;
     const char *text;
     int64_t ts;
+    /* Revision 2 (docs/chat-protocol.md). NULL or 0 when absent. */
+    const char *sys;      /* JSON object of a system or event message */
+    const char *file;     /* JSON object of the attached file */
+    const char *file_id;  /* its id (the sha256), for lookups */
+    const char *thumb_id; /* the id of its preview */
+    int64_t edited;       /* ts of the last edit */
+    int recalled;         /* 1: a tombstone (text "", no file) */
 } dx__chat_msg;
+
+/* A member's role in a group (p:...); rooms and direct conversations have
+ * members only. role() and members_page() report these. */
+enum {
+    DX_CHAT_ROLE_NONE = 0, /* not a member */
+    DX_CHAT_ROLE_MEMBER = 1,
+    DX_CHAT_ROLE_ADMIN = 2,
+    DX_CHAT_ROLE_OWNER = 3,
+};
 
 /* One conversation of a user, as convs_of lists it. */
 typedef struct dx__chat_conv {
     const char *conv;
     int64_t last_seq;
-    int64_t read_seq; /* the user's */
+    int64_t read_seq;  /* the user's */
+    const char *title; /* a group's title, NULL for other kinds */
 } dx__chat_conv;
 
 typedef int (*dx__chat_msg_cb)(void *arg, const dx__chat_msg *m);
 typedef int (*dx__chat_conv_cb)(void *arg, const dx__chat_conv *c);
 /* A user, with a number: a member's read seq, or a contact's last_seen. */
 typedef int (*dx__chat_uid_cb)(void *arg, const char *uid, int64_t n);
+/* A member of a group with its role and read seq. */
+typedef int (*dx__chat_member_cb)(void *arg, const char *uid, int role, int64_t read_seq);
 
 typedef struct dx__chat_store dx__chat_store;
 
@@ -92,6 +111,64 @@ typedef struct dx__chat_store_ops {
     int (*contacts)(dx__chat_store *st, const char *uid, dx__chat_uid_cb cb, void *arg);
     /* How many rooms (g:...) `uid` is a member of, in *n. */
     int (*rooms_of)(dx__chat_store *st, const char *uid, int64_t *n);
+
+    /* ---- revision 2 ---- */
+
+    /* put() with the fields of revision 2: in->conv, from, cid, text, ts,
+     * and sys, file, file_id, thumb_id (NULL: none). Otherwise as put(). */
+    int (*put_msg)(dx__chat_store *st, const dx__chat_msg *in, dx__chat_msg *out, int *dup);
+    /* Message `seq` of `conv` as it is now: calls cb once and returns what
+     * it returned, or DX_EINVAL when there is no such message. */
+    int (*get)(dx__chat_store *st, const char *conv, int64_t seq, dx__chat_msg_cb cb, void *arg);
+    /* A new group: the conversation `in->conv` with `title`, `in->from` its
+     * owner, `uids` (n) its members, and its first message `in` (the
+     * create system message). Unless (in->from, in->cid) names a message
+     * already: then nothing is written, *dup = 1 and `out` is that
+     * message (so a group is created once per (creator, cid)). */
+    int (*group_create)(dx__chat_store *st, const dx__chat_msg *in, const char *title,
+                        const char *const *uids, size_t n, dx__chat_msg *out, int *dup);
+    /* The role of `uid` in `conv` (DX_CHAT_ROLE_*: NONE when not a member),
+     * or a negative code. Works for every kind (members of rooms and
+     * direct conversations are MEMBER). */
+    int (*role)(dx__chat_store *st, const char *conv, const char *uid);
+    /* Adds `uid` to the existing `conv` with `role`: 1 added, 0 a member
+     * already (its role unchanged). */
+    int (*add_member)(dx__chat_store *st, const char *conv, const char *uid, int role);
+    /* Removes `uid` from `conv`: 1 removed, 0 was not a member. */
+    int (*remove_member)(dx__chat_store *st, const char *conv, const char *uid);
+    /* Sets the role of the member `uid`: 1 done, 0 not a member. */
+    int (*set_role)(dx__chat_store *st, const char *conv, const char *uid, int role);
+    int (*set_title)(dx__chat_store *st, const char *conv, const char *title);
+    /* The member who takes over a group whose owner left: the earliest
+     * admin, else the earliest member (earliest: joined first, then uid
+     * order). 1 with uid filled, 0 when the group has no member left. */
+    int (*successor)(dx__chat_store *st, const char *conv, char uid[33]);
+    /* Members of `conv` with a uid after `after` (NULL: from the start), in
+     * uid order, at most `limit`, with their role and read seq. */
+    int (*members_page)(dx__chat_store *st, const char *conv, const char *after, int64_t limit,
+                        dx__chat_member_cb cb, void *arg);
+    /* The owners and admins of `conv` (n: the role), in uid order. */
+    int (*admins)(dx__chat_store *st, const char *conv, dx__chat_uid_cb cb, void *arg);
+    /* Recall: the text becomes "", the file goes, `recalled` is set — the
+     * words leave the database and its search index, not only the view. */
+    int (*recall)(dx__chat_store *st, const char *conv, int64_t seq);
+    /* Edit: new text, `edited` = ts. */
+    int (*edit)(dx__chat_store *st, const char *conv, int64_t seq, const char *text, int64_t ts);
+    /* Search: the messages of conversations `uid` is a member of (only
+     * `conv` when not NULL) whose text holds `q` (case-insensitive for
+     * ASCII), not recalled, not system or event messages, with mid <
+     * `before` (0: no bound), newest (highest mid) first, at most `limit`.
+     * *next gets the cursor to continue with (the `before` of the next
+     * page), 0 when there is no more. */
+    int (*search)(dx__chat_store *st, const char *uid, const char *conv, const char *q,
+                  int64_t before, int limit, dx__chat_msg_cb cb, void *arg, int64_t *next);
+    /* How many messages hold file `id` (as file or thumb). */
+    int (*file_refs)(dx__chat_store *st, const char *id, int64_t *n);
+    /* A message not recalled, in `conv` (NULL: any conversation) with `uid`
+     * a member of it, holding file `id`: 1 as its file, 2 as its thumb, 0
+     * none; `file` (cap bytes) gets that message's file JSON. */
+    int (*file_find)(dx__chat_store *st, const char *uid, const char *conv, const char *id,
+                     char *file, size_t cap);
 } dx__chat_store_ops;
 
 struct dx__chat_store {

@@ -62,10 +62,26 @@ enum {
     S_UNREAD,
     S_CONTACTS,
     S_ROOMS_N,
+    S_GROUP,
+    S_GET,
+    S_ADD,
+    S_ROLE,
+    S_REMOVE,
+    S_SET_ROLE,
+    S_SET_TITLE,
+    S_SUCCESSOR,
+    S_MEMBERS_PAGE,
+    S_ADMINS,
+    S_RECALL,
+    S_EDIT,
+    S_SEARCH,
+    S_FILE_REFS,
+    S_FILE_FIND,
     S_COUNT
 };
 
-#define MSG_COLS "conv, seq, mid, cid, sender, text, ts"
+#define MSG_COLS                                                                                   \
+    "conv, seq, mid, cid, sender, text, ts, sys, file, file_id, thumb_id, edited, recalled::int"
 
 static const char *const SQL[S_COUNT] = {
     [S_TOUCH] = "INSERT INTO chat_users(uid, last_seen) VALUES($1, $2::bigint)"
@@ -82,20 +98,22 @@ static const char *const SQL[S_COUNT] = {
     /* One round trip: the duplicate if (sender, cid) exists (then the
      * UPDATE matches no row, so no seq is used up), else the next seq and
      * the new message. Column 4 says which. */
-    [S_PUT] = "WITH d AS (SELECT conv, seq, mid, ts FROM chat_messages"
-              " WHERE sender = $2::text AND cid = $3::text),"
-              " s AS (UPDATE chat_convs SET last_seq = last_seq + 1 WHERE conv = $1::text"
-              " AND NOT EXISTS (SELECT 1 FROM d) RETURNING last_seq),"
-              " i AS (INSERT INTO chat_messages(conv, seq, sender, cid, text, ts)"
-              " SELECT $1::text, last_seq, $2::text, $3::text, $4::text, $5::bigint FROM s"
-              " RETURNING conv, seq, mid, ts)"
-              " SELECT conv, seq, mid, ts, 0 FROM i UNION ALL SELECT conv, seq, mid, ts, 1 FROM d",
+    [S_PUT] =
+        "WITH d AS (SELECT conv, seq, mid, ts FROM chat_messages"
+        " WHERE sender = $2::text AND cid = $3::text),"
+        " s AS (UPDATE chat_convs SET last_seq = last_seq + 1 WHERE conv = $1::text"
+        " AND NOT EXISTS (SELECT 1 FROM d) RETURNING last_seq),"
+        " i AS (INSERT INTO chat_messages(conv, seq, sender, cid, text, ts, sys, file, file_id,"
+        " thumb_id) SELECT $1::text, last_seq, $2::text, $3::text, $4::text, $5::bigint,"
+        " $6::text, $7::text, $8::text, $9::text FROM s"
+        " RETURNING conv, seq, mid, ts)"
+        " SELECT conv, seq, mid, ts, 0 FROM i UNION ALL SELECT conv, seq, mid, ts, 1 FROM d",
     [S_READ] = "UPDATE chat_members SET read_seq = GREATEST(read_seq, LEAST($3::bigint,"
                " (SELECT last_seq FROM chat_convs WHERE conv = $1)))"
                " WHERE conv = $1 AND uid = $2 RETURNING read_seq",
     [S_MEMBERS_N] = "SELECT count(*) FROM chat_members WHERE conv = $1",
     [S_MEMBERS] = "SELECT uid, read_seq FROM chat_members WHERE conv = $1 ORDER BY uid",
-    [S_CONVS_OF] = "SELECT m.conv, c.last_seq, m.read_seq FROM chat_members m"
+    [S_CONVS_OF] = "SELECT m.conv, c.last_seq, m.read_seq, c.title FROM chat_members m"
                    " JOIN chat_convs c ON c.conv = m.conv WHERE m.uid = $1 AND m.conv > $2"
                    " ORDER BY m.conv LIMIT $3::bigint",
     [S_MSGS_OLD] = "SELECT " MSG_COLS " FROM chat_messages"
@@ -104,14 +122,68 @@ static const char *const SQL[S_COUNT] = {
     [S_MSGS_NEW] = "SELECT * FROM (SELECT " MSG_COLS " FROM chat_messages"
                    " WHERE conv = $1 AND seq > $2::bigint AND seq < $3::bigint"
                    " ORDER BY seq DESC LIMIT $4::bigint) t ORDER BY seq",
-    [S_UNREAD] = "SELECT count(*) FROM chat_messages"
-                 " WHERE conv = $1 AND seq > $3::bigint AND sender <> $2",
+    /* System and event messages are not unread (docs/chat-protocol.md),
+     * nor recalled ones: nothing is left to read. */
+    [S_UNREAD] = "SELECT count(*) FROM chat_messages WHERE conv = $1 AND seq > $3::bigint"
+                 " AND sender <> $2 AND sys IS NULL AND NOT recalled",
     [S_CONTACTS] = "SELECT DISTINCT b.uid, COALESCE(u.last_seen, 0) FROM chat_members a"
                    " JOIN chat_members b ON b.conv = a.conv AND b.uid <> a.uid"
                    " LEFT JOIN chat_users u ON u.uid = b.uid WHERE a.uid = $1 ORDER BY b.uid",
     /* A range on chat_members_by_uid: 'g;' is the byte after 'g:'. */
     [S_ROOMS_N] =
         "SELECT count(*) FROM chat_members WHERE uid = $1 AND conv >= 'g:' AND conv < 'g;'",
+    /* A group in one statement, so in one transaction: the conversation
+     * (its last_seq already 1), the owner ($2), the members ($7, an array),
+     * and the create message (seq 1) — unless (creator, cid) names a
+     * message already, which is then returned (column 4 = 1). A race of
+     * two nodes on one (creator, cid) fails the second statement whole
+     * (unique violation), and it is answered as the duplicate. */
+    [S_GROUP] =
+        "WITH d AS (SELECT conv, seq, mid, ts FROM chat_messages"
+        " WHERE sender = $2::text AND cid = $3::text),"
+        " c AS (INSERT INTO chat_convs(conv, last_seq, title) SELECT $1::text, 1, $6::text"
+        " WHERE NOT EXISTS (SELECT 1 FROM d) RETURNING conv),"
+        " o AS (INSERT INTO chat_members(conv, uid, read_seq, role, joined)"
+        " SELECT conv, $2::text, 0, 3, 1 FROM c),"
+        " mm AS (INSERT INTO chat_members(conv, uid, read_seq, role, joined)"
+        " SELECT c.conv, t.u, 0, 1, 1 + t.n FROM c, unnest($7::text[]) WITH ORDINALITY"
+        " AS t(u, n) ON CONFLICT DO NOTHING),"
+        " i AS (INSERT INTO chat_messages(conv, seq, sender, cid, text, ts, sys)"
+        " SELECT conv, 1, $2::text, $3::text, $4::text, $5::bigint, $8::text FROM c"
+        " RETURNING conv, seq, mid, ts)"
+        " SELECT conv, seq, mid, ts, 0 FROM i UNION ALL SELECT conv, seq, mid, ts, 1 FROM d",
+    [S_GET] = "SELECT " MSG_COLS " FROM chat_messages WHERE conv = $1 AND seq = $2::bigint",
+    /* `joined` orders the members for the owner's succession. */
+    [S_ADD] = "INSERT INTO chat_members(conv, uid, read_seq, role, joined)"
+              " SELECT $1::text, $2::text, 0, $3::int, COALESCE(MAX(joined), 0) + 1"
+              " FROM chat_members WHERE conv = $1::text ON CONFLICT DO NOTHING",
+    [S_ROLE] = "SELECT role FROM chat_members WHERE conv = $1 AND uid = $2",
+    [S_REMOVE] = "DELETE FROM chat_members WHERE conv = $1 AND uid = $2",
+    [S_SET_ROLE] = "UPDATE chat_members SET role = $3::int WHERE conv = $1 AND uid = $2",
+    [S_SET_TITLE] = "UPDATE chat_convs SET title = $2 WHERE conv = $1",
+    [S_SUCCESSOR] = "SELECT uid FROM chat_members WHERE conv = $1"
+                    " ORDER BY role = 2 DESC, joined, uid LIMIT 1",
+    [S_MEMBERS_PAGE] = "SELECT uid, role, read_seq FROM chat_members WHERE conv = $1 AND uid > $2"
+                       " ORDER BY uid LIMIT $3::bigint",
+    [S_ADMINS] = "SELECT uid, role FROM chat_members WHERE conv = $1 AND role >= 2 ORDER BY uid",
+    [S_RECALL] = "UPDATE chat_messages SET text = '', file = NULL, file_id = NULL,"
+                 " thumb_id = NULL, recalled = true WHERE conv = $1 AND seq = $2::bigint",
+    [S_EDIT] = "UPDATE chat_messages SET text = $3, edited = $4::bigint"
+               " WHERE conv = $1 AND seq = $2::bigint",
+    /* ILIKE on a pattern with the query's % _ \\ escaped: a substring,
+     * case-insensitive. The trigram index (below) serves it when pg_trgm
+     * could be created; without it this is a scan of the user's
+     * conversations, newest first, that stops at the page's end. */
+    [S_SEARCH] = "SELECT " MSG_COLS " FROM chat_messages"
+                 " WHERE conv IN (SELECT conv FROM chat_members WHERE uid = $1)"
+                 " AND ($2::text IS NULL OR conv = $2::text) AND mid < $3::bigint"
+                 " AND sys IS NULL AND NOT recalled AND text ILIKE $4 ORDER BY mid DESC"
+                 " LIMIT $5::bigint",
+    [S_FILE_REFS] = "SELECT count(*) FROM chat_messages WHERE file_id = $1 OR thumb_id = $1",
+    [S_FILE_FIND] = "SELECT m.file, (m.file_id IS NOT DISTINCT FROM $1::text)::int"
+                    " FROM chat_messages m JOIN chat_members b ON b.conv = m.conv AND b.uid = $2"
+                    " WHERE (m.file_id = $1::text OR m.thumb_id = $1::text) AND NOT m.recalled"
+                    " AND ($3::text IS NULL OR m.conv = $3::text) ORDER BY 2 DESC LIMIT 1",
 };
 
 /* COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
@@ -131,12 +203,38 @@ static const char SCHEMA[] =
     " conv text COLLATE \"C\" NOT NULL, seq bigint NOT NULL, sender text COLLATE \"C\" NOT NULL,"
     " cid text COLLATE \"C\" NOT NULL, text text NOT NULL, ts bigint NOT NULL,"
     " UNIQUE(conv, seq), UNIQUE(sender, cid));"
+    /* Revision 2: groups, files, recall, edit (and tables of version 1
+     * get the columns). */
+    "ALTER TABLE chat_convs ADD COLUMN IF NOT EXISTS title text;"
+    "ALTER TABLE chat_members ADD COLUMN IF NOT EXISTS role int NOT NULL DEFAULT 1,"
+    " ADD COLUMN IF NOT EXISTS joined bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS sys text,"
+    " ADD COLUMN IF NOT EXISTS file text, ADD COLUMN IF NOT EXISTS file_id text,"
+    " ADD COLUMN IF NOT EXISTS thumb_id text,"
+    " ADD COLUMN IF NOT EXISTS edited bigint NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS recalled boolean NOT NULL DEFAULT false;"
+    "CREATE INDEX IF NOT EXISTS chat_messages_by_file ON chat_messages(file_id)"
+    " WHERE file_id IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS chat_messages_by_thumb ON chat_messages(thumb_id)"
+    " WHERE thumb_id IS NOT NULL;"
     "COMMIT;";
 
-/* Memberships this node has seen in the database. The protocol has no way
- * to leave a conversation, so a membership once seen stays true and a
- * direct-mapped cache of them saves the join/is_member round trips that
- * every send makes (two joins per direct message). */
+/* Search uses a pg_trgm GIN index when the extension can be created (it is
+ * "trusted" since PostgreSQL 13: a database owner may; Debian's
+ * postgresql package ships it). When it cannot, search still works, with
+ * a scan (S_SEARCH). */
+static const char SCHEMA_TRGM[] =
+    "BEGIN;"
+    "SELECT pg_advisory_xact_lock(7596336);"
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm;"
+    "CREATE INDEX IF NOT EXISTS chat_messages_trgm ON chat_messages USING gin (text gin_trgm_ops);"
+    "COMMIT;";
+
+/* Memberships of direct conversations this node has seen in the database.
+ * Nobody leaves a direct conversation, so such a membership once seen stays
+ * true, and a direct-mapped cache of them saves the join/is_member round
+ * trips that every direct send makes. Rooms and groups are not cached:
+ * their members leave and are removed, on any node. */
 #define MEMO_SLOTS 1024
 #define MEMO_KEY 136 /* conv (<= 96) + NUL + uid (<= 32) + NUL */
 
@@ -268,6 +366,28 @@ static int64_t val64(const PGresult *r, int row, int col) {
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
+/* A column that may be NULL. */
+static const char *opt(const PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* A row of MSG_COLS from column `c`. */
+static void row_msg(const PGresult *r, int i, dx__chat_msg *m) {
+    *m = (dx__chat_msg){.conv = PQgetvalue(r, i, 0),
+                        .seq = val64(r, i, 1),
+                        .mid = val64(r, i, 2),
+                        .cid = PQgetvalue(r, i, 3),
+                        .from = PQgetvalue(r, i, 4),
+                        .text = PQgetvalue(r, i, 5),
+                        .ts = val64(r, i, 6),
+                        .sys = opt(r, i, 7),
+                        .file = opt(r, i, 8),
+                        .file_id = opt(r, i, 9),
+                        .thumb_id = opt(r, i, 10),
+                        .edited = val64(r, i, 11),
+                        .recalled = (int)val64(r, i, 12)};
+}
+
 static void i64(char *buf, int64_t v) {
     snprintf(buf, 24, "%lld", (long long)v);
 }
@@ -330,7 +450,7 @@ static int pg_last_seen(dx__chat_store *base, const char *uid, int64_t *ts) {
 /* The cache slot of (conv, uid) and its key; NULL when too long to keep. */
 static char *memo_slot(pg_store *s, const char *conv, const char *uid, char key[MEMO_KEY]) {
     size_t a = strlen(conv), b = strlen(uid);
-    if (!s->memo || a + b + 2 > MEMO_KEY) return NULL;
+    if (!s->memo || a + b + 2 > MEMO_KEY || conv[0] != 'd') return NULL;
     memset(key, 0, MEMO_KEY);
     memcpy(key, conv, a);
     memcpy(key + a + 1, uid, b);
@@ -406,22 +526,22 @@ static int find_dup(pg_store *s, const char *from, const char *cid, dx__chat_msg
     return found;
 }
 
-static int pg_put(dx__chat_store *base, const char *conv, const char *from, const char *cid,
-                  const char *text, int64_t ts, dx__chat_msg *out, int *dup) {
+static int pg_put_msg(dx__chat_store *base, const dx__chat_msg *in, dx__chat_msg *out, int *dup) {
     pg_store *s = (pg_store *)base;
     if (!s->prepared && ensure(s) < 0) return DX_EIO;
     *dup = 0;
     int rc;
     char t[24];
-    i64(t, ts);
-    const char *p[5] = {conv, from, cid, text, t};
+    i64(t, in->ts);
+    const char *p[9] = {in->conv, in->from, in->cid,     in->text,    t,
+                        in->sys,  in->file, in->file_id, in->thumb_id};
     int err = 0;
     char state[6] = "";
-    PGresult *r = exec(s, S_PUT, 5, p, &err, state);
+    PGresult *r = exec(s, S_PUT, 9, p, &err, state);
     if (!r) {
         /* The same (from, cid) committed meanwhile by another node (a
          * resend racing its original): answer it as the duplicate. */
-        if (!strcmp(state, "23505") && (rc = find_dup(s, from, cid, out)) > 0) {
+        if (!strcmp(state, "23505") && (rc = find_dup(s, in->from, in->cid, out)) > 0) {
             *dup = 1;
             return 0;
         }
@@ -433,18 +553,22 @@ static int pg_put(dx__chat_store *base, const char *conv, const char *from, cons
     }
     *dup = val64(r, 0, 4) != 0;
     if (*dup) {
-        dup_from_row(s, r, from, cid, out);
+        dup_from_row(s, r, in->from, in->cid, out);
     } else {
-        *out = (dx__chat_msg){.conv = conv,
-                              .seq = val64(r, 0, 1),
-                              .mid = val64(r, 0, 2),
-                              .cid = cid,
-                              .from = from,
-                              .text = text,
-                              .ts = ts};
+        *out = *in;
+        out->seq = val64(r, 0, 1);
+        out->mid = val64(r, 0, 2);
+        out->edited = 0;
+        out->recalled = 0;
     }
     PQclear(r);
     return 0;
+}
+
+static int pg_put(dx__chat_store *base, const char *conv, const char *from, const char *cid,
+                  const char *text, int64_t ts, dx__chat_msg *out, int *dup) {
+    dx__chat_msg in = {.conv = conv, .from = from, .cid = cid, .text = text, .ts = ts};
+    return pg_put_msg(base, &in, out, dup);
 }
 
 static int pg_mark_read(dx__chat_store *base, const char *conv, const char *uid, int64_t seq,
@@ -496,7 +620,7 @@ static int pg_convs_of(dx__chat_store *base, const char *uid, const char *after,
     if (!r) return err;
     int stop = 0;
     for (int i = 0, n = PQntuples(r); i < n && !stop; i++) {
-        dx__chat_conv c = {PQgetvalue(r, i, 0), val64(r, i, 1), val64(r, i, 2)};
+        dx__chat_conv c = {PQgetvalue(r, i, 0), val64(r, i, 1), val64(r, i, 2), opt(r, i, 3)};
         stop = cb(arg, &c);
     }
     PQclear(r);
@@ -523,13 +647,8 @@ static int pg_messages(dx__chat_store *base, const char *conv, int64_t after, in
     int from = extra && newest ? 1 : 0, to = extra && !newest ? n - 1 : n;
     int stop = 0;
     for (int i = from; i < to && !stop; i++) {
-        dx__chat_msg m = {.conv = PQgetvalue(r, i, 0),
-                          .seq = val64(r, i, 1),
-                          .mid = val64(r, i, 2),
-                          .cid = PQgetvalue(r, i, 3),
-                          .from = PQgetvalue(r, i, 4),
-                          .text = PQgetvalue(r, i, 5),
-                          .ts = val64(r, i, 6)};
+        dx__chat_msg m;
+        row_msg(r, i, &m);
         stop = cb(arg, &m);
     }
     PQclear(r);
@@ -554,6 +673,229 @@ static int pg_rooms_of(dx__chat_store *base, const char *uid, int64_t *n) {
     return scalar((pg_store *)base, S_ROOMS_N, 1, p, n, NULL);
 }
 
+/* ---- revision 2 --------------------------------------------------------- */
+
+/* A prepared statement's result, or NULL with *err. */
+static PGresult *query(pg_store *s, int which, int n, const char *const *p, int *err) {
+    if (!s->prepared && ensure(s) < 0) {
+        *err = DX_EIO;
+        return NULL;
+    }
+    return exec(s, which, n, p, err, NULL);
+}
+
+/* A write: the number of rows it changed, or a negative code. */
+static int changed(pg_store *s, int which, int n, const char *const *p) {
+    int err = 0;
+    PGresult *r = query(s, which, n, p, &err);
+    if (!r) return err;
+    int rows = (int)strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return rows;
+}
+
+static int pg_get(dx__chat_store *base, const char *conv, int64_t seq, dx__chat_msg_cb cb,
+                  void *arg) {
+    char q[24];
+    i64(q, seq);
+    const char *p[2] = {conv, q};
+    int err = 0;
+    PGresult *r = query((pg_store *)base, S_GET, 2, p, &err);
+    if (!r) return err;
+    int rc = DX_EINVAL;
+    if (PQntuples(r) > 0) {
+        dx__chat_msg m;
+        row_msg(r, 0, &m);
+        rc = cb(arg, &m);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_group_create(dx__chat_store *base, const dx__chat_msg *in, const char *title,
+                           const char *const *uids, size_t n, dx__chat_msg *out, int *dup) {
+    pg_store *s = (pg_store *)base;
+    /* The members as an array literal: uids need no quoting (A-Z a-z 0-9
+     * _ -), and they were checked. */
+    size_t cap = 3 + n * 34;
+    char *arr = dx__malloc(cap), t[24];
+    if (!arr) return DX_ENOMEM;
+    size_t k = 0;
+    arr[k++] = '{';
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(arr + k, cap - k, "%s%s", i ? "," : "", uids[i]);
+    arr[k++] = '}';
+    arr[k] = 0;
+    i64(t, in->ts);
+    const char *p[8] = {in->conv, in->from, in->cid, in->text, t, title, arr, in->sys};
+    int err = 0, rc;
+    char state[6] = "";
+    *dup = 0;
+    PGresult *r = s->prepared || ensure(s) == 0 ? exec(s, S_GROUP, 8, p, &err, state) : NULL;
+    dx__free(arr);
+    if (!r) {
+        if (!strcmp(state, "23505") && (rc = find_dup(s, in->from, in->cid, out)) > 0) {
+            *dup = 1;
+            return 0;
+        }
+        return err ? err : DX_EIO;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return DX_EIO;
+    }
+    *dup = val64(r, 0, 4) != 0;
+    if (*dup) {
+        dup_from_row(s, r, in->from, in->cid, out);
+    } else {
+        *out = *in;
+        out->seq = val64(r, 0, 1);
+        out->mid = val64(r, 0, 2);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int pg_role(dx__chat_store *base, const char *conv, const char *uid) {
+    const char *p[2] = {conv, uid};
+    int64_t v = 0;
+    int found = 0;
+    int rc = scalar((pg_store *)base, S_ROLE, 2, p, &v, &found);
+    if (rc < 0) return rc;
+    return !found ? DX_CHAT_ROLE_NONE : v < DX_CHAT_ROLE_MEMBER ? DX_CHAT_ROLE_MEMBER : (int)v;
+}
+
+static int pg_add_member(dx__chat_store *base, const char *conv, const char *uid, int role) {
+    char r[24];
+    i64(r, role);
+    const char *p[3] = {conv, uid, r};
+    int rc = changed((pg_store *)base, S_ADD, 3, p);
+    return rc < 0 ? rc : rc > 0;
+}
+
+static int pg_remove_member(dx__chat_store *base, const char *conv, const char *uid) {
+    const char *p[2] = {conv, uid};
+    int rc = changed((pg_store *)base, S_REMOVE, 2, p);
+    return rc < 0 ? rc : rc > 0;
+}
+
+static int pg_set_role(dx__chat_store *base, const char *conv, const char *uid, int role) {
+    char r[24];
+    i64(r, role);
+    const char *p[3] = {conv, uid, r};
+    int rc = changed((pg_store *)base, S_SET_ROLE, 3, p);
+    return rc < 0 ? rc : rc > 0;
+}
+
+static int pg_set_title(dx__chat_store *base, const char *conv, const char *title) {
+    const char *p[2] = {conv, title};
+    int rc = changed((pg_store *)base, S_SET_TITLE, 2, p);
+    return rc < 0 ? rc : 0;
+}
+
+static int pg_successor(dx__chat_store *base, const char *conv, char uid[33]) {
+    const char *p[1] = {conv};
+    int err = 0;
+    PGresult *r = query((pg_store *)base, S_SUCCESSOR, 1, p, &err);
+    if (!r) return err;
+    int found = PQntuples(r) > 0;
+    if (found) snprintf(uid, 33, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return found;
+}
+
+static int pg_members_page(dx__chat_store *base, const char *conv, const char *after, int64_t limit,
+                           dx__chat_member_cb cb, void *arg) {
+    char l[24];
+    i64(l, limit);
+    const char *p[3] = {conv, after ? after : "", l};
+    int err = 0;
+    PGresult *r = query((pg_store *)base, S_MEMBERS_PAGE, 3, p, &err);
+    if (!r) return err;
+    int stop = 0;
+    for (int i = 0, n = PQntuples(r); i < n && !stop; i++)
+        stop = cb(arg, PQgetvalue(r, i, 0), (int)val64(r, i, 1), val64(r, i, 2));
+    PQclear(r);
+    return stop;
+}
+
+static int pg_admins(dx__chat_store *base, const char *conv, dx__chat_uid_cb cb, void *arg) {
+    const char *p[1] = {conv};
+    return each_uid((pg_store *)base, S_ADMINS, p, cb, arg);
+}
+
+static int pg_recall(dx__chat_store *base, const char *conv, int64_t seq) {
+    char q[24];
+    i64(q, seq);
+    const char *p[2] = {conv, q};
+    int rc = changed((pg_store *)base, S_RECALL, 2, p);
+    return rc < 0 ? rc : 0;
+}
+
+static int pg_edit(dx__chat_store *base, const char *conv, int64_t seq, const char *text,
+                   int64_t ts) {
+    char q[24], t[24];
+    i64(q, seq);
+    i64(t, ts);
+    const char *p[4] = {conv, q, text, t};
+    int rc = changed((pg_store *)base, S_EDIT, 4, p);
+    return rc < 0 ? rc : 0;
+}
+
+static int pg_search(dx__chat_store *base, const char *uid, const char *conv, const char *qs,
+                     int64_t before, int limit, dx__chat_msg_cb cb, void *arg, int64_t *next) {
+    /* %query% with LIKE's own characters escaped (backslash is ILIKE's
+     * default escape). */
+    size_t n = strlen(qs), k = 0;
+    char *pat = dx__malloc(2 * n + 3);
+    if (!pat) return DX_ENOMEM;
+    pat[k++] = '%';
+    for (size_t i = 0; i < n; i++) {
+        if (qs[i] == '%' || qs[i] == '_' || qs[i] == '\\') pat[k++] = '\\';
+        pat[k++] = qs[i];
+    }
+    pat[k++] = '%';
+    pat[k] = 0;
+    char b[24], l[24];
+    i64(b, before > 0 ? before : INT64_MAX);
+    i64(l, (int64_t)limit + 1);
+    const char *p[5] = {uid, conv, b, pat, l};
+    int err = 0;
+    PGresult *r = query((pg_store *)base, S_SEARCH, 5, p, &err);
+    dx__free(pat);
+    if (!r) return err;
+    int rows = PQntuples(r), stop = 0;
+    *next = 0;
+    for (int i = 0; i < rows && i < limit && !stop; i++) {
+        dx__chat_msg m;
+        row_msg(r, i, &m);
+        if (rows > limit) *next = m.mid;
+        stop = cb(arg, &m);
+    }
+    PQclear(r);
+    return stop;
+}
+
+static int pg_file_refs(dx__chat_store *base, const char *id, int64_t *n) {
+    const char *p[1] = {id};
+    return scalar((pg_store *)base, S_FILE_REFS, 1, p, n, NULL);
+}
+
+static int pg_file_find(dx__chat_store *base, const char *uid, const char *conv, const char *id,
+                        char *file, size_t cap) {
+    const char *p[3] = {id, uid, conv};
+    int err = 0;
+    PGresult *r = query((pg_store *)base, S_FILE_FIND, 3, p, &err);
+    if (!r) return err;
+    int found = 0;
+    if (PQntuples(r) > 0) {
+        if (cap) snprintf(file, cap, "%s", PQgetvalue(r, 0, 0));
+        found = val64(r, 0, 1) ? 1 : 2;
+    }
+    PQclear(r);
+    return found;
+}
+
 static const dx__chat_store_ops PG_OPS = {
     .close = pg_close,
     .begin = pg_begin,
@@ -571,6 +913,22 @@ static const dx__chat_store_ops PG_OPS = {
     .unread = pg_unread,
     .contacts = pg_contacts,
     .rooms_of = pg_rooms_of,
+    .put_msg = pg_put_msg,
+    .get = pg_get,
+    .group_create = pg_group_create,
+    .role = pg_role,
+    .add_member = pg_add_member,
+    .remove_member = pg_remove_member,
+    .set_role = pg_set_role,
+    .set_title = pg_set_title,
+    .successor = pg_successor,
+    .members_page = pg_members_page,
+    .admins = pg_admins,
+    .recall = pg_recall,
+    .edit = pg_edit,
+    .search = pg_search,
+    .file_refs = pg_file_refs,
+    .file_find = pg_file_find,
 };
 
 int dx__chat_store_is_pg_url(const char *s) {
@@ -606,6 +964,10 @@ dx__chat_store *dx__chat_store_pg(const char *url, const char **why) {
         *why = "cannot create the chat tables in PostgreSQL (permissions?)";
         goto fail;
     }
+    r = PQexec(s->db, SCHEMA_TRGM);
+    ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) PQclear(PQexec(s->db, "ROLLBACK")); /* no pg_trgm: search scans */
     if (session_setup(s) < 0) {
         *why = "cannot prepare the chat queries (tables from another version?)";
         goto fail;

@@ -36,8 +36,36 @@ enum {
     S_UNREAD,
     S_CONTACTS,
     S_ROOMS_N,
+    S_GET,
+    S_CONV_GROUP,
+    S_ADD,
+    S_ROLE,
+    S_REMOVE,
+    S_SET_ROLE,
+    S_SET_TITLE,
+    S_SUCCESSOR,
+    S_MEMBERS_PAGE,
+    S_ADMINS,
+    S_RECALL,
+    S_EDIT,
+    S_SEARCH_FTS,
+    S_SEARCH_SCAN,
+    S_FILE_REFS,
+    S_FILE_FIND,
     S_COUNT
 };
+
+#define MSG_COLS                                                                                   \
+    "conv, seq, mid, cid, sender, text, ts, sys, file, file_id, thumb_id, edited, recalled"
+#define MSG_COLS_M                                                                                 \
+    "m.conv, m.seq, m.mid, m.cid, m.sender, m.text, m.ts, m.sys, m.file, m.file_id, m.thumb_id,"   \
+    " m.edited, m.recalled"
+
+/* The fallback search (queries of fewer than 3 characters, which the
+ * trigram index cannot answer) looks at this many messages of the user's
+ * conversations per request at most; the reply's `next` goes on from
+ * there. */
+#define SCAN_MAX 5000
 
 static const char *const SQL[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -49,43 +77,120 @@ static const char *const SQL[S_COUNT] = {
     [S_CONV_NEW] = "INSERT OR IGNORE INTO convs(conv, last_seq) VALUES(?1, 0)",
     [S_JOIN] = "INSERT OR IGNORE INTO members(conv, uid, read_seq) VALUES(?1, ?2, 0)",
     [S_IS_MEMBER] = "SELECT 1 FROM members WHERE conv = ?1 AND uid = ?2",
-    [S_FIND] = "SELECT conv, seq, mid, cid, sender, text, ts FROM messages"
-               " WHERE sender = ?1 AND cid = ?2",
+    [S_FIND] = "SELECT " MSG_COLS " FROM messages WHERE sender = ?1 AND cid = ?2",
     [S_NEXT_SEQ] = "UPDATE convs SET last_seq = last_seq + 1 WHERE conv = ?1 RETURNING last_seq",
-    [S_INSERT] = "INSERT INTO messages(conv, seq, sender, cid, text, ts)"
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_INSERT] =
+        "INSERT INTO messages(conv, seq, sender, cid, text, ts, sys, file, file_id, thumb_id)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_READ] = "UPDATE members SET read_seq = MAX(read_seq, MIN(?3,"
                " (SELECT last_seq FROM convs WHERE conv = ?1)))"
                " WHERE conv = ?1 AND uid = ?2 RETURNING read_seq",
     [S_MEMBERS_N] = "SELECT count(*) FROM members WHERE conv = ?1",
     [S_MEMBERS] = "SELECT uid, read_seq FROM members WHERE conv = ?1 ORDER BY uid",
-    [S_CONVS_OF] = "SELECT m.conv, c.last_seq, m.read_seq FROM members m"
+    [S_CONVS_OF] = "SELECT m.conv, c.last_seq, m.read_seq, c.title FROM members m"
                    " JOIN convs c ON c.conv = m.conv WHERE m.uid = ?1 AND m.conv > ?2"
                    " ORDER BY m.conv LIMIT ?3",
-    [S_MSGS_OLD] = "SELECT conv, seq, mid, cid, sender, text, ts FROM messages"
+    [S_MSGS_OLD] = "SELECT " MSG_COLS " FROM messages"
                    " WHERE conv = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4",
-    [S_MSGS_NEW] = "SELECT conv, seq, mid, cid, sender, text, ts FROM messages"
+    [S_MSGS_NEW] = "SELECT " MSG_COLS " FROM messages"
                    " WHERE conv = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
-    [S_UNREAD] = "SELECT count(*) FROM messages WHERE conv = ?1 AND seq > ?3 AND sender <> ?2",
+    /* System and event messages are not unread (docs/chat-protocol.md),
+     * nor recalled ones: nothing is left to read. */
+    [S_UNREAD] = "SELECT count(*) FROM messages WHERE conv = ?1 AND seq > ?3 AND sender <> ?2"
+                 " AND sys IS NULL AND recalled = 0",
     [S_CONTACTS] = "SELECT DISTINCT b.uid, COALESCE(u.last_seen, 0) FROM members a"
                    " JOIN members b ON b.conv = a.conv AND b.uid <> a.uid"
                    " LEFT JOIN users u ON u.uid = b.uid WHERE a.uid = ?1 ORDER BY b.uid",
     /* A range on members_by_uid: 'g;' is the byte after 'g:'. */
     [S_ROOMS_N] = "SELECT count(*) FROM members WHERE uid = ?1 AND conv >= 'g:' AND conv < 'g;'",
+    [S_GET] = "SELECT " MSG_COLS " FROM messages WHERE conv = ?1 AND seq = ?2",
+    [S_CONV_GROUP] = "INSERT INTO convs(conv, last_seq, title) VALUES(?1, 0, ?2)",
+    /* `joined` orders the members for the owner's succession. */
+    [S_ADD] = "INSERT OR IGNORE INTO members(conv, uid, read_seq, role, joined)"
+              " SELECT ?1, ?2, 0, ?3, COALESCE(MAX(joined), 0) + 1 FROM members WHERE conv = ?1",
+    [S_ROLE] = "SELECT role FROM members WHERE conv = ?1 AND uid = ?2",
+    [S_REMOVE] = "DELETE FROM members WHERE conv = ?1 AND uid = ?2",
+    [S_SET_ROLE] = "UPDATE members SET role = ?3 WHERE conv = ?1 AND uid = ?2",
+    [S_SET_TITLE] = "UPDATE convs SET title = ?2 WHERE conv = ?1",
+    [S_SUCCESSOR] = "SELECT uid FROM members WHERE conv = ?1 ORDER BY role = 2 DESC, joined, uid"
+                    " LIMIT 1",
+    [S_MEMBERS_PAGE] = "SELECT uid, role, read_seq FROM members WHERE conv = ?1 AND uid > ?2"
+                       " ORDER BY uid LIMIT ?3",
+    [S_ADMINS] = "SELECT uid, role FROM members WHERE conv = ?1 AND role >= 2 ORDER BY uid",
+    [S_RECALL] = "UPDATE messages SET text = '', file = NULL, file_id = NULL, thumb_id = NULL,"
+                 " recalled = 1 WHERE conv = ?1 AND seq = ?2",
+    [S_EDIT] = "UPDATE messages SET text = ?3, edited = ?4 WHERE conv = ?1 AND seq = ?2",
+    [S_SEARCH_FTS] = "SELECT " MSG_COLS_M " FROM messages_fts f JOIN messages m ON m.mid = f.rowid"
+                     " WHERE messages_fts MATCH ?1 AND m.mid < ?2"
+                     " AND m.conv IN (SELECT conv FROM members WHERE uid = ?3)"
+                     " AND (?4 IS NULL OR m.conv = ?4) AND m.sys IS NULL AND m.recalled = 0"
+                     " ORDER BY m.mid DESC LIMIT ?5",
+    /* lower() folds ASCII only, which is what the protocol promises. */
+    [S_SEARCH_SCAN] = "SELECT " MSG_COLS_M ", instr(lower(m.text), lower(?1)) > 0"
+                      " AND m.sys IS NULL AND m.recalled = 0 FROM messages m"
+                      " WHERE m.mid < ?2 AND m.conv IN (SELECT conv FROM members WHERE uid = ?3)"
+                      " AND (?4 IS NULL OR m.conv = ?4) ORDER BY m.mid DESC LIMIT ?5",
+    [S_FILE_REFS] = "SELECT count(*) FROM messages WHERE file_id = ?1 OR thumb_id = ?1",
+    [S_FILE_FIND] = "SELECT m.file, m.file_id IS ?1 FROM messages m"
+                    " JOIN members b ON b.conv = m.conv AND b.uid = ?2"
+                    " WHERE (m.file_id = ?1 OR m.thumb_id = ?1) AND m.recalled = 0"
+                    " AND (?3 IS NULL OR m.conv = ?3) ORDER BY 2 DESC LIMIT 1",
 };
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS users(uid TEXT PRIMARY KEY, last_seen INTEGER NOT NULL DEFAULT 0)"
     " WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)"
-    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
+    " title TEXT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS members(conv TEXT NOT NULL, uid TEXT NOT NULL,"
-    " read_seq INTEGER NOT NULL, PRIMARY KEY(conv, uid)) WITHOUT ROWID;"
+    " read_seq INTEGER NOT NULL, role INTEGER NOT NULL DEFAULT 1,"
+    " joined INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(conv, uid)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS members_by_uid ON members(uid, conv);"
     "CREATE TABLE IF NOT EXISTS messages(mid INTEGER PRIMARY KEY, conv TEXT NOT NULL,"
     " seq INTEGER NOT NULL, sender TEXT NOT NULL, cid TEXT NOT NULL, text TEXT NOT NULL,"
-    " ts INTEGER NOT NULL, UNIQUE(conv, seq), UNIQUE(sender, cid));"
-    "PRAGMA user_version = 1;";
+    " ts INTEGER NOT NULL, sys TEXT, file TEXT, file_id TEXT, thumb_id TEXT,"
+    " edited INTEGER NOT NULL DEFAULT 0, recalled INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE(conv, seq), UNIQUE(sender, cid));";
+
+/* A database of version 1 (before groups, files, recall, edit, search)
+ * gets the new columns. */
+static const char MIGRATE_1[] =
+    "ALTER TABLE convs ADD COLUMN title TEXT;"
+    "ALTER TABLE members ADD COLUMN role INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE members ADD COLUMN joined INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN sys TEXT;"
+    "ALTER TABLE messages ADD COLUMN file TEXT;"
+    "ALTER TABLE messages ADD COLUMN file_id TEXT;"
+    "ALTER TABLE messages ADD COLUMN thumb_id TEXT;"
+    "ALTER TABLE messages ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN recalled INTEGER NOT NULL DEFAULT 0;";
+
+/* Search: an FTS5 index with the trigram tokenizer (substrings of 3 or
+ * more characters, any script, ASCII case folded), over the text of the
+ * messages people wrote (not system or event messages, not recalled
+ * ones), kept by triggers so that no write path can forget it. It holds
+ * no copy of the text (content=messages), and a recall or an edit takes
+ * the old words out of it. secure_delete overwrites what is deleted in
+ * the file itself rather than leaving it in free pages. */
+static const char SCHEMA_2[] =
+    "PRAGMA secure_delete = ON;"
+    "CREATE INDEX IF NOT EXISTS messages_by_file ON messages(file_id) WHERE file_id IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS messages_by_thumb ON messages(thumb_id)"
+    " WHERE thumb_id IS NOT NULL;"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(text, content='messages',"
+    " content_rowid='mid', tokenize='trigram');"
+    "CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages"
+    " WHEN new.sys IS NULL AND new.recalled = 0 BEGIN"
+    " INSERT INTO messages_fts(rowid, text) VALUES(new.mid, new.text); END;"
+    "CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF text, recalled ON messages BEGIN"
+    " INSERT INTO messages_fts(messages_fts, rowid, text) SELECT 'delete', old.mid, old.text"
+    " WHERE old.sys IS NULL AND old.recalled = 0;"
+    " INSERT INTO messages_fts(rowid, text) SELECT new.mid, new.text"
+    " WHERE new.sys IS NULL AND new.recalled = 0; END;"
+    "CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages"
+    " WHEN old.sys IS NULL AND old.recalled = 0 BEGIN"
+    " INSERT INTO messages_fts(messages_fts, rowid, text) VALUES('delete', old.mid, old.text);"
+    " END;";
 
 typedef struct sq_store {
     dx__chat_store base;
@@ -129,6 +234,16 @@ static void read_msg(sqlite3_stmt *q, dx__chat_msg *m) {
     m->from = col_text(q, 4);
     m->text = col_text(q, 5);
     m->ts = sqlite3_column_int64(q, 6);
+    m->sys = (const char *)sqlite3_column_text(q, 7);
+    m->file = (const char *)sqlite3_column_text(q, 8);
+    m->file_id = (const char *)sqlite3_column_text(q, 9);
+    m->thumb_id = (const char *)sqlite3_column_text(q, 10);
+    m->edited = sqlite3_column_int64(q, 11);
+    m->recalled = sqlite3_column_int(q, 12);
+}
+
+static int bind_opt(sqlite3_stmt *q, int i, const char *v) {
+    return v ? bind_text(q, i, v) : sqlite3_bind_null(q, i);
 }
 
 static void sq_close(dx__chat_store *base) {
@@ -196,12 +311,11 @@ static int sq_is_member(dx__chat_store *base, const char *conv, const char *uid)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(rc);
 }
 
-static int sq_put(dx__chat_store *base, const char *conv, const char *from, const char *cid,
-                  const char *text, int64_t ts, dx__chat_msg *out, int *dup) {
+static int sq_put_msg(dx__chat_store *base, const dx__chat_msg *in, dx__chat_msg *out, int *dup) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *q = stmt(s, S_FIND);
-    bind_text(q, 1, from);
-    bind_text(q, 2, cid);
+    bind_text(q, 1, in->from);
+    bind_text(q, 2, in->cid);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         /* Copied out so that no statement stays open (an open read would
@@ -210,8 +324,8 @@ static int sq_put(dx__chat_store *base, const char *conv, const char *from, cons
         *out = (dx__chat_msg){.conv = s->dup_conv,
                               .seq = sqlite3_column_int64(q, 1),
                               .mid = sqlite3_column_int64(q, 2),
-                              .cid = cid,
-                              .from = from,
+                              .cid = in->cid,
+                              .from = in->from,
                               .text = "",
                               .ts = sqlite3_column_int64(q, 6)};
         sqlite3_reset(q);
@@ -223,7 +337,7 @@ static int sq_put(dx__chat_store *base, const char *conv, const char *from, cons
     *dup = 0;
 
     q = stmt(s, S_NEXT_SEQ);
-    bind_text(q, 1, conv);
+    bind_text(q, 1, in->conv);
     rc = sqlite3_step(q);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(q);
@@ -233,22 +347,30 @@ static int sq_put(dx__chat_store *base, const char *conv, const char *from, cons
     sqlite3_reset(q);
 
     q = stmt(s, S_INSERT);
-    bind_text(q, 1, conv);
+    bind_text(q, 1, in->conv);
     sqlite3_bind_int64(q, 2, seq);
-    bind_text(q, 3, from);
-    bind_text(q, 4, cid);
-    bind_text(q, 5, text);
-    sqlite3_bind_int64(q, 6, ts);
+    bind_text(q, 3, in->from);
+    bind_text(q, 4, in->cid);
+    bind_text(q, 5, in->text);
+    sqlite3_bind_int64(q, 6, in->ts);
+    bind_opt(q, 7, in->sys);
+    bind_opt(q, 8, in->file);
+    bind_opt(q, 9, in->file_id);
+    bind_opt(q, 10, in->thumb_id);
     rc = run(s, q);
     if (rc < 0) return rc;
-    *out = (dx__chat_msg){.conv = conv,
-                          .seq = seq,
-                          .mid = sqlite3_last_insert_rowid(s->db),
-                          .cid = cid,
-                          .from = from,
-                          .text = text,
-                          .ts = ts};
+    *out = *in;
+    out->seq = seq;
+    out->mid = sqlite3_last_insert_rowid(s->db);
+    out->edited = 0;
+    out->recalled = 0;
     return 0;
+}
+
+static int sq_put(dx__chat_store *base, const char *conv, const char *from, const char *cid,
+                  const char *text, int64_t ts, dx__chat_msg *out, int *dup) {
+    dx__chat_msg in = {.conv = conv, .from = from, .cid = cid, .text = text, .ts = ts};
+    return sq_put_msg(base, &in, out, dup);
 }
 
 static int sq_mark_read(dx__chat_store *base, const char *conv, const char *uid, int64_t seq,
@@ -309,7 +431,8 @@ static int sq_convs_of(dx__chat_store *base, const char *uid, const char *after,
     /* The callback may query the store (members, unread): those use other
      * statements, so this one can stay open while it runs. */
     while (!stop && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        dx__chat_conv c = {col_text(q, 0), sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 2)};
+        dx__chat_conv c = {col_text(q, 0), sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 2),
+                           (const char *)sqlite3_column_text(q, 3)};
         stop = cb(arg, &c);
     }
     sqlite3_reset(q);
@@ -397,6 +520,227 @@ static int sq_rooms_of(dx__chat_store *base, const char *uid, int64_t *n) {
     return one_count(q, n);
 }
 
+/* ---- revision 2 --------------------------------------------------------- */
+
+static int sq_get(dx__chat_store *base, const char *conv, int64_t seq, dx__chat_msg_cb cb,
+                  void *arg) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_GET);
+    bind_text(q, 1, conv);
+    sqlite3_bind_int64(q, 2, seq);
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(q);
+        return rc == SQLITE_DONE ? DX_EINVAL : db_err(rc);
+    }
+    dx__chat_msg m;
+    read_msg(q, &m);
+    /* The callback may read the store (another statement): S_GET stays
+     * open meanwhile, and is not used by anything it calls. */
+    rc = cb(arg, &m);
+    sqlite3_reset(q);
+    return rc;
+}
+
+static int sq_add_member(dx__chat_store *base, const char *conv, const char *uid, int role) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_ADD);
+    bind_text(q, 1, conv);
+    bind_text(q, 2, uid);
+    sqlite3_bind_int(q, 3, role);
+    int rc = run(s, q);
+    return rc < 0 ? rc : sqlite3_changes(s->db) > 0;
+}
+
+static int sq_group_create(dx__chat_store *base, const dx__chat_msg *in, const char *title,
+                           const char *const *uids, size_t n, dx__chat_msg *out, int *dup) {
+    sq_store *s = (sq_store *)base;
+    /* The create message's (creator, cid) is what makes this idempotent:
+     * look for it before writing anything. */
+    sqlite3_stmt *q = stmt(s, S_FIND);
+    bind_text(q, 1, in->from);
+    bind_text(q, 2, in->cid);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc == SQLITE_ROW) return sq_put_msg(base, in, out, dup);
+    if (rc != SQLITE_DONE) return db_err(rc);
+    q = stmt(s, S_CONV_GROUP);
+    bind_text(q, 1, in->conv);
+    bind_text(q, 2, title);
+    if ((rc = run(s, q)) < 0) return rc;
+    if ((rc = sq_add_member(base, in->conv, in->from, DX_CHAT_ROLE_OWNER)) < 0) return rc;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = sq_add_member(base, in->conv, uids[i], DX_CHAT_ROLE_MEMBER)) < 0) return rc;
+    return sq_put_msg(base, in, out, dup);
+}
+
+static int sq_role(dx__chat_store *base, const char *conv, const char *uid) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_ROLE);
+    bind_text(q, 1, conv);
+    bind_text(q, 2, uid);
+    int rc = sqlite3_step(q);
+    int role = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : DX_CHAT_ROLE_NONE;
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_err(rc);
+    return role < DX_CHAT_ROLE_MEMBER && rc == SQLITE_ROW ? DX_CHAT_ROLE_MEMBER : role;
+}
+
+/* A write on (conv, uid): 1 when it changed a row, 0 when none matched. */
+static int changed(sq_store *s, int which, const char *conv, const char *uid, int role) {
+    sqlite3_stmt *q = stmt(s, which);
+    bind_text(q, 1, conv);
+    bind_text(q, 2, uid);
+    if (which == S_SET_ROLE) sqlite3_bind_int(q, 3, role);
+    int rc = run(s, q);
+    return rc < 0 ? rc : sqlite3_changes(s->db) > 0;
+}
+
+static int sq_remove_member(dx__chat_store *base, const char *conv, const char *uid) {
+    return changed((sq_store *)base, S_REMOVE, conv, uid, 0);
+}
+
+static int sq_set_role(dx__chat_store *base, const char *conv, const char *uid, int role) {
+    return changed((sq_store *)base, S_SET_ROLE, conv, uid, role);
+}
+
+static int sq_set_title(dx__chat_store *base, const char *conv, const char *title) {
+    return changed((sq_store *)base, S_SET_TITLE, conv, title, 0) < 0 ? DX_EIO : 0;
+}
+
+static int sq_successor(dx__chat_store *base, const char *conv, char uid[33]) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_SUCCESSOR);
+    bind_text(q, 1, conv);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) snprintf(uid, 33, "%s", col_text(q, 0));
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+static int sq_members_page(dx__chat_store *base, const char *conv, const char *after, int64_t limit,
+                           dx__chat_member_cb cb, void *arg) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_MEMBERS_PAGE);
+    bind_text(q, 1, conv);
+    bind_text(q, 2, after ? after : "");
+    sqlite3_bind_int64(q, 3, limit);
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        stop = cb(arg, col_text(q, 0), sqlite3_column_int(q, 1), sqlite3_column_int64(q, 2));
+    sqlite3_reset(q);
+    if (stop) return stop;
+    return rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
+static int sq_admins(dx__chat_store *base, const char *conv, dx__chat_uid_cb cb, void *arg) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_ADMINS);
+    bind_text(q, 1, conv);
+    return each_uid(q, cb, arg);
+}
+
+static int sq_recall(dx__chat_store *base, const char *conv, int64_t seq) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_RECALL);
+    bind_text(q, 1, conv);
+    sqlite3_bind_int64(q, 2, seq);
+    return run(s, q);
+}
+
+static int sq_edit(dx__chat_store *base, const char *conv, int64_t seq, const char *text,
+                   int64_t ts) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_EDIT);
+    bind_text(q, 1, conv);
+    sqlite3_bind_int64(q, 2, seq);
+    bind_text(q, 3, text);
+    sqlite3_bind_int64(q, 4, ts);
+    return run(s, q);
+}
+
+/* Characters (not bytes) of UTF-8 text: the trigram index needs 3. */
+static size_t utf8_chars(const char *t) {
+    size_t n = 0;
+    for (; *t; t++)
+        n += ((unsigned char)*t & 0xc0) != 0x80;
+    return n;
+}
+
+static int sq_search(dx__chat_store *base, const char *uid, const char *conv, const char *qs,
+                     int64_t before, int limit, dx__chat_msg_cb cb, void *arg, int64_t *next) {
+    sq_store *s = (sq_store *)base;
+    int fts = utf8_chars(qs) >= 3;
+    char *phrase = NULL;
+    *next = 0;
+    if (fts) {
+        /* One FTS5 phrase: the query in double quotes, its own doubled,
+         * so that nothing in it is FTS syntax. */
+        size_t n = strlen(qs), k = 0;
+        phrase = dx__malloc(2 * n + 3);
+        if (!phrase) return DX_ENOMEM;
+        phrase[k++] = '"';
+        for (size_t i = 0; i < n; i++) {
+            if (qs[i] == '"') phrase[k++] = '"';
+            phrase[k++] = qs[i];
+        }
+        phrase[k++] = '"';
+        phrase[k] = 0;
+    }
+    sqlite3_stmt *q = stmt(s, fts ? S_SEARCH_FTS : S_SEARCH_SCAN);
+    bind_text(q, 1, fts ? phrase : qs);
+    sqlite3_bind_int64(q, 2, before > 0 ? before : INT64_MAX);
+    bind_text(q, 3, uid);
+    bind_opt(q, 4, conv);
+    sqlite3_bind_int64(q, 5, fts ? limit + 1 : SCAN_MAX);
+    int rc, stop = 0, got = 0, scanned = 0;
+    int64_t given = 0, seen = 0; /* the mid of the last result, of the last row */
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        dx__chat_msg m;
+        read_msg(q, &m);
+        scanned++;
+        seen = m.mid;
+        if (!fts && !sqlite3_column_int(q, 13)) continue;
+        if (got == limit) {
+            *next = given; /* one more than asked: a next page */
+            break;
+        }
+        got++;
+        given = m.mid;
+        if ((stop = cb(arg, &m)) != 0) break;
+    }
+    /* The scan looked at a full window without filling the page: what it
+     * did not look at comes with the next page. */
+    if (rc == SQLITE_DONE && !fts && scanned == SCAN_MAX) *next = seen;
+    sqlite3_reset(q);
+    dx__free(phrase);
+    if (stop) return stop;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(rc);
+}
+
+static int sq_file_refs(dx__chat_store *base, const char *id, int64_t *n) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_FILE_REFS);
+    bind_text(q, 1, id);
+    return one_count(q, n);
+}
+
+static int sq_file_find(dx__chat_store *base, const char *uid, const char *conv, const char *id,
+                        char *file, size_t cap) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *q = stmt(s, S_FILE_FIND);
+    bind_text(q, 1, id);
+    bind_text(q, 2, uid);
+    bind_opt(q, 3, conv);
+    int rc = sqlite3_step(q), found = 0;
+    if (rc == SQLITE_ROW) {
+        if (cap) snprintf(file, cap, "%s", col_text(q, 0));
+        found = sqlite3_column_int(q, 1) ? 1 : 2;
+    }
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? found : rc == SQLITE_DONE ? 0 : db_err(rc);
+}
+
 static const dx__chat_store_ops SQ_OPS = {
     .close = sq_close,
     .begin = sq_begin,
@@ -414,6 +758,22 @@ static const dx__chat_store_ops SQ_OPS = {
     .unread = sq_unread,
     .contacts = sq_contacts,
     .rooms_of = sq_rooms_of,
+    .put_msg = sq_put_msg,
+    .get = sq_get,
+    .group_create = sq_group_create,
+    .role = sq_role,
+    .add_member = sq_add_member,
+    .remove_member = sq_remove_member,
+    .set_role = sq_set_role,
+    .set_title = sq_set_title,
+    .successor = sq_successor,
+    .members_page = sq_members_page,
+    .admins = sq_admins,
+    .recall = sq_recall,
+    .edit = sq_edit,
+    .search = sq_search,
+    .file_refs = sq_file_refs,
+    .file_find = sq_file_find,
 };
 
 dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
@@ -441,9 +801,27 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
         *why = "cannot set WAL mode on the database (is it a SQLite file?)";
         goto fail;
     }
-    rc = sqlite3_exec(s->db, SCHEMA, NULL, NULL, &err);
-    sqlite3_free(err);
+    sqlite3_stmt *vq = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &vq, NULL) == SQLITE_OK &&
+        sqlite3_step(vq) == SQLITE_ROW)
+        version = sqlite3_column_int(vq, 0);
+    sqlite3_finalize(vq);
+    if (version < 0 || version > 2) {
+        *why = "cannot read the database's version (or it is from a newer duplex)";
+        goto fail;
+    }
+    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, SCHEMA, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version == 1) rc = sqlite3_exec(s->db, MIGRATE_1, NULL, NULL, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, SCHEMA_2, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version == 1)
+        rc = sqlite3_exec(s->db, "INSERT INTO messages_fts(messages_fts) VALUES('rebuild')", NULL,
+                          NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, "PRAGMA user_version = 2; COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         *why = "cannot create the chat tables (not a duplex chat database?)";
         goto fail;
     }

@@ -8,7 +8,7 @@
  *   wsapi.c     the per-connection public API (send, close, accessors)
  *   broker.c    the broker hook: broadcast/publish to the cluster, deliver,
  *               /healthz with the broker's state
- *   redis_fanout.c  the Redis broker (redis_fanout.h)
+ *   redis_fanout.c  the Redis broker (duplex/fanout.h)
  *   stats.c     dx_server_stats_get (the counters live in dx_server.st)
  */
 #ifndef DX_SERVER_INTERNAL_H
@@ -206,6 +206,11 @@ void dx__http_free(dx__http *h);
  * caller streams (a static file). */
 int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char *extra,
                     const void *body, size_t len, int head_only);
+/* The same with a body of `len` bytes streamed from `fd` at `off` (a static
+ * file, a chat download). `fd` is taken in every case: kept until the body
+ * is written, closed at once for HEAD, an empty body or an error. */
+int dx__req_respond_fd(dx_server_conn *c, int status, const char *ctype, const char *extra, int fd,
+                       uint64_t off, uint64_t len, int head_only);
 int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra);
 
 /* static.c: answers GET/HEAD for `path` (raw target path) from the root.

@@ -1,5 +1,5 @@
-/* The Redis broker of a server (see redis_fanout.h). */
-#include "server/redis_fanout.h"
+/* The Redis broker of a server (include/duplex/fanout.h). */
+#include <duplex/fanout.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "core/alloc.h"
+#include "io/redis.h"
 
 #define HDR 13              /* 'd' 'x' 1, node id, opcode, topic length */
 #define PROBE_EVERY_MS 1000 /* subscriber end-to-end check */
@@ -15,10 +16,18 @@
 #define MAX_QUEUED ((size_t)64 * 1024 * 1024) /* unwritten PUBLISH bytes: drop above */
 #define BUF_KEEP ((size_t)1024 * 1024)        /* a larger publish buffer is freed after use */
 
-struct dx__fanout {
+/* The configuration as kept: the URL parsed. */
+typedef struct fanout_cfg {
+    dx__redis_addr addr;
+    uint8_t node_id[8];
+    void (*on_state)(void *user, int up, const char *why);
+    void *user;
+} fanout_cfg;
+
+struct dx_fanout {
     dx_server *srv;
     dx_loop *loop;
-    dx__fanout_config cfg;
+    fanout_cfg cfg;
     dx__redis *pub, *sub;
     int confirmed; /* SUBSCRIBE confirmations received (2 channels) */
     int reported;  /* last health given to on_state: -1 none yet */
@@ -29,20 +38,20 @@ struct dx__fanout {
     dx_timer t_probe;
     int probe_out;
     uint64_t probe_sent;
-    dx__fanout_stats st;
+    dx_fanout_stats st;
 };
 
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
 
-static int is_up(const dx__fanout *f) {
+static int is_up(const dx_fanout *f) {
     return dx__redis_up(f->pub) && f->confirmed >= 2;
 }
 
-int dx__fanout_up(const dx__fanout *f) {
+int dx_fanout_up(const dx_fanout *f) {
     return f && is_up(f);
 }
 
-static void report(dx__fanout *f) {
+static void report(dx_fanout *f) {
     int up = is_up(f);
     if (up == f->reported) return;
     f->reported = up;
@@ -59,7 +68,7 @@ static void report(dx__fanout *f) {
 
 static int broker_publish(void *ctx, const char *topic, enum dx_opcode op, const uint8_t *data,
                           size_t len) {
-    dx__fanout *f = ctx;
+    dx_fanout *f = ctx;
     size_t tl = topic ? strlen(topic) : 0;
     if (tl > 255) return DX_EINVAL;
     if (!dx__redis_up(f->pub) || dx__redis_queued(f->pub) > MAX_QUEUED) {
@@ -108,7 +117,7 @@ static int broker_up(void *ctx) {
 
 /* ---- the subscriber ---- */
 
-static void on_payload(dx__fanout *f, const uint8_t *p, size_t n) {
+static void on_payload(dx_fanout *f, const uint8_t *p, size_t n) {
     if (n < HDR || p[0] != 'd' || p[1] != 'x' || p[2] != 1 || (p[11] != 1 && p[11] != 2) ||
         n < (size_t)HDR + p[12]) {
         f->st.invalid++;
@@ -138,7 +147,7 @@ static int str_is(const redisReply *r, const char *s) {
 }
 
 static void on_sub_reply(struct redisAsyncContext *ac, void *reply, void *priv) {
-    dx__fanout *f = priv;
+    dx_fanout *f = priv;
     redisReply *r = reply;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
     redisReply *kind = r->element[0], *chan = r->element[1], *msg = r->element[2];
@@ -154,7 +163,7 @@ static void on_sub_reply(struct redisAsyncContext *ac, void *reply, void *priv) 
 }
 
 static void on_sub_up(dx__redis *r, void *user) {
-    dx__fanout *f = user;
+    dx_fanout *f = user;
     f->confirmed = 0;
     f->probe_out = 0;
     const char *argv[3] = {"SUBSCRIBE", f->channel, f->probe};
@@ -163,7 +172,7 @@ static void on_sub_up(dx__redis *r, void *user) {
 }
 
 static void on_sub_down(dx__redis *r, void *user, const char *why) {
-    dx__fanout *f = user;
+    dx_fanout *f = user;
     f->confirmed = 0;
     f->probe_out = 0;
     report(f);
@@ -174,7 +183,7 @@ static void on_pub_up(dx__redis *r, void *user) {
 }
 
 static void on_pub_down(dx__redis *r, void *user, const char *why) {
-    dx__fanout *f = user;
+    dx_fanout *f = user;
     f->probe_out = 0; /* a probe in flight may have died with the publisher */
     report(f);
 }
@@ -184,7 +193,7 @@ static void on_pub_down(dx__redis *r, void *user, const char *why) {
  * our own subscriber; one that does not come back means the subscriber is
  * deaf (a half-open connection) although its socket looks fine. */
 static void on_probe(dx_loop *loop, dx_timer *t) {
-    dx__fanout *f = CONTAINER(t, dx__fanout, t_probe);
+    dx_fanout *f = CONTAINER(t, dx_fanout, t_probe);
     dx_timer_start(loop, t, PROBE_EVERY_MS);
     report(f);
     if (!is_up(f)) {
@@ -207,23 +216,46 @@ static void on_probe(dx_loop *loop, dx_timer *t) {
     }
 }
 
-dx__fanout *dx__fanout_new(dx_server *srv, const dx__fanout_config *cfg) {
-    dx__fanout *f = dx__calloc(1, sizeof *f);
-    if (!f) return NULL;
+int dx_fanout_check_url(const char *url, const char **why) {
+    dx__redis_addr a;
+    const char *w = "no Redis URL";
+    int rc = url ? dx__redis_parse_url(url, &a, &w) : DX_EINVAL;
+    if (rc < 0 && why) *why = w;
+    return rc < 0 ? DX_EINVAL : 0;
+}
+
+dx_fanout *dx_fanout_new(dx_server *srv, const dx_fanout_config *cfg, const char **why) {
+    const char *w = "no Redis URL";
+    fanout_cfg fc = {.on_state = cfg ? cfg->on_state : NULL, .user = cfg ? cfg->user : NULL};
+    if (!srv || !cfg || !cfg->url || dx__redis_parse_url(cfg->url, &fc.addr, &w) < 0) {
+        if (why) *why = !srv || !cfg ? "invalid argument" : w;
+        return NULL;
+    }
+    static const uint8_t zero[8];
+    memcpy(fc.node_id, cfg->node_id, sizeof fc.node_id);
+    if (!memcmp(fc.node_id, zero, sizeof zero) && dx_random(fc.node_id, sizeof fc.node_id) < 0) {
+        if (why) *why = "no random bytes for the node id";
+        return NULL;
+    }
+    dx_fanout *f = dx__calloc(1, sizeof *f);
+    if (!f) {
+        if (why) *why = "out of memory";
+        return NULL;
+    }
     f->srv = srv;
     f->loop = dx_server_loop(srv);
-    f->cfg = *cfg;
+    f->cfg = fc;
     f->reported = -1;
     /* Redis pub/sub ignores SELECT: the database number goes into the
      * channel name so that clusters sharing a Redis on different
      * databases stay apart. */
-    snprintf(f->channel, sizeof f->channel, "duplex:%d:fanout", cfg->addr.db);
+    snprintf(f->channel, sizeof f->channel, "duplex:%d:fanout", fc.addr.db);
     uint8_t rnd[8] = {0};
     (void)dx_random(rnd, sizeof rnd);
     snprintf(f->probe, sizeof f->probe, "duplex:%d:probe:%02x%02x%02x%02x%02x%02x%02x%02x",
-             cfg->addr.db, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+             fc.addr.db, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     dx__redis_config rc = {
-        .addr = cfg->addr,
+        .addr = fc.addr,
         .ping_interval_ms = PUB_PING_MS,
         .on_up = on_pub_up,
         .on_down = on_pub_down,
@@ -237,6 +269,7 @@ dx__fanout *dx__fanout_new(dx_server *srv, const dx__fanout_config *cfg) {
     if (!f->sub) {
         dx__redis_free(f->pub);
         dx__free(f);
+        if (why) *why = "out of memory";
         return NULL;
     }
     dx_timer_init(&f->t_probe, on_probe);
@@ -246,7 +279,7 @@ dx__fanout *dx__fanout_new(dx_server *srv, const dx__fanout_config *cfg) {
     return f;
 }
 
-void dx__fanout_free(dx__fanout *f) {
+void dx_fanout_free(dx_fanout *f) {
     if (!f) return;
     (void)dx_server_set_broker(f->srv, NULL);
     dx_timer_stop(f->loop, &f->t_probe);
@@ -256,6 +289,6 @@ void dx__fanout_free(dx__fanout *f) {
     dx__free(f);
 }
 
-void dx__fanout_stats_get(const dx__fanout *f, dx__fanout_stats *out) {
+void dx_fanout_stats_get(const dx_fanout *f, dx_fanout_stats *out) {
     *out = f->st;
 }

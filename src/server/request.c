@@ -3,6 +3,7 @@
  * then upgrade it to a WebSocket or answer it as plain HTTP. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <duplex/handshake.h>
@@ -49,32 +50,94 @@ static int set_answer(dx_server_conn *c, char *out, size_t len) {
     return 0;
 }
 
+/* Writes the answer's head into `out` (NULL: only sizes it), as snprintf. */
+static int write_head(char *out, size_t cap, int status, const char *ctype, const char *extra,
+                      size_t len) {
+    if (status == 304 || status == 204) /* no body, so no Content-Length */
+        return snprintf(out, cap, "HTTP/1.1 %d %s\r\nConnection: close\r\nServer: duplex\r\n%s\r\n",
+                        status, dx_http_status_text(status), extra);
+    return snprintf(out, cap,
+                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                    "Connection: close\r\nServer: duplex\r\n%s\r\n",
+                    status, dx_http_status_text(status), ctype, len, extra);
+}
+
 int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char *extra,
                     const void *body, size_t len, int head_only) {
     if (!ctype) ctype = "text/plain; charset=utf-8";
     if (!extra) extra = "";
     if (strpbrk(ctype, "\r\n")) return DX_EINVAL;
-    char head[1024];
-    int n;
-    if (status == 304 || status == 204) /* no body, so no Content-Length */
-        n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nConnection: close\r\nServer: duplex\r\n%s\r\n", status,
-                     dx_http_status_text(status), extra);
-    else
-        n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\nServer: duplex\r\n%s\r\n",
-                     status, dx_http_status_text(status), ctype, len, extra);
-    if (n < 0 || (size_t)n >= sizeof head) return DX_ENOSPC;
+    /* Sized first, then written into the answer's own buffer: the extra
+     * headers of a download (a percent-encoded file name) can be long. */
+    int n = write_head(NULL, 0, status, ctype, extra, len);
+    if (n < 0 || n > 65536) return DX_ENOSPC;
     size_t blen = head_only || !body ? 0 : len;
-    char *out = dx__malloc((size_t)n + blen);
+    char *out = dx__malloc((size_t)n + 1 + blen);
     if (!out) {
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return DX_ENOMEM;
     }
-    memcpy(out, head, (size_t)n);
+    (void)write_head(out, (size_t)n + 1, status, ctype, extra, len);
     if (blen) memcpy(out + n, body, blen);
     return set_answer(c, out, (size_t)n + blen);
+}
+
+int dx__req_respond_fd(dx_server_conn *c, int status, const char *ctype, const char *extra, int fd,
+                       uint64_t off, uint64_t len, int head_only) {
+    int rc = dx__req_respond(c, status, ctype, extra, NULL, (size_t)len, head_only);
+    dx__http *h = c->u.http;
+    if (rc < 0 || head_only || !len || !h || fd < 0) {
+        if (fd >= 0) close(fd);
+        return rc;
+    }
+    h->file_fd = fd;
+    h->file_off = off;
+    h->file_end = off + len;
+    dx__sc_update(c);
+    return 0;
+}
+
+/* 1 when `extra` is zero or more complete header lines "Name: value\r\n":
+ * a token for the name, no CR or LF inside a value, so that nothing in it
+ * can end the head early or smuggle a second answer. */
+static int header_lines_ok(const char *extra) {
+    const char *p = extra;
+    while (*p) {
+        const char *colon = p;
+        while (*colon && *colon != ':' && *colon != '\r' && *colon != '\n') {
+            unsigned char ch = (unsigned char)*colon;
+            if (ch <= ' ' || ch >= 0x7f || strchr("\"(),/;<=>?@[\\]{}", ch)) return 0;
+            colon++;
+        }
+        if (*colon != ':' || colon == p) return 0;
+        const char *eol = strpbrk(colon, "\r\n");
+        if (!eol || eol[0] != '\r' || eol[1] != '\n') return 0;
+        p = eol + 2;
+    }
+    return 1;
+}
+
+int dx_server_http_respond_file(dx_server_conn *c, int status, const char *content_type,
+                                const char *extra_headers, int fd, uint64_t off, uint64_t len) {
+    int rc = 0;
+    struct stat st;
+    if (!c || !(c->flags & F_IN_ROUTE) || c->phase != P_HTTP)
+        rc = DX_ESTATE;
+    else if (status < 100 || status > 999 || (fd < 0 && len) ||
+             ((status == 304 || status == 204) && len) ||
+             (content_type && strpbrk(content_type, "\r\n")) ||
+             (extra_headers && !header_lines_ok(extra_headers)))
+        rc = DX_EINVAL;
+    else if (fd >= 0 && len &&
+             (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || off > (uint64_t)st.st_size ||
+              len > (uint64_t)st.st_size - off))
+        rc = DX_EINVAL;
+    if (rc < 0) {
+        if (fd >= 0) close(fd);
+        return rc;
+    }
+    return dx__req_respond_fd(c, status, content_type, extra_headers, fd, off, len,
+                              (c->flags & F_HEAD) != 0);
 }
 
 int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra) {

@@ -150,14 +150,6 @@ int dx__static_serve(dx_server_conn *c, const char *method, size_t method_len, c
         (void)dx__req_error(c, 403, "forbidden", NULL);
         return 1;
     }
-    if (dx__req_respond(c, 200, type, extra, NULL, (size_t)st.st_size, head) < 0 || head ||
-        !c->u.http || st.st_size == 0) {
-        close(fd);
-        return 1;
-    }
-    c->u.http->file_fd = fd;
-    c->u.http->file_off = 0;
-    c->u.http->file_end = (uint64_t)st.st_size;
-    dx__sc_update(c);
+    (void)dx__req_respond_fd(c, 200, type, extra, fd, 0, (uint64_t)st.st_size, head);
     return 1;
 }

@@ -120,6 +120,20 @@ timeout 60 node "$here/chat_messenger.mjs" "ws://127.0.0.1:$DX_PORT" cid "$DX_PI
   { cat "$DX_TMP/cids.out" >&2; exit 1; }
 dx_stop "$DX_PID"
 echo "ok   $(cat "$DX_TMP/members.out" "$DX_TMP/cids.out" | grep -c '^ok') members and cid checks against the PostgreSQL store"
+# Revision 2 (private groups, recall, edit, search) on PostgreSQL: the same
+# checks as test_chat_rich.sh runs on SQLite, and the recalled text gone
+# from the table, not only hidden.
+psql_q "CREATE DATABASE rich"
+dx_serve pgrich --chat --db "$base/rich" --recall-window 2
+for ph in forbid edits; do
+  timeout 120 node "$here/chat_rich.mjs" "ws://127.0.0.1:$DX_PORT" "$ph" >"$DX_TMP/rich-$ph.out" ||
+    { cat "$DX_TMP/rich-$ph.out" >&2; exit 1; }
+done
+dx_stop "$DX_PID"
+n=$("$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PGPORT" -U duplex -d rich \
+  -c "SELECT count(*) FROM chat_messages WHERE text LIKE '%delete me%'")
+[ "$n" = 0 ] || { echo "FAIL: $n rows of chat_messages still hold the recalled text" >&2; exit 1; }
+echo "ok   $(cat "$DX_TMP"/rich-*.out | grep -c '^ok') group, recall, edit and search checks against the PostgreSQL store; the recalled text is in no row"
 # 200 sends at once, then 200 resends: past the default send burst (100),
 # which is not what this checks (tests/unit/test_chat_limits.c does).
 dx_serve pgdurable1 --chat --db "$base/durable" --rate-limit send=off
@@ -193,6 +207,12 @@ for n in 0 1 2; do
   grep -q 'redis up' "$DX_TMP/node$n.log" || { echo "FAIL: node $n never reached Redis" >&2; cat "$DX_TMP/node$n.log" >&2; exit 1; }
 done
 echo "ok   nodes on ${ports[*]}"
+
+# A member removed from a private group on another node than his own
+# stops receiving there at once (chat_rich.mjs cluster).
+timeout 60 node "$here/chat_rich.mjs" "ws://127.0.0.1:${ports[0]}" cluster "ws://127.0.0.1:${ports[1]}" \
+  >"$DX_TMP/rich-cluster.out" || { cat "$DX_TMP/rich-cluster.out" >&2; exit 1; }
+echo "ok   $(grep -c '^ok' "$DX_TMP/rich-cluster.out") checks of a group removal across nodes"
 
 KILL_PID=${pids[2]} TERM_PID=${pids[1]} REDIS_PORT=$RPORT TTL_S=$TTL timeout 120 node "$here/chat_cluster.mjs" \
   "ws://127.0.0.1:${ports[0]}" "ws://127.0.0.1:${ports[1]}" "ws://127.0.0.1:${ports[2]}" || {

@@ -48,11 +48,23 @@ for i in $(seq 1 100); do
 done
 [ "$up" = 1 ] || { tail -20 "$DX_TMP/prometheus.log" >&2; echo "FAIL: Prometheus did not start" >&2; exit 1; }
 echo "ok   Prometheus on 127.0.0.1:$port"
-"$DUPLEX" bench --url "ws://127.0.0.1:$DX_PORT/" --connections 10 --size 20 --inflight 4 \
-  --rate 2000 --duration 8 --warmup 0 --json >"$DX_TMP/bench.json" 2>/dev/null
-sleep 2 # one more scrape after the load
 q() { curl -s --max-time 5 "http://127.0.0.1:$port/api/v1/query" --data-urlencode "query=$1" --data-urlencode "time=$2"; }
-t=$(python3 -c 'import time; print(time.time() - 3)') # inside the load, 3 s before now
+# Prometheus applies its targets a few seconds after it is ready: load only
+# once it has scraped the node, so that the window asked about is all load.
+scraped=0
+for i in $(seq 1 150); do
+  if q 'up{job="duplex"}' "$(date +%s)" | grep -q '"value"'; then scraped=1; break; fi
+  sleep 0.1
+done
+[ "$scraped" = 1 ] || { tail -20 "$DX_TMP/prometheus.log" >&2; echo "FAIL: Prometheus never scraped the node" >&2; exit 1; }
+sleep 1
+"$DUPLEX" bench --url "ws://127.0.0.1:$DX_PORT/" --connections 10 --size 20 --inflight 4 \
+  --rate 2000 --duration 10 --warmup 0 --json >"$DX_TMP/bench.json" 2>/dev/null &
+bench=$!
+sleep 7
+t=$(python3 -c 'import time; print(time.time())') # the 4 s before this are all under load
+wait "$bench"
+sleep 2 # the scrapes up to t are in
 rate=$(q 'sum(rate(duplex_messages_received_total[4s]))' "$t")
 p99=$(q 'histogram_quantile(0.99, sum by (le) (rate(duplex_loop_turn_seconds_bucket[4s])))' "$t")
 up=$(q 'up{job="duplex"}' "$t")

@@ -6,6 +6,8 @@
 #define DX_TEST_CHAT_TEST_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,11 +118,28 @@ static inline long long num(json_t *j, const char *k) {
     return json_integer_value(json_object_get(j, k));
 }
 
-/* An engine with the "lobby" room over `st` (NULL: an SQLite store in
- * memory), recording into outs; nothing recorded yet. */
+/* The store of a test: SQLite in memory, or PostgreSQL when DX_TEST_PG
+ * holds a URL (by hand: the engine tests on the cluster's store), its
+ * chat tables dropped first so that each test starts on empty ones. */
+static inline dx__chat_store *test_store(void) {
+    const char *why = NULL, *url = getenv("DX_TEST_PG");
+    if (!url || !*url) return dx__chat_store_sqlite(NULL, &why);
+    PGconn *db = PQconnectdb(url);
+    if (PQstatus(db) == CONNECTION_OK)
+        PQclear(PQexec(db,
+                       "SET client_min_messages = warning;"
+                       "DROP TABLE IF EXISTS chat_messages, chat_members, chat_convs, chat_users"));
+    PQfinish(db);
+    dx__chat_store *st = dx__chat_store_pg(url, &why);
+    if (!st) fprintf(stderr, "DX_TEST_PG: %s\n", why);
+    return st;
+}
+
+/* An engine with the "lobby" room over `st` (NULL: test_store()),
+ * recording into outs; nothing recorded yet. */
 static inline dx__chat *test_engine(dx__chat_store *st) {
     const char *why = NULL;
-    if (!st) st = dx__chat_store_sqlite(NULL, &why);
+    if (!st) st = test_store();
     if (!st) return NULL;
     dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL};
     reset_outs();
@@ -134,6 +153,59 @@ static inline void dev_ready(dx__chat *c, dx__chat_dev *d, const char *uid) {
     dev_open(c, d, uid);
     (void)dx__chat_flush(c);
     drain(d);
+}
+
+/* ---- revision 2 helpers ---- */
+
+/* Sends a request (printf format; it should carry "id":"q"), ends the
+ * turn, and returns the reply to it (the first message for `d` with that
+ * id), leaving the others for next(). */
+static inline json_t *call(dx__chat *c, dx__chat_dev *d, const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    req(c, d, buf);
+    (void)dx__chat_flush(c);
+    for (int i = 0; i < nouts; i++) {
+        if (outs[i].to != d || outs[i].taken) continue;
+        json_t *j = json_loads(outs[i].data, 0, NULL);
+        if (j && !strcmp(str(j, "id"), "q")) {
+            outs[i].taken = 1;
+            return j;
+        }
+        json_decref(j);
+    }
+    return NULL;
+}
+
+/* The reply's type, or the error code for an error ("" for none). */
+static inline const char *what(json_t *j) {
+    if (!j) return "";
+    return !strcmp(str(j, "type"), "error") ? str(j, "code") : str(j, "type");
+}
+
+/* call() and check what came back; frees the reply. */
+#define EXPECT(want, c, d, ...)                                                                    \
+    do {                                                                                           \
+        json_t *r_ = call(c, d, __VA_ARGS__);                                                      \
+        if (strcmp(what(r_), want)) fprintf(stderr, "got %s for %s\n", what(r_), #__VA_ARGS__);    \
+        CHECK(!strcmp(what(r_), want));                                                            \
+        json_decref(r_);                                                                           \
+    } while (0)
+
+/* The next deliver for `d`, its message's sys.op ("" when not a system
+ * message). */
+static inline json_t *next_msg(dx__chat_dev *d) {
+    json_t *j = next_of(d, "deliver");
+    json_t *m = j ? json_incref(json_object_get(j, "msg")) : NULL;
+    json_decref(j);
+    return m;
+}
+
+static inline const char *op_of(json_t *m) {
+    return str(json_object_get(m, "sys"), "op");
 }
 
 #endif

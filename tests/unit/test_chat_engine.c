@@ -421,6 +421,8 @@ static void test_errors(void) {
     memset(big, ' ', 17000);
     expect_error(c, &a, big, 17000, "too_large", NULL);
     free(big);
+    /* Binary messages are upload chunks (revision 2); with uploads off
+     * (no dx__chat_set_files), bad_json as in revision 1. */
     dx__chat_message(c, &a, "\x01\x02", 2, 1);
     e = next(&a);
     REQUIRE(e);

@@ -1,6 +1,8 @@
 /* The SQLite chat store (src/chat/store_sqlite.c): every operation of the
  * store interface, and durability — a committed message survives kill -9
- * of the process that wrote it, an uncommitted one leaves no trace. */
+ * of the process that wrote it, an uncommitted one leaves no trace; and the
+ * operations of revision 2 (groups, recall, edit, search, files) and the
+ * migration of a version 1 database. */
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -326,6 +328,229 @@ static void test_bad_file(void) {
     unlink(path);
 }
 
+/* ---- revision 2 ---------------------------------------------------------- */
+
+static int on_member(void *arg, const char *uid, int role, int64_t read_seq) {
+    seen *s = arg;
+    if (s->n < 16) {
+        snprintf(s->uids[s->n], sizeof s->uids[0], "%s", uid);
+        s->nums[s->n] = role;
+    }
+    s->n++;
+    return 0;
+}
+
+/* Copies text and flags of a message for the checks. */
+typedef struct got {
+    char text[64], from[40];
+    int recalled, sys;
+    int64_t edited, mid;
+} got;
+
+static int on_got(void *arg, const dx__chat_msg *m) {
+    got *g = arg;
+    snprintf(g->text, sizeof g->text, "%s", m->text);
+    snprintf(g->from, sizeof g->from, "%s", m->from);
+    g->recalled = m->recalled;
+    g->sys = m->sys != NULL;
+    g->edited = m->edited;
+    g->mid = m->mid;
+    return 0;
+}
+
+static void test_groups(void) {
+    dx__chat_store *st = open_mem();
+    REQUIRE(st);
+    const dx__chat_store_ops *o = st->ops;
+    REQUIRE(o->begin(st) == 0);
+    const char *uids[2] = {"bob", "carol"};
+    dx__chat_msg in = {.conv = "p:aaaaaaaaaaaaaaaa",
+                       .from = "alice",
+                       .cid = "g1",
+                       .text = "alice created",
+                       .ts = 5,
+                       .sys = "{\"op\":\"create\"}"},
+                 m;
+    int dup = -1;
+    CHECK_EQ_INT(o->group_create(st, &in, "T", uids, 2, &m, &dup), 0);
+    CHECK_EQ_INT(dup, 0);
+    CHECK_EQ_INT(m.seq, 1);
+    /* The same (creator, cid): the first group, nothing new. */
+    in.conv = "p:bbbbbbbbbbbbbbbb";
+    CHECK_EQ_INT(o->group_create(st, &in, "T2", uids, 1, &m, &dup), 0);
+    CHECK_EQ_INT(dup, 1);
+    CHECK(!strcmp(m.conv, "p:aaaaaaaaaaaaaaaa"));
+    const char *g = "p:aaaaaaaaaaaaaaaa";
+    CHECK_EQ_INT(o->role(st, "p:bbbbbbbbbbbbbbbb", "alice"), DX_CHAT_ROLE_NONE);
+    CHECK_EQ_INT(o->role(st, g, "alice"), DX_CHAT_ROLE_OWNER);
+    CHECK_EQ_INT(o->role(st, g, "bob"), DX_CHAT_ROLE_MEMBER);
+    CHECK_EQ_INT(o->role(st, g, "zed"), DX_CHAT_ROLE_NONE);
+    CHECK_EQ_INT(o->add_member(st, g, "dave", DX_CHAT_ROLE_MEMBER), 1);
+    CHECK_EQ_INT(o->add_member(st, g, "dave", DX_CHAT_ROLE_ADMIN), 0);
+    CHECK_EQ_INT(o->set_role(st, g, "dave", DX_CHAT_ROLE_ADMIN), 1);
+    CHECK_EQ_INT(o->set_role(st, g, "zed", DX_CHAT_ROLE_ADMIN), 0);
+    CHECK_EQ_INT(o->set_title(st, g, "New"), 0);
+    seen s = {0};
+    CHECK_EQ_INT(o->admins(st, g, on_uid, &s), 0);
+    CHECK_EQ_INT(s.n, 2);
+    CHECK(!strcmp(s.uids[0], "alice") && s.nums[0] == DX_CHAT_ROLE_OWNER);
+    CHECK(!strcmp(s.uids[1], "dave") && s.nums[1] == DX_CHAT_ROLE_ADMIN);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->members_page(st, g, "bob", 2, on_member, &s), 0);
+    CHECK_EQ_INT(s.n, 2);
+    CHECK(!strcmp(s.uids[0], "carol") && !strcmp(s.uids[1], "dave"));
+    /* The owner goes: the admin (dave) takes over, else the earliest. */
+    CHECK_EQ_INT(o->remove_member(st, g, "alice"), 1);
+    CHECK_EQ_INT(o->remove_member(st, g, "alice"), 0);
+    char heir[33];
+    CHECK_EQ_INT(o->successor(st, g, heir), 1);
+    CHECK(!strcmp(heir, "dave"));
+    CHECK_EQ_INT(o->remove_member(st, g, "dave"), 1);
+    CHECK_EQ_INT(o->successor(st, g, heir), 1);
+    CHECK(!strcmp(heir, "bob"));
+    /* convs_of gives the title; system messages are not unread. */
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->unread(st, g, "bob", 0, &s.nums[0]), 0);
+    CHECK_EQ_INT(s.nums[0], 0);
+    CHECK_EQ_INT(o->commit(st), 0);
+    o->close(st);
+}
+
+static void test_recall_edit_search(void) {
+    dx__chat_store *st = open_mem();
+    REQUIRE(st);
+    const dx__chat_store_ops *o = st->ops;
+    REQUIRE(o->begin(st) == 0);
+    REQUIRE(o->join(st, "d:alice:bob", "alice") == 1);
+    REQUIRE(o->join(st, "d:alice:bob", "bob") == 1);
+    REQUIRE(o->join(st, "g:other", "carol") == 1);
+    char fid[65];
+    memset(fid, 'f', 64);
+    fid[64] = 0;
+    dx__chat_msg m, in = {.conv = "d:alice:bob",
+                          .from = "alice",
+                          .cid = "1",
+                          .text = "北京欢迎你 hello",
+                          .ts = 1};
+    int dup;
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    in = (dx__chat_msg){.conv = "d:alice:bob",
+                        .from = "alice",
+                        .cid = "2",
+                        .text = "a cat",
+                        .ts = 2,
+                        .file = "{\"id\":\"x\",\"name\":\"cat.jpg\"}",
+                        .file_id = fid};
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    in = (dx__chat_msg){
+        .conv = "g:other", .from = "carol", .cid = "3", .text = "hello there", .ts = 3};
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    in = (dx__chat_msg){.conv = "d:alice:bob",
+                        .from = "alice",
+                        .cid = "4",
+                        .text = "alice said hello",
+                        .ts = 4,
+                        .sys = "{\"op\":\"leave\"}"};
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    seen s = {0};
+    int64_t next = -1;
+    CHECK_EQ_INT(o->search(st, "bob", NULL, "HELLO", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 1); /* not carol's room, not the system message */
+    CHECK_EQ_INT(next, 0);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->search(st, "bob", "d:alice:bob", "欢迎", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 1);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->search(st, "bob", NULL, "北京欢迎", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 1);
+    /* Files: found for members only, and counted. */
+    char file[128] = "";
+    int64_t n = -1;
+    CHECK_EQ_INT(o->file_find(st, "bob", "d:alice:bob", fid, file, sizeof file), 1);
+    CHECK(strstr(file, "cat.jpg") != NULL);
+    CHECK_EQ_INT(o->file_find(st, "carol", NULL, fid, file, sizeof file), 0);
+    CHECK_EQ_INT(o->file_refs(st, fid, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    /* Edit: new words in, old ones out of the index. */
+    CHECK_EQ_INT(o->edit(st, "d:alice:bob", 1, "上海 goodbye", 9), 0);
+    got gm = {0};
+    CHECK_EQ_INT(o->get(st, "d:alice:bob", 1, on_got, &gm), 0);
+    CHECK(!strcmp(gm.text, "上海 goodbye"));
+    CHECK_EQ_INT(gm.edited, 9);
+    CHECK_EQ_INT(o->get(st, "d:alice:bob", 99, on_got, &gm), DX_EINVAL);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->search(st, "bob", NULL, "北京欢迎", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 0);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->search(st, "bob", NULL, "goodbye", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 1);
+    /* Recall: text and file gone, from the index too. */
+    CHECK_EQ_INT(o->recall(st, "d:alice:bob", 1), 0);
+    CHECK_EQ_INT(o->recall(st, "d:alice:bob", 2), 0);
+    CHECK_EQ_INT(o->get(st, "d:alice:bob", 1, on_got, &gm), 0);
+    CHECK(!strcmp(gm.text, ""));
+    CHECK_EQ_INT(gm.recalled, 1);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->search(st, "bob", NULL, "goodbye", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 0);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ_INT(o->search(st, "bob", NULL, "上海", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 0);
+    CHECK_EQ_INT(o->file_refs(st, fid, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(o->file_find(st, "bob", NULL, fid, file, sizeof file), 0);
+    CHECK_EQ_INT(o->commit(st), 0);
+    o->close(st);
+}
+
+/* A database of version 1 is given the columns and the index of version 2. */
+static void test_migrate(void) {
+    char path[] = "/tmp/dx-chat-v1.XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    unlink(path);
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "CREATE TABLE users(uid TEXT PRIMARY KEY, last_seen INTEGER NOT NULL DEFAULT"
+                       " 0) WITHOUT ROWID;"
+                       "CREATE TABLE convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)"
+                       " WITHOUT ROWID;"
+                       "CREATE TABLE members(conv TEXT NOT NULL, uid TEXT NOT NULL,"
+                       " read_seq INTEGER NOT NULL, PRIMARY KEY(conv, uid)) WITHOUT ROWID;"
+                       "CREATE INDEX members_by_uid ON members(uid, conv);"
+                       "CREATE TABLE messages(mid INTEGER PRIMARY KEY, conv TEXT NOT NULL,"
+                       " seq INTEGER NOT NULL, sender TEXT NOT NULL, cid TEXT NOT NULL, text TEXT"
+                       " NOT NULL, ts INTEGER NOT NULL, UNIQUE(conv, seq), UNIQUE(sender, cid));"
+                       "INSERT INTO convs VALUES('g:lobby', 1);"
+                       "INSERT INTO members VALUES('g:lobby', 'bob', 0);"
+                       "INSERT INTO messages(conv, seq, sender, cid, text, ts)"
+                       " VALUES('g:lobby', 1, 'alice', 'c', 'old words kept', 1);"
+                       "PRAGMA user_version = 1;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    const char *why = NULL;
+    dx__chat_store *st = dx__chat_store_sqlite(path, &why);
+    REQUIRE(st);
+    seen s = {0};
+    int64_t next;
+    CHECK_EQ_INT(st->ops->search(st, "bob", NULL, "words", 0, 10, on_msg, &s, &next), 0);
+    CHECK_EQ_INT(s.n, 1);
+    CHECK_EQ_INT(st->ops->role(st, "g:lobby", "bob"), DX_CHAT_ROLE_MEMBER);
+    st->ops->close(st);
+    /* And opens again as version 2. */
+    st = dx__chat_store_sqlite(path, &why);
+    CHECK(st != NULL);
+    if (st) st->ops->close(st);
+    unlink(path);
+    char side[64];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 int main(void) {
     RUN(test_put_seq_and_dup);
     RUN(test_read_unread_members);
@@ -333,5 +558,8 @@ int main(void) {
     RUN(test_rollback);
     RUN(test_kill9);
     RUN(test_bad_file);
+    RUN(test_groups);
+    RUN(test_recall_edit_search);
+    RUN(test_migrate);
     return TEST_DONE();
 }

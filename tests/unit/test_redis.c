@@ -22,7 +22,7 @@
 
 #include "io/redis.h"
 #include "redis_test.h"
-#include "server/redis_fanout.h"
+#include <duplex/fanout.h>
 #include "test.h"
 #include "dns_test.h"
 
@@ -330,13 +330,13 @@ static void p_message(dx_client *c, void *user, enum dx_opcode op, const uint8_t
 }
 
 typedef struct cluster {
-    dx__fanout *fa, *fb;
+    dx_fanout *fa, *fb;
     peer pa, pb, pc; /* pa on A (subscribed), pb on B (subscribed), pc on B */
 } cluster;
 
 static int both_up(void *a) {
     cluster *k = a;
-    return dx__fanout_up(k->fa) && dx__fanout_up(k->fb);
+    return dx_fanout_up(k->fa) && dx_fanout_up(k->fb);
 }
 static int all_subbed(void *a) {
     cluster *k = a;
@@ -367,13 +367,16 @@ static void topic_fanout(void) {
     REQUIRE(a && b);
     REQUIRE(dx_server_listen(a) == 0 && dx_server_listen(b) == 0);
     cluster k = {0};
-    dx__fanout_config fc = {.node_id = {1, 2, 3, 4, 5, 6, 7, 8}};
-    snprintf(fc.addr.host, sizeof fc.addr.host, "127.0.0.1");
-    fc.addr.port = redis_port;
-    fc.addr.db = 5;
-    k.fa = dx__fanout_new(a, &fc);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/5", redis_port);
+    dx_fanout_config fc = {.url = url, .node_id = {1, 2, 3, 4, 5, 6, 7, 8}};
+    k.fa = dx_fanout_new(a, &fc, NULL);
     fc.node_id[7] = 9; /* another node */
-    k.fb = dx__fanout_new(b, &fc);
+    k.fb = dx_fanout_new(b, &fc, NULL);
+    const char *why = NULL;
+    CHECK(dx_fanout_new(a, &(dx_fanout_config){.url = "http://x"}, &why) == NULL && why);
+    CHECK(dx_fanout_check_url("redis://[::1]:6380/2", NULL) == 0);
+    CHECK(dx_fanout_check_url("redis://", &why) == DX_EINVAL && why && *why);
     REQUIRE(k.fa && k.fb);
     CHECK(run_until(loop, both_up, &k, 10000));
 
@@ -402,8 +405,8 @@ static void topic_fanout(void) {
     CHECK_EQ_INT(k.pb.world, 1);
     CHECK_EQ_INT(k.pc.world, 1);
     CHECK_EQ_INT(k.pa.other + k.pb.other + k.pc.other, 0);
-    dx__fanout_stats st;
-    dx__fanout_stats_get(k.fa, &st);
+    dx_fanout_stats st;
+    dx_fanout_stats_get(k.fa, &st);
     CHECK_EQ_INT(st.published, 1); /* the publish */
     CHECK_EQ_INT(st.received, 1);  /* B's broadcast */
     CHECK_EQ_INT(st.own, 1);       /* its own publish, seen and skipped */
@@ -413,13 +416,13 @@ static void topic_fanout(void) {
      * publish that could not be forwarded is counted as dropped. */
     redis_kill();
     run_until(loop, never, NULL, 300);
-    CHECK(!dx__fanout_up(k.fa) && !dx__fanout_up(k.fb));
+    CHECK(!dx_fanout_up(k.fa) && !dx_fanout_up(k.fb));
     CHECK_EQ_INT(dx_client_send_text(k.pa.c, "pub hello", 9), 0);
     for (int i = 0; i < 200 && k.pa.hello < 2; i++)
         run_until(loop, never, NULL, 10);
     CHECK_EQ_INT(k.pa.hello, 2);
     CHECK_EQ_INT(k.pb.hello, 1);
-    dx__fanout_stats_get(k.fa, &st);
+    dx_fanout_stats_get(k.fa, &st);
     CHECK_EQ_INT(st.dropped, 1);
 
     /* Back: both reconnect (and resubscribe) by themselves. */
@@ -434,8 +437,8 @@ static void topic_fanout(void) {
     dx_client_free(k.pa.c);
     dx_client_free(k.pb.c);
     dx_client_free(k.pc.c);
-    dx__fanout_free(k.fa);
-    dx__fanout_free(k.fb);
+    dx_fanout_free(k.fa);
+    dx_fanout_free(k.fb);
     dx_server_free(a);
     dx_server_free(b);
     dx_loop_free(loop);
