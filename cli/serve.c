@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <duplex/fanout.h>
 #include <duplex/loop.h>
@@ -15,6 +17,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/log.h"
 #include "cli/metrics.h"
 #include "cli/serve_chat.h"
 
@@ -38,39 +41,38 @@ static atomic_int stopping;
 
 static void usage(FILE *f) {
     fprintf(
-        f,
-        "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
-        "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
-        "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
-        "every client gets close 1001 and up to 2 s to answer.\n\n"
-        "modes:\n"
-        "  --echo                  send every message back (same opcode)\n"
-        "  --broadcast             send every message to every open client\n"
-        "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
-        "                          UI (unless --static: ./web/chat/dist, else beside the\n"
-        "                          binary, else the installed share/duplex/chat); one thread\n\n"
-        "chat options:\n"
-        "  --db FILE               SQLite database, created when missing (default: in\n"
-        "                          memory, lost on exit)\n"
-        "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
-        "                          nodes of a cluster share; tables created when missing\n"
-        "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
-        "                          PostgreSQL --db); deliveries and presence cross nodes\n"
-        "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
-        "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
-        "                          $DUPLEX_CHAT_SECRET), 16 bytes or more; then ?uid= is\n"
-        "                          refused (without a secret, anyone can be anyone)\n"
-        "  --token-for UID         print a token for UID and exit (needs the secret)\n"
-        "  --token-ttl S           its lifetime in seconds (default 86400; also --dev-login's)\n"
-        "  --dev-login             with --secret: POST /token?uid=NAME gives anyone on this\n"
-        "                          machine a token for any NAME (development only)\n"
-        "  --dev-login-anywhere    the same from any address: anyone can be anyone\n"
-        "  --rate-limit KIND=R[/B] per-user token bucket: R requests a second, B at once\n"
-        "                          (repeatable; KIND=off for none). Defaults: send=20/100\n"
-        "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
-        "                          typing=5/20 presence=5/20 fetch=10/40 (sync, history)\n"
-        "  --max-rooms N|off       rooms one user may be in (default 1000)\n"
-        "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n");
+        f, "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
+           "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
+           "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
+           "every client gets close 1001 and up to 2 s to answer.\n\n"
+           "modes:\n"
+           "  --echo                  send every message back (same opcode)\n"
+           "  --broadcast             send every message to every open client\n"
+           "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
+           "                          UI (unless --static: ./web/chat/dist, else beside the\n"
+           "                          binary, else the installed share/duplex/chat); one thread\n\n"
+           "chat options:\n"
+           "  --db FILE               SQLite database, created when missing (default: in\n"
+           "                          memory, lost on exit)\n"
+           "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
+           "                          nodes of a cluster share; tables created when missing\n"
+           "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
+           "                          PostgreSQL --db); deliveries and presence cross nodes\n"
+           "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
+           "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
+           "                          $DUPLEX_CHAT_SECRET), 16 bytes or more; then ?uid= is\n"
+           "                          refused (without a secret, anyone can be anyone)\n"
+           "  --token-for UID         print a token for UID and exit (needs the secret)\n"
+           "  --token-ttl S           its lifetime in seconds (default 86400; also --dev-login's)\n"
+           "  --dev-login             with --secret: POST /token?uid=NAME gives anyone on this\n"
+           "                          machine a token for any NAME (development only)\n"
+           "  --dev-login-anywhere    the same from any address: anyone can be anyone\n"
+           "  --rate-limit KIND=R[/B] per-user token bucket: R requests a second, B at once\n"
+           "                          (repeatable; KIND=off for none). Defaults: send=20/100\n"
+           "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
+           "                          typing=5/20 presence=5/20 fetch=10/40 (sync, history)\n"
+           "  --max-rooms N|off       rooms one user may be in (default 1000)\n"
+           "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n");
     fprintf(f, "  --files DIR             where uploaded files are kept (default: DB.files beside\n"
                "                          a SQLite --db; none in memory; with PostgreSQL, uploads\n"
                "                          are on only with --files, a directory all nodes share)\n"
@@ -125,6 +127,10 @@ static void usage(FILE *f) {
            "                          others get 403\n"
            "  --metrics-public        the same, for any peer (keep the port private)\n"
            "  --quiet                 do not print the listening line\n"
+           "  --log-format text|json  the log on stderr: lines for people (default) or one\n"
+           "                          JSON object per event (start, listen, refused\n"
+           "                          handshakes, slow consumers, Redis up/down, shutdown)\n"
+           "  --log-level LEVEL       debug, info (default), warn or error\n"
            "  -h, --help              this help\n\n"
            "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
            "1 when the server cannot start, 2 for a usage error.\n");
@@ -183,10 +189,57 @@ static void on_redis_state(void *user, int up, const char *why) {
     if (redis_quiet && up) return;
     char who[32] = "";
     if (redis_threads > 1) snprintf(who, sizeof who, " (thread %d)", w->index);
+    char thread[16];
+    snprintf(thread, sizeof thread, "%d", w->index);
     if (up)
-        fprintf(stderr, "duplex: redis up%s\n", who);
+        dx_cli_log(DX_LOG_INFO, "redis_up", DX_LOG_FIELDS("thread", thread), "redis up%s", who);
     else
-        fprintf(stderr, "duplex: redis down%s: %s\n", who, why);
+        dx_cli_log(DX_LOG_WARN, "redis_down", DX_LOG_FIELDS("thread", thread, "why", why),
+                   "redis down%s: %s", who, why);
+}
+
+/* ---- the library's events ------------------------------------------------ */
+
+/* Refused handshakes are logged at most LOG_BURST a second (a scan or a
+ * flood must not fill the disk): the rest are counted and told in one
+ * line the next time one is logged. Every thread shares the budget. */
+enum { LOG_BURST = 20 };
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static time_t log_second;
+static unsigned log_used, log_skipped;
+
+static void on_server_event(void *user, const dx_server_event *e) {
+    (void)user;
+    int slow = !strcmp(e->name, "slow_consumer");
+    unsigned skipped = 0;
+    pthread_mutex_lock(&log_mu);
+    time_t now = time(NULL);
+    if (now != log_second) log_second = now, log_used = 0;
+    int ok = slow || log_used < LOG_BURST;
+    if (ok) {
+        log_used += !slow;
+        skipped = log_skipped;
+        log_skipped = 0;
+    } else {
+        log_skipped++;
+    }
+    pthread_mutex_unlock(&log_mu);
+    if (!ok) return;
+    if (skipped) {
+        char n[24];
+        snprintf(n, sizeof n, "%u", skipped);
+        dx_cli_log(DX_LOG_WARN, "log_skipped", DX_LOG_FIELDS("count", n),
+                   "%u refused handshakes not logged (over %d a second)", skipped, LOG_BURST);
+    }
+    char status[16];
+    snprintf(status, sizeof status, "%d", e->status);
+    if (slow)
+        dx_cli_log(DX_LOG_WARN, e->name, DX_LOG_FIELDS("remote", e->remote, "code", status),
+                   "closed %s: slow consumer (1008)", e->remote);
+    else
+        dx_cli_log(DX_LOG_INFO, e->name,
+                   DX_LOG_FIELDS("remote", e->remote, "status", status, "reason", e->reason),
+                   "refused the upgrade from %s: %s %s", e->remote, status, e->reason);
 }
 
 /* ---- shutdown --------------------------------------------------------- */
@@ -207,6 +260,11 @@ static void stop_now(dx_loop *loop, void *arg) {
 static void on_signal(dx_loop *loop, void *arg) {
     /* The first signal shuts down gracefully; a second one stops at once. */
     int second = atomic_exchange(&stopping, 1);
+    if (second)
+        dx_cli_log(DX_LOG_WARN, "stop", NULL, "stopping now (second signal)");
+    else
+        dx_cli_log(DX_LOG_INFO, "shutdown", NULL,
+                   "shutting down: closing connections with 1001 (a second signal stops at once)");
     for (int i = 0; i < nworkers; i++)
         (void)dx_loop_post(workers[i].loop, second ? stop_now : begin_shutdown, &workers[i]);
 }
@@ -257,8 +315,7 @@ int dx_cli_serve(int argc, char **argv) {
         } else if (FLAG("--redis")) {
             VALUE();
             const char *why;
-            if (dx_fanout_check_url(val, &why) < 0)
-                return dx_cli_bad("serve", why, val);
+            if (dx_fanout_check_url(val, &why) < 0) return dx_cli_bad("serve", why, val);
             redis_url = val;
         } else if (FLAG("--db")) {
             VALUE();
@@ -299,6 +356,14 @@ int dx_cli_serve(int argc, char **argv) {
             if (dx_cli_chat_limit(&chat_opts, arg, val)) return 2;
         } else if (FLAG("--quiet") || FLAG("-q")) {
             quiet = 1;
+        } else if (FLAG("--log-format")) {
+            VALUE();
+            if (dx_cli_log_setup(val, NULL) < 0)
+                return dx_cli_bad("serve", "--log-format is text or json", val);
+        } else if (FLAG("--log-level")) {
+            VALUE();
+            if (dx_cli_log_setup(NULL, val) < 0)
+                return dx_cli_bad("serve", "--log-level is debug, info, warn or error", val);
         } else if (FLAG("--epoll")) {
             cfg.epoll_only = 1;
         } else if (FLAG("--metrics")) {
@@ -419,8 +484,7 @@ int dx_cli_serve(int argc, char **argv) {
         chat_opts.redis = redis_url;
         redis_url = NULL;
     }
-    if (mode != MODE_CHAT &&
-        (chat_opts.files || chat_opts.max_upload || chat_opts.recall_ms))
+    if (mode != MODE_CHAT && (chat_opts.files || chat_opts.max_upload || chat_opts.recall_ms))
         return dx_cli_bad("serve", "--files, --max-upload and --recall-window go with --chat",
                           NULL);
     if (mode != MODE_CHAT && chat_opts.limits_set)
@@ -441,6 +505,7 @@ int dx_cli_serve(int argc, char **argv) {
         cfg.origins = origins;
     }
     cfg.on_message = mode == MODE_ECHO ? on_echo : on_broadcast;
+    cfg.on_event = on_server_event;
     raise_nofile();
 
     int rc = 0;
@@ -528,15 +593,25 @@ int dx_cli_serve(int argc, char **argv) {
                 /* Without the password: the log line is for people to read. */
                 const char *at = strrchr(r, '@'), *host = strstr(r, "://");
                 host = host ? host + 3 : r;
-                n += (size_t)snprintf(extra + n, sizeof extra - n, ", redis %s", at ? at + 1 : host);
+                n +=
+                    (size_t)snprintf(extra + n, sizeof extra - n, ", redis %s", at ? at + 1 : host);
             }
             int v6 = strchr(cfg.host, ':') != NULL;
-            fprintf(stderr, "duplex: listening on %s://%s%s%s:%d (%s%s)\n",
-                    cfg.cert_file ? "wss" : "ws", v6 ? "[" : "", cfg.host, v6 ? "]" : "", cfg.port,
-                    mode == MODE_ECHO   ? "echo"
-                    : mode == MODE_CHAT ? "chat"
-                                        : "broadcast",
-                    extra);
+            const char *mname = mode == MODE_ECHO   ? "echo"
+                                : mode == MODE_CHAT ? "chat"
+                                                    : "broadcast";
+            char url[300], nthreads[16];
+            snprintf(url, sizeof url, "%s://%s%s%s:%d", cfg.cert_file ? "wss" : "ws", v6 ? "[" : "",
+                     cfg.host, v6 ? "]" : "", cfg.port);
+            snprintf(nthreads, sizeof nthreads, "%d", nworkers);
+            char pid[16];
+            snprintf(pid, sizeof pid, "%d", (int)getpid());
+            dx_cli_log(DX_LOG_INFO, "start",
+                       DX_LOG_FIELDS("version", DX_VERSION_STRING, "pid", pid),
+                       "started, version %s, pid %s", DX_VERSION_STRING, pid);
+            dx_cli_log(DX_LOG_INFO, "listen",
+                       DX_LOG_FIELDS("url", url, "mode", mname, "threads", nthreads),
+                       "listening on %s (%s%s)", url, mname, extra);
             /* The page's address, when there is a page. */
             if (mode == MODE_CHAT && cfg.static_dir)
                 dx_cli_chat_announce(&chat_opts, &cfg, cfg.port);
@@ -558,6 +633,7 @@ int dx_cli_serve(int argc, char **argv) {
         }
         for (int i = 1; i < started; i++)
             pthread_join(workers[i].thread, NULL);
+        if (atomic_load(&stopping)) dx_cli_log(DX_LOG_INFO, "exit", NULL, "stopped");
     }
     for (int i = 0; i < nworkers; i++) {
         dx_fanout_free(workers[i].fan);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/log.h"
 #include "cli/serve_chat.h"
 
 /* The secret, and where it came from. A variable that is set but empty
@@ -90,9 +91,9 @@ static void on_cluster(void *user, int up, const char *why) {
     const dx_cli_chat_opts *o = user;
     if (up && o->quiet) return;
     if (up)
-        fprintf(stderr, "duplex: redis up\n");
+        dx_cli_log(DX_LOG_INFO, "redis_up", NULL, "redis up");
     else
-        fprintf(stderr, "duplex: redis down: %s\n", why);
+        dx_cli_log(DX_LOG_WARN, "redis_down", DX_LOG_FIELDS("why", why), "redis down: %s", why);
 }
 
 /* ---- the web UI ----------------------------------------------------------- */

@@ -154,6 +154,14 @@ enum dx_backpressure {
     DX_BACKPRESSURE_DROP = 1,  /* refuse the message, keep the connection */
 };
 
+/* What on_event reports (see dx_server_config). */
+typedef struct dx_server_event {
+    const char *name;   /* "handshake_refused" or "slow_consumer" */
+    int status;         /* the HTTP status answered, or the close code */
+    const char *reason; /* as answered; never NULL */
+    const char *remote; /* the peer's "ip:port", "" when unknown */
+} dx_server_event;
+
 typedef struct dx_server_config {
     /* Listening address. `host` NULL means "127.0.0.1"; "" , "0.0.0.0" or
      * "::" listen on every address. `port` 0 picks a free port (read it
@@ -277,6 +285,14 @@ typedef struct dx_server_config {
      * 1, or return 0 to let the server go on (healthz, static files, 404).
      * `c` has no WebSocket; it is closed after the answer is written. */
     int (*on_http)(dx_server_conn *c, void *user, const dx_http_route *r);
+    /* Something for the operator's log, on the loop's thread, with the
+     * server's `user`: an upgrade refused ("handshake_refused": the HTTP
+     * status and the reason answered, from the Origin check, the limits,
+     * on_upgrade or a malformed request) or a connection closed as a slow
+     * consumer ("slow_consumer", status 1008). Never per message: a message
+     * dropped under DX_BACKPRESSURE_DROP is only counted (dx_server_stats).
+     * The event's strings are valid during the call. */
+    void (*on_event)(void *user, const dx_server_event *e);
 } dx_server_config;
 
 /* ---- the server ------------------------------------------------------ */

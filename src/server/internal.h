@@ -196,6 +196,11 @@ uint16_t dx__sc_drop_code(const dx_server_conn *c);
 void dx__sc_start_close(dx_server_conn *c, unsigned code, const char *reason);
 void dx__sc_update(dx_server_conn *c); /* watched events from the state */
 int dx__sc_remote(const dx_server_conn *c, char *out, size_t cap);
+/* A send found max_buffered bytes queued on `c`: counts it, applies the
+ * backpressure policy and returns DX_EBUSY (wsapi.c). */
+int dx__sc_refuse_slow(dx_server_conn *c);
+/* Tells cfg.on_event, when set, about `name` on `c` (stats.c). */
+void dx__srv_event(dx_server_conn *c, const char *name, int status, const char *reason);
 extern const dx_conn_callbacks dx__sc_callbacks;
 
 /* request.c */

@@ -227,6 +227,7 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
     const dx_server_config *cfg = &s->cfg;
     if (s->shutting) {
         s->st.refused[DX_REFUSE_LIMIT]++;
+        dx__srv_event(c, "handshake_refused", 503, "server shutting down");
         (void)dx__req_error(c, 503, "server shutting down", NULL);
         return;
     }
@@ -234,12 +235,14 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
         if (info->origin ? !origin_allowed(cfg, info->origin, info->origin_len)
                          : cfg->origin_required) {
             s->st.refused[DX_REFUSE_ORIGIN]++;
+            dx__srv_event(c, "handshake_refused", 403, "origin not allowed");
             (void)dx__req_error(c, 403, "origin not allowed", NULL);
             return;
         }
     }
     if (cfg->max_connections && s->open_count >= cfg->max_connections) {
         s->st.refused[DX_REFUSE_LIMIT]++;
+        dx__srv_event(c, "handshake_refused", 503, "too many connections");
         (void)dx__req_error(c, 503, "too many connections", "Retry-After: 1\r\n");
         return;
     }
@@ -269,6 +272,8 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
             s->st.refused[st == 401 || st == 403   ? DX_REFUSE_AUTH
                           : st == 429 || st == 503 ? DX_REFUSE_LIMIT
                                                    : DX_REFUSE_APP]++;
+            dx__srv_event(c, "handshake_refused", st,
+                          u.reason ? u.reason : dx_http_status_text(st));
             char retry[40];
             if (u.retry_after)
                 snprintf(retry, sizeof retry, "Retry-After: %u\r\n", (unsigned)u.retry_after);
@@ -340,6 +345,8 @@ static void handle(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
     }
     if (rc) {
         c->srv->st.refused[DX_REFUSE_BAD_REQUEST]++;
+        dx__srv_event(c, "handshake_refused", err.status ? err.status : 400,
+                      err.reason ? err.reason : "bad request");
         (void)dx__req_error(c, err.status ? err.status : 400,
                             err.reason ? err.reason : "bad request", err.headers);
         return;

@@ -393,14 +393,7 @@ dx_server_conn *dx_server_next(const dx_server_conn *c) {
 /* Queues a shared frame on `c` under the backpressure policy. */
 static int send_shared(dx_server_conn *c, dx_shared *sh) {
     if (c->phase != P_WS || dx_conn_state(sc_conn(c)) != DX_OPEN) return DX_ESTATE;
-    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) {
-        c->srv->st.slow_closed++;
-        if (c->srv->cfg.backpressure == DX_BACKPRESSURE_CLOSE) {
-            c->flags |= F_SLOW;
-            dx__sc_start_close(c, DX_CLOSE_POLICY, "slow consumer");
-        }
-        return DX_EBUSY;
-    }
+    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return dx__sc_refuse_slow(c);
     int rc = dx_conn_send_shared(sc_conn(c), sh);
     if (rc == 0) dx__sc_queued(c);
     return rc;

@@ -29,3 +29,12 @@ int dx_server_stats_get(const dx_server *srv, dx_server_stats *out) {
     out->size = want;
     return 0;
 }
+
+void dx__srv_event(dx_server_conn *c, const char *name, int status, const char *reason) {
+    const dx_server_config *cfg = &c->srv->cfg;
+    if (!cfg->on_event) return;
+    char remote[64] = "";
+    if (dx__sc_remote(c, remote, sizeof remote) < 0) remote[0] = 0;
+    dx_server_event e = {name, status, reason ? reason : "", remote};
+    cfg->on_event(cfg->user, &e);
+}

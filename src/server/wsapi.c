@@ -4,11 +4,13 @@
 
 #include "server/internal.h"
 
-/* A send found max_buffered bytes already queued. */
-static int refuse(dx_server_conn *c) {
+/* A send found max_buffered bytes already queued: the policy, once (the
+ * connection is CLOSING after it, and sends stop before coming here). */
+int dx__sc_refuse_slow(dx_server_conn *c) {
     c->srv->st.slow_closed++;
     if (c->srv->cfg.backpressure == DX_BACKPRESSURE_CLOSE) {
         c->flags |= F_SLOW;
+        dx__srv_event(c, "slow_consumer", DX_CLOSE_POLICY, "slow consumer");
         dx__sc_start_close(c, DX_CLOSE_POLICY, "slow consumer");
     }
     return DX_EBUSY;
@@ -21,7 +23,7 @@ static int can_send(const dx_server_conn *c) {
 int dx_server_send(dx_server_conn *c, enum dx_opcode op, const void *data, size_t len) {
     if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return DX_EINVAL;
     if (!can_send(c)) return DX_ESTATE;
-    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return refuse(c);
+    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return dx__sc_refuse_slow(c);
     int rc;
     if (len >= DX__SC_THROUGH_MIN) {
         rc = dx__sc_send_through(c, op, data, len);
@@ -45,7 +47,7 @@ int dx_server_send_fragment(dx_server_conn *c, enum dx_opcode op, const void *da
     if (!can_send(c)) return DX_ESTATE;
     /* The policy may refuse a message, never the middle of one. */
     if (!(c->flags & F_FRAG) && dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered)
-        return refuse(c);
+        return dx__sc_refuse_slow(c);
     int rc = dx_conn_send_fragment(sc_conn(c), op, data, len, fin);
     if (rc == 0) {
         /* Counted as one message, by the opcode of its first piece. */
