@@ -15,6 +15,66 @@
 static dx_server *servers[MAX_SERVERS];
 static int nservers;
 static int public_scrape;
+static dx_chat *chat_of; /* --chat: its counters too */
+
+static void head(FILE *f, const char *name, const char *type, const char *help);
+
+void dx_cli_metrics_chat(dx_chat *chat) {
+    chat_of = chat;
+}
+
+/* One latency histogram of dx_chat_stats, in seconds. */
+static void chat_hist(FILE *f, const char *name, const char *help, const uint64_t *b,
+                      uint64_t sum) {
+    static const uint32_t bounds[] = DX_CHAT_LATENCY_BOUNDS_US;
+    head(f, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i <= DX_CHAT_LATENCY_BUCKETS; i++) {
+        cum += b[i];
+        if (i < DX_CHAT_LATENCY_BUCKETS)
+            fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i] / 1e6,
+                    (unsigned long long)cum);
+        else
+            fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    }
+    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum / 1e6, name,
+            (unsigned long long)cum);
+}
+
+static void chat_counter(FILE *f, const char *name, const char *type, const char *help,
+                         uint64_t v) {
+    head(f, name, type, help);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* The chat service's counters (chat.h, dx_chat_stats). */
+static void chat_metrics(FILE *f) {
+    dx_chat_stats c = {.size = sizeof c};
+    if (!chat_of || dx_chat_stats_get(chat_of, &c) < 0) return;
+    chat_counter(f, "duplex_chat_sends_total", "counter",
+                 "send requests stored or found (duplicates included).", c.sends);
+    chat_counter(f, "duplex_chat_duplicates_total", "counter",
+                 "Sends answered from the store as duplicates (a resend with the same cid).",
+                 c.duplicates);
+    chat_counter(f, "duplex_chat_acks_total", "counter", "Acks sent, each after its commit.",
+                 c.acks);
+    chat_counter(f, "duplex_chat_deliveries_total", "counter",
+                 "Messages fanned out to the members of their conversation.", c.deliveries);
+    chat_counter(f, "duplex_chat_syncs_total", "counter", "sync pages asked for.", c.syncs);
+    chat_counter(f, "duplex_chat_commits_total", "counter",
+                 "Store transactions committed (one per loop turn with writes).", c.commits);
+    chat_counter(f, "duplex_chat_committed_requests_total", "counter",
+                 "Requests whose answer waited for a commit: divided by commits, the batch size.",
+                 c.committed);
+    chat_counter(f, "duplex_chat_store_errors_total", "counter",
+                 "Commits that failed (their requests got store_failed).", c.store_errors);
+    chat_counter(f, "duplex_chat_devices", "gauge", "Devices connected to this node.", c.devices);
+    chat_hist(f, "duplex_chat_ack_seconds",
+              "From a send's arrival to its ack written, the commit included.", c.ack_us,
+              c.ack_us_sum);
+    chat_hist(f, "duplex_chat_commit_seconds", "One commit of the chat's store (fsync included).",
+              c.commit_us, c.commit_us_sum);
+}
 static int (*next_http)(dx_server_conn *c, void *user, const dx_http_route *r);
 
 int dx_cli_metrics_loopback(const char *remote) {
@@ -156,6 +216,7 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
     /* The count is the +Inf bucket, not loop_turns: the two are separate
      * words, and a scrape between their updates must not disagree. */
     fprintf(f, "duplex_loop_turn_seconds_count %llu\n", (unsigned long long)cum);
+    chat_metrics(f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

@@ -4,6 +4,7 @@
 #ifndef DX_CLI_METRICS_H
 #define DX_CLI_METRICS_H
 
+#include <duplex/chat.h>
 #include <duplex/server.h>
 
 /* Routes /metrics through cfg->on_http, ahead of the handler already there
@@ -24,5 +25,9 @@ int dx_cli_metrics_loopback(const char *remote);
 /* The exposition text for `n` servers, in a buffer from malloc (the caller
  * frees it), its length in *len; NULL when out of memory. */
 char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len);
+
+/* Adds the chat service's counters (dx_chat_stats_get) to the scrape;
+ * NULL for none. */
+void dx_cli_metrics_chat(dx_chat *chat);
 
 #endif

@@ -535,7 +535,10 @@ int dx_cli_serve(int argc, char **argv) {
             rc = 1;
             break;
         }
-        if (metrics && i == 0) dx_cli_metrics_wrap(&cfg, metrics == 2); /* after the chat's */
+        if (metrics && i == 0) {
+            dx_cli_metrics_wrap(&cfg, metrics == 2); /* after the chat's */
+            dx_cli_metrics_chat(chat);
+        }
         w->srv = dx_server_new(w->loop, &cfg);
         if (!w->srv) {
             fprintf(stderr, "duplex serve: %s\n", dx_server_new_why());

@@ -45,3 +45,8 @@ int dx_cli_chat_attach(dx_chat *chat, dx_server *srv) {
 void dx_chat_free(dx_chat *chat) {
     (void)chat;
 }
+
+int dx_chat_stats_get(const dx_chat *chat, dx_chat_stats *out) {
+    (void)chat, (void)out;
+    return DX_EINVAL;
+}

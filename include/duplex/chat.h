@@ -183,6 +183,37 @@ DX_API int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg);
  * broker, so do not set another broker on `srv`. Returns 0 or DX_EINVAL. */
 DX_API int dx_chat_attach(dx_chat *chat, dx_server *srv);
 
+/* The service's counters (duplex serve --metrics exports them; docs/metrics.md).
+ * Latencies are histograms in microseconds: counts per bucket of
+ * DX_CHAT_LATENCY_BOUNDS_US (the last bucket is over the last bound, so
+ * their sum is the number of observations) and the sum. */
+#define DX_CHAT_LATENCY_BUCKETS 12
+#define DX_CHAT_LATENCY_BOUNDS_US                                                                  \
+    { 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000 }
+typedef struct dx_chat_stats {
+    size_t size;           /* set to sizeof(dx_chat_stats) before the call */
+    uint64_t sends;        /* send requests stored or found (duplicates included) */
+    uint64_t duplicates;   /* sends answered from the store with dup: true */
+    uint64_t acks;         /* acks sent, after their commit */
+    uint64_t deliveries;   /* messages fanned out to a conversation's members */
+    uint64_t syncs;        /* sync pages answered */
+    uint64_t commits;      /* store transactions committed (group commit) */
+    uint64_t committed;    /* requests whose answer waited for those commits */
+    uint64_t store_errors; /* commits that failed: their requests got store_failed */
+    uint64_t devices;      /* gauge: devices connected to this node */
+    /* receive of a send → its ack written (the store's commit included) */
+    uint64_t ack_us[DX_CHAT_LATENCY_BUCKETS + 1];
+    uint64_t ack_us_sum;
+    /* one commit of the store */
+    uint64_t commit_us[DX_CHAT_LATENCY_BUCKETS + 1];
+    uint64_t commit_us_sum;
+} dx_chat_stats;
+
+/* Copies the counters into `out` (out->size set by the caller: fields past
+ * it are not written). Returns 0, or DX_EINVAL for a bad argument. Call
+ * on the loop's thread, or accept a moment-old value from another. */
+DX_API int dx_chat_stats_get(const dx_chat *chat, dx_chat_stats *out);
+
 /* Commits what is pending and frees the service. Free the server first
  * (its connections' on_close still use the chat), after the loop stopped. */
 DX_API void dx_chat_free(dx_chat *chat);

@@ -82,6 +82,7 @@ int dx__chat_add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *re
         goto nomem;
     }
     p->id = id ? json_incref(id) : NULL;
+    p->t0 = chat->t_req;
     chat->npend++;
     return 0;
 nomem:
@@ -238,16 +239,42 @@ static void members_push(dx__chat *chat) {
     chat->fo.nmem = 0;
 }
 
+static const int64_t latency_bounds[DX_CHAT_LATENCY_BUCKETS] = DX_CHAT_LATENCY_BOUNDS_US;
+
+void dx__chat_observe(uint64_t *buckets, uint64_t *sum, int64_t us) {
+    if (us < 0) us = 0;
+    size_t i = 0;
+    while (i < DX_CHAT_LATENCY_BUCKETS && us > latency_bounds[i])
+        i++;
+    buckets[i]++;
+    *sum += (uint64_t)us;
+}
+
+static int64_t mono_us(dx__chat *chat) {
+    return chat->io.mono_us ? chat->io.mono_us(chat->io.arg) : 0;
+}
+
 int dx__chat_flush(dx__chat *chat) {
     int64_t now = chat->fo.npres || chat->fo.nrcpt ? chat->io.now_ms(chat->io.arg) : 0;
     presence_settle(chat, now);
     chat->scheduled = 0;
     int rc = 0;
     if (chat->in_tx) {
+        int64_t t0 = mono_us(chat);
         rc = chat->st->ops->commit(chat->st);
-        if (rc < 0) chat->st->ops->rollback(chat->st);
+        if (rc < 0) {
+            chat->st->ops->rollback(chat->st);
+            chat->stats.store_errors++;
+        } else {
+            chat->stats.commits++;
+            chat->stats.committed += chat->npend;
+            if (chat->io.mono_us)
+                dx__chat_observe(chat->stats.commit_us, &chat->stats.commit_us_sum,
+                                 mono_us(chat) - t0);
+        }
         chat->in_tx = 0;
     }
+    int64_t t_sent = chat->io.mono_us && rc >= 0 ? mono_us(chat) : 0;
     /* Entries are taken one at a time so that a reply's own effects cannot
      * see a half-processed list. */
     for (size_t i = 0; i < chat->npend; i++) {
@@ -258,8 +285,15 @@ int dx__chat_flush(dx__chat *chat) {
                            "the database refused the write; nothing was stored", NULL);
         } else {
             if (p->dev && p->reply) chat->io.send(chat->io.arg, p->dev, p->reply, strlen(p->reply));
-            if (p->conv && p->bcast)
+            if (p->is_ack) {
+                chat->stats.acks++;
+                if (chat->io.mono_us)
+                    dx__chat_observe(chat->stats.ack_us, &chat->stats.ack_us_sum, t_sent - p->t0);
+            }
+            if (p->conv && p->bcast) {
+                chat->stats.deliveries++;
                 (void)to_members(chat, p->conv, p->bcast, p->bcast_self ? NULL : p->dev);
+            }
             /* A removed member hears of its removal last, and only here:
              * the lookup above no longer finds it. */
             if (p->also[0] && p->bcast) (void)dx__chat_publish(chat, p->also, p->bcast, NULL);
@@ -382,6 +416,7 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
     int64_t now = chat->io.now_ms(chat->io.arg);
     int64_t n = chat->broker->ops->online(chat->broker, d->uid);
     if (n > 0) d->online = 1;
+    chat->stats.devices += d->online;
     if (dx__chat_tx(chat) == 0) {
         int64_t seen = 0;
         if (n == 1 &&
@@ -412,6 +447,7 @@ void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
         if (chat->pend[i].dev == d) chat->pend[i].dev = NULL;
     if (!d->online) return;
     d->online = 0;
+    chat->stats.devices--;
     if (chat->broker->ops->offline(chat->broker, d->uid) == 0) presence_note(chat, d->uid, 1);
 }
 
@@ -609,6 +645,8 @@ static void do_send(dx__chat_req *r) {
         dx__chat_store_fail(r, rc);
         return;
     }
+    chat->stats.sends++;
+    chat->stats.duplicates += dup != 0;
     json_t *ack = dx__chat_reply(r, "ack");
     if (!ack) goto nomem;
     json_object_set_new(ack, "conv", json_string(m.conv));
@@ -634,6 +672,7 @@ static void do_send(dx__chat_req *r) {
     file = NULL;
     if (dx__chat_add_pending(chat, r->dev, r->id, ack, dup ? NULL : m.conv, deliver, 0, NULL) < 0)
         goto nomem;
+    chat->pend[chat->npend - 1].is_ack = 1;
     return;
 nomem:
     dx__free(file);
@@ -857,6 +896,7 @@ static const struct {
 
 void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
     dx__chat_req r = {chat, d, NULL, NULL, 0};
+    chat->t_req = mono_us(chat);
     if (binary) {
         /* Upload chunks (docs/chat-protocol.md, "Files and pictures"). */
         if (chat->files)
@@ -1041,4 +1081,11 @@ void dx__chat_free(dx__chat *chat) {
     chat->broker->ops->free(chat->broker);
     chat->st->ops->close(chat->st);
     dx__free(chat);
+}
+
+void dx__chat_stats_get(const dx__chat *chat, dx_chat_stats *out) {
+    size_t want = out->size < sizeof chat->stats ? out->size : sizeof chat->stats;
+    dx_chat_stats st = chat->stats;
+    st.size = want;
+    memcpy(out, &st, want);
 }

@@ -54,6 +54,9 @@ typedef struct dx__chat_io {
      * make it a slow consumer. Optional (NULL: deliver). */
     void (*deliver_best)(void *arg, const char *uid, const char *data, size_t len,
                          const dx__chat_dev *except);
+    /* A monotonic clock in µs, for the latency histograms of
+     * dx_chat_stats. Optional (NULL: no latencies). */
+    int64_t (*mono_us)(void *arg);
 } dx__chat_io;
 
 typedef struct dx__chat dx__chat;
@@ -64,6 +67,9 @@ typedef struct dx__chat dx__chat;
 dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char *lobby,
                        const char **why);
 void dx__chat_free(dx__chat *chat);
+
+/* The engine's counters (chat.h's dx_chat_stats), copied up to out->size. */
+void dx__chat_stats_get(const dx__chat *chat, dx_chat_stats *out);
 
 /* Replaces the per-user limits (dx_chat_limits in chat.h; NULL or zeros:
  * the defaults, which dx__chat_new starts with). The users' buckets start

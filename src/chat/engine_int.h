@@ -28,6 +28,8 @@ typedef struct pending {
     /* Files a recall let go: their bytes are deleted after the commit
      * when no message holds them any more ("" for none). */
     char fid[DX_CHAT_FILE_ID_LEN + 1], tid[DX_CHAT_FILE_ID_LEN + 1];
+    int64_t t0; /* mono_us when the request arrived */
+    int is_ack; /* reply is a send's ack: counted, its latency observed */
 } pending;
 
 /* A read receipt waiting for the flush: the highest seq of the turn. */
@@ -92,7 +94,12 @@ struct dx__chat {
     } fo;
     int64_t recall_ms;     /* the recall window */
     dx__chat_files *files; /* uploads, or NULL: off */
+    dx_chat_stats stats;   /* counters (dx_chat_stats_get) */
+    int64_t t_req;         /* mono_us at the current request's arrival */
 };
+
+/* Adds an observation of `us` to a latency histogram of dx_chat_stats. */
+void dx__chat_observe(uint64_t *buckets, uint64_t *sum, int64_t us);
 
 /* A request being handled: the device it came from and its JSON. */
 typedef struct dx__chat_req {

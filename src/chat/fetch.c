@@ -185,6 +185,7 @@ err:
  * "after": next; the loop serves others between the pages. */
 void dx__chat_do_sync(dx__chat_req *r) {
     dx__chat *chat = r->chat;
+    chat->stats.syncs++;
     json_t *aj = json_object_get(r->root, "after");
     const char *after = json_string_value(aj);
     if (aj && !json_is_null(aj) && (!after || !*after || json_string_length(aj) > 80)) {

@@ -100,6 +100,12 @@ static void io_schedule(void *arg) {
     if (dx_loop_defer(chat->loop, run_flush, chat) < 0) (void)dx__chat_flush(chat->engine);
 }
 
+static int64_t io_mono_us(void *arg) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t io_now(void *arg) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -594,6 +600,7 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
                       .deliver = io_deliver,
                       .schedule = io_schedule,
                       .now_ms = io_now,
+                      .mono_us = io_mono_us,
                       .deliver_best = io_deliver_best};
     if (st) {
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
@@ -675,4 +682,10 @@ void dx_chat_free(dx_chat *chat) {
         dx__free(chat->secret);
     }
     dx__free(chat);
+}
+
+int dx_chat_stats_get(const dx_chat *chat, dx_chat_stats *out) {
+    if (!chat || !out || out->size < sizeof out->size + sizeof(uint64_t)) return DX_EINVAL;
+    dx__chat_stats_get(chat->engine, out);
+    return 0;
 }

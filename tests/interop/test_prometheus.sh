@@ -19,6 +19,10 @@ for mode in --echo --broadcast --chat; do
   curl -s --max-time 5 "http://127.0.0.1:$DX_PORT/metrics" >"$DX_TMP/metrics.txt"
   grep -q '^duplex_messages_received_total' "$DX_TMP/metrics.txt" ||
     { echo "FAIL: serve $mode gave no metrics" >&2; exit 1; }
+  if [ "$mode" = --chat ]; then
+    grep -q '^duplex_chat_ack_seconds_count ' "$DX_TMP/metrics.txt" ||
+      { echo "FAIL: serve --chat exports no chat metrics" >&2; exit 1; }
+  fi
   promtool check metrics <"$DX_TMP/metrics.txt" >"$DX_TMP/promtool.out" 2>&1 ||
     { cat "$DX_TMP/promtool.out" >&2; echo "FAIL: promtool check metrics on serve $mode" >&2; exit 1; }
   echo "ok   serve $mode: promtool check metrics passes ($(grep -vc '^#' "$DX_TMP/metrics.txt") samples)"

@@ -47,6 +47,11 @@ static inline int64_t io_now(void *arg) {
     return clock_ms;
 }
 
+/* The latency clock: the same test clock, in µs. */
+static inline int64_t io_mono(void *arg) {
+    return clock_ms * 1000;
+}
+
 static inline void reset_outs(void) {
     for (int i = 0; i < nouts; i++)
         free(outs[i].data);
@@ -141,7 +146,7 @@ static inline dx__chat *test_engine(dx__chat_store *st) {
     const char *why = NULL;
     if (!st) st = test_store();
     if (!st) return NULL;
-    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL};
+    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL, io_mono};
     reset_outs();
     memset(devs, 0, sizeof devs);
     return dx__chat_new(&io, st, "lobby", &why);

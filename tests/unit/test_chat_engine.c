@@ -498,6 +498,10 @@ static void test_store_failure(void) {
         "{\"v\":1,\"type\":\"send\",\"id\":2,\"conv\":\"d:alice:bob\",\"cid\":\"f2\",\"text\":"
         "\"y\"}");
     CHECK_EQ_INT(dx__chat_flush(c), DX_EIO);
+    dx_chat_stats stf = {.size = sizeof stf};
+    dx__chat_stats_get(c, &stf);
+    CHECK_EQ_INT(stf.store_errors, 1);
+    CHECK_EQ_INT(stf.acks, 0); /* store_failed went out, no ack */
     for (int i = 1; i <= 2; i++) {
         json_t *e = next(&a);
         REQUIRE(e);
@@ -517,6 +521,59 @@ static void test_store_failure(void) {
     CHECK(json_object_get(ack, "dup") == NULL);
     json_decref(ack);
     dev_close(c, &a), dev_close(c, &b);
+    dx__chat_free(c);
+    reset_outs();
+}
+
+/* The counters of dx_chat_stats move with their events: sends, duplicates,
+ * acks with the latency from the request to the ack (the test clock moves
+ * 3 ms in between: the 2.5-5 ms bucket), deliveries, commits and the
+ * requests they carried, devices connected. */
+static void test_stats(void) {
+    dx__chat *c = test_engine(NULL);
+    REQUIRE(c);
+    dx__chat_dev a, b;
+    dev_open(c, &a, "alice");
+    dev_open(c, &b, "bob");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a), drain(&b);
+    dx_chat_stats s0 = {.size = sizeof s0}, s1 = {.size = sizeof s1};
+    dx__chat_stats_get(c, &s0);
+    CHECK_EQ_INT(s0.devices, 2);
+    CHECK_EQ_INT(s0.size, sizeof s0);
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"k1\",\"text\":"
+        "\"x\"}");
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":2,\"conv\":\"d:alice:bob\",\"cid\":\"k2\",\"text\":"
+        "\"y\"}");
+    clock_ms += 3;
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":3,\"conv\":\"d:alice:bob\",\"cid\":\"k1\",\"text\":"
+        "\"x\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    dx__chat_stats_get(c, &s1);
+    CHECK_EQ_INT(s1.sends - s0.sends, 3);
+    CHECK_EQ_INT(s1.duplicates - s0.duplicates, 1);
+    CHECK_EQ_INT(s1.acks - s0.acks, 3);
+    CHECK_EQ_INT(s1.deliveries - s0.deliveries, 2); /* not the duplicate */
+    CHECK_EQ_INT(s1.commits - s0.commits, 2);
+    CHECK_EQ_INT(s1.committed - s0.committed, 3);
+    CHECK_EQ_INT(s1.ack_us[4] - s0.ack_us[4], 2); /* 3 ms: the 2.5-5 ms bucket */
+    CHECK_EQ_INT(s1.ack_us[0] - s0.ack_us[0], 1); /* the duplicate: no time passed */
+    CHECK_EQ_INT(s1.ack_us_sum - s0.ack_us_sum, 6000);
+    dev_close(c, &b);
+    dx__chat_stats_get(c, &s1);
+    CHECK_EQ_INT(s1.devices, 1);
+    /* A caller built against an older, shorter struct gets only that. */
+    dx_chat_stats small;
+    memset(&small, 0xab, sizeof small);
+    small.size = offsetof(dx_chat_stats, acks);
+    dx__chat_stats_get(c, &small);
+    CHECK_EQ_INT(small.sends, s1.sends);
+    CHECK(small.acks == 0xabababababababab);
+    dev_close(c, &a);
     dx__chat_free(c);
     reset_outs();
 }
@@ -679,6 +736,7 @@ int main(void) {
     RUN(test_errors);
     RUN(test_close_before_commit);
     RUN(test_store_failure);
+    RUN(test_stats);
     RUN(test_garbage);
     return TEST_DONE();
 }
