@@ -2,6 +2,13 @@ import { useRef, useEffect, useState } from 'react';
 import { useIM, useMsgRead, useMsgResend, useMsgScroll, useMsgStatus, useTicker } from './hooks.js';
 import { textBytes, validUid } from './im.js';
 import { useNotifications, useUnreadTitle, useViewportHeight } from './page.js';
+import { errorText, isSystem, recalledLine, sysLine } from './groups.js';
+import { GroupPanel, NewGroup } from './GroupPanel.jsx';
+import { CloseIcon, GroupIcon, InfoIcon, NewGroupIcon, SearchIcon } from './icons.jsx';
+import { MessageMenu } from './MessageMenu.jsx';
+import { SearchPanel } from './Search.jsx';
+import { AttachButton, hasStaged, MessageFile, sendAttached, StagedFiles, useAttachDrop } from './Attach.jsx';
+import { fileLabel } from './files.js';
 import { clock, dayLabel, fullTime, isoTime, listTime, sameDay } from './when.js';
 
 const params = new URLSearchParams(location.search);
@@ -95,16 +102,34 @@ function hue(s) {
 }
 
 // online: true, false, null (not known: we are not connected), or
-// undefined (a room: no dot).
-function Avatar({ name, room, online }) {
+// undefined (a room: no dot). A private group (`group`: its title) is a
+// rounded square with its initial and a people badge; a room a circle with #.
+function Avatar({ name, room, group, online, big }) {
   const dot = online ? 'dot on' : online === null ? 'dot unknown' : 'dot';
   const title = online ? 'online' : online === null ? 'not known while you are offline' : 'offline';
+  if (group !== undefined) {
+    return (
+      <span className={big ? 'avatar group big' : 'avatar group'} style={{ background: `hsl(${hue(name)} 45% 38%)` }} aria-hidden="true">
+        {[...(group.trim() || 'G')][0].toUpperCase()}
+        <i className="group-badge"><GroupIcon size={11} /></i>
+      </span>
+    );
+  }
   return (
-    <span className="avatar" style={{ background: `hsl(${hue(name)} 55% 40%)` }} aria-hidden="true">
+    <span className={big ? 'avatar big' : 'avatar'} style={{ background: `hsl(${hue(name)} 55% 40%)` }} aria-hidden="true">
       {room ? '#' : [...name][0].toUpperCase()}
       {online !== undefined && <i className={dot} data-presence={online === null ? 'unknown' : online ? 'on' : 'off'} title={title} />}
     </span>
   );
+}
+
+// The avatar of a conversation (`conv`) or of a person (`uid`).
+function ConvAvatar({ im, conv, uid, big }) {
+  if (uid) return <Avatar name={uid} big={big} />;
+  const c = im.convs.get(conv);
+  if (c?.kind === 'group' || conv.startsWith('p:')) return <Avatar name={conv} group={c ? im.title(c) : 'G'} big={big} />;
+  const p = c?.peer ? im.presenceOf(c.peer) : null;
+  return <Avatar name={c?.peer || conv} room={!c?.peer} online={p ? p.online : undefined} big={big} />;
 }
 
 function ago(ts) {
@@ -135,8 +160,15 @@ function ConnLine({ im }) {
   return <div id="conn" className={`conn ${state}`} data-state={state} role="status"><i aria-hidden="true" />{text}</div>;
 }
 
-function Sidebar({ im, notes }) {
+function Sidebar({ im, notes, onNewGroup }) {
   const [peer, setPeer] = useState('');
+  const [searching, setSearching] = useState(false);
+  const searchBtn = useRef(null);
+  const closeSearch = () => {
+    setSearching(false);
+    searchBtn.current?.focus();
+  };
+  const avatar = (props) => <ConvAvatar im={im} {...props} />;
   const start = (e) => {
     e.preventDefault();
     if (im.startDirect(peer)) setPeer('');
@@ -153,18 +185,29 @@ function Sidebar({ im, notes }) {
           <button id="notify" className="icon-btn" onClick={notes.ask}
             aria-label="Turn on notifications" title="Notify me of messages while this tab is hidden">🔔</button>
         )}
+        {im.groupsOn() && (
+          <>
+            <button id="search-open" ref={searchBtn} className="icon-btn" onClick={() => setSearching(true)}
+              aria-label="Search messages" title="Search messages" aria-pressed={searching}><SearchIcon /></button>
+            <button id="new-group-open" className="icon-btn" onClick={onNewGroup}
+              aria-label="New group" title="New group"><NewGroupIcon /></button>
+          </>
+        )}
       </header>
-      <form className="new" onSubmit={start}>
+      {searching && <SearchPanel im={im} onClose={closeSearch} avatar={avatar} />}
+      {!searching && <form className="new" onSubmit={start}>
         <label className="sr" htmlFor="new-peer">Start a chat with (a name)</label>
         <input id="new-peer" placeholder="Start a chat with…" value={peer}
           autoCapitalize="none" autoCorrect="off" enterKeyHint="go"
           onChange={(e) => setPeer(e.target.value.trim())} />
         <button disabled={!validUid(peer) || peer === im.uid} title="open the conversation"
           aria-label="Open the conversation">＋</button>
-      </form>
-      <ul className="convs" aria-label="Conversation list">
-        {im.list().map((c) => <ConvItem key={c.id} im={im} c={c} />)}
-      </ul>
+      </form>}
+      {!searching && (
+        <ul className="convs" aria-label="Conversation list">
+          {im.list().map((c) => <ConvItem key={c.id} im={im} c={c} />)}
+        </ul>
+      )}
     </nav>
   );
 }
@@ -178,16 +221,19 @@ function ConvItem({ im, c }) {
     <li className={c.id === im.active ? 'conv active' : 'conv'} data-conv={c.id}>
       <button className="conv-btn" onClick={() => im.open(c.id)}
         aria-current={c.id === im.active ? 'true' : undefined}>
-        <Avatar name={c.peer || c.id} room={!c.peer} online={p ? p.online : undefined} />
+        <ConvAvatar im={im} conv={c.id} />
         <span className="conv-main">
           <span className="conv-top">
-            <span className="conv-title">{im.title(c)}<span className="sr">{presence}</span></span>
+            <span className="conv-title">{im.title(c)}<span className="sr">{c.kind === 'group' ? ', group' : ''}{presence}</span></span>
             {last && <time className="conv-time" dateTime={isoTime(last.ts)} title={fullTime(last.ts)}>{listTime(last.ts)}</time>}
           </span>
           <span className="conv-bottom">
             <span className="conv-last">
               {im.typers(c.id).length ? <em>typing…</em>
-                : last ? `${last.mine ? 'You: ' : c.peer ? '' : `${last.from}: `}${last.text}` : 'no messages yet'}
+                : !last ? 'no messages yet'
+                  : isSystem(last) ? sysLine(last, im.uid)
+                    : last.recalled ? recalledLine(last, im.uid)
+                      : `${last.mine ? 'You: ' : c.peer ? '' : `${last.from}: `}${last.text || fileLabel(last.file)}`}
             </span>
             {n > 0 && <span className="badge" data-unread={n} aria-hidden="true">{n}</span>}
             {n > 0 && <span className="sr">{n} unread</span>}
@@ -228,21 +274,56 @@ function Stamp({ ts }) {
   );
 }
 
-function Message({ im, m, showFrom }) {
+// Our own stored messages have a menu (MessageMenu.jsx): its ⋯ button on a
+// desktop (or a right click), a tap or long press on the bubble on a phone.
+// A recalled message is a line in its place; `flash`: the message a search
+// result opened.
+function Message({ im, m, showFrom, onEdit, editing, flash }) {
   const status = useMsgStatus(im, m);
   const resend = useMsgResend(im);
+  const [menu, setMenu] = useState(false);
+  const [err, setErr] = useState('');
   const failed = status === 'failed';
+  if (m.recalled) {
+    return (
+      <li className={flash ? 'note recalled flash' : 'note recalled'} data-cid={m.cid} data-seq={m.seq || ''} data-recalled="yes">
+        <span>{recalledLine(m, im.uid)}</span>
+      </li>
+    );
+  }
+  const recall = (x) => {
+    setErr('');
+    im.recall(x.conv, x.seq).catch((e) => setErr(errorText(e)));
+  };
+  const hasMenu = m.mine && m.seq && im.groupsOn() && !im.convs.get(m.conv)?.left;
+  const cls = `${m.mine ? 'msg mine' : 'msg'}${editing ? ' editing' : ''}${flash ? ' flash' : ''}${menu ? ' menu-open' : ''}`;
   return (
-    <li className={m.mine ? 'msg mine' : 'msg'} data-cid={m.cid} data-status={status || 'in'}
-      data-seq={m.seq || ''}>
-      {showFrom && !m.mine && <div className="from" style={{ color: `hsl(${hue(m.from)} 50% 40%)` }}>{m.from}</div>}
-      <div className="bubble">
+    <li className={cls} data-cid={m.cid} data-status={status || 'in'}
+      data-seq={m.seq || ''} data-edited={m.edited ? 'yes' : undefined}>
+      {/* 28% lightness keeps every hue at 4.5:1 on the background. */}
+      {showFrom && !m.mine && <div className="from" style={{ color: `hsl(${hue(m.from)} 50% 28%)` }}>{m.from}</div>}
+      {hasMenu && <MessageMenu im={im} m={m} open={menu} setOpen={setMenu} onEdit={onEdit} onRecall={recall} />}
+      <div className="bubble"
+        onClick={hasMenu ? (e) => {
+          // A phone has no hover: a tap on the bubble opens the menu.
+          if (!matchMedia('(max-width: 700px)').matches || e.target.closest('a, button, time')) return;
+          if (im.canEdit(m) || im.canRecall(m)) setMenu(true);
+        } : undefined}
+        onContextMenu={hasMenu ? (e) => {
+          // A right click, or a long press where the browser turns it into one.
+          if (e.target.closest('a, button, time') || !(im.canEdit(m) || im.canRecall(m))) return;
+          e.preventDefault();
+          setMenu(true);
+        } : undefined}>
+        {m.file && <MessageFile im={im} m={m} />}
         <span className="text">{m.text}</span>
         <span className="meta">
+          {m.edited && <span className="edited" title={`edited ${fullTime(m.edited)}`}>edited</span>}
           <Stamp ts={m.ts} />
           {status && <Mark status={status} />}
         </span>
       </div>
+      {err && <div className="why permanent" role="alert"><span className="reason">{err}</span></div>}
       {failed && (
         <div className={m.permanent ? 'why permanent' : 'why'} data-permanent={m.permanent ? 'yes' : 'no'}>
           <span className="reason">{m.permanent ? 'Not sent' : 'Not sent yet'}: {m.error}</span>
@@ -273,28 +354,81 @@ function Conversation({ im, convId, composerRef }) {
   useMsgRead(im, convId);
   useTicker(!!c?.peer);
   const onScroll = useMsgScroll(listRef, msgs, convId);
+  const drop = useAttachDrop(im, convId); // files dropped or pasted (Attach.jsx)
+  // Revision 2: the group info panel, the message being edited (the
+  // composer holds its text), the message a search result opened.
+  const [info, setInfo] = useState(false);
+  const [editing, setEditing] = useState(null); // {cid, seq, text}
+  const [editErr, setEditErr] = useState('');
+  const [flash, setFlash] = useState(null);
+  const infoBtn = useRef(null);
+  useEffect(() => { setInfo(false); setEditing(null); setEditErr(''); setFlash(null); }, [convId]);
+  const focus = im.focus;
+  useEffect(() => {
+    if (!focus || focus.conv !== convId) return undefined;
+    const el = listRef.current?.querySelector(`li[data-seq="${focus.seq}"]`);
+    if (!el) return undefined;
+    el.scrollIntoView({ block: 'center' });
+    setFlash(focus.seq);
+    const t = setTimeout(() => setFlash(null), 3000);
+    return () => clearTimeout(t);
+  }, [focus?.at, convId]); // eslint-disable-line react-hooks/exhaustive-deps
   if (!c) return null;
   const p = c.peer ? im.presenceOf(c.peer) : null;
+  const isGroup = c.kind === 'group' && im.groupsOn();
+  const startEdit = (m) => {
+    setEditErr('');
+    setEditing({ cid: m.cid, seq: m.seq, text: m.text });
+    setTimeout(() => composerRef.current?.focus(), 0);
+  };
+  const cancelEdit = () => {
+    setEditing(null);
+    setEditErr('');
+  };
+  const saveEdit = async () => {
+    const t = editing.text.trim();
+    const m = c.msgs.get(editing.cid);
+    if (!t || !m) return;
+    if (t === m.text) { cancelEdit(); return; }
+    try {
+      await im.editMsg(convId, editing.seq, t);
+      cancelEdit();
+    } catch (e) {
+      setEditErr(errorText(e));
+    }
+  };
+  const closeInfo = () => {
+    setInfo(false);
+    infoBtn.current?.focus();
+  };
   const typers = im.typers(convId);
-  const bytes = textBytes(text.trim());
+  const bytes = textBytes((editing ? editing.text : text).trim());
   const over = bytes > im.textLimit;
   const submit = (e) => {
     e.preventDefault();
+    if (editing) { saveEdit(); return; }
+    if (sendAttached(im, convId, text)) return; // files attached: the text is their caption
     im.send(convId, text); // clears the draft; refuses what is over the limit
   };
   const sub = typers.length ? `${typers.join(', ')} ${typers.length > 1 ? 'are' : 'is'} typing…`
     : p ? (p.online ? 'online' : p.online === null ? 'status unknown while you are offline' : ago(p.last_seen))
       : memberCount(c.membersCount || c.members.length);
   return (
-    <main className="pane" aria-labelledby="pane-title">
+    <>
+    <main className="pane" aria-labelledby="pane-title" {...drop.props}>
+      {drop.hint}
       <header className="pane-head">
         <button className="back icon-btn" id="back" onClick={() => im.open(null)} aria-label="Back to conversations">‹</button>
-        <Avatar name={c.peer || c.id} room={!c.peer} online={p ? p.online : undefined} />
-        <div>
+        <ConvAvatar im={im} conv={c.id} />
+        <div className="pane-head-main">
           <h2 className="pane-title" id="pane-title">{im.title(c)}</h2>
           <div className={typers.length ? 'pane-sub typing' : p?.online === null ? 'pane-sub unknown' : 'pane-sub'}
-            id="pane-sub">{sub}</div>
+            id="pane-sub">{c.left ? 'You are no longer a member' : sub}</div>
         </div>
+        {isGroup && (
+          <button className="icon-btn" id="info-open" ref={infoBtn} onClick={() => (info ? closeInfo() : setInfo(true))}
+            aria-label="Group info" title="Group info" aria-expanded={info} aria-controls={info ? 'group-info' : undefined}><InfoIcon /></button>
+        )}
       </header>
       <ol className="msgs" ref={listRef} id="msgs" onScroll={onScroll} aria-label={`Messages with ${im.title(c)}`}
         tabIndex={0}>
@@ -304,9 +438,14 @@ function Conversation({ im, convId, composerRef }) {
         {msgs.length === 0 && <li className="empty">No messages yet. Say hello 👋</li>}
         {msgs.flatMap((m, i) => {
           const newDay = i === 0 || !sameDay(msgs[i - 1].ts, m.ts);
-          const row = (
-            <Message key={m.cid} im={im} m={m}
-              showFrom={!c.peer && (newDay || msgs[i - 1].from !== m.from)} />
+          const row = isSystem(m) ? (
+            <li key={m.cid} className="note sys" data-cid={m.cid} data-seq={m.seq || ''} data-op={m.sys.op}>
+              <span>{sysLine(m, im.uid)}</span>
+            </li>
+          ) : (
+            <Message key={m.cid} im={im} m={m} onEdit={startEdit} editing={editing?.cid === m.cid}
+              flash={!!m.seq && flash === m.seq}
+              showFrom={!c.peer && (newDay || msgs[i - 1].from !== m.from || isSystem(msgs[i - 1]))} />
           );
           if (!newDay) return [row];
           return [
@@ -317,11 +456,31 @@ function Conversation({ im, convId, composerRef }) {
           ];
         })}
       </ol>
-      <form className="composer" onSubmit={submit}>
-        <label className="sr" htmlFor="composer">Message to {im.title(c)}</label>
-        <input id="composer" ref={composerRef} autoComplete="off" placeholder={`Message ${im.title(c)}`} value={text}
-          aria-invalid={over} enterKeyHint="send" aria-describedby={bytes >= im.textLimit * NEAR ? 'counter' : undefined}
+      {c.left ? (
+        <div className="readonly" id="readonly" role="status">
+          {c.left === 'left' ? 'You left this group' : 'You were removed from this group'}
+          <span>You can read what was said before, but no longer write here.</span>
+        </div>
+      ) : (
+      <form className={editing ? 'composer editing' : 'composer'} onSubmit={submit}
+        onKeyDown={(e) => { if (editing && e.key === 'Escape') { e.preventDefault(); cancelEdit(); } }}>
+        {editing && (
+          <div className="edit-bar" id="edit-bar">
+            <span className="edit-what"><strong>Editing message</strong>
+              <span className="edit-orig">{c.msgs.get(editing.cid)?.text}</span></span>
+            <button type="button" className="icon-btn" id="edit-cancel" onClick={cancelEdit}
+              aria-label="Cancel editing (Esc)" title="Cancel editing (Esc)"><CloseIcon size={18} /></button>
+          </div>
+        )}
+        {editErr && <p className="edit-error" role="alert">{editErr}</p>}
+        {!editing && <StagedFiles im={im} convId={convId} />}
+        {!editing && <AttachButton im={im} convId={convId} />}
+        <label className="sr" htmlFor="composer">{editing ? 'Edit your message' : `Message to ${im.title(c)}`}</label>
+        <input id="composer" ref={composerRef} autoComplete="off" placeholder={`Message ${im.title(c)}`}
+          value={editing ? editing.text : text}
+          aria-invalid={over} enterKeyHint={editing ? 'done' : 'send'} aria-describedby={bytes >= im.textLimit * NEAR ? 'counter' : undefined}
           onChange={(e) => {
+            if (editing) { setEditing({ ...editing, text: e.target.value }); return; }
             im.setDraft(convId, e.target.value);
             im.typing(convId);
           }} />
@@ -331,9 +490,14 @@ function Conversation({ im, convId, composerRef }) {
             {over ? `${bytes - im.textLimit} too many bytes` : `${im.textLimit - bytes} bytes left`}
           </span>
         )}
-        <button id="send" disabled={!text.trim() || over}>Send</button>
+        <button id="send" disabled={(!(editing ? editing.text : text).trim() && (editing || !hasStaged(im, convId))) || over}>{editing ? 'Save' : 'Send'}</button>
       </form>
+      )}
     </main>
+    {isGroup && info && (
+      <GroupPanel im={im} convId={convId} onClose={closeInfo} avatar={(props) => <ConvAvatar im={im} {...props} />} />
+    )}
+    </>
   );
 }
 
@@ -371,6 +535,7 @@ function Chat({ uid, token }) {
   useUnreadTitle(im);
   const notes = useNotifications(im);
   const composerRef = useRef(null);
+  const [newGroup, setNewGroup] = useState(false);
   // A conversation opened on a wide screen is ready to type in; on a phone
   // the keyboard would cover it, so it waits for a tap.
   useEffect(() => {
@@ -379,7 +544,13 @@ function Chat({ uid, token }) {
   if (im.conn.state === 'refused') return <Refused im={im} uid={uid} token={token} />;
   return (
     <div className={im.active ? 'app open' : 'app'}>
-      <Sidebar im={im} notes={notes} />
+      <Sidebar im={im} notes={notes} onNewGroup={() => setNewGroup(true)} />
+      {newGroup && (
+        <NewGroup im={im} onClose={() => {
+          setNewGroup(false);
+          if (!im.active) setTimeout(() => document.getElementById('new-group-open')?.focus(), 0);
+        }} />
+      )}
       {im.active ? <Conversation im={im} convId={im.active} composerRef={composerRef} />
         : (
           <main className="pane blank">

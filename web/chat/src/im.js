@@ -21,6 +21,15 @@
 // - a failure is permanent (the request itself is wrong: a resend gets the
 //   same answer, so none is offered) or transient (retried after the next
 //   reconnect, and by hand), by its error code: see PERMANENT.
+//
+// Revision 2 of the protocol (issue 18: private groups, system and event
+// messages, recall and edit, search) lives in groups.js, whose methods are
+// installed on IMStore at the end of this file; here only what the store
+// itself must do: welcome's `rev`, sync's kind/title/roles, a system
+// message's effect, an event's `target`, and events kept out of ordered().
+
+import { convKind, groupMethods, isEvent, RECALL_WINDOW } from './groups.js';
+import { Attachments, fileWire, idbFiles } from './files.js';
 
 export const ACK_TIMEOUT = 8000;
 // The protocol's limit on `text`, until the server's welcome says otherwise.
@@ -29,7 +38,7 @@ export const TEXT_LIMIT = 4000;
 // can cure. Every other failure is transient: store_failed, rate_limited,
 // internal, no answer, a dropped connection, and codes this client does not
 // know (a later server's "try again" should not lose the message).
-export const PERMANENT = new Set(['bad_json', 'bad_version', 'bad_type', 'bad_field', 'too_large', 'not_member']);
+export const PERMANENT = new Set(['bad_json', 'bad_version', 'bad_type', 'bad_field', 'too_large', 'not_member', 'forbidden']);
 // Close codes by which the server refuses the sign-in (the library does not
 // reconnect after them: FINAL_CODES of web/client/duplex.js).
 export const REFUSED_CODES = [4401, 4403];
@@ -94,6 +103,14 @@ export class IMStore {
     this.listeners = new Set();
     this.readTimer = null;
     this.lastTyping = new Map(); // conv id → when we last said we were typing
+    // Revision 2 (groups.js): the server's revision, its clock minus ours,
+    // how long a message can be recalled, a message the view should show.
+    this.rev = 1;
+    this.skew = 0;
+    this.recallWindow = RECALL_WINDOW;
+    this.focus = null;
+    // Pictures and files (files.js): uploads, kept in IndexedDB beside the outbox.
+    this.files = new Attachments(this, { store: outbox ? idbFiles(uid) : null });
   }
 
   // ---- subscription (useSyncExternalStore) ----
@@ -146,6 +163,7 @@ export class IMStore {
 
   onClose() {
     for (const c of this.convs.values()) c.typing.clear();
+    this.files.onClose();
     this.emit();
   }
 
@@ -161,6 +179,7 @@ export class IMStore {
    * 'sending' (or their permanent failure) and go out with their cid.
    */
   async restore() {
+    this.files.restore().catch(() => {}); // attachments not sent yet (files.js)
     if (!this.outbox) return;
     let saved;
     try {
@@ -216,6 +235,7 @@ export class IMStore {
         if (info.members) c.members = info.members;
         if (info.reads) c.reads = { ...c.reads, ...info.reads };
         if (info.members_count) c.membersCount = info.members_count;
+        this.applyConvInfo(c, info);
         for (const m of info.msgs) this.#addMsg(c, m);
         if (had && info.more) again = true;
         else if (!had) c.more = info.more;
@@ -262,10 +282,11 @@ export class IMStore {
     if (typeof data !== 'object' || data === null) return;
     switch (data.type) {
       case 'welcome':
-        if (data.limits && data.limits.text > 0) {
-          this.textLimit = data.limits.text;
-          this.emit();
-        }
+        if (data.limits && data.limits.text > 0) this.textLimit = data.limits.text;
+        this.rev = data.rev || 1;
+        if (data.time > 0) this.skew = data.time - Date.now();
+        this.files.onWelcome(data);
+        this.emit();
         break;
       case 'ack': {
         // The answer to a send whose request had timed out (the server was
@@ -278,11 +299,14 @@ export class IMStore {
         break;
       }
       case 'deliver': {
+        const known = this.convs.has(data.msg.conv);
         const c = this.#conv(data.msg.conv);
         const fresh = !c.msgs.has(data.msg.cid);
         this.#addMsg(c, data.msg);
         c.typing.delete(data.msg.from);
-        if (fresh && data.msg.from !== this.uid && data.msg.seq > c.readSeq) c.unread++;
+        if (fresh && !data.msg.sys && data.msg.from !== this.uid && data.msg.seq > c.readSeq) c.unread++;
+        // A group we did not know (we were just added): its title and members.
+        if (!known && c.kind === 'group') this.#catchUp();
         this.emit();
         if (c.id === this.active) this.scheduleRead();
         break;
@@ -330,6 +354,11 @@ export class IMStore {
         if (t && t.unref) t.unref();
         break;
       }
+      case 'upload_progress':
+      case 'uploaded':
+      case 'error':
+        this.files.onMessage(data); // an upload's (files.js)
+        break;
       default:
         break;
     }
@@ -428,6 +457,7 @@ export class IMStore {
     c.msgs.delete(cid);
     this.emit();
     this.outbox?.remove(cid).catch(() => {});
+    if (m.upload) this.files.forget(cid);
   }
 
   /** Puts a message that failed for good back into the composer, to be fixed. */
@@ -446,12 +476,14 @@ export class IMStore {
     this.sock.send(JSON.stringify({ v: 1, type: 'typing', conv: convId }));
   }
 
-  async loadOlder(convId) {
+  // Resolves with whether older messages remain; `before` (a seq) jumps
+  // back there (search results far back) instead of the first one held.
+  async loadOlder(convId, limit = 50, before = null) {
     const c = this.convs.get(convId);
-    if (!c || !this.online()) return;
+    if (!c || !this.online()) return false;
     const first = [...c.msgs.values()].filter((m) => m.seq).reduce((a, m) => Math.min(a, m.seq), Infinity);
-    const r = await this.sock.request({ v: 1, type: 'history', conv: convId, before: first === Infinity ? 0 : first, limit: 50 });
-    if (r.type !== 'history') return;
+    const r = await this.sock.request({ v: 1, type: 'history', conv: convId, before: before || (first === Infinity ? 0 : first), limit });
+    if (r.type !== 'history') return false;
     // Older messages go first in the Map so that insertion order stays
     // chronological. One of ours found there (failed, its ack lost) is
     // stored: the same object, now sent.
@@ -461,6 +493,7 @@ export class IMStore {
       const had = c.msgs.get(k);
       if (had) {
         if (had.mine && !had.seq) this.#stored(had, w);
+        else this.#current(had, w);
         older.set(k, had);
       } else {
         older.set(k, this.#fromWire(w));
@@ -468,8 +501,9 @@ export class IMStore {
     }
     for (const [k, v] of c.msgs) if (!older.has(k)) older.set(k, v);
     c.msgs = older;
-    c.more = r.more;
+    if (!before) c.more = r.more;
     this.emit();
+    return !!r.more;
   }
 
   scheduleRead() {
@@ -506,7 +540,7 @@ export class IMStore {
     const c = this.convs.get(convId);
     if (!c) return [];
     const stored = [], waiting = [];
-    for (const m of c.msgs.values()) (m.seq ? stored : waiting).push(m);
+    for (const m of c.msgs.values()) if (!isEvent(m)) (m.seq ? stored : waiting).push(m);
     stored.sort((a, b) => a.seq - b.seq);
     return stored.concat(waiting);
   }
@@ -522,6 +556,7 @@ export class IMStore {
   }
 
   title(c) {
+    if (c.kind === 'group') return c.title || 'Group';
     return c.peer ? c.peer : `# ${c.id.slice(2)}`;
   }
 
@@ -532,6 +567,22 @@ export class IMStore {
     return [...c.typing].filter(([, until]) => until > now).map(([uid]) => uid);
   }
 
+  // For groups.js: the conversation (made when new), a sync after the
+  // running one, a fresh client id.
+  conv(id) {
+    return this.#conv(id);
+  }
+  catchUp() {
+    this.#catchUp();
+  }
+  newCid() {
+    return newCid();
+  }
+  // For files.js: send a message whose attachment is uploaded.
+  transmit(m) {
+    this.#transmit(m);
+  }
+
   // ---- internals ----
   #conv(id) {
     let c = this.convs.get(id);
@@ -540,6 +591,7 @@ export class IMStore {
       c = {
         id, peer, msgs: new Map(), lastSeq: 0, lastHeld: 0, readSeq: 0, unread: 0,
         reads: {}, members: [], membersCount: 0, more: false, typing: new Map(),
+        kind: convKind(id), title: '', roles: {}, left: null,
       };
       this.convs.set(id, c);
     }
@@ -562,11 +614,29 @@ export class IMStore {
       // marked failed): now it is sent.
       if (had.mine && !had.seq) this.#stored(had, wire);
       else Object.assign(had, { seq: wire.seq, mid: wire.mid, ts: wire.ts });
+      this.#current(had, wire);
     } else {
       c.msgs.set(this.#key(wire), this.#fromWire(wire));
+      // Revision 2: a group's system message changes it; an event message
+      // (recall, edit) changes the message it targets.
+      if (wire.sys) this.applySys(c, wire);
+      if (wire.target) {
+        const t = c.msgs.get(this.#key(wire.target));
+        if (t) this.#current(t, wire.target);
+      }
     }
     c.lastSeq = Math.max(c.lastSeq, wire.seq);
     c.lastHeld = Math.max(c.lastHeld, wire.seq);
+  }
+
+  // A stored message as the server has it now (recalled, edited).
+  #current(m, wire) {
+    if (wire.recalled) {
+      Object.assign(m, { recalled: true, text: '' });
+      delete m.file;
+    } else if (wire.edited) {
+      Object.assign(m, { text: wire.text, edited: wire.edited });
+    }
   }
 
   // The server has stored our message `m` (an ack, or the message itself).
@@ -577,27 +647,39 @@ export class IMStore {
     // Only a contiguous seq extends what we hold; a gap waits for sync.
     if (r.seq === c.lastHeld + 1) c.lastHeld = r.seq;
     this.outbox?.remove(m.cid).catch(() => {});
+    if (m.upload) this.files.stored(m);
   }
 
   #fail(m, code, message) {
     const permanent = PERMANENT.has(code);
     Object.assign(m, { status: 'failed', code, error: message || code, permanent });
+    // A group that refuses us: we are out of it (removed while away).
+    const c = this.convs.get(m.conv);
+    if (code === 'forbidden' && c?.kind === 'group' && !c.left) c.left = 'removed';
     this.emit();
     // A transient failure stays 'sending' in the outbox: the next open
     // tries again. A permanent one is kept with its reason, to be seen.
-    if (permanent) this.outbox?.put(m).catch(() => {});
+    if (permanent && m.upload) this.files.keep(m); // kept with its file (files.js)
+    else if (permanent) this.outbox?.put(m).catch(() => {});
   }
 
   #countUnread(c) {
     let n = 0;
-    for (const m of c.msgs.values()) if (m.seq > c.readSeq && m.from !== this.uid) n++;
+    for (const m of c.msgs.values()) if (m.seq > c.readSeq && m.from !== this.uid && !m.sys) n++;
     return n;
   }
 
   #transmit(m) {
+    // An attachment goes up first; files.js sends the message after.
+    if (m.upload && !m.upload.done) {
+      this.files.start(m);
+      return;
+    }
     const attempt = ++m.attempt;
+    const req = { v: 1, type: 'send', conv: m.conv, cid: m.cid, text: m.text };
+    if (m.file?.id) req.file = fileWire(m.file);
     this.sock
-      .request({ v: 1, type: 'send', conv: m.conv, cid: m.cid, text: m.text }, { timeout: ACK_TIMEOUT })
+      .request(req, { timeout: ACK_TIMEOUT })
       .then((r) => {
         if (r.type === 'ack') {
           if (!m.seq) {
@@ -627,3 +709,6 @@ export class IMStore {
       });
   }
 }
+
+// Revision 2: groups, recall and edit, search (groups.js).
+Object.assign(IMStore.prototype, groupMethods);

@@ -22,14 +22,16 @@ function record(m) {
   return { cid, conv, from, text, ts, status, error, permanent: !!permanent };
 }
 
-function done(req) {
+/** A request of IndexedDB as a promise of its result. */
+export function done(req) {
   return new Promise((resolve, reject) => {
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
 }
 
-function committed(tx) {
+/** A transaction of IndexedDB as a promise that it committed. */
+export function committed(tx) {
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
     tx.onerror = () => reject(tx.error);

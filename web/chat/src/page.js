@@ -7,6 +7,8 @@
 //                         from a click (`ask`), never on load
 import { useCallback, useEffect, useRef, useState } from 'react';
 
+import { fileLabel } from './files.js';
+
 export function useViewportHeight() {
   useEffect(() => {
     const vv = window.visualViewport;
@@ -62,10 +64,10 @@ export function useNotifications(im) {
       seen.current.set(c.id, c.unread);
       if (was === undefined || c.unread <= was || !hidden()) continue;
       if (!supported() || Notification.permission !== 'granted') continue;
-      const m = im.ordered(c.id).filter((x) => !x.mine).at(-1);
+      const m = im.ordered(c.id).filter((x) => !x.mine && !x.sys).at(-1);
       if (!m) continue;
       const n = new Notification(c.peer ? m.from : `${m.from} in ${im.title(c)}`, {
-        body: m.text, tag: c.id, icon: 'icon-192.png',
+        body: m.text || fileLabel(m.file), tag: c.id, icon: 'icon-192.png',
       });
       n.onclick = () => {
         window.focus();
