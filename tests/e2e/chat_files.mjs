@@ -32,10 +32,9 @@ import path from 'node:path';
 
 import { check, chromium, finish } from './browser.mjs';
 import {
-  artifacts, chatOptions, duplex, freePort, sleep, startServer, T, waitConn, work,
+  artifacts, axe, chatOptions, duplex, freePort, sleep, startServer, T, waitConn, work,
 } from './chat_ui.mjs';
 
-const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
 const MAX_UPLOAD = 1 << 20; // 1 MiB: the noise picture fits, a 1.5 MB file does not
 const CHUNK_DELAY = 250; // ms between the page's chunks, so that progress is seen
 
@@ -174,18 +173,6 @@ const picOf = async (page, cid) => {
     src: img.getAttribute('src'), w: img.naturalWidth, h: img.naturalHeight, lazy: img.loading,
   }));
 };
-// axe-core (node_modules) on `page`: no serious or critical violation.
-const axePath = path.join(root, 'node_modules/axe-core/axe.min.js');
-async function axe(page, what) {
-  if (!fs.existsSync(axePath)) { console.log(`skip: axe on ${what} (no axe-core)`); return; }
-  await page.addScriptTag({ path: axePath });
-  const r = await page.evaluate(async () => {
-    const res = await window.axe.run(document, { resultTypes: ['violations'] });
-    return res.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
-  });
-  const bad = r.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  check(bad.length === 0, `axe on ${what}: no serious or critical violation${bad.length ? ` (${JSON.stringify(bad)})` : ''}`);
-}
 const count = (page, cid) => page.$$eval(`#msgs li.msg[data-cid="${cid}"]`, (els) => els.length);
 
 let ctxA, ctxB, ctxP;

@@ -33,11 +33,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { check, chromium, finish } from './browser.mjs';
-import { artifacts, chatOptions, freePort, say, sleep, startServer, T, waitConn, waitText, work } from './chat_ui.mjs';
+import {
+  artifacts, axe, chatOptions, freePort, say, sleep, startServer, T, waitConn, waitText, work,
+} from './chat_ui.mjs';
 
 const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
 const WebSocket = createRequire(path.join(root, 'package.json'))('ws');
-const axePath = path.join(root, 'node_modules/axe-core/axe.min.js');
 const docs = process.env.DX_DOCS_SHOTS || null;
 
 fs.mkdirSync(artifacts, { recursive: true });
@@ -47,17 +48,6 @@ const shot = async (page, name, docName = null) => {
   console.log(`screenshot: ${name}`);
 };
 
-async function axe(page, what) {
-  await page.addScriptTag({ path: axePath });
-  const r = await page.evaluate(async () => {
-    const res = await window.axe.run(document, { resultTypes: ['violations'] });
-    return res.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
-  });
-  const bad = r.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  check(bad.length === 0, `axe on ${what}: no serious or critical violation${bad.length ? ` (${JSON.stringify(bad)})` : ''}`);
-  const minor = r.filter((v) => !bad.includes(v));
-  if (minor.length) console.log(`  axe on ${what}, minor: ${minor.map((v) => `${v.id}(${v.impact})`).join(', ')}`);
-}
 
 // A plain WebSocket client of the test: requests answered by id.
 async function client(port, uid) {

@@ -27,12 +27,11 @@ import path from 'node:path';
 
 import { check, chromium, finish } from './browser.mjs';
 import {
-  artifacts, chatOptions, freePort, say, shown, sleep, startServer, T, waitConn, waitStatus, waitText, work,
+  artifacts, axe, chatOptions, freePort, say, shown, sleep, startServer, T, waitConn, waitStatus, waitText, work,
 } from './chat_ui.mjs';
 
 const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
 const WebSocket = createRequire(path.join(root, 'package.json'))('ws');
-const axePath = path.join(root, 'node_modules/axe-core/axe.min.js');
 const docs = process.env.DX_DOCS_SHOTS || null;
 const DAY = 86400000;
 
@@ -123,17 +122,6 @@ const visible = (page, sel) => page.$eval(sel, (e) => {
     && r.left >= 0 && r.right <= window.innerWidth + 0.5 && r.top >= 0 && r.bottom <= window.innerHeight + 0.5;
 }).catch(() => false);
 
-async function axe(page, what) {
-  await page.addScriptTag({ path: axePath });
-  const r = await page.evaluate(async () => {
-    const res = await window.axe.run(document, { resultTypes: ['violations'] });
-    return res.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
-  });
-  const bad = r.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  check(bad.length === 0, `axe on ${what}: no serious or critical violation${bad.length ? ` (${JSON.stringify(bad)})` : ''}`);
-  const minor = r.filter((v) => !bad.includes(v));
-  if (minor.length) console.log(`  axe on ${what}, minor: ${minor.map((v) => `${v.id}(${v.impact})`).join(', ')}`);
-}
 
 // Colour: what the page draws for `emoji` with the bubble's font: the share
 // of its ink in saturated colour (a black outline glyph has none).

@@ -1,14 +1,15 @@
-// What the chat web UI scripts (chat.mjs, chat_offline.mjs) share on top of
-// browser.mjs: their command line (DUPLEX UI_DIR WORK_DIR ARTIFACT_DIR), the
-// limit on each wait, `duplex serve --chat` started on a port and waited
-// for, Chromium with the flags the screenshots want, and helpers that read
-// and drive the conversation pane of a page.
+// What the chat web UI scripts (chat.mjs, chat_offline.mjs, chat_phone.mjs,
+// chat_groups.mjs, chat_files.mjs) share on top of browser.mjs: their
+// command line (DUPLEX UI_DIR WORK_DIR ARTIFACT_DIR), the limit on each wait,
+// `duplex serve --chat` started on a port and waited for, Chromium with the
+// flags the screenshots want, helpers that read and drive the conversation
+// pane of a page, and the axe-core check.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-import { chromiumOptions } from './browser.mjs';
+import { check, chromiumOptions } from './browser.mjs';
 
 export const [duplex, uiDir, work, artifacts] = process.argv.slice(2);
 // Under ASan/UBSan the server is several times slower.
@@ -82,3 +83,19 @@ export const say = async (page, text) => {
   await page.fill('#composer', text);
   await page.press('#composer', 'Enter');
 };
+
+// axe-core (the devDependency in node_modules) on `page`: a failed check for
+// any serious or critical violation; minor ones are printed.
+const axePath = path.join(process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..'),
+  'node_modules/axe-core/axe.min.js');
+export async function axe(page, what) {
+  await page.addScriptTag({ path: axePath });
+  const r = await page.evaluate(async () => {
+    const res = await window.axe.run(document, { resultTypes: ['violations'] });
+    return res.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) }));
+  });
+  const bad = r.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  check(bad.length === 0, `axe on ${what}: no serious or critical violation${bad.length ? ` (${JSON.stringify(bad)})` : ''}`);
+  const minor = r.filter((v) => !bad.includes(v));
+  if (minor.length) console.log(`  axe on ${what}, minor: ${minor.map((v) => `${v.id}(${v.impact})`).join(', ')}`);
+}
