@@ -1,17 +1,11 @@
 /* Stand-in for store_pg.c and broker_redis.c in a build without cluster
  * support (-DDUPLEX_CLUSTER=OFF): a postgresql:// database or a redis://
  * URL is refused with this reason, and nothing links libpq or hiredis. */
-#include <string.h>
-
 #include "chat/broker_redis.h"
 #include "chat/store.h"
 
 static const char *const off =
     "this duplex was built without cluster support (-DDUPLEX_CLUSTER=OFF)";
-
-int dx__chat_store_is_pg_url(const char *s) {
-    return s && (!strncmp(s, "postgresql://", 13) || !strncmp(s, "postgres://", 11));
-}
 
 dx__chat_store *dx__chat_store_pg(const char *url, const char **why) {
     (void)url;

@@ -19,6 +19,7 @@
 #define DX_CHAT_STORE_H
 
 #include <stdint.h>
+#include <string.h>
 
 typedef struct dx__chat_msg {
     const char *conv;
@@ -188,7 +189,10 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why);
  * the next begin(). Calls block the caller until the server answers.
  * Returns NULL on failure with a one-line reason in `why` (static). */
 dx__chat_store *dx__chat_store_pg(const char *url, const char **why);
-/* 1 when `s` starts with postgresql:// or postgres://. */
-int dx__chat_store_is_pg_url(const char *s);
+/* 1 when `s` starts with postgresql:// or postgres://: the store it names
+ * is PostgreSQL's (inline: a build without store_pg.c asks it too). */
+static inline int dx__chat_store_is_pg_url(const char *s) {
+    return s && (!strncmp(s, "postgresql://", 13) || !strncmp(s, "postgres://", 11));
+}
 
 #endif

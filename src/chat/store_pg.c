@@ -931,10 +931,6 @@ static const dx__chat_store_ops PG_OPS = {
     .file_find = pg_file_find,
 };
 
-int dx__chat_store_is_pg_url(const char *s) {
-    return s && (!strncmp(s, "postgresql://", 13) || !strncmp(s, "postgres://", 11));
-}
-
 dx__chat_store *dx__chat_store_pg(const char *url, const char **why) {
     pg_store *s = dx__calloc(1, sizeof *s);
     if (!s) {
