@@ -23,21 +23,24 @@ void dx_cli_metrics_chat(dx_chat *chat) {
     chat_of = chat;
 }
 
-/* One latency histogram of dx_chat_stats, in seconds. */
-static void chat_hist(FILE *f, const char *name, const char *help, const uint64_t *b,
-                      uint64_t sum) {
-    static const uint32_t bounds[] = DX_CHAT_LATENCY_BOUNDS_US;
+/* A histogram kept in microseconds, written in seconds: `nbounds` upper
+ * bounds, `b` their counts and one more for what is over the last. The
+ * count is the +Inf bucket, not a separate counter: the words are read
+ * while the server's thread may add to them, and a scrape between two
+ * updates must not disagree with itself. */
+static void hist(FILE *f, const char *name, const char *help, const uint32_t *bounds, int nbounds,
+                 const uint64_t *b, uint64_t sum_us) {
     head(f, name, "histogram", help);
     uint64_t cum = 0;
-    for (int i = 0; i <= DX_CHAT_LATENCY_BUCKETS; i++) {
+    for (int i = 0; i <= nbounds; i++) {
         cum += b[i];
-        if (i < DX_CHAT_LATENCY_BUCKETS)
+        if (i < nbounds)
             fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i] / 1e6,
                     (unsigned long long)cum);
         else
             fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     }
-    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum / 1e6, name,
+    fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum_us / 1e6, name,
             (unsigned long long)cum);
 }
 
@@ -69,11 +72,12 @@ static void chat_metrics(FILE *f) {
     chat_counter(f, "duplex_chat_store_errors_total", "counter",
                  "Commits that failed (their requests got store_failed).", c.store_errors);
     chat_counter(f, "duplex_chat_devices", "gauge", "Devices connected to this node.", c.devices);
-    chat_hist(f, "duplex_chat_ack_seconds",
-              "From a send's arrival to its ack written, the commit included.", c.ack_us,
-              c.ack_us_sum);
-    chat_hist(f, "duplex_chat_commit_seconds", "One commit of the chat's store (fsync included).",
-              c.commit_us, c.commit_us_sum);
+    static const uint32_t bounds[] = DX_CHAT_LATENCY_BOUNDS_US;
+    hist(f, "duplex_chat_ack_seconds",
+         "From a send's arrival to its ack written, the commit included.", bounds,
+         DX_CHAT_LATENCY_BUCKETS, c.ack_us, c.ack_us_sum);
+    hist(f, "duplex_chat_commit_seconds", "One commit of the chat's store (fsync included).",
+         bounds, DX_CHAT_LATENCY_BUCKETS, c.commit_us, c.commit_us_sum);
 }
 static int (*next_http)(dx_server_conn *c, void *user, const dx_http_route *r);
 
@@ -199,23 +203,10 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
         "Threads whose open WebSockets use io_uring (the others use epoll).", (uint64_t)t.uring);
     one(f, "duplex_loop_iterations_total", "counter", "Event loop iterations.", s->loop_turns);
     one(f, "duplex_loop_timers_total", "counter", "Timer callbacks run.", s->loop_timers);
-    head(f, "duplex_loop_turn_seconds", "histogram",
-         "Time one loop iteration spends working (wait excluded): a stall shows here.");
     static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
-    uint64_t cum = 0;
-    for (int i = 0; i < DX_LOOP_TURN_BUCKETS; i++) {
-        cum += s->loop_turn_us[i];
-        if (i < DX_LOOP_TURN_BUCKETS - 1)
-            fprintf(f, "duplex_loop_turn_seconds_bucket{le=\"%g\"} %llu\n", bounds[i] / 1e6,
-                    (unsigned long long)cum);
-        else
-            fprintf(f, "duplex_loop_turn_seconds_bucket{le=\"+Inf\"} %llu\n",
-                    (unsigned long long)cum);
-    }
-    fprintf(f, "duplex_loop_turn_seconds_sum %.6f\n", (double)s->loop_turn_us_sum / 1e6);
-    /* The count is the +Inf bucket, not loop_turns: the two are separate
-     * words, and a scrape between their updates must not disagree. */
-    fprintf(f, "duplex_loop_turn_seconds_count %llu\n", (unsigned long long)cum);
+    hist(f, "duplex_loop_turn_seconds",
+         "Time one loop iteration spends working (wait excluded): a stall shows here.", bounds,
+         DX_LOOP_TURN_BUCKETS - 1, s->loop_turn_us, s->loop_turn_us_sum);
     chat_metrics(f);
     if (fclose(f) != 0) {
         free(buf);
