@@ -325,7 +325,9 @@ int dx__chat_flush(dx__chat *chat) {
         if (chat->fo.pres[i].was_online >= 0)
             presence_push(chat, chat->fo.pres[i].uid, !chat->fo.pres[i].was_online, now);
     chat->fo.npres -= np;
-    memmove(chat->fo.pres, chat->fo.pres + np, chat->fo.npres * sizeof *chat->fo.pres);
+    /* pres is NULL until the first presence change: no memmove of nothing
+     * from it (UB, which UBSan aborts on). */
+    if (np) memmove(chat->fo.pres, chat->fo.pres + np, chat->fo.npres * sizeof *chat->fo.pres);
     dx__keytab_clear(&chat->fo.turn_ix);
     return rc < 0 ? DX_EIO : 0;
 }

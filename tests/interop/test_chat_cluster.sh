@@ -211,7 +211,12 @@ echo "ok   nodes on ${ports[*]}"
 # A member removed from a private group on another node than his own
 # stops receiving there at once (chat_rich.mjs cluster).
 timeout 60 node "$here/chat_rich.mjs" "ws://127.0.0.1:${ports[0]}" cluster "ws://127.0.0.1:${ports[1]}" \
-  >"$DX_TMP/rich-cluster.out" || { cat "$DX_TMP/rich-cluster.out" >&2; exit 1; }
+  >"$DX_TMP/rich-cluster.out" || {
+  cat "$DX_TMP/rich-cluster.out" >&2
+  echo "--- node logs" >&2
+  tail -n 20 "$DX_TMP"/node*.log >&2
+  exit 1
+}
 echo "ok   $(grep -c '^ok' "$DX_TMP/rich-cluster.out") checks of a group removal across nodes"
 
 KILL_PID=${pids[2]} TERM_PID=${pids[1]} REDIS_PORT=$RPORT TTL_S=$TTL timeout 120 node "$here/chat_cluster.mjs" \
