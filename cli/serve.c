@@ -72,7 +72,10 @@ static void usage(FILE *f) {
            "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
            "                          typing=5/20 presence=5/20 fetch=10/40 (sync, history)\n"
            "  --max-rooms N|off       rooms one user may be in (default 1000)\n"
-           "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n");
+           "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n"
+           "  --connects-per-ip N|off WebSocket connections a minute from one address, past\n"
+           "                          which the upgrade gets 429 (default 300)\n"
+           "  --connects-per-user N|off  the same per user (default 30)\n");
     fprintf(f, "  --files DIR             where uploaded files are kept (default: DB.files beside\n"
                "                          a SQLite --db; none in memory; with PostgreSQL, uploads\n"
                "                          are on only with --files, a directory all nodes share)\n"
@@ -351,7 +354,8 @@ int dx_cli_serve(int argc, char **argv) {
             VALUE();
             if (dx_cli_seconds(val, 0, &chat_opts.recall_ms))
                 return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--rate-limit") || FLAG("--max-rooms") || FLAG("--sync-page")) {
+        } else if (FLAG("--rate-limit") || FLAG("--max-rooms") || FLAG("--sync-page") ||
+                   FLAG("--connects-per-ip") || FLAG("--connects-per-user")) {
             VALUE();
             if (dx_cli_chat_limit(&chat_opts, arg, val)) return 2;
         } else if (FLAG("--quiet") || FLAG("-q")) {
@@ -488,8 +492,9 @@ int dx_cli_serve(int argc, char **argv) {
         return dx_cli_bad("serve", "--files, --max-upload and --recall-window go with --chat",
                           NULL);
     if (mode != MODE_CHAT && chat_opts.limits_set)
-        return dx_cli_bad("serve", "--rate-limit, --max-rooms and --sync-page go with --chat",
-                          NULL);
+        return dx_cli_bad(
+            "serve", "--rate-limit, --max-rooms, --sync-page and --connects-per-* go with --chat",
+            NULL);
     if (mode != MODE_CHAT &&
         (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms || chat_opts.dev_login))
         return dx_cli_bad("serve", "--db, --secret, --presence-ttl and --dev-login go with --chat",

@@ -178,6 +178,8 @@ dx_chat *dx_cli_chat_start(dx_loop *loop, const dx_cli_chat_opts *o, dx_server_c
     cc.dev_login = o->dev_login;
     cc.dev_login_ttl = (uint32_t)o->token_ttl;
     cc.limits = o->limits;
+    cc.connects_per_ip = o->connects_ip;
+    cc.connects_per_uid = o->connects_uid;
     cc.files_dir = o->files;
     cc.max_upload = o->max_upload;
     cc.recall_window_ms = o->recall_ms;
@@ -236,6 +238,12 @@ int dx_cli_chat_limit(dx_cli_chat_opts *o, const char *flag, const char *val) {
     o->limits_set = 1;
     if (!strcmp(flag, "--max-rooms")) {
         if (limit_num(val, &l->max_rooms)) return dx_cli_bad("serve", "bad number of rooms", val);
+        return 0;
+    }
+    if (!strcmp(flag, "--connects-per-ip") || !strcmp(flag, "--connects-per-user")) {
+        uint32_t *n = flag[15] == 'i' ? &o->connects_ip : &o->connects_uid;
+        if (limit_num(val, n) || !*n)
+            return dx_cli_bad("serve", "bad number of connections a minute", val);
         return 0;
     }
     if (!strcmp(flag, "--sync-page")) {

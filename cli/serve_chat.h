@@ -20,11 +20,14 @@ typedef struct dx_cli_chat_opts {
     const char *files;        /* --files DIR (NULL: DB.files beside a SQLite --db) */
     uint64_t max_upload;      /* --max-upload BYTES (0: 25 MiB) */
     uint32_t recall_ms;       /* --recall-window S (0: 2 minutes) */
+    uint32_t connects_ip;     /* --connects-per-ip N|off (0: 300 a minute) */
+    uint32_t connects_uid;    /* --connects-per-user N|off (0: 30 a minute) */
 } dx_cli_chat_opts;
 
 /* --rate-limit KIND=RATE[/BURST] (KIND send, bytes, join, read, typing,
  * presence or fetch; RATE per second; "KIND=off" for none), --max-rooms
- * N|off and --sync-page N|off (`flag` names which) into o->limits.
+ * N|off and --sync-page N|off (`flag` names which) into o->limits;
+ * --connects-per-ip N|off and --connects-per-user N|off (a minute).
  * Returns 0, or 2 after printing the usage error. */
 int dx_cli_chat_limit(dx_cli_chat_opts *o, const char *flag, const char *val);
 

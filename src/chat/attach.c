@@ -140,6 +140,7 @@ int dx__chat_file_visible(dx__chat *chat, const char *uid, const char *conv, con
         dx__chat_conv_kind(conv, uid) == DX_CHAT_CONV_BAD)
         return 0;
     dx__chat_before_read(chat); /* committed messages only */
+    chat->hold = 0;             /* no reply of the engine's follows: HTTP answers */
     char file[2048];
     int rc = chat->st->ops->file_find(chat->st, uid, conv, id, file, sizeof file);
     if (rc <= 0) return rc;

@@ -22,12 +22,19 @@ char *dx__chat_dump(json_t *j) {
     return s;
 }
 
+static int wait_push(dx__chat *chat, const pending *p);
+
 void dx__chat_send_json(dx__chat *chat, dx__chat_dev *d, json_t *j) {
     char *s = dx__chat_dump(j);
-    if (s) {
-        chat->io.send(chat->io.arg, d, s, strlen(s));
-        free(s);
+    if (!s) return;
+    if (chat->hold) {
+        /* A reply to a read that may show what is not durable yet: it
+         * leaves after the last commit, in order (before_read). */
+        pending p = {.dev = d, .reply = s, .no = chat->commits};
+        if (wait_push(chat, &p) == 0) return;
     }
+    chat->io.send(chat->io.arg, d, s, strlen(s));
+    free(s);
 }
 
 static void send_error(dx__chat *chat, dx__chat_dev *d, json_t *id, const char *code,
@@ -152,6 +159,14 @@ static void presence_settle(dx__chat *chat, int64_t now) {
     }
 }
 
+/* Queues `j` (taken) for every member of `conv`, behind this turn's
+ * commit like a delivery, but not counted as one. */
+static int add_push(dx__chat *chat, const char *conv, json_t *j) {
+    int rc = dx__chat_add_pending(chat, NULL, NULL, NULL, conv, j, 1, NULL);
+    if (rc == 0) chat->pend[chat->npend - 1].is_push = 1;
+    return rc;
+}
+
 /* This turn's receipts, one per reader and conversation with its highest
  * seq, and only when that is not what was pushed last (a read that did not
  * move the position tells nobody anything). */
@@ -169,9 +184,7 @@ static void receipts_push(dx__chat *chat, int64_t now) {
         }
         json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "read",
                               "conv", rc->conv, "uid", rc->uid, "seq", (json_int_t)rc->seq);
-        char *s = j ? dx__chat_dump(j) : NULL;
-        if (s) (void)to_members(chat, rc->conv, s, NULL);
-        free(s);
+        if (j) (void)add_push(chat, rc->conv, j);
     }
 }
 
@@ -206,11 +219,7 @@ static int members_note(dx__chat *chat, const char *conv, const char *uid) {
         snprintf(m->conv, sizeof m->conv, "%s", conv);
         m->joined = joined;
     }
-    if (m->joined && json_array_size(m->joined) >= MEMBERS_LIST) {
-        json_decref(m->joined);
-        m->joined = NULL;
-    }
-    if (m->joined) json_array_append_new(m->joined, json_string(uid));
+    json_array_append_new(m->joined, json_string(uid));
     return 0;
 }
 
@@ -218,21 +227,56 @@ static int count_only(void *arg, const char *uid, int64_t n) {
     return 0;
 }
 
-/* The rooms that gained members this turn, after the commit: every
- * member's devices (the new ones' included) get the room's count, and who
- * joined while the room is small enough to be listed in sync. One push per
- * room per turn, so a burst of arrivals costs each member one message. */
+/* The member count of a large room, remembered for COUNT_MS: counting is
+ * a scan of the room's members, which a lobby of 10,000 would otherwise
+ * pay in every sync and every turn that brings an arrival. */
+#define COUNT_MS 1000
+#define COUNT_KEYS 1024
+
+int dx__chat_count_cached(dx__chat *chat, const char *conv, int64_t *count) {
+    dx__keyent *e =
+        dx__keytab_get(&chat->counts, conv, strlen(conv), chat->io.now_ms(chat->io.arg), 0, NULL);
+    if (!e) return 0;
+    *count = e->a;
+    return 1;
+}
+
+void dx__chat_count_note(dx__chat *chat, const char *conv, int64_t count) {
+    int64_t now = chat->io.now_ms(chat->io.arg);
+    int fresh = 0;
+    dx__keyent *e = dx__keytab_get(&chat->counts, conv, strlen(conv), now, 1, &fresh);
+    if (!e) return;
+    if (fresh) e->until = now + COUNT_MS;
+    e->a = count;
+}
+
+/* The rooms that gained members this turn, after the commit, one push per
+ * room: a room of at most MEMBERS_LIST members (whose list sync gives)
+ * tells every member's devices the new count and who joined; a larger one
+ * tells only the newcomers (their count), so that an arrival costs
+ * O(1) messages however big the room: the others see the count at their
+ * next sync (docs/chat-protocol.md, "join"). */
 static void members_push(dx__chat *chat) {
     for (size_t i = 0; i < chat->fo.nmem; i++) {
         struct mnote *m = &chat->fo.mem[i];
         int64_t count = 0;
-        if (chat->st->ops->members(chat->st, m->conv, 0, &count, count_only, NULL) == 0) {
+        size_t n = json_array_size(m->joined);
+        if (dx__chat_count_cached(chat, m->conv, &count) && count > MEMBERS_LIST)
+            count += (int64_t)n;
+        else if (chat->st->ops->members(chat->st, m->conv, 0, &count, count_only, NULL) < 0)
+            count = -1;
+        if (count > MEMBERS_LIST) dx__chat_count_note(chat, m->conv, count);
+        for (size_t k = 0; count >= 0 && k < (count > MEMBERS_LIST ? n : 1); k++) {
             json_t *j = json_pack("{s:i, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "members",
                                   "conv", m->conv, "count", (json_int_t)count);
-            if (j && m->joined && count <= MEMBERS_LIST) json_object_set(j, "joined", m->joined);
-            char *s = j ? dx__chat_dump(j) : NULL;
-            if (s) (void)to_members(chat, m->conv, s, NULL);
-            free(s);
+            if (!j) break;
+            if (count <= MEMBERS_LIST) {
+                json_object_set(j, "joined", m->joined);
+                (void)add_push(chat, m->conv, j);
+            } else if (dx__chat_add_pending(chat, NULL, NULL, NULL, NULL, j, 1,
+                                            json_string_value(json_array_get(m->joined, k))) == 0) {
+                chat->pend[chat->npend - 1].is_push = 1;
+            }
         }
         json_decref(m->joined);
     }
@@ -254,11 +298,96 @@ static int64_t mono_us(dx__chat *chat) {
     return chat->io.mono_us ? chat->io.mono_us(chat->io.arg) : 0;
 }
 
+/* ---- durability --------------------------------------------------------
+ * A turn's outputs (acks, deliveries, receipts, members pushes, and the
+ * replies of reads that may show them) leave only once the commit that
+ * holds them is durable. For a store whose commit() is the durability
+ * point that is at once; for one with sync() (SQLite: store_sqlite.c),
+ * they wait in `wait`, numbered by commit, while io.sync runs the fsync on
+ * the transport's store thread; the loop goes on meanwhile, and the turns
+ * that commit during one fsync share the next (group commit, sized by what
+ * arrived while the disk was busy). Typing and presence never wait. */
+
+static void pending_free(pending *p) {
+    json_decref(p->id);
+    free(p->reply);
+    free(p->bcast);
+    dx__free(p->conv);
+}
+
+static int wait_push(dx__chat *chat, const pending *p) {
+    if (chat->nwait == chat->wcap) {
+        if (chat->whead > 0) {
+            memmove(chat->wait, chat->wait + chat->whead,
+                    (chat->nwait - chat->whead) * sizeof *chat->wait);
+            chat->nwait -= chat->whead;
+            chat->whead = 0;
+        }
+        if (chat->nwait == chat->wcap) {
+            size_t ncap = chat->wcap ? chat->wcap * 2 : 64;
+            pending *nw = dx__realloc(chat->wait, ncap * sizeof *nw);
+            if (!nw) return DX_ENOMEM;
+            chat->wait = nw;
+            chat->wcap = ncap;
+        }
+    }
+    chat->wait[chat->nwait++] = *p;
+    return 0;
+}
+
+/* Sends what `p` carried (ok) or tells its request the store failed. */
+static void pending_out(dx__chat *chat, pending *p, int ok, int64_t t_sent) {
+    if (!ok) {
+        if (p->dev && p->reply)
+            send_error(chat, p->dev, p->id, "store_failed",
+                       "the database refused the write; nothing was stored", NULL);
+        return;
+    }
+    if (p->dev && p->reply) chat->io.send(chat->io.arg, p->dev, p->reply, strlen(p->reply));
+    if (p->is_ack) {
+        chat->stats.acks++;
+        if (chat->io.mono_us)
+            dx__chat_observe(chat->stats.ack_us, &chat->stats.ack_us_sum, t_sent - p->t0);
+    }
+    if (p->conv && p->bcast) {
+        if (!p->is_push) chat->stats.deliveries++;
+        (void)to_members(chat, p->conv, p->bcast, p->bcast_self ? NULL : p->dev);
+    }
+    /* A removed member hears of its removal last, and only here: the
+     * lookup above no longer finds it. */
+    if (p->also[0] && p->bcast) (void)dx__chat_publish(chat, p->also, p->bcast, NULL);
+    if (p->fid[0] || p->tid[0]) dx__chat_files_release(chat, p->fid, p->tid);
+}
+
+/* Sends what waited for commits up to chat->durable; `failed` commits
+ * (from `failed_from` on) get store_failed instead. Entries are taken one
+ * at a time: sending may close a device, which clears its entries. */
+static void release(dx__chat *chat, uint64_t failed_from) {
+    int64_t t_sent = chat->io.mono_us ? mono_us(chat) : 0;
+    while (chat->whead < chat->nwait && chat->wait[chat->whead].no <= chat->durable) {
+        pending p = chat->wait[chat->whead++];
+        pending_out(chat, &p, !failed_from || p.no < failed_from, t_sent);
+        pending_free(&p);
+    }
+    if (chat->whead == chat->nwait) chat->whead = chat->nwait = 0;
+}
+
+void dx__chat_durable(dx__chat *chat, uint64_t no, int rc) {
+    if (no <= chat->durable) return;
+    uint64_t failed_from = 0;
+    if (rc < 0) {
+        chat->stats.store_errors++;
+        failed_from = chat->durable + 1;
+    }
+    chat->durable = no;
+    release(chat, failed_from);
+}
+
 int dx__chat_flush(dx__chat *chat) {
     int64_t now = chat->fo.npres || chat->fo.nrcpt ? chat->io.now_ms(chat->io.arg) : 0;
     presence_settle(chat, now);
     chat->scheduled = 0;
-    int rc = 0;
+    int rc = 0, wrote = 0;
     if (chat->in_tx) {
         int64_t t0 = mono_us(chat);
         rc = chat->st->ops->commit(chat->st);
@@ -266,6 +395,7 @@ int dx__chat_flush(dx__chat *chat) {
             chat->st->ops->rollback(chat->st);
             chat->stats.store_errors++;
         } else {
+            wrote = 1;
             chat->stats.commits++;
             chat->stats.committed += chat->npend;
             if (chat->io.mono_us)
@@ -274,52 +404,48 @@ int dx__chat_flush(dx__chat *chat) {
         }
         chat->in_tx = 0;
     }
-    int64_t t_sent = chat->io.mono_us && rc >= 0 ? mono_us(chat) : 0;
-    /* Entries are taken one at a time so that a reply's own effects cannot
-     * see a half-processed list. */
-    for (size_t i = 0; i < chat->npend; i++) {
-        pending *p = &chat->pend[i];
-        if (rc < 0) {
-            if (p->dev && p->reply)
-                send_error(chat, p->dev, p->id, "store_failed",
-                           "the database refused the write; nothing was stored", NULL);
-        } else {
-            if (p->dev && p->reply) chat->io.send(chat->io.arg, p->dev, p->reply, strlen(p->reply));
-            if (p->is_ack) {
-                chat->stats.acks++;
-                if (chat->io.mono_us)
-                    dx__chat_observe(chat->stats.ack_us, &chat->stats.ack_us_sum, t_sent - p->t0);
-            }
-            if (p->conv && p->bcast) {
-                chat->stats.deliveries++;
-                (void)to_members(chat, p->conv, p->bcast, p->bcast_self ? NULL : p->dev);
-            }
-            /* A removed member hears of its removal last, and only here:
-             * the lookup above no longer finds it. */
-            if (p->also[0] && p->bcast) (void)dx__chat_publish(chat, p->also, p->bcast, NULL);
-            if (p->fid[0] || p->tid[0]) dx__chat_files_release(chat, p->fid, p->tid);
+    if (rc < 0) {
+        /* Nothing of this turn was stored: its requests hear so at once
+         * (what earlier turns committed still waits for its fsync). */
+        for (size_t i = 0; i < chat->npend; i++) {
+            pending_out(chat, &chat->pend[i], 0, 0);
+            pending_free(&chat->pend[i]);
         }
-        json_decref(p->id);
-        free(p->reply);
-        free(p->bcast);
-        dx__free(p->conv);
-    }
-    chat->npend = 0;
-    /* Receipts only once their position is committed; presence is about
-     * connections, not the store, so it goes either way. */
-    if (rc >= 0) receipts_push(chat, now);
-    chat->fo.nrcpt = 0;
-    /* Memberships likewise; a failed commit joined nobody. */
-    if (rc >= 0) {
-        members_push(chat);
-    } else {
+        chat->npend = 0;
+        chat->fo.nrcpt = 0;
         for (size_t i = 0; i < chat->fo.nmem; i++)
             json_decref(chat->fo.mem[i].joined);
         chat->fo.nmem = 0;
+    } else {
+        /* Receipts and memberships only once their positions are
+         * committed: they follow this turn's deliveries. */
+        receipts_push(chat, now);
+        chat->fo.nrcpt = 0;
+        members_push(chat);
+        if (wrote) chat->commits++;
+        size_t i = 0;
+        for (; i < chat->npend; i++) {
+            chat->pend[i].no = chat->commits;
+            if (wait_push(chat, &chat->pend[i]) < 0) break;
+        }
+        /* Out of memory for the queue: those requests get no ack, as if
+         * the connection had dropped; a resend is answered as a dup. */
+        for (; i < chat->npend; i++)
+            pending_free(&chat->pend[i]);
+        chat->npend = 0;
+        if (!wrote)
+            release(chat, 0); /* nothing new to wait for */
+        else if (!chat->st->ops->sync)
+            dx__chat_durable(chat, chat->commits, 0);
+        else if (chat->io.sync)
+            chat->io.sync(chat->io.arg, chat->commits);
+        else
+            dx__chat_durable(chat, chat->commits, chat->st->ops->sync(chat->st));
     }
-    /* A push may close a device (a slow consumer), whose close adds an
-     * entry meanwhile: that one is settled at the next flush, which its
-     * dx__chat_close asked for. */
+    /* Presence is about connections, not the store: it goes either way,
+     * and at once. A push may close a device (a slow consumer), whose
+     * close adds an entry meanwhile: that one is settled at the next
+     * flush, which its dx__chat_close asked for. */
     size_t np = chat->fo.npres;
     for (size_t i = 0; i < np; i++)
         if (chat->fo.pres[i].was_online >= 0)
@@ -447,6 +573,8 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
 void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
     for (size_t i = 0; i < chat->npend; i++)
         if (chat->pend[i].dev == d) chat->pend[i].dev = NULL;
+    for (size_t i = chat->whead; i < chat->nwait; i++)
+        if (chat->wait[i].dev == d) chat->wait[i].dev = NULL;
     if (!d->online) return;
     d->online = 0;
     chat->stats.devices--;
@@ -896,7 +1024,14 @@ static const struct {
     {"upload", dx__chat_do_upload, DX__CHAT_SEND},
 };
 
+static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary);
+
 void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
+    message(chat, d, data, len, binary);
+    chat->hold = 0; /* set by a read (before_read) for its own replies */
+}
+
+static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
     dx__chat_req r = {chat, d, NULL, NULL, 0};
     chat->t_req = mono_us(chat);
     if (binary) {
@@ -1037,6 +1172,7 @@ dx__chat *dx__chat_new(const dx__chat_io *io, dx__chat_store *store, const char 
     dx__keytab_init(&chat->fo.typing, TYPING_KEYS);
     dx__keytab_init(&chat->fo.turn_ix, TURN_KEYS);
     dx__keytab_init(&chat->fo.rcpt_sent, RCPT_SENT_KEYS);
+    dx__keytab_init(&chat->counts, COUNT_KEYS);
     if (lobby && *lobby) {
         if (!dx__chat_valid_uid(lobby, strlen(lobby))) {
             *why = "bad lobby room name (1-32 of A-Z a-z 0-9 _ -)";
@@ -1072,10 +1208,19 @@ void dx__chat_free(dx__chat *chat) {
      * last_seen written. */
     if (chat->in_tx || chat->npend || chat->fo.npres || chat->fo.nrcpt || chat->fo.nmem)
         (void)dx__chat_flush(chat);
+    /* What still waits for its fsync (the transport's store thread has
+     * stopped): synced here, so that recalled files are released. */
+    if (chat->whead < chat->nwait)
+        dx__chat_durable(chat, chat->commits,
+                         chat->st->ops->sync ? chat->st->ops->sync(chat->st) : 0);
+    for (size_t i = chat->whead; i < chat->nwait; i++)
+        pending_free(&chat->wait[i]);
+    dx__free(chat->wait);
     dx__free(chat->pend);
     dx__keytab_free(&chat->fo.typing);
     dx__keytab_free(&chat->fo.turn_ix);
     dx__keytab_free(&chat->fo.rcpt_sent);
+    dx__keytab_free(&chat->counts);
     dx__free(chat->fo.rcpt);
     dx__free(chat->fo.pres);
     dx__free(chat->fo.mem);

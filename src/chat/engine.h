@@ -8,8 +8,10 @@
  * that write (send, read, join) run inside one store transaction per loop
  * turn; their replies wait in a pending list, and io.schedule asks the
  * transport to call dx__chat_flush after the turn's callbacks, which
- * commits and only then sends acks and deliveries (group commit). Reads
- * (history, sync) flush first, so nothing uncommitted is ever shown. */
+ * commits and, once the commit is durable, sends acks and deliveries
+ * (group commit; the fsync may run on another thread: io.sync). Reads
+ * (history, sync) flush first, and their replies wait for the same
+ * fsync, so nothing that could still be lost is ever shown. */
 #ifndef DX_CHAT_ENGINE_H
 #define DX_CHAT_ENGINE_H
 
@@ -57,6 +59,11 @@ typedef struct dx__chat_io {
     /* A monotonic clock in µs, for the latency histograms of
      * dx_chat_stats. Optional (NULL: no latencies). */
     int64_t (*mono_us)(void *arg);
+    /* For a store with sync() (store.h): runs it off the loop, on a thread
+     * of the transport's, for commit number `no` and those before it, and
+     * then calls dx__chat_durable(no, rc) on the loop. Optional (NULL: the
+     * engine calls sync() itself, on the loop, after each commit). */
+    void (*sync)(void *arg, uint64_t no);
 } dx__chat_io;
 
 typedef struct dx__chat dx__chat;
@@ -128,6 +135,11 @@ void dx__chat_close(dx__chat *chat, dx__chat_dev *d);
 /* Commits the turn's writes and sends what waited for it. Returns 0, or
  * DX_EIO when the commit failed (the requests got store_failed). */
 int dx__chat_flush(dx__chat *chat);
+
+/* Commits up to number `no` are durable (rc 0): their acks, deliveries
+ * and the replies that waited for them leave now, in order. Or their
+ * sync() failed (rc < 0): the requests get store_failed instead. */
+void dx__chat_durable(dx__chat *chat, uint64_t no, int rc);
 
 /* 1 when `s` is a valid uid: 1-32 of A-Z a-z 0-9 _ -. */
 int dx__chat_valid_uid(const char *s, size_t len);

@@ -28,8 +28,10 @@ typedef struct pending {
     /* Files a recall let go: their bytes are deleted after the commit
      * when no message holds them any more ("" for none). */
     char fid[DX_CHAT_FILE_ID_LEN + 1], tid[DX_CHAT_FILE_ID_LEN + 1];
-    int64_t t0; /* mono_us when the request arrived */
-    int is_ack; /* reply is a send's ack: counted, its latency observed */
+    int64_t t0;  /* mono_us when the request arrived */
+    int is_ack;  /* reply is a send's ack: counted, its latency observed */
+    int is_push; /* a receipt or members push: not counted as a delivery */
+    uint64_t no; /* the commit it waits for (engine.c, "durability") */
 } pending;
 
 /* A read receipt waiting for the flush: the highest seq of the turn. */
@@ -45,11 +47,10 @@ struct pres {
     int was_online;
 };
 
-/* A room that gained members this turn, and who (at most MEMBERS_LIST of
- * them: past that the push carries the count only). */
+/* A room that gained members this turn, and who. */
 struct mnote {
     char conv[DX_KEYTAB_KEY_MAX];
-    json_t *joined; /* array of uids, or NULL past MEMBERS_LIST */
+    json_t *joined; /* array of uids */
 };
 
 /* Rooms of at most this many members are listed in full: in sync
@@ -74,8 +75,15 @@ struct dx__chat {
     char lobby[40]; /* "g:NAME" or "" */
     int in_tx;      /* a transaction is open */
     int scheduled;  /* io.schedule was called and flush has not run */
-    pending *pend;
+    pending *pend;  /* this turn's, until the flush */
     size_t npend, cap;
+    /* Durability off the loop (store.h's sync()): what was committed and
+     * waits for its fsync, in commit order: wait[whead, nwait). */
+    pending *wait;
+    size_t whead, nwait, wcap;
+    uint64_t commits;      /* transactions committed so far */
+    uint64_t durable;      /* the last of them known durable (or failed) */
+    int hold;              /* the current request's replies wait as well */
     dx_chat_limits limits; /* resolved: no zeros */
     dx__chat_limiter *lim; /* the users' token buckets */
     /* Fan-out coalescing (docs/chat-protocol.md, "Typing", "read",
@@ -92,11 +100,17 @@ struct dx__chat {
         struct mnote *mem; /* rooms that gained members this turn */
         size_t nmem, mcap;
     } fo;
+    dx__keytab counts;     /* large rooms' member counts (dx__chat_count_*) */
     int64_t recall_ms;     /* the recall window */
     dx__chat_files *files; /* uploads, or NULL: off */
     dx_chat_stats stats;   /* counters (dx_chat_stats_get) */
     int64_t t_req;         /* mono_us at the current request's arrival */
 };
+
+/* The member count of a room with more than MEMBERS_LIST members, as
+ * noted at most COUNT_MS ago: 1 and *count, or 0 when not known. */
+int dx__chat_count_cached(dx__chat *chat, const char *conv, int64_t *count);
+void dx__chat_count_note(dx__chat *chat, const char *conv, int64_t count);
 
 /* Adds an observation of `us` to a latency histogram of dx_chat_stats. */
 void dx__chat_observe(uint64_t *buckets, uint64_t *sum, int64_t us);
@@ -122,7 +136,9 @@ void dx__chat_store_fail(dx__chat_req *r, int rc);
 json_t *dx__chat_reply(dx__chat_req *r, const char *type);
 /* Opens the turn's transaction on the first write (0 or a store code). */
 int dx__chat_tx(dx__chat *chat);
-/* Commits first when the turn wrote: reads see committed data only. */
+/* Commits first when the turn wrote: reads see committed data only; and
+ * when some of it is not durable yet, the request's replies wait for it
+ * (behind the acks of what it shows). */
 void dx__chat_before_read(dx__chat *chat);
 /* Reads "conv", checks its form and the caller's right to it; for a group,
  * membership (`forbidden` otherwise, the same whether the group exists or

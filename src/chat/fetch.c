@@ -20,9 +20,11 @@ static int collect_msg(void *arg, const dx__chat_msg *m) {
     return mj && json_array_append_new(a->msgs, mj) == 0 ? 0 : DX_ENOMEM;
 }
 
-/* Reads on committed data only (see engine.h). */
+/* Reads on committed data only (see engine.h); a reply that may show
+ * what is not durable yet leaves after it (engine.c, "durability"). */
 void dx__chat_before_read(dx__chat *chat) {
     if (chat->in_tx || chat->npend) (void)dx__chat_flush(chat);
+    if (chat->whead < chat->nwait) chat->hold = 1;
 }
 
 int dx__chat_opt_int(dx__chat_req *r, const char *name, int64_t dflt, int64_t lo, int64_t hi,
@@ -131,8 +133,13 @@ static int sync_conv(void *arg, const dx__chat_conv *c) {
     int rc = chat->st->ops->unread(chat->st, c->conv, uid, c->read_seq, &unread);
     if (rc < 0) goto err;
     json_object_set_new(o, "unread", json_integer(unread));
-    rc = chat->st->ops->members(chat->st, c->conv, MEMBERS_LIST, &count, member_read, o);
-    if (rc < 0) goto err;
+    /* A large room's count is remembered a second (engine.c): the whole
+     * lobby syncing after a restart would count it once each otherwise. */
+    if (!dx__chat_count_cached(chat, c->conv, &count) || count <= MEMBERS_LIST) {
+        rc = chat->st->ops->members(chat->st, c->conv, MEMBERS_LIST, &count, member_read, o);
+        if (rc < 0) goto err;
+        if (count > MEMBERS_LIST) dx__chat_count_note(chat, c->conv, count);
+    }
     if (count > MEMBERS_LIST) {
         json_object_del(o, "members");
         json_object_del(o, "reads");

@@ -17,6 +17,7 @@
 #include "chat/engine.h"
 #include "chat/files.h"
 #include "chat/keytab.h"
+#include "chat/syncer.h"
 #include "core/alloc.h"
 
 struct dx_chat {
@@ -37,6 +38,8 @@ struct dx_chat {
     int dev_login;                /* DX_CHAT_DEV_LOGIN_*, or 0 */
     uint32_t dev_login_ttl;       /* seconds */
     dx__chat_files *files;        /* uploads and downloads; NULL: off */
+    dx__chat_store *st;           /* the engine's */
+    dx__chat_syncer *syncer;      /* its store thread, for a store with sync() */
 };
 
 /* Defaults of chat.h's connects_per_uid and connects_per_ip, and how many
@@ -98,6 +101,22 @@ static void io_schedule(void *arg) {
     dx_chat *chat = arg;
     /* When the defer cannot be queued, commit now: late acks beat none. */
     if (dx_loop_defer(chat->loop, run_flush, chat) < 0) (void)dx__chat_flush(chat->engine);
+}
+
+/* The fsync of commit `no` (and those before), on the store thread; the
+ * engine hears of it on the loop (synced). Without the thread (it could
+ * not start) the fsync runs here, on the loop, as before it existed. */
+static void io_sync(void *arg, uint64_t no) {
+    dx_chat *chat = arg;
+    if (chat->syncer)
+        dx__chat_syncer_want(chat->syncer, no);
+    else
+        dx__chat_durable(chat->engine, no, chat->st->ops->sync(chat->st));
+}
+
+static void synced(void *arg, uint64_t no, int rc) {
+    dx_chat *chat = arg;
+    dx__chat_durable(chat->engine, no, rc);
 }
 
 static int64_t io_mono_us(void *arg) {
@@ -601,8 +620,10 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
                       .schedule = io_schedule,
                       .now_ms = io_now,
                       .mono_us = io_mono_us,
-                      .deliver_best = io_deliver_best};
+                      .deliver_best = io_deliver_best,
+                      .sync = io_sync};
     if (st) {
+        chat->st = st;
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
         if (!chat->engine) st->ops->close(st);
     }
@@ -638,6 +659,9 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         dx__free(chat);
         return NULL;
     }
+    /* Last, past every failure path. Without it (no thread could start)
+     * io_sync fsyncs on the loop. */
+    if (st->ops->sync) chat->syncer = dx__chat_syncer_new(loop, st, synced, chat);
     return chat;
 }
 
@@ -673,6 +697,8 @@ int dx_chat_server_config(dx_chat *chat, dx_server_config *scfg) {
 void dx_chat_free(dx_chat *chat) {
     if (!chat) return;
     chat->closing = 1;
+    /* The thread first: it uses the store, which the engine closes. */
+    dx__chat_syncer_free(chat->syncer);
     dx__chat_free(chat->engine);
     dx__chat_files_free(chat->files); /* after the engine, which used it */
     dx__keytab_free(&chat->conn_uid);

@@ -4,11 +4,13 @@
  *
  * Transactions. Writes happen between begin() and commit(). The chat
  * service groups every write of one event-loop turn into one transaction
- * (group commit) and sends acks only after commit() returned 0: commit is
- * the durability point, so an implementation must not return from it before
- * the data would survive a crash of the process (and, for SQLite with
- * synchronous=FULL, of the machine). Reads may happen inside or outside a
- * transaction; inside, they see the transaction's own writes.
+ * (group commit) and sends acks only once that transaction is durable:
+ * when commit() returned 0 for a store without sync(), or when a later
+ * sync() returned 0 for one with it (the fsync then runs on the store
+ * thread, off the loop). Either way no ack leaves before the data would
+ * survive a crash of the process and, for SQLite, of the machine. Reads
+ * may happen inside or outside a transaction; inside, they see the
+ * transaction's own writes.
  *
  * Strings passed in are borrowed for the call. Strings passed to callbacks
  * (dx__chat_msg fields, uids, conv ids) are borrowed until the callback
@@ -108,7 +110,9 @@ typedef struct dx__chat_store_ops {
                     int newest, dx__chat_msg_cb cb, void *arg, int *more);
     /* Messages of `conv` after `seq` not sent by `uid`. */
     int (*unread)(dx__chat_store *st, const char *conv, const char *uid, int64_t seq, int64_t *n);
-    /* Users sharing a conversation with `uid`, with their last_seen. */
+    /* Users sharing a direct conversation or a private group with `uid`
+     * (rooms do not count), with their last_seen: whom its presence
+     * changes are pushed to. */
     int (*contacts)(dx__chat_store *st, const char *uid, dx__chat_uid_cb cb, void *arg);
     /* How many rooms (g:...) `uid` is a member of, in *n. */
     int (*rooms_of)(dx__chat_store *st, const char *uid, int64_t *n);
@@ -170,6 +174,19 @@ typedef struct dx__chat_store_ops {
      * none; `file` (cap bytes) gets that message's file JSON. */
     int (*file_find)(dx__chat_store *st, const char *uid, const char *conv, const char *id,
                      char *file, size_t cap);
+
+    /* ---- durability off the loop (optional: NULL when commit() itself is
+     * the durability point, as for PostgreSQL) ---- */
+
+    /* When set, commit() makes a transaction visible to the reads that
+     * follow but not durable: the fsync is left to sync(), which makes
+     * every transaction committed before the call durable. sync() and
+     * checkpoint() are called from one other thread (the store thread),
+     * concurrently with every other call here, which they never block;
+     * both return 0 or DX_EIO. checkpoint() is housekeeping that thread
+     * runs after it reported a sync (it may write and fsync for a while). */
+    int (*sync)(dx__chat_store *st);
+    int (*checkpoint)(dx__chat_store *st);
 } dx__chat_store_ops;
 
 struct dx__chat_store {
@@ -177,7 +194,8 @@ struct dx__chat_store {
 };
 
 /* Opens (creating when needed) the SQLite store at `path` (":memory:" or
- * NULL for a private in-memory database). WAL mode, synchronous=FULL.
+ * NULL for a private in-memory database). WAL mode; for a file, commit()
+ * writes the WAL without fsync and sync() fsyncs it (store_sqlite.c).
  * Returns NULL on failure with a one-line reason in `why` (static). */
 dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why);
 

@@ -128,7 +128,8 @@ static const char *const SQL[S_COUNT] = {
                  " AND sender <> $2 AND sys IS NULL AND NOT recalled",
     [S_CONTACTS] = "SELECT DISTINCT b.uid, COALESCE(u.last_seen, 0) FROM chat_members a"
                    " JOIN chat_members b ON b.conv = a.conv AND b.uid <> a.uid"
-                   " LEFT JOIN chat_users u ON u.uid = b.uid WHERE a.uid = $1 ORDER BY b.uid",
+                   " LEFT JOIN chat_users u ON u.uid = b.uid"
+                   " WHERE a.uid = $1 AND (a.conv < 'g:' OR a.conv >= 'g;') ORDER BY b.uid",
     /* A range on chat_members_by_uid: 'g;' is the byte after 'g:'. */
     [S_ROOMS_N] =
         "SELECT count(*) FROM chat_members WHERE uid = $1 AND conv >= 'g:' AND conv < 'g;'",

@@ -1,10 +1,25 @@
 /* The embedded chat store: one SQLite file in WAL mode.
  *
- * Durability: synchronous=FULL makes every COMMIT fsync the WAL, so a
- * message whose transaction committed survives kill -9 and power loss.
- * NORMAL would survive kill -9 only (the WAL would sit in the page cache
- * until a checkpoint); since the service commits once per loop turn rather
- * than once per message, FULL costs one fsync per batch and we keep it. */
+ * Durability, off the loop. A COMMIT on the loop's connection appends the
+ * transaction to the WAL with write() and no fsync (synchronous=OFF), so
+ * the loop never waits for the disk; sync(), on the store thread, then
+ * fdatasyncs the WAL through a descriptor of its own, which makes every
+ * transaction committed before it durable at once (one fsync per batch of
+ * whatever arrived while the previous one was on disk), and the service
+ * sends the acks of those transactions only then. What a commit left in
+ * the page cache survives kill -9 already; the fsync is for power loss.
+ *
+ * Checkpoints, which copy the WAL into the database file and fsync it,
+ * must never run on the loop's connection any more (with synchronous=OFF
+ * it would not fsync the database before the WAL is reused): automatic
+ * checkpoints are off there, and checkpoint() runs them on the store
+ * thread's own connection, with synchronous=FULL. SQLite starts the WAL
+ * over at the first write after a checkpoint copied all of it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,9 +113,13 @@ static const char *const SQL[S_COUNT] = {
      * nor recalled ones: nothing is left to read. */
     [S_UNREAD] = "SELECT count(*) FROM messages WHERE conv = ?1 AND seq > ?3 AND sender <> ?2"
                  " AND sys IS NULL AND recalled = 0",
+    /* Contacts share a direct conversation or a private group: a room
+     * (g:) makes nobody a contact, or one arrival in a lobby of n would
+     * tell n people (store.h). */
     [S_CONTACTS] = "SELECT DISTINCT b.uid, COALESCE(u.last_seen, 0) FROM members a"
                    " JOIN members b ON b.conv = a.conv AND b.uid <> a.uid"
-                   " LEFT JOIN users u ON u.uid = b.uid WHERE a.uid = ?1 ORDER BY b.uid",
+                   " LEFT JOIN users u ON u.uid = b.uid"
+                   " WHERE a.uid = ?1 AND (a.conv < 'g:' OR a.conv >= 'g;') ORDER BY b.uid",
     /* A range on members_by_uid: 'g;' is the byte after 'g:'. */
     [S_ROOMS_N] = "SELECT count(*) FROM members WHERE uid = ?1 AND conv >= 'g:' AND conv < 'g;'",
     [S_GET] = "SELECT " MSG_COLS " FROM messages WHERE conv = ?1 AND seq = ?2",
@@ -197,6 +216,12 @@ typedef struct sq_store {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     char dup_conv[96]; /* the conversation of the last duplicate put() found */
+    /* The store thread's: the WAL to fdatasync (-1 for ":memory:"), the
+     * connection that checkpoints, and when it last did (CLOCK_MONOTONIC
+     * ms). */
+    int wal_fd;
+    sqlite3 *ck;
+    int64_t ck_ms;
 } sq_store;
 
 static sqlite3_stmt *stmt(sq_store *s, int which) {
@@ -250,8 +275,75 @@ static void sq_close(dx__chat_store *base) {
     sq_store *s = (sq_store *)base;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->ck);
+    /* The last connection's close checkpoints and deletes the WAL: with
+     * synchronous=FULL again, so that the database is fsynced before. */
+    if (s->db) (void)sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     sqlite3_close(s->db);
+    if (s->wal_fd >= 0) close(s->wal_fd);
     dx__free(s);
+}
+
+static int sq_sync(dx__chat_store *base) {
+    sq_store *s = (sq_store *)base;
+    if (s->wal_fd < 0) return 0;
+    while (fdatasync(s->wal_fd) < 0)
+        if (errno != EINTR) return DX_EIO;
+    return 0;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* At most every CK_MS: a passive checkpoint waits for nobody, so it copies
+ * what it can; a few passes catch up with what the loop committed during
+ * the previous one, so that one of them copies everything and the WAL can
+ * start over (otherwise, under steady writes, it would only grow). */
+#define CK_MS 250
+#define CK_PASSES 4
+
+static int sq_checkpoint(dx__chat_store *base) {
+    sq_store *s = (sq_store *)base;
+    if (!s->ck) return 0;
+    int64_t now = mono_ms();
+    if (now - s->ck_ms < CK_MS) return 0;
+    s->ck_ms = now;
+    for (int i = 0; i < CK_PASSES; i++) {
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return 0; /* next time */
+        if (rc != SQLITE_OK) return DX_EIO;
+        if (done >= log) break;
+    }
+    return 0;
+}
+
+/* Opens what the store thread uses, for a database in a file. */
+static const char *open_sync(sq_store *s, const char *path) {
+    char wal[4096];
+    if (snprintf(wal, sizeof wal, "%s-wal", path) >= (int)sizeof wal) return "path too long";
+    /* fdatasync works on the file, whichever descriptor names it. The WAL
+     * exists from the schema's commit on, and is never removed while a
+     * connection is open. */
+    s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (s->wal_fd < 0) return "cannot open the database's WAL file";
+    if (sqlite3_open_v2(path, &s->ck, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(s->ck, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK)
+        return "cannot open a second connection to the database";
+    /* The loop's connection: no fsync at commit, no checkpoint of its own
+     * (see the top of this file); a WAL that grew under load is cut back
+     * to 64 MiB when it starts over. */
+    if (sqlite3_exec(s->db,
+                     "PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=0;"
+                     " PRAGMA journal_size_limit=67108864",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return "cannot set the database's sync mode";
+    s->ck_ms = mono_ms();
+    return NULL;
 }
 
 static int sq_begin(dx__chat_store *base) {
@@ -774,6 +866,8 @@ static const dx__chat_store_ops SQ_OPS = {
     .search = sq_search,
     .file_refs = sq_file_refs,
     .file_find = sq_file_find,
+    .sync = sq_sync,
+    .checkpoint = sq_checkpoint,
 };
 
 dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
@@ -783,6 +877,7 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
         return NULL;
     }
     s->base.ops = &SQ_OPS;
+    s->wal_fd = -1;
     if (!path || !*path) path = ":memory:";
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -832,6 +927,7 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
             goto fail;
         }
     }
+    if (strcmp(path, ":memory:") && (*why = open_sync(s, path)) != NULL) goto fail;
     return &s->base;
 fail:
     sq_close(&s->base);

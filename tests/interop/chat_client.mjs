@@ -15,8 +15,11 @@ async function proto() {
   check(w.v === 1 && w.uid === 'alice' && w.proto === 1, `welcome ${JSON.stringify(w)}`);
   const bob = await Device.open('uid=bob');
   await bob.next('welcome');
-  const p = await alice.next('presence');
-  check(p.users[0].uid === 'bob' && p.users[0].online === true, 'alice hears bob come online');
+  // Sharing only the lobby makes them no contacts: no push (a room of n
+  // would otherwise tell n people of every arrival), but a query answers.
+  const q = await alice.ask({ type: 'presence', uids: ['bob'] });
+  check(q.users[0].uid === 'bob' && q.users[0].online === true, 'presence query: bob online');
+  check(!alice.inbox.some((m) => m.type === 'presence'), 'no presence push for a lobby arrival');
 
   // send → ack (after the commit) → deliver
   const ack = await alice.ask({ type: 'send', conv: 'd:alice:bob', cid: 'c-1', text: '你好, Bob 👋' });
@@ -90,6 +93,11 @@ async function proto() {
   await bob2.close();
   const off = await alice.next('presence');
   check(off.users[0].uid === 'bob' && off.users[0].online === false && off.users[0].last_seen > 0, 'bob offline when both tabs are gone');
+  const bob3 = await Device.open('uid=bob');
+  await bob3.next('welcome');
+  const on = await alice.next('presence');
+  check(on.users[0].uid === 'bob' && on.users[0].online === true, 'alice hears bob come back (d:alice:bob makes them contacts)');
+  await bob3.close();
   await alice.close();
 
   // identification

@@ -277,6 +277,10 @@ for (let k = 0; k < R; k++) {
 check(same === R && dups === R, `a cid sent at once on two nodes: stored once, the other answered dup (${same}/${R} same seq, ${dups}/${R} one dup)`);
 twin.close();
 
+// The ghost becomes u0's contact (a direct conversation; sharing the lobby
+// makes nobody one), so that u0 is told when it goes (section 2).
+await ghost.send(directOf('ghost', 'u0'));
+
 // ---- 2. SIGKILL node 2 while everyone sends --------------------------------
 const K2 = 10;
 let killed = false;

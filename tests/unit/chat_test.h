@@ -146,7 +146,7 @@ static inline dx__chat *test_engine(dx__chat_store *st) {
     const char *why = NULL;
     if (!st) st = test_store();
     if (!st) return NULL;
-    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL, io_mono};
+    dx__chat_io io = {NULL, io_send, io_deliver, io_schedule, io_now, NULL, io_mono, NULL};
     reset_outs();
     memset(devs, 0, sizeof devs);
     return dx__chat_new(&io, st, "lobby", &why);

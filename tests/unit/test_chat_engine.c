@@ -28,12 +28,35 @@ static void test_welcome_presence(void) {
     json_decref(w);
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     dev_open(c, &b, "bob");
-    /* alice and bob share the lobby: alice hears that bob came online (at
-     * the end of the turn: presence is settled once per turn). */
+    /* alice and bob share only the lobby, and a room makes nobody a
+     * contact (an arrival in a lobby of n would tell n people): no
+     * presence push. */
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     json_t *p = next_of(&a1, "presence");
+    CHECK(p == NULL);
+    json_decref(p);
+    drain(&b);
+    /* A direct conversation makes them contacts: bob leaving and coming
+     * back is news for alice (at the end of each turn: presence is
+     * settled once per turn). */
+    req(c, &a1,
+        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"c1\",\"text\":"
+        "\"hi\"}");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    drain(&a1), drain(&b);
+    dev_close(c, &b);
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    p = next_of(&a1, "presence");
     REQUIRE(p);
     json_t *u = json_array_get(json_object_get(p, "users"), 0);
+    CHECK(!strcmp(str(u, "uid"), "bob"));
+    CHECK(json_is_false(json_object_get(u, "online")));
+    json_decref(p);
+    dev_open(c, &b, "bob");
+    CHECK_EQ_INT(dx__chat_flush(c), 0);
+    p = next_of(&a1, "presence");
+    REQUIRE(p);
+    u = json_array_get(json_object_get(p, "users"), 0);
     CHECK(!strcmp(str(u, "uid"), "bob"));
     CHECK(json_is_true(json_object_get(u, "online")));
     json_decref(p);
@@ -708,9 +731,12 @@ static void test_remote_presence(void) {
     dx__chat_dev a, b;
     dev_open(c, &a, "alice");
     dev_open(c, &b, "bob");
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"id\":1,\"conv\":\"d:alice:bob\",\"cid\":\"c1\",\"text\":"
+        "\"hi\"}");
     CHECK_EQ_INT(dx__chat_flush(c), 0);
     drain(&a), drain(&b);
-    dx__chat_remote_presence(c, "carol", 0); /* carol shares nothing with them */
+    dx__chat_remote_presence(c, "carol", 0); /* carol shares only the lobby with them */
     CHECK_EQ_INT(left(&a) + left(&b), 0);
     dx__chat_remote_presence(c, "bob", 0);
     json_t *p = next(&a);

@@ -16,11 +16,13 @@
 #include "chat/keytab.h"
 #include "test.h"
 
-#define MAX_DEVS 256
+#define MAX_DEVS 512
 
 typedef struct dev_rec {
     dx__chat_dev d;
     int typing, reads, presence, deliver, best; /* pushes received, by type */
+    int members;                                /* `members` pushes */
+    int64_t members_count;                      /* the count a members push or a sync gave */
     int64_t last_read;
 } dev_rec;
 
@@ -28,10 +30,20 @@ static dev_rec devs[MAX_DEVS];
 static int ndevs;
 static int64_t clock_ms = 1700000000000;
 
+static int calls; /* sends and deliveries to a user, whether online or not */
+
 static void count(dx__chat_dev *d, const char *data, size_t len, int best) {
     dev_rec *r = (dev_rec *)d;
     json_t *j = json_loadb(data, len, 0, NULL);
     const char *t = json_string_value(json_object_get(j, "type"));
+    if (t && !strcmp(t, "members")) {
+        r->members++;
+        r->members_count = json_integer_value(json_object_get(j, "count"));
+    }
+    if (t && !strcmp(t, "sync")) {
+        json_t *conv = json_array_get(json_object_get(j, "convs"), 0);
+        r->members_count = json_integer_value(json_object_get(conv, "members_count"));
+    }
     if (t && !strcmp(t, "typing")) r->typing++;
     if (t && !strcmp(t, "read") && !json_object_get(j, "id")) {
         r->reads++;
@@ -44,11 +56,13 @@ static void count(dx__chat_dev *d, const char *data, size_t len, int best) {
 }
 
 static void io_send(void *arg, dx__chat_dev *d, const char *data, size_t len) {
+    calls++;
     count(d, data, len, 0);
 }
 
 static void to_uid(const char *uid, const char *data, size_t len, const dx__chat_dev *except,
                    int best) {
+    calls++;
     for (int i = 0; i < ndevs; i++)
         if (devs[i].d.handle && &devs[i].d != except && !strcmp(devs[i].d.uid, uid))
             count(&devs[i].d, data, len, best);
@@ -114,6 +128,7 @@ static void close_dev(dx__chat *c, dev_rec *r) {
 static void zero_counts(void) {
     for (int i = 0; i < ndevs; i++) {
         devs[i].typing = devs[i].reads = devs[i].presence = devs[i].deliver = devs[i].best = 0;
+        devs[i].members = 0;
     }
 }
 
@@ -223,16 +238,37 @@ static void test_read(void) {
     done(c);
 }
 
-/* Presence: a user whose only device leaves and comes back in one turn is
- * no news; coming online or going offline across turns is, best-effort. */
+/* Presence: pushed to contacts only (a direct conversation or a private
+ * group, not a room); a user whose only device leaves and comes back in
+ * one turn is no news; coming online or going offline across turns is,
+ * best-effort. */
 static void test_presence(void) {
     dx__chat *c = engine();
     REQUIRE(c);
     dev_rec *a2, *a = room(c, 20, &a2);
     dev_rec *z = open_dev(c, "zed");
+    /* zed shares the lobby with everyone, and a direct conversation with
+     * alice, m001 and m003 (devs[3] and devs[5]). */
+    req(c, z, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:zed\",\"cid\":\"z1\",\"text\":\"x\"}");
+    req(c, z, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:m001:zed\",\"cid\":\"z2\",\"text\":\"x\"}");
+    req(c, z, "{\"v\":1,\"type\":\"send\",\"conv\":\"d:m003:zed\",\"cid\":\"z3\",\"text\":\"x\"}");
+    (void)dx__chat_flush(c);
+    zero_counts();
+    close_dev(c, z);
+    clock_ms += 1000;
     (void)dx__chat_flush(c);
     CHECK_EQ_INT(a->presence, 1);
     CHECK_EQ_INT(a->best, 1);
+    CHECK_EQ_INT(a2->presence, 1);
+    CHECK_EQ_INT(devs[3].presence, 1);
+    CHECK_EQ_INT(devs[5].presence, 1);
+    int others = 0;
+    for (int i = 0; i < ndevs; i++)
+        if (i > 1 && i != 3 && i != 5) others += devs[i].presence;
+    CHECK_EQ_INT(others, 0); /* the lobby alone made nobody a contact */
+    z = open_dev(c, "zed");
+    (void)dx__chat_flush(c);
+    CHECK_EQ_INT(a->presence, 2);
     zero_counts();
     for (int i = 0; i < 10; i++) {
         close_dev(c, z);
@@ -250,6 +286,64 @@ static void test_presence(void) {
     z = open_dev(c, "zed");
     (void)dx__chat_flush(c);
     CHECK_EQ_INT(a->presence, 2);
+    done(c);
+}
+
+/* An arrival in a room of 5,000 members costs O(1) messages, not 5,000:
+ * the newcomer gets its welcome and the room's count, and the members,
+ * 200 of them online here, get nothing (they see the count at their next
+ * sync, where it is remembered rather than counted once per member). */
+static void test_arrival_large_room(void) {
+    dx__chat *c = engine();
+    REQUIRE(c);
+    dx__chat_free(c); /* the file, with its schema; members put in directly */
+    const char *why = NULL;
+    dx__chat_store *st = dx__chat_store_sqlite(db_path, &why);
+    REQUIRE(st);
+    REQUIRE(st->ops->begin(st) == 0);
+    char uid[16];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(uid, sizeof uid, "m%04d", i);
+        REQUIRE(st->ops->join(st, "g:lobby", uid) == 1);
+    }
+    REQUIRE(st->ops->commit(st) == 0);
+    dx__chat_io io = {.send = io_send,
+                      .deliver = io_deliver,
+                      .schedule = io_schedule,
+                      .now_ms = io_now,
+                      .deliver_best = io_deliver_best};
+    c = dx__chat_new(&io, st, "lobby", &why);
+    REQUIRE(c);
+    for (int i = 0; i < 200; i++) {
+        snprintf(uid, sizeof uid, "m%04d", i);
+        open_dev(c, uid);
+    }
+    (void)dx__chat_flush(c);
+    zero_counts();
+    calls = 0;
+    dev_rec *n = open_dev(c, "newbie");
+    (void)dx__chat_flush(c);
+    CHECK(calls <= 2); /* its welcome, and the count to its user */
+    CHECK_EQ_INT(n->members, 1);
+    CHECK_EQ_INT((int)n->members_count, 5001);
+    int others = 0;
+    for (int i = 0; i < ndevs - 1; i++)
+        others += devs[i].members + devs[i].presence;
+    CHECK_EQ_INT(others, 0);
+    /* A burst of 100 arrivals in one turn: still one push each. */
+    calls = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(uid, sizeof uid, "new%03d", i);
+        open_dev(c, uid);
+    }
+    (void)dx__chat_flush(c);
+    CHECK(calls <= 200);
+    CHECK_EQ_INT((int)devs[ndevs - 1].members_count, 5101);
+    /* A member's sync says how many: members_count, no list. */
+    calls = 0;
+    req(c, &devs[0], "{\"v\":1,\"type\":\"sync\",\"id\":1}");
+    CHECK_EQ_INT(calls, 1);
+    CHECK_EQ_INT((int)devs[0].members_count, 5101);
     done(c);
 }
 
@@ -299,6 +393,7 @@ int main(void) {
     RUN(test_typing);
     RUN(test_read);
     RUN(test_presence);
+    RUN(test_arrival_large_room);
     RUN(test_keytab);
     return TEST_DONE();
 }

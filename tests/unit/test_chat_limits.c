@@ -310,10 +310,13 @@ static void test_sync_pages(void) {
     json_decref(s);
 
     char buf[160];
-    for (int i = 0; i < 1100; i++) {
+    for (int i = 0; i < 1099; i++) {
         snprintf(buf, sizeof buf, "{\"v\":1,\"type\":\"join\",\"conv\":\"g:room%04d\"}", i);
         req(c, &a, buf);
     }
+    /* And a direct conversation with bob, who is then a contact. */
+    req(c, &a,
+        "{\"v\":1,\"type\":\"send\",\"conv\":\"d:alice:bob\",\"cid\":\"c1\",\"text\":\"hi\"}");
     (void)dx__chat_flush(c);
     drain(&a);
 
@@ -340,7 +343,7 @@ static void test_sync_pages(void) {
             snprintf(prev, sizeof prev, "%s", str(o, "conv"));
             total++;
         }
-        /* Presence once, with the first page (bob shares the lobby). */
+        /* Presence once, with the first page (bob, a contact). */
         CHECK_EQ_INT(json_array_size(json_object_get(s, "presence")), pages == 0 ? 1 : 0);
         pages++;
         const char *nx = json_string_value(json_object_get(s, "next"));

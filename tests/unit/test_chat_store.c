@@ -151,6 +151,14 @@ static void test_read_unread_members(void) {
     memset(&s, 0, sizeof s);
     REQUIRE(o->touch_user(st, "bob", 777) == 0);
     REQUIRE(o->touch_user(st, "bob", 700) == 0); /* last_seen never goes back */
+    /* Contacts share a direct conversation or a private group: the room
+     * g:r makes nobody one (and carol is not in d:alice:carol yet). */
+    CHECK_EQ_INT(o->contacts(st, "alice", on_uid, &s), 0);
+    CHECK_EQ_INT(s.n, 0);
+    memset(&s, 0, sizeof s);
+    REQUIRE(o->join(st, "d:alice:bob", "alice") == 1);
+    REQUIRE(o->join(st, "d:alice:bob", "bob") == 1);
+    REQUIRE(o->join(st, "d:alice:carol", "carol") == 1);
     CHECK_EQ_INT(o->contacts(st, "alice", on_uid, &s), 0);
     REQUIRE(s.n == 2); /* bob and carol, once each */
     CHECK(!strcmp(s.uids[0], "bob"));
