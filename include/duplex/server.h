@@ -169,7 +169,10 @@ typedef struct dx_server_config {
      * servers can listen on the same port; beware that any process of the
      * same user that sets it too then joins and takes a share of the
      * connections (dx_server_listen_shared has no such hole). `backlog` 0
-     * means 1024. */
+     * means as many as the kernel allows (net.core.somaxconn, 4096 on
+     * Linux 5.4 and later): after a restart every client reconnects at
+     * once, and a connection that overflows the queue waits a whole SYN
+     * retransmission (1 s, then 3 s) instead of a turn of the loop. */
     const char *host;
     int port;
     int reuseport;

@@ -258,7 +258,7 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     if (!c->max_buffered) c->max_buffered = 1u << 20;
     if (!c->low_water) c->low_water = 16384;
     if (c->low_water > c->max_buffered / 2) c->low_water = c->max_buffered / 2;
-    if (!c->backlog) c->backlog = 1024;
+    if (!c->backlog) c->backlog = 65535; /* listen() caps it at somaxconn */
     if (!c->max_partial_total) {
         /* Room for a few messages of the largest size at once. */
         c->max_partial_total = (size_t)64 << 20;
