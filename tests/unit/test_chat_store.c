@@ -547,7 +547,7 @@ static void test_migrate(void) {
     CHECK_EQ_INT(s.n, 1);
     CHECK_EQ_INT(st->ops->role(st, "g:lobby", "bob"), DX_CHAT_ROLE_MEMBER);
     st->ops->close(st);
-    /* And opens again as version 2. */
+    /* And opens again as version 3. */
     st = dx__chat_store_sqlite(path, &why);
     CHECK(st != NULL);
     if (st) st->ops->close(st);
@@ -557,6 +557,48 @@ static void test_migrate(void) {
     unlink(side);
     snprintf(side, sizeof side, "%s-shm", path);
     unlink(side);
+}
+
+/* The search index is filled at the commit (store_sqlite.c, S_FTS_ADD):
+ * an edit in the same transaction as the message, and a rollback, leave it
+ * right. */
+static int hits(dx__chat_store *st, const char *q) {
+    seen s = {0};
+    int64_t next;
+    if (st->ops->search(st, "alice", NULL, q, 0, 10, on_msg, &s, &next) < 0) return -1;
+    return s.n;
+}
+
+static void test_index_at_commit(void) {
+    dx__chat_store *st = open_mem();
+    REQUIRE(st);
+    const dx__chat_store_ops *o = st->ops;
+    dx__chat_msg m, in = {.conv = "g:r", .from = "alice", .cid = "1", .text = "apple pie", .ts = 1};
+    int dup;
+    REQUIRE(o->begin(st) == 0);
+    REQUIRE(o->join(st, "g:r", "alice") == 1);
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    CHECK_EQ_INT(o->edit(st, "g:r", m.seq, "banana split", 2), 0);
+    CHECK_EQ_INT(o->commit(st), 0);
+    CHECK_EQ_INT(hits(st, "apple"), 0);
+    CHECK_EQ_INT(hits(st, "banana"), 1);
+    REQUIRE(o->begin(st) == 0);
+    in.cid = "2", in.text = "cherry tart";
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    o->rollback(st);
+    REQUIRE(o->begin(st) == 0);
+    in.cid = "3", in.text = "durian cake";
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    in.cid = "4", in.text = "elderberry wine";
+    CHECK_EQ_INT(o->put_msg(st, &in, &m, &dup), 0);
+    CHECK_EQ_INT(o->commit(st), 0);
+    CHECK_EQ_INT(hits(st, "cherry"), 0);
+    CHECK_EQ_INT(hits(st, "durian"), 1);
+    CHECK_EQ_INT(hits(st, "elderberry"), 1);
+    CHECK_EQ_INT(o->recall(st, "g:r", m.seq), 0); /* outside a transaction */
+    CHECK_EQ_INT(hits(st, "elderberry"), 0);
+    CHECK_EQ_INT(hits(st, "durian"), 1);
+    o->close(st);
 }
 
 int main(void) {
@@ -569,5 +611,6 @@ int main(void) {
     RUN(test_groups);
     RUN(test_recall_edit_search);
     RUN(test_migrate);
+    RUN(test_index_at_commit);
     return TEST_DONE();
 }
