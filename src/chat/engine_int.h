@@ -67,6 +67,9 @@ struct mnote {
 #define TURN_KEYS 8192
 #define RCPT_SENT_KEYS 8192
 #define RCPT_SENT_MS (10 * 60 * 1000)
+/* Direct conversations remembered as created (nobody leaves one). */
+#define DIRECTS_KEYS 16384
+#define DIRECTS_MS (10 * 60 * 1000)
 
 struct dx__chat {
     dx__chat_io io;
@@ -101,6 +104,7 @@ struct dx__chat {
         size_t nmem, mcap;
     } fo;
     dx__keytab counts;     /* large rooms' member counts (dx__chat_count_*) */
+    dx__keytab directs;    /* direct conversations known to exist, both joined */
     int64_t recall_ms;     /* the recall window */
     dx__chat_files *files; /* uploads, or NULL: off */
     dx_chat_stats stats;   /* counters (dx_chat_stats_get) */
