@@ -234,6 +234,7 @@ typedef struct sq_store {
     int wal_fd;
     sqlite3 *ck;
     int64_t ck_ms;
+    int64_t sync_ms; /* how long the last fsync of the WAL took */
 } sq_store;
 
 static sqlite3_stmt *stmt(sq_store *s, int which) {
@@ -296,18 +297,20 @@ static void sq_close(dx__chat_store *base) {
     dx__free(s);
 }
 
-static int sq_sync(dx__chat_store *base) {
-    sq_store *s = (sq_store *)base;
-    if (s->wal_fd < 0) return 0;
-    while (fdatasync(s->wal_fd) < 0)
-        if (errno != EINTR) return DX_EIO;
-    return 0;
-}
-
 static int64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int sq_sync(dx__chat_store *base) {
+    sq_store *s = (sq_store *)base;
+    if (s->wal_fd < 0) return 0;
+    int64_t t0 = mono_ms();
+    while (fdatasync(s->wal_fd) < 0)
+        if (errno != EINTR) return DX_EIO;
+    s->sync_ms = mono_ms() - t0;
+    return 0;
 }
 
 /* At most every CK_MS: a passive checkpoint waits for nobody, so it copies
@@ -320,10 +323,14 @@ static int64_t mono_ms(void) {
  * checkpoint makes it happen: it holds the writers back while it copies
  * what the last pass left and fsyncs the database, so the loop's next
  * write waits that long (its busy handler) — once per 128 MiB of WAL,
- * and never under a load that leaves the WAL a quiet moment. */
+ * and never under a load that leaves the WAL a quiet moment. While the
+ * disk is slow (the last fsync took CK_SLOW_MS or more) the loop would
+ * wait for it too: then the WAL may grow up to CK_HARD (1 GiB) first. */
 #define CK_MS 250
 #define CK_PASSES 4
 #define CK_MAX 32768
+#define CK_HARD 262144
+#define CK_SLOW_MS 20
 
 static int sq_checkpoint(dx__chat_store *base) {
     sq_store *s = (sq_store *)base;
@@ -338,7 +345,7 @@ static int sq_checkpoint(dx__chat_store *base) {
         if (rc != SQLITE_OK) return DX_EIO;
         if (done >= log) break;
     }
-    if (log < CK_MAX) return 0;
+    if (log < CK_MAX || (s->sync_ms >= CK_SLOW_MS && log < CK_HARD)) return 0;
     sqlite3_busy_timeout(s->ck, 2000);
     int rc = sqlite3_wal_checkpoint_v2(s->ck, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
     sqlite3_busy_timeout(s->ck, 0);
