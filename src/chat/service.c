@@ -699,6 +699,7 @@ void dx_chat_free(dx_chat *chat) {
     chat->closing = 1;
     /* The thread first: it uses the store, which the engine closes. */
     dx__chat_syncer_free(chat->syncer);
+    chat->syncer = NULL; /* the engine's last flush syncs here (io_sync) */
     dx__chat_free(chat->engine);
     dx__chat_files_free(chat->files); /* after the engine, which used it */
     dx__keytab_free(&chat->conn_uid);
