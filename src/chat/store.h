@@ -181,10 +181,11 @@ typedef struct dx__chat_store_ops {
     /* When set, commit() makes a transaction visible to the reads that
      * follow but not durable: the fsync is left to sync(), which makes
      * every transaction committed before the call durable. sync() and
-     * checkpoint() are called from one other thread (the store thread),
-     * concurrently with every other call here, which they never block;
-     * both return 0 or DX_EIO. checkpoint() is housekeeping that thread
-     * runs after it reported a sync (it may write and fsync for a while). */
+     * checkpoint() are each called from a thread of their own (syncer.c),
+     * concurrently with each other and with every other call here, which
+     * they never block (but see store_sqlite.c on a RESTART checkpoint);
+     * both return 0 or DX_EIO. checkpoint() is housekeeping, called every
+     * 100 ms (it may write and fsync for a while). */
     int (*sync)(dx__chat_store *st);
     int (*checkpoint)(dx__chat_store *st);
 } dx__chat_store_ops;

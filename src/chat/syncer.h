@@ -5,7 +5,8 @@
  * The loop asks for commit `no` with want(); the thread syncs once for
  * every commit asked for while it was busy (group commit) and the loop
  * then gets done(arg, no, rc) with the highest number that sync covered.
- * After reporting, the thread runs the store's checkpoint(). */
+ * A second thread runs the store's checkpoint() every 100 ms, so that no
+ * ack waits behind one. */
 #ifndef DX_CHAT_SYNCER_H
 #define DX_CHAT_SYNCER_H
 
