@@ -1,0 +1,67 @@
+// Draws the timeline of a rate run (chat_bench.mjs --mode rate --timeline)
+// as one self-contained SVG: acks per second (bars, per 100 ms bucket × 10)
+// and ack p99 latency (line, its own scale on the right). No dependencies.
+// Usage: node chart.mjs RUN.json [OUT.svg]   (OUT defaults to stdout)
+// RUN.json holds one JSON object, or several lines of them (bench/chat/run
+// --compare): then one chart per object, stacked, each with its label.
+import { readFileSync, writeFileSync } from 'node:fs';
+
+const [input, output] = process.argv.slice(2);
+if (!input) {
+  console.error('usage: node chart.mjs RUN.json [OUT.svg]');
+  process.exit(2);
+}
+const runs = readFileSync(input, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+const W = 720, H = 220, PAD = { l: 56, r: 56, t: 28, b: 30 };
+const esc = (s) => String(s).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]);
+
+// A round step for an axis going up to max, about 4 ticks.
+function step(max) {
+  const raw = max / 4, p = 10 ** Math.floor(Math.log10(raw || 1));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+}
+
+function chart(run, y0) {
+  const tl = run.timeline;
+  if (!tl) return { svg: `<text x="${PAD.l}" y="${y0 + 20}">${esc(run.label ?? '')}: no timeline (run with --timeline)</text>`, h: 40 };
+  const per = 1000 / tl.bucket_ms;
+  const rate = tl.acks.map((n) => n * per);
+  const p99 = tl.p99_ms;
+  const n = rate.length, cw = W - PAD.l - PAD.r, ch = H - PAD.t - PAD.b;
+  const rs = step(Math.max(1, ...rate)), rmax = Math.ceil(Math.max(1, ...rate) / rs) * rs;
+  const ls = step(Math.max(1, ...p99.filter((x) => x != null))), lmax = Math.ceil(Math.max(1, ...p99.filter((x) => x != null)) / ls) * ls;
+  const x = (i) => PAD.l + (i / n) * cw, yr = (v) => y0 + PAD.t + ch - (v / rmax) * ch, yl = (v) => y0 + PAD.t + ch - (v / lmax) * ch;
+  const out = [];
+  const title = `${run.label ? run.label + ': ' : ''}${run.users} users × 1 msg/s, ${run.seconds} s — acked ${run.acked}/${run.sent}, p99 ${run.ack_ms?.p99} ms`;
+  out.push(`<text x="${PAD.l}" y="${y0 + 16}" font-weight="bold">${esc(title)}</text>`);
+  for (let v = 0; v <= rmax; v += rs) {
+    out.push(`<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${yr(v)}" y2="${yr(v)}" stroke="#ddd"/>`);
+    out.push(`<text x="${PAD.l - 4}" y="${yr(v) + 4}" text-anchor="end" fill="#4a7">${v}</text>`);
+  }
+  for (let v = 0; v <= lmax; v += ls) out.push(`<text x="${W - PAD.r + 4}" y="${yl(v) + 4}" fill="#c33">${v}</text>`);
+  const bw = Math.max(0.5, cw / n - 0.3);
+  rate.forEach((v, i) => { if (v) out.push(`<rect x="${x(i).toFixed(1)}" y="${yr(v).toFixed(1)}" width="${bw.toFixed(1)}" height="${(yr(0) - yr(v)).toFixed(1)}" fill="#8c8"/>`); });
+  let d = '';
+  p99.forEach((v, i) => { if (v != null) d += `${d ? 'L' : 'M'}${(x(i) + bw / 2).toFixed(1)},${yl(v).toFixed(1)}`; });
+  out.push(`<path d="${d}" fill="none" stroke="#c33" stroke-width="1.5"/>`);
+  const secs = (n * tl.bucket_ms) / 1000, ts = step(secs);
+  for (let s = 0; s <= secs; s += ts) out.push(`<text x="${x((s * 1000) / tl.bucket_ms)}" y="${y0 + H - 12}" text-anchor="middle">${s} s</text>`);
+  out.push(`<text x="${PAD.l - 4}" y="${y0 + PAD.t - 6}" text-anchor="end" fill="#4a7">acks/s</text>`);
+  out.push(`<text x="${W - PAD.r + 4}" y="${y0 + PAD.t - 6}" fill="#c33">p99 ms</text>`);
+  return { svg: out.join('\n'), h: H };
+}
+
+let y = 0;
+const parts = [];
+for (const r of runs) {
+  const c = chart(r, y);
+  parts.push(c.svg);
+  y += c.h;
+}
+const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="#fff"/>
+${parts.join('\n')}
+</svg>
+`;
+if (output) writeFileSync(output, svg);
+else process.stdout.write(svg);
