@@ -21,7 +21,25 @@ function step(max) {
   return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
 }
 
+// stall_storm stall --timeline writes {bucket_ms, timeline: [{t, acks,
+// ack_max, ping_max, typing_max, healthz_max}]}: the same chart, with the
+// slowest ack of each 100 ms as the line (and the probes' worst in the title).
+function fromStall(run) {
+  const worst = (k) => Math.max(0, ...run.timeline.map((b) => b[k] ?? 0));
+  return {
+    label: `stall (+${run.sync_delay_ms} ms per fsync)`,
+    title: `slowest ack per ${run.bucket_ms} ms; worst ping ${worst('ping_max')}, typing ${worst('typing_max')}, /healthz ${worst('healthz_max')} ms`,
+    line: 'max ms',
+    timeline: {
+      bucket_ms: run.bucket_ms,
+      acks: run.timeline.map((b) => b.acks),
+      p99_ms: run.timeline.map((b) => b.ack_max ?? null),
+    },
+  };
+}
+
 function chart(run, y0) {
+  if (Array.isArray(run.timeline)) run = fromStall(run);
   const tl = run.timeline;
   if (!tl) return { svg: `<text x="${PAD.l}" y="${y0 + 20}">${esc(run.label ?? '')}: no timeline (run with --timeline)</text>`, h: 40 };
   const per = 1000 / tl.bucket_ms;
@@ -32,7 +50,7 @@ function chart(run, y0) {
   const ls = step(Math.max(1, ...p99.filter((x) => x != null))), lmax = Math.ceil(Math.max(1, ...p99.filter((x) => x != null)) / ls) * ls;
   const x = (i) => PAD.l + (i / n) * cw, yr = (v) => y0 + PAD.t + ch - (v / rmax) * ch, yl = (v) => y0 + PAD.t + ch - (v / lmax) * ch;
   const out = [];
-  const title = `${run.label ? run.label + ': ' : ''}${run.users} users × 1 msg/s, ${run.seconds} s — acked ${run.acked}/${run.sent}, p99 ${run.ack_ms?.p99} ms`;
+  const title = run.title ? `${run.label}: ${run.title}` : `${run.label ? run.label + ': ' : ''}${run.users} users × 1 msg/s, ${run.seconds} s — acked ${run.acked}/${run.sent}, p99 ${run.ack_ms?.p99} ms`;
   out.push(`<text x="${PAD.l}" y="${y0 + 16}" font-weight="bold">${esc(title)}</text>`);
   for (let v = 0; v <= rmax; v += rs) {
     out.push(`<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${yr(v)}" y2="${yr(v)}" stroke="#ddd"/>`);
@@ -47,7 +65,7 @@ function chart(run, y0) {
   const secs = (n * tl.bucket_ms) / 1000, ts = step(secs);
   for (let s = 0; s <= secs; s += ts) out.push(`<text x="${x((s * 1000) / tl.bucket_ms)}" y="${y0 + H - 12}" text-anchor="middle">${s} s</text>`);
   out.push(`<text x="${PAD.l - 4}" y="${y0 + PAD.t - 6}" text-anchor="end" fill="#4a7">acks/s</text>`);
-  out.push(`<text x="${W - PAD.r + 4}" y="${y0 + PAD.t - 6}" fill="#c33">p99 ms</text>`);
+  out.push(`<text x="${W - PAD.r + 4}" y="${y0 + PAD.t - 6}" fill="#c33">${run.line ?? 'p99 ms'}</text>`);
   return { svg: out.join('\n'), h: H };
 }
 
