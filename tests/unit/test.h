@@ -15,49 +15,49 @@
 static int dx_t_failed_checks, dx_t_passed, dx_t_failed, dx_t_cur_failed;
 static const char *dx_t_name;
 
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "%s:%d: %s: CHECK failed: %s\n", __FILE__, __LINE__, dx_t_name, \
-                    #cond);                                                                 \
-            dx_t_failed_checks++;                                                           \
-            dx_t_cur_failed = 1;                                                            \
-        }                                                                                   \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s: CHECK failed: %s\n", __FILE__, __LINE__, dx_t_name,        \
+                    #cond);                                                                        \
+            dx_t_failed_checks++;                                                                  \
+            dx_t_cur_failed = 1;                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define REQUIRE(cond)                                                                         \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "%s:%d: %s: REQUIRE failed: %s\n", __FILE__, __LINE__, dx_t_name, \
-                    #cond);                                                                   \
-            dx_t_failed_checks++;                                                             \
-            dx_t_cur_failed = 1;                                                              \
-            return;                                                                           \
-        }                                                                                     \
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s: REQUIRE failed: %s\n", __FILE__, __LINE__, dx_t_name,      \
+                    #cond);                                                                        \
+            dx_t_failed_checks++;                                                                  \
+            dx_t_cur_failed = 1;                                                                   \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                   \
-    do {                                                                                     \
-        long long dx_t_a = (long long)(a), dx_t_b = (long long)(b);                          \
-        if (dx_t_a != dx_t_b) {                                                              \
-            fprintf(stderr, "%s:%d: %s: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__,  \
-                    __LINE__, dx_t_name, #a, #b, dx_t_a, dx_t_b);                            \
-            dx_t_failed_checks++;                                                            \
-            dx_t_cur_failed = 1;                                                             \
-        }                                                                                    \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long dx_t_a = (long long)(a), dx_t_b = (long long)(b);                                \
+        if (dx_t_a != dx_t_b) {                                                                    \
+            fprintf(stderr, "%s:%d: %s: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__,        \
+                    __LINE__, dx_t_name, #a, #b, dx_t_a, dx_t_b);                                  \
+            dx_t_failed_checks++;                                                                  \
+            dx_t_cur_failed = 1;                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define RUN(fn)                                  \
-    do {                                         \
-        dx_t_name = #fn;                         \
-        dx_t_cur_failed = 0;                     \
-        fn();                                    \
-        if (dx_t_cur_failed) {                   \
-            dx_t_failed++;                       \
-            fprintf(stderr, "FAIL %s\n", #fn);   \
-        } else {                                 \
-            dx_t_passed++;                       \
-        }                                        \
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        dx_t_name = #fn;                                                                           \
+        dx_t_cur_failed = 0;                                                                       \
+        fn();                                                                                      \
+        if (dx_t_cur_failed) {                                                                     \
+            dx_t_failed++;                                                                         \
+            fprintf(stderr, "FAIL %s\n", #fn);                                                     \
+        } else {                                                                                   \
+            dx_t_passed++;                                                                         \
+        }                                                                                          \
     } while (0)
 
 /* A frame as a peer writes it, built by hand rather than with the library's
@@ -113,7 +113,7 @@ static inline int dx_t_write_all(int fd, const void *p, size_t n) {
     return 0;
 }
 
-#define TEST_DONE() \
+#define TEST_DONE()                                                                                \
     (printf("%d passed, %d failed\n", dx_t_passed, dx_t_failed), dx_t_failed ? 1 : 0)
 
 /* Deterministic PRNG for property tests (xorshift64*); seed from
@@ -131,6 +131,17 @@ static inline uint64_t dx_t_rand(void) {
     x ^= x >> 27;
     dx_t_rng_state = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Removes a SQLite database file and the WAL and shared-memory files
+ * beside it (a test's database, before or after it runs). */
+static inline void dx_t_remove_db(const char *path) {
+    char side[512];
+    remove(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    remove(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    remove(side);
 }
 
 #endif

@@ -11,8 +11,8 @@
 
 #include "test.h"
 
-#include "chat_test.h"
 #include "chat/syncer.h"
+#include "chat_test.h"
 
 static uint64_t sync_asked; /* the last commit number io.sync was given */
 
@@ -33,15 +33,6 @@ static dx__chat *engine_async(void) {
     memset(devs, 0, sizeof devs);
     sync_asked = 0;
     return dx__chat_new(&io, st, "lobby", &why);
-}
-
-static void unlink_db(void) {
-    char p[80];
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
 }
 
 /* Opens a device and makes its lobby membership durable. */
@@ -153,7 +144,7 @@ static void test_order(void) {
     dev_close(c, &b);
     dx__chat_free(c);
     reset_outs();
-    unlink_db();
+    dx_t_remove_db(db_path);
 }
 
 /* ---- the store thread ---------------------------------------------------- */

@@ -19,12 +19,7 @@
 /* A file-backed engine, so that the test can look into the database. */
 static dx__chat *file_engine(const char *path) {
     const char *why = NULL;
-    remove(path);
-    char wal[256];
-    snprintf(wal, sizeof wal, "%s-wal", path);
-    remove(wal);
-    snprintf(wal, sizeof wal, "%s-shm", path);
-    remove(wal);
+    dx_t_remove_db(path);
     return test_engine(dx__chat_store_sqlite(path, &why));
 }
 

@@ -104,12 +104,7 @@ static dx__chat *engine(void) {
 
 static void done(dx__chat *c) {
     dx__chat_free(c);
-    char p[80];
-    unlink(db_path);
-    snprintf(p, sizeof p, "%s-wal", db_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", db_path);
-    unlink(p);
+    dx_t_remove_db(db_path);
 }
 
 static dev_rec *open_dev(dx__chat *c, const char *uid) {

@@ -551,12 +551,7 @@ static void test_migrate(void) {
     st = dx__chat_store_sqlite(path, &why);
     CHECK(st != NULL);
     if (st) st->ops->close(st);
-    unlink(path);
-    char side[64];
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    dx_t_remove_db(path);
 }
 
 /* The search index is filled at the commit (store_sqlite.c, S_FTS_ADD):
