@@ -159,10 +159,11 @@ static void presence_settle(dx__chat *chat, int64_t now) {
     }
 }
 
-/* Queues `j` (taken) for every member of `conv`, behind this turn's
- * commit like a delivery, but not counted as one. */
-static int add_push(dx__chat *chat, const char *conv, json_t *j) {
-    int rc = dx__chat_add_pending(chat, NULL, NULL, NULL, conv, j, 1, NULL);
+/* Queues `j` (taken) for every member of `conv` (NULL: none) and then
+ * `uid` (NULL: none), behind this turn's commit like a delivery, but not
+ * counted as one. */
+static int add_push(dx__chat *chat, const char *conv, json_t *j, const char *uid) {
+    int rc = dx__chat_add_pending(chat, NULL, NULL, NULL, conv, j, 1, uid);
     if (rc == 0) chat->pend[chat->npend - 1].is_push = 1;
     return rc;
 }
@@ -184,7 +185,7 @@ static void receipts_push(dx__chat *chat, int64_t now) {
         }
         json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I}", "v", DX_CHAT_PROTO, "type", "read",
                               "conv", rc->conv, "uid", rc->uid, "seq", (json_int_t)rc->seq);
-        if (j) (void)add_push(chat, rc->conv, j);
+        if (j) (void)add_push(chat, rc->conv, j, NULL);
     }
 }
 
@@ -272,10 +273,9 @@ static void members_push(dx__chat *chat) {
             if (!j) break;
             if (count <= MEMBERS_LIST) {
                 json_object_set(j, "joined", m->joined);
-                (void)add_push(chat, m->conv, j);
-            } else if (dx__chat_add_pending(chat, NULL, NULL, NULL, NULL, j, 1,
-                                            json_string_value(json_array_get(m->joined, k))) == 0) {
-                chat->pend[chat->npend - 1].is_push = 1;
+                (void)add_push(chat, m->conv, j, NULL);
+            } else {
+                (void)add_push(chat, NULL, j, json_string_value(json_array_get(m->joined, k)));
             }
         }
         json_decref(m->joined);
