@@ -1,6 +1,9 @@
 // Draws the timeline of a rate run (chat_bench.mjs --mode rate --timeline)
 // as one self-contained SVG: acks per second (bars, per 100 ms bucket × 10)
 // and ack p99 latency (line, its own scale on the right). No dependencies.
+// A stall timeline (stall_storm stall) is drawn the same way; a storm
+// (stall_storm storm, storm.mjs) as users back / synced over time with the
+// /healthz latency and the acks' p99 (see drawStorm).
 // Usage: node chart.mjs RUN.json [OUT.svg]   (OUT defaults to stdout)
 // RUN.json holds one JSON object, or several lines of them (bench/chat/run
 // --compare): then one chart per object, stacked, each with its label.
@@ -38,7 +41,65 @@ function fromStall(run) {
   };
 }
 
+// A storm (storm.mjs's report): from the restart (t = 0), the users back
+// (their first welcome), open and synced (left scale: users), the slowest
+// /healthz answer and the acks' p99 of each bucket (right scale: ms); a
+// /healthz poll that failed is a red cross on the time axis.
+function drawStorm(run, y0) {
+  const SH = H + 30, top = PAD.t + 24; // room for the legend under the title
+  const tl = run.timeline, n = tl.t.length, cw = W - PAD.l - PAD.r, ch = SH - top - PAD.b;
+  const ms = [...tl.healthz_max_ms, ...tl.ack_p99_ms].filter((v) => v != null);
+  const us = step(tl.users), umax = Math.ceil(tl.users / us) * us;
+  const ls = step(Math.max(1, ...ms)), lmax = Math.ceil(Math.max(1, ...ms) / ls) * ls;
+  const x = (i) => PAD.l + (i / n) * cw, yu = (v) => y0 + top + ch - (v / umax) * ch, yl = (v) => y0 + top + ch - (v / lmax) * ch;
+  const at = (ms) => (ms == null ? '—' : `${(ms / 1000).toFixed(1)} s`);
+  const r = run.restart_ms ?? {}, v = run.verify ?? {}, hz = run.healthz ?? {};
+  const out = [];
+  const title = `${run.label ? run.label + ': ' : ''}storm, ${tl.users} users: all back ${at(r.all_back)}, synced ${at(r.all_synced)}; ` +
+    `${v.lost ?? '?'} lost, ${v.duplicates ?? '?'} dup.; /healthz ${hz.answered}/${hz.polls} answered`;
+  out.push(`<text x="${PAD.l}" y="${y0 + 16}" font-weight="bold">${esc(title)}</text>`);
+  for (let u = 0; u <= umax; u += us) {
+    out.push(`<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${yu(u)}" y2="${yu(u)}" stroke="#ddd"/>`);
+    out.push(`<text x="${PAD.l - 4}" y="${yu(u) + 4}" text-anchor="end">${u}</text>`);
+  }
+  for (let l = 0; l <= lmax; l += ls) out.push(`<text x="${W - PAD.r + 4}" y="${yl(l) + 4}" fill="#c33">${l}</text>`);
+  // A line through the buckets' ends (the counts hold there), from `start`
+  // at t = 0 if given, or through their middles for the per-bucket figures,
+  // broken where a bucket has none.
+  const line = (vals, y, colour, { extra = '', mid = false, start } = {}) => {
+    let d = start == null ? '' : `M${x(0)},${y(start).toFixed(1)}`, gap = start == null;
+    vals.forEach((val, i) => {
+      if (val == null) return void (gap = true);
+      d += `${gap ? 'M' : 'L'}${(x(i) + (mid ? 0.5 : 1) * (cw / n)).toFixed(1)},${y(val).toFixed(1)}`;
+      gap = false;
+    });
+    out.push(`<path d="${d}" fill="none" stroke="${colour}" stroke-width="1.5" ${extra}/>`);
+  };
+  line(tl.open, yu, '#9ab', { extra: 'stroke-dasharray="4 3"' });
+  line(tl.back, yu, '#36c', { start: 0 });
+  line(tl.synced, yu, '#2a2', { start: 0 });
+  line(tl.healthz_max_ms, yl, '#c33', { mid: true });
+  tl.ack_p99_ms.forEach((val, i) => {
+    if (val != null) out.push(`<circle cx="${(x(i) + cw / n / 2).toFixed(1)}" cy="${yl(val).toFixed(1)}" r="2" fill="#e90"/>`);
+  });
+  tl.healthz_failed.forEach((f, i) => {
+    if (f) out.push(`<text x="${(x(i) + cw / n / 2).toFixed(1)}" y="${yl(0) + 4}" text-anchor="middle" fill="#c33">×</text>`);
+  });
+  const secs = (n * tl.bucket_ms) / 1000, ts = step(secs);
+  for (let s = 0; s <= secs; s += ts) out.push(`<text x="${x((s * 1000) / tl.bucket_ms)}" y="${y0 + SH - 12}" text-anchor="middle">${+s.toFixed(1)} s</text>`);
+  out.push(`<text x="${PAD.l - 4}" y="${y0 + top - 6}" text-anchor="end">users</text>`);
+  out.push(`<text x="${W - PAD.r + 4}" y="${y0 + top - 6}" fill="#c33">ms</text>`);
+  const legend = [['#36c', 'back'], ['#2a2', 'synced'], ['#9ab', 'open (dashed)'], ['#c33', `slowest /healthz per ${tl.bucket_ms} ms (× failed)`], ['#e90', 'ack p99 (dots)']];
+  let lx = PAD.l + 8;
+  for (const [colour, name] of legend) {
+    out.push(`<rect x="${lx}" y="${y0 + 26}" width="10" height="3" fill="${colour}"/><text x="${lx + 14}" y="${y0 + 31}">${esc(name)}</text>`);
+    lx += 26 + name.length * 6;
+  }
+  return { svg: out.join('\n'), h: SH };
+}
+
 function chart(run, y0) {
+  if (run.timeline?.synced) return drawStorm(run, y0);
   if (Array.isArray(run.timeline)) run = fromStall(run);
   const tl = run.timeline;
   if (!tl) return { svg: `<text x="${PAD.l}" y="${y0 + 20}">${esc(run.label ?? '')}: no timeline (run with --timeline)</text>`, h: 40 };

@@ -17,18 +17,31 @@
 // Last, `history` of each direct conversation must hold every acked cid
 // exactly once, at the seq of its ack, and nothing else.
 //
+// The report's `timeline` follows the storm per BUCKET ms (100) from the
+// restart (t = 0) to the last user settled: users back (cumulative: their
+// first welcome), open (sockets open at the bucket's end), synced and
+// settled (cumulative), the acks received in the bucket and their p99
+// (send or resend → ack), and the /healthz polls sent in it (slowest answer,
+// failures). `node chart.mjs` draws it.
+//
 // Users connect from 127.0.0.2, .3, … (100 users per address): the server
 // allows 300 connections a minute per client address, and what is measured
 // here is many devices, not one address.
 //
 // Usage: node storm.mjs URL --ctl DIR [--users 2000] [--k 3] [--inflight 1]
+//   [--timeout 120] [--bucket 100] [--procs 1]
+// --procs P splits the users over P driver processes (forked, each with its
+// own event loop; partners in the same one): at 10,000 users one process
+// takes seconds to see the 10,000 closes and open the new sockets, so it,
+// not the server, sets the pace. /healthz and the timeline stay in this one.
 // Prints one JSON object (the figures and the verification) on stdout,
 // progress on stderr; exits 1 when the verification found a problem.
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fork } from 'node:child_process';
 
 const root = process.env.DX_ROOT ?? path.resolve(import.meta.dirname, '../..');
 const WebSocket = createRequire(path.join(root, 'package.json'))('ws');
@@ -56,6 +69,7 @@ class User {
     this.held = new Map();
     this.acked = new Map();
     this.pending = new Map();
+    this.sentAt = new Map(); // cid → Date.now() of its last send, for the timeline
     this.waiters = new Map(); // request id → resolve
     this.nextId = 1;
     this.ws = null;
@@ -130,7 +144,11 @@ class User {
       this.acked.set(m.cid, m.seq);
       this.pending.delete(m.cid);
       this.hold(m.conv, m.seq);
-      if (this.s.phase === 'storm') this.s.stats.acksAfterRestart++;
+      if (this.s.phase === 'storm') {
+        this.s.stats.acksAfterRestart++;
+        const now = Date.now();
+        this.s.trace.acks.push([now, now - (this.sentAt.get(m.cid) ?? now)]);
+      }
     } else if (m.type === 'deliver') {
       this.hold(m.msg.conv, m.msg.seq);
     } else if (m.type === 'error' && m.id === undefined) {
@@ -191,6 +209,7 @@ class User {
   send(cid, text) {
     this.pending.set(cid, text);
     if (!this.ws) return; // reconnecting: resent after the sync
+    this.sentAt.set(cid, Date.now());
     this.ws.send(JSON.stringify({ v: 1, type: 'send', id: `c:${cid}`, conv: this.conv, cid, text }));
   }
 
@@ -289,18 +308,25 @@ async function pool(items, width, fn) {
   }));
 }
 
-// Runs the whole storm; returns the report (see the head of this file).
-// opts: url, ctl (the directory shared with the runner), users (even), k,
-// inflight, log (progress lines), stormTimeoutMs.
-export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log = () => {},
-  stormTimeoutMs = 90000 }) {
-  if (users % 2) users++;
-  const port = Number(new URL(url).port);
+// One part of the storm: users [from, to) (partners in the same part) go
+// through setup, storm and verification. hooks.primed() is awaited once the
+// K sends are acked, before the in-flight ones (so that all parts send those
+// just before the kill), hooks.armed() is called once the part waits for
+// the kill, hooks.stormDone(outcome) once its users are all
+// settled (or the timeout passed), before the verification. Returns the
+// part's counts, times (Unix ms) and trace, which report() merges.
+async function runPart({ url, from, to, k, inflight, log, stormTimeoutMs, hooks }) {
+  const users = to - from;
   const s = {
     url, phase: 'setup', log, askMs: stormTimeoutMs,
     stats: { pushes: { setup: 0, storm: 0 }, closes: {}, fail: {}, errors: [], syncPages: 0, syncRateLimited: 0, learnedFromSync: 0, resent: 0, acksAfterRestart: 0 },
+    // Date.now() of each event from the kill on, for the timeline: every
+    // welcome (open) and close, each user's first welcome (back), sync and
+    // settling; acks as [time, ms since the send].
+    trace: { open: [], close: [], back: [], synced: [], settled: [], acks: [] },
   };
-  const all = Array.from({ length: users }, (_, i) => new User(i, s));
+  const all = Array.from({ length: users }, (_, i) => new User(from + i, s));
+  const partner = (u) => all[(u.i ^ 1) - from];
 
   // Progress of the storm; a drop before it (setup) is only counted.
   let down = 0, back = 0, synced = 0, settled = 0, firstDown = 0, firstBack = 0, allBack = 0,
@@ -320,6 +346,7 @@ export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log =
       s.phase = 'storm';
       firstDown = Date.now();
     }
+    s.trace.close.push(Date.now());
   };
   const fatal = [];
   s.fatal = (e) => {
@@ -327,20 +354,25 @@ export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log =
     log(`client error: ${e.message}`);
   };
   s.onBack = (u) => {
-    if (s.phase !== 'storm' || u.wasBack) return;
+    if (s.phase !== 'storm') return;
+    s.trace.open.push(Date.now());
+    if (u.wasBack) return;
     u.wasBack = true;
     back++;
+    s.trace.back.push(Date.now());
     if (!firstBack) firstBack = Date.now();
     if (back === users) allBack = Date.now();
   };
   s.onSynced = (u) => {
     if (s.phase !== 'storm' || u.wasSynced) return;
     u.wasSynced = true;
+    s.trace.synced.push(Date.now());
     if (++synced === users) allSynced = Date.now();
   };
   s.onSettled = (u) => {
     if (s.phase !== 'storm' || u.wasSettled) return;
     u.wasSettled = true;
+    s.trace.settled.push(Date.now());
     if (++settled === users) {
       allSettled = Date.now();
       finish();
@@ -375,22 +407,17 @@ export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log =
   const sendMs = performance.now() - t1;
   const ackedBeforeKill = all.reduce((n, u) => n + u.acked.size, 0);
   log(`${ackedBeforeKill} acks in ${Math.round(sendMs)} ms; ${inflight} in flight per user, then kill -9`);
+  await hooks.primed();
   for (const u of all) for (let j = 0; j < inflight; j++) u.send(`f-${u.uid}-${j}`, `in flight ${j} from ${u.uid}`);
 
   // 2. The storm: the runner kills and restarts the server.
   s.phase = 'armed';
-  fs.writeFileSync(path.join(ctl, 'ready'), `${Date.now()}\n`);
-
-  // /healthz every 50 ms; the polls sent from the restart on count.
-  const poller = new Worker(HEALTHZ_WORKER, { eval: true, workerData: { port } });
+  hooks.armed();
   const timeout = sleep(stormTimeoutMs).then(() => 'timeout');
   const outcome = await Promise.race([finished.then(() => 'ok'), timeout]);
-  const polled = new Promise((r) => poller.once('message', r));
-  poller.postMessage('stop');
-  const polls = await polled;
-  await poller.terminate();
+  const stormEnd = Date.now();
+  await hooks.stormDone(outcome);
   s.phase = 'done';
-  const restart = Number(await waitFile(path.join(ctl, 'restart'), 5000));
   log(`storm ${outcome}: back ${back}/${users}, synced ${synced}, settled ${settled}`);
 
   // 3. Verify each direct conversation through history.
@@ -425,7 +452,7 @@ export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log =
         }
       });
       let expected = 0;
-      for (const v of [u, all[u.i ^ 1]]) {
+      for (const v of [u, partner(u)]) {
         verify.unacked += v.pending.size;
         for (const [cid, seq] of v.acked) {
           expected++;
@@ -462,26 +489,67 @@ export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log =
   }
   for (const u of all) u.ws?.terminate();
 
+  return {
+    outcome, users, connectMs, sendMs, ackedBeforeKill, unackedAtKill, setupDrops,
+    dropsAfterRestart: down - users, stormEnd,
+    times: { firstDown, firstBack, allBack, allSynced, allSettled },
+    stats: { ...s.stats, errors: s.stats.errors.length }, fatal, verify, trace: s.trace,
+  };
+}
+
+// Sums a list of objects of counts (nested objects too); arrays are joined.
+function sum(objs) {
+  const out = {};
+  for (const o of objs) {
+    for (const [key, v] of Object.entries(o)) {
+      if (Array.isArray(v)) out[key] = [...(out[key] ?? []), ...v];
+      else if (v && typeof v === 'object') out[key] = sum([out[key] ?? {}, v]);
+      else if (typeof v === 'number') out[key] = (out[key] ?? 0) + v;
+      else out[key] ??= v;
+    }
+  }
+  return out;
+}
+
+// The report (see the head of this file) from the parts' results, the
+// /healthz polls and the restart time (Unix ms).
+function report(parts, polls, restart, { k, inflight, bucketMs }) {
+  const users = parts.reduce((n, p) => n + p.users, 0);
+  const first = (key) => Math.min(...parts.map((p) => p.times[key] || Infinity));
+  // The last of an event that every part saw; 0 if one did not.
+  const last = (key) => (parts.every((p) => p.times[key]) ? Math.max(...parts.map((p) => p.times[key])) : 0);
+  const allSettled = last('allSettled');
+  const since = (t) => (t && t !== Infinity ? t - restart : null);
+  const stats = sum(parts.map((p) => p.stats));
+  const verify = sum(parts.map((p) => p.verify));
+  verify.problems = verify.problems.slice(0, 10);
+  const errors = parts.map((p) => p.verify.error).filter(Boolean);
+  if (errors.length) verify.error = errors.join('; ');
+  const trace = sum(parts.map((p) => p.trace));
   const health = polls.filter((h) => h.sent >= restart);
   const answered = health.filter((h) => h.status === 200);
   const during = answered.filter((h) => h.sent <= (allSettled || Infinity));
-  const since = (t) => (t ? t - restart : null);
-  const kinds = Object.entries(s.stats.fail).reduce((n, [, c]) => n + c, 0);
+  const kinds = Object.values(stats.fail).reduce((n, c) => n + c, 0);
   return {
-    outcome, users, k, inflight,
-    connect_ms: Math.round(connectMs), send_ms: Math.round(sendMs),
-    acked_before_kill: ackedBeforeKill, unacked_at_kill: unackedAtKill,
+    outcome: parts.every((p) => p.outcome === 'ok') ? 'ok' : 'timeout', users, k, inflight,
+    driver_processes: parts.length,
+    connect_ms: Math.round(Math.max(...parts.map((p) => p.connectMs))),
+    send_ms: Math.round(Math.max(...parts.map((p) => p.sendMs))),
+    acked_before_kill: parts.reduce((n, p) => n + p.ackedBeforeKill, 0),
+    unacked_at_kill: parts.reduce((n, p) => n + p.unackedAtKill, 0),
     restart_ms: {
       note: 'from the runner starting the new server (Unix ms in CTL/restart)',
-      first_close_seen: since(firstDown), first_back: since(firstBack), all_back: since(allBack),
-      all_synced: since(allSynced), all_settled: since(allSettled),
+      first_close_seen: since(first('firstDown')), first_back: since(first('firstBack')),
+      all_back: since(last('allBack')), all_synced: since(last('allSynced')), all_settled: since(allSettled),
     },
-    handshake_failures: kinds, failures_by_kind: s.stats.fail, drops_before_kill: setupDrops, drops_after_restart: down - users, closes: s.stats.closes,
-    client_errors: fatal.slice(0, 5),
-    sync_pages: s.stats.syncPages, sync_rate_limited: s.stats.syncRateLimited,
-    resent: s.stats.resent, learned_from_sync: s.stats.learnedFromSync,
-    acks_after_restart: s.stats.acksAfterRestart,
-    push_errors: s.stats.errors.length, presence_and_members_pushes: s.stats.pushes,
+    handshake_failures: kinds, failures_by_kind: stats.fail,
+    drops_before_kill: parts.reduce((n, p) => n + p.setupDrops, 0),
+    drops_after_restart: parts.reduce((n, p) => n + p.dropsAfterRestart, 0), closes: stats.closes,
+    client_errors: parts.flatMap((p) => p.fatal).slice(0, 5),
+    sync_pages: stats.syncPages, sync_rate_limited: stats.syncRateLimited,
+    resent: stats.resent, learned_from_sync: stats.learnedFromSync,
+    acks_after_restart: stats.acksAfterRestart,
+    push_errors: stats.errors, presence_and_members_pushes: stats.pushes,
     healthz: {
       polls: health.length, answered: answered.length, answered_during_storm: during.length,
       failed: health.length - answered.length,
@@ -489,6 +557,143 @@ export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log =
       p50_ms: pct(answered.map((h) => h.ms), 0.5), max_ms: pct(answered.map((h) => h.ms), 1),
     },
     verify,
+    timeline: stormTimeline(trace, polls, {
+      users, bucketMs, from: restart, to: allSettled || Math.max(...parts.map((p) => p.stormEnd)),
+    }),
+  };
+}
+
+// Runs the whole storm; returns the report (see the head of this file).
+// opts: url, ctl (the directory shared with the runner), users (even), k,
+// inflight, log (progress lines), stormTimeoutMs, bucketMs (the timeline's),
+// procs: the users split over that many driver processes (child processes of
+// this one, each its own event loop; partners in the same one), which all
+// wait for the kill before CTL/ready is written. /healthz is polled from here.
+export async function storm({ url, ctl, users = 2000, k = 3, inflight = 1, log = () => {},
+  stormTimeoutMs = 90000, bucketMs = 100, procs = 1 }) {
+  if (users % 2) users++;
+  procs = Math.max(1, Math.min(procs, users / 2));
+  const port = Number(new URL(url).port);
+  let poller;
+  // /healthz every 50 ms from the moment every part waits for the kill; the
+  // polls sent from the restart on count.
+  const armed = () => {
+    fs.writeFileSync(path.join(ctl, 'ready'), `${Date.now()}\n`);
+    poller = new Worker(HEALTHZ_WORKER, { eval: true, workerData: { port } });
+  };
+  const stopPolls = async () => {
+    const polled = new Promise((r) => poller.once('message', r));
+    poller.postMessage('stop');
+    const polls = await polled;
+    await poller.terminate();
+    return polls;
+  };
+  const opts = { url, k, inflight, log, stormTimeoutMs };
+  let parts, polls;
+  if (procs === 1) {
+    const part = await runPart({
+      ...opts, from: 0, to: users,
+      hooks: { primed: async () => {}, armed, stormDone: async () => void (polls = await stopPolls()) },
+    });
+    parts = [part];
+  } else {
+    // Part i: users [bounds[i], bounds[i+1]), even bounds. Each child says
+    // `primed` and, once all have, is told to `go` (send the in-flight ones);
+    // then it says `armed`, then `stormDone`; once all have, polls stop and
+    // they verify.
+    const bounds = Array.from({ length: procs + 1 }, (_, i) => 2 * Math.floor((i * users) / procs / 2));
+    const children = bounds.slice(0, -1).map((lo, i) => fork(fileURLToPath(import.meta.url), [url, '--part',
+      `${lo},${bounds[i + 1]}`, '--k', `${k}`, '--inflight', `${inflight}`, '--timeout', `${stormTimeoutMs / 1000}`],
+    { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+    const fromEach = (type) => Promise.all(children.map((c) => new Promise((resolve, reject) => {
+      const onMessage = (m) => m.type === type && (c.off('message', onMessage), c.off('exit', onExit), resolve(m));
+      const onExit = (code) => reject(new Error(`driver process ${c.pid} exited (${code}) before '${type}'`));
+      c.on('message', onMessage);
+      c.once('exit', onExit);
+    })));
+    await fromEach('primed');
+    const allArmed = fromEach('armed');
+    for (const c of children) c.send({ type: 'go' });
+    await allArmed;
+    armed();
+    await fromEach('stormDone');
+    polls = await stopPolls();
+    const results = fromEach('result');
+    for (const c of children) c.send({ type: 'verify' });
+    parts = (await results).map((m) => m.part);
+  }
+  const restart = Number(await waitFile(path.join(ctl, 'restart'), 5000));
+  return report(parts, polls, restart, { k, inflight, bucketMs });
+}
+
+// A driver process of storm({procs}): runs its part, telling the parent.
+async function partProcess(url, range, opt) {
+  const [from, to] = range.split(',').map(Number);
+  process.on('disconnect', () => process.exit(1)); // the parent is gone: no reconnecting forever
+  const message = (type) => new Promise((r) => process.on('message', (m) => m.type === type && r(m)));
+  const go = message('go'), verify = message('verify');
+  const part = await runPart({
+    url, from, to, k: Number(opt('k', 3)), inflight: Number(opt('inflight', 1)),
+    stormTimeoutMs: Number(opt('timeout', 120)) * 1000,
+    log: (line) => console.error(`storm [${from}, ${to}): ${line}`),
+    hooks: {
+      primed: async () => {
+        process.send({ type: 'primed' });
+        await go;
+      },
+      armed: () => process.send({ type: 'armed' }),
+      stormDone: async (outcome) => {
+        process.send({ type: 'stormDone', outcome });
+        await verify;
+      },
+    },
+  });
+  process.send({ type: 'result', part }, () => process.exit(0));
+}
+
+// The storm per bucket from `from` (the restart) to `to` (the last user
+// settled, or the timeout): one array per figure, index i = the bucket
+// [from + i·bucketMs, from + (i+1)·bucketMs). Users back, synced and settled
+// are cumulative at the bucket's end; open = users − closes + welcomes up to
+// then (every user is open at the kill); acks and /healthz polls are those of
+// the bucket (polls by the time they were sent), null where it has none.
+function stormTimeline(trace, polls, { users, bucketMs, from, to }) {
+  const n = Math.max(1, Math.ceil((to - from) / bucketMs) + 1);
+  const ends = Array.from({ length: n }, (_, i) => from + (i + 1) * bucketMs);
+  const upTo = (times) => {
+    const sorted = [...times].sort((a, b) => a - b);
+    let j = 0;
+    return ends.map((end) => {
+      while (j < sorted.length && sorted[j] < end) j++;
+      return j;
+    });
+  };
+  const perBucket = (items, time) => {
+    const out = Array.from({ length: n }, () => []);
+    for (const it of items) {
+      const i = Math.floor((time(it) - from) / bucketMs);
+      if (i >= 0 && i < n) out[i].push(it);
+    }
+    return out;
+  };
+  const opened = upTo(trace.open), closed = upTo(trace.close);
+  const acks = perBucket(trace.acks, ([t]) => t);
+  const healthz = perBucket(polls, (h) => h.sent);
+  const ok = healthz.map((b) => b.filter((h) => h.status === 200).map((h) => h.ms));
+  return {
+    bucket_ms: bucketMs,
+    note: 't = bucket start in ms from the restart; back/open/synced/settled: users at the bucket end; acks, healthz: of the bucket',
+    users,
+    t: ends.map((end) => end - bucketMs - from),
+    back: upTo(trace.back),
+    open: opened.map((o, i) => users - closed[i] + o),
+    synced: upTo(trace.synced),
+    settled: upTo(trace.settled),
+    acks: acks.map((b) => b.length),
+    ack_p99_ms: acks.map((b) => pct(b.map(([, ms]) => ms), 0.99)),
+    healthz_polls: healthz.map((b) => b.length),
+    healthz_max_ms: ok.map((ms) => (ms.length ? +Math.max(...ms).toFixed(1) : null)),
+    healthz_failed: healthz.map((b, i) => b.length - ok[i].length),
   };
 }
 
@@ -498,9 +703,14 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
     const i = args.indexOf(`--${name}`);
     return i >= 0 ? args[i + 1] : dflt;
   };
+  if (opt('part')) {
+    await partProcess(args[0], opt('part'), opt);
+    await new Promise(() => {}); // exits once the result is sent
+  }
   const r = await storm({
     url: args[0], ctl: opt('ctl'), users: Number(opt('users', 2000)), k: Number(opt('k', 3)),
     inflight: Number(opt('inflight', 1)), stormTimeoutMs: Number(opt('timeout', 120)) * 1000,
+    bucketMs: Number(opt('bucket', 100)), procs: Number(opt('procs', 1)),
     log: (line) => console.error(`storm: ${line}`),
   });
   console.log(JSON.stringify(r));
