@@ -122,21 +122,24 @@ static void usage(FILE *f) {
            "                          messages: smaller messages, up to ~180 KiB per client\n"
            "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
            "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
-           "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n"
-           "  --epoll                 keep every socket on epoll (open WebSockets move to\n"
-           "                          an io_uring by default where the kernel has it)\n"
-           "  --metrics               GET /metrics on this port: Prometheus text, every\n"
-           "                          thread summed (docs/metrics.md); loopback peers only,\n"
-           "                          others get 403\n"
-           "  --metrics-public        the same, for any peer (keep the port private)\n"
-           "  --quiet                 do not print the listening line\n"
-           "  --log-format text|json  the log on stderr: lines for people (default) or one\n"
-           "                          JSON object per event (start, listen, refused\n"
-           "                          handshakes, slow consumers, Redis up/down, shutdown)\n"
-           "  --log-level LEVEL       debug, info (default), warn or error\n"
-           "  -h, --help              this help\n\n"
-           "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
-           "1 when the server cannot start, 2 for a usage error.\n");
+           "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n");
+    fprintf(f, "  --no-fallback           do not serve the HTTP session transport (SSE/long\n"
+               "                          polls + POSTs, docs/fallback.md) that browser clients\n"
+               "                          use where a proxy breaks WebSocket (served by default)\n"
+               "  --epoll                 keep every socket on epoll (open WebSockets move to\n"
+               "                          an io_uring by default where the kernel has it)\n"
+               "  --metrics               GET /metrics on this port: Prometheus text, every\n"
+               "                          thread summed (docs/metrics.md); loopback peers only,\n"
+               "                          others get 403\n"
+               "  --metrics-public        the same, for any peer (keep the port private)\n"
+               "  --quiet                 do not print the listening line\n"
+               "  --log-format text|json  the log on stderr: lines for people (default) or one\n"
+               "                          JSON object per event (start, listen, refused\n"
+               "                          handshakes, slow consumers, Redis up/down, shutdown)\n"
+               "  --log-level LEVEL       debug, info (default), warn or error\n"
+               "  -h, --help              this help\n\n"
+               "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
+               "1 when the server cannot start, 2 for a usage error.\n");
 }
 
 /* ---- the modes -------------------------------------------------------- */
@@ -289,6 +292,7 @@ static void raise_nofile(void) {
 int dx_cli_serve(int argc, char **argv) {
     enum mode mode = MODE_NONE;
     dx_server_config cfg = {.host = "127.0.0.1", .port = 8080, .app_heartbeat = 1};
+    cfg.sessions.enable = 1; /* the HTTP fallback (docs/fallback.md); --no-fallback */
     /* permessage-deflate by default, in its cheapest form (deflate.h). */
     cfg.deflate = (dx_deflate_config){
         .enable = 1, .server_no_context_takeover = 1, .client_no_context_takeover = 1};
@@ -378,6 +382,8 @@ int dx_cli_serve(int argc, char **argv) {
             cfg.app_heartbeat = 0;
         } else if (FLAG("--no-deflate")) {
             cfg.deflate.enable = 0;
+        } else if (FLAG("--no-fallback")) {
+            cfg.sessions.enable = 0;
         } else if (FLAG("--deflate-takeover")) {
             cfg.deflate.server_no_context_takeover = cfg.deflate.client_no_context_takeover = 0;
         } else if (FLAG("--deflate-window")) {

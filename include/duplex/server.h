@@ -4,7 +4,11 @@
  * connections, reads each HTTP request, and either upgrades it to a
  * WebSocket (any path, unless on_upgrade refuses) or answers it as plain
  * HTTP: on_http routes first, then `/healthz` (200 "ok"), then static files
- * from `static_dir`, then 404. The smallest echo server:
+ * from `static_dir`, then 404. With `sessions.enable`, the same connection
+ * can also be carried over plain HTTP requests for clients whose proxies
+ * break WebSocket (docs/fallback.md): a POST with "X-Duplex-Session: 1"
+ * opens one, and the server answers /.duplex/ requests itself. The
+ * smallest echo server:
  *
  *     static void on_message(dx_server_conn *c, void *user, enum dx_opcode op,
  *                            const uint8_t *data, size_t len) {
@@ -258,15 +262,40 @@ typedef struct dx_server_config {
      * (dx_server_conn_set_user changes it per connection). */
     void *user;
 
+    /* The HTTP session transport (docs/fallback.md): for clients whose
+     * proxies break WebSocket, the same connection carried by Server-Sent
+     * Events or long polls down and POSTs up. With `enable` 1, a POST with
+     * the header "X-Duplex-Session: 1" to any path goes through the checks
+     * of an upgrade (shutting down, Origin, max_connections, on_upgrade)
+     * and opens a session, and the server answers /.duplex/<sid>/down and
+     * /.duplex/<sid>/up itself (before on_http and static files). The
+     * application sees a dx_server_conn like any other (on_upgrade,
+     * on_open, on_message, on_close, sends, broadcast, pub/sub, limits);
+     * dx_server_conn_transport() tells it apart. A session is dropped
+     * (on_close 1006) after `idle_ms` without any request [30 s]; a poll
+     * is held `poll_ms` at most [25 s]. A session costs a connection's
+     * memory plus about 150 bytes (its SID, offsets and the open request's
+     * address and Origin); the bytes it sent stay queued until the client
+     * acknowledges them, and count as buffered. `enable` 0 (default): such
+     * requests are plain HTTP. */
+    struct {
+        int enable;
+        uint32_t idle_ms;
+        uint32_t poll_ms;
+    } sessions;
+
     /* Callbacks, all optional. `user` is the connection's user pointer. */
 
     /* A valid WebSocket upgrade request arrived (after the Origin check and
-     * max_connections). Return 0 to accept, or an HTTP status (400-599) to
+     * max_connections), or the open request of an HTTP session (`protocols`
+     * then comes from its X-Duplex-Protocol header; `c` is the session, see
+     * dx_server_conn_transport). Return 0 to accept, or an HTTP status (400-599) to
      * refuse with it and `u->reason` as the body. May set the user pointer
      * and fill dx_server_conn_data(c); must not send (the connection is not
      * open yet). */
     int (*on_upgrade)(dx_server_conn *c, void *user, dx_upgrade *u);
-    /* The 101 answer is queued: the connection is OPEN and may send. */
+    /* The 101 answer (for an HTTP session: its 200) is queued: the
+     * connection is OPEN and may send. */
     void (*on_open)(dx_server_conn *c, void *user);
     /* A complete message; text is valid UTF-8. `data` is borrowed until the
      * callback returns (it is not NUL-terminated). */
@@ -486,6 +515,9 @@ typedef struct dx_server_stats {
                                                      (DX_LOOP_TURN_BOUNDS_US in
                                                      loop.h; not cumulative) */
     uint64_t loop_turn_us_sum;                   /* total turn time, microseconds */
+
+    uint64_t sessions_opened; /* HTTP sessions opened (the fallback transport,
+                                 docs/fallback.md); not counted in `upgraded` */
 } dx_server_stats;
 
 /* Fills `out` (its `size` set by the caller, see above) with the server's
@@ -594,9 +626,24 @@ DX_API void *dx_server_conn_data(dx_server_conn *c);
 DX_API enum dx_ready_state dx_server_conn_state(const dx_server_conn *c);
 /* Bytes queued and not yet written (the browser's bufferedAmount). */
 DX_API size_t dx_server_conn_buffered(const dx_server_conn *c);
-/* Writes "ip:port" of the peer into `out` (64 bytes are always enough).
- * Returns the length, or DX_EIO when the socket is gone. */
+/* Writes "ip:port" of the peer into `out` (64 bytes are always enough);
+ * for an HTTP session, that of the request that opened it. Returns the
+ * length, or DX_EIO when the socket (or the session) is gone. */
 DX_API int dx_server_conn_remote(const dx_server_conn *c, char *out, size_t cap);
+
+/* How a connection's frames travel. */
+enum dx_transport {
+    DX_TRANSPORT_WS = 0,   /* WebSocket over TCP */
+    DX_TRANSPORT_WSS = 1,  /* WebSocket over TLS */
+    DX_TRANSPORT_HTTP = 2, /* an HTTP session: SSE or long polls down, POSTs up
+                              (docs/fallback.md), over http or https */
+};
+
+/* The transport of `c` (valid from on_upgrade until on_close returns). */
+DX_API enum dx_transport dx_server_conn_transport(const dx_server_conn *c);
+
+/* "ws", "wss" or "http" ("unknown" for another value); a static string. */
+DX_API const char *dx_transport_name(enum dx_transport t);
 
 #ifdef __cplusplus
 }

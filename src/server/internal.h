@@ -10,6 +10,8 @@
  *               /healthz with the broker's state
  *   redis_fanout.c  the Redis broker (duplex/fanout.h)
  *   stats.c     dx_server_stats_get (the counters live in dx_server.st)
+ *   session.c   the HTTP session transport (docs/fallback.md): a WebSocket
+ *               carried by SSE / long polls and POSTs
  */
 #ifndef DX_SERVER_INTERNAL_H
 #define DX_SERVER_INTERNAL_H
@@ -18,6 +20,8 @@
 #include <stdint.h>
 
 #include <duplex/conn.h>
+#include <duplex/handshake.h>
+#include <duplex/http.h>
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
@@ -28,6 +32,8 @@ enum {
     P_TLS = 1, /* TLS handshake */
     P_HTTP,    /* reading the request head */
     P_RESP,    /* writing a plain HTTP answer, then linger */
+    P_STREAM,  /* a session's down request, kept open while the session
+                  writes to it (session.c) */
     P_WS,      /* WebSocket: dx_conn OPEN or CLOSING */
     P_DRAIN,   /* dx_conn CLOSED: flushing what is queued */
     P_LINGER,  /* output done and shut down: waiting for the peer's EOF */
@@ -50,6 +56,7 @@ enum {
     F_MARKED = 1 << 12,    /* marked while F_READING: F_DIRTY, but not in the list */
     F_URING = 1 << 13,     /* the socket is on the loop's io_uring (uslot), not epoll */
     F_BROKEN = 1 << 14,    /* a write-through failed: dropped by the next flush */
+    F_SESS = 1 << 15,      /* an HTTP session (session.c): no socket, `sess` set */
 };
 
 /* State of the HTTP phase, on the heap only while it lasts. */
@@ -63,7 +70,14 @@ typedef struct dx__http {
     uint64_t file_off;
     uint64_t file_end;
     int outq; /* P_RESP: answer bytes in the kernel at the last sweep */
+    /* P_STREAM (session.c): the session this down request serves. */
+    dx_server_conn *sess;
+    uint64_t stream_bytes; /* session bytes sent on this stream */
+    uint32_t t_last;       /* last write on this stream */
+    uint8_t poll;          /* mode=poll rather than mode=stream */
 } dx__http;
+
+struct dx__sess;
 
 typedef struct dx__sub dx__sub;
 
@@ -81,7 +95,10 @@ struct dx_server_conn {
         dx__http *http; /* P_TLS, P_HTTP, P_RESP (NULL when not needed) */
         dx__sub *subs;  /* P_WS */
     } u;
-    dx_tls *tls;
+    union {
+        dx_tls *tls;           /* without F_SESS: the socket's TLS, or NULL */
+        struct dx__sess *sess; /* with F_SESS: the session (session.h) */
+    };
     uint32_t t_rx;   /* server ms of the last bytes received */
     uint32_t t_mark; /* accepted at / ping sent at / closing since */
     uint16_t flags;
@@ -132,10 +149,13 @@ struct dx_server {
     dx_post_fn done;
     void *done_arg;
     int done_called;
-    dx_server_broker broker;    /* publish NULL: none (a single node) */
-    int no_uring;               /* the loop has no io_uring (or it is off): epoll only */
-    size_t partial_total;       /* dx_conn_partial over the P_WS connections (partial.c) */
-    dx_server_conn *partial_in; /* in its dx_conn_recv: counted by dx__partial_read */
+    dx_server_broker broker;      /* publish NULL: none (a single node) */
+    int no_uring;                 /* the loop has no io_uring (or it is off): epoll only */
+    size_t partial_total;         /* dx_conn_partial over the P_WS connections (partial.c) */
+    dx_server_conn *partial_in;   /* in its dx_conn_recv: counted by dx__partial_read */
+    struct dx__sess **sess_slots; /* HTTP sessions by SID (session.c): chained */
+    size_t sess_cap;              /* power of two, or 0 */
+    size_t sess_count;
     /* Counters (dx_server_stats_get, in stats.c): plain words added to on
      * this thread as things happen, read whole from any thread. The
      * fields that belong to the loop or are computed stay zero here. */
@@ -217,6 +237,14 @@ int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char
 int dx__req_respond_fd(dx_server_conn *c, int status, const char *ctype, const char *extra, int fd,
                        uint64_t off, uint64_t len, int head_only);
 int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra);
+/* The checks of an upgrade, in order: shutting down (503), Origin (403),
+ * max_connections (503), then on_upgrade with `app` (the connection the
+ * application will own) and `u` (filled from `req` and `info` here; the
+ * chosen protocol is in u->protocol after). Returns 0 when accepted, or
+ * answers `c` with the refusal (plus the header lines `xh`, may be NULL)
+ * and returns -1. */
+int dx__req_admit(dx_server_conn *c, dx_server_conn *app, const dx_http_request *req,
+                  const dx_handshake_info *info, dx_upgrade *u, const char *xh);
 
 /* static.c: answers GET/HEAD for `path` (raw target path) from the root.
  * Returns 1 when it answered. */

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "server/internal.h"
+#include "server/session.h"
 
 #define MAX_HEADERS 64
 
@@ -221,34 +222,43 @@ static int origin_allowed(const dx_server_config *cfg, const char *o, size_t n) 
     return 0;
 }
 
-static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_handshake_info *info,
-                    uint8_t *rest, size_t rest_len) {
+/* Answers a refused admission on `c` with `xh` and `more` (Retry-After)
+ * as extra header lines. */
+static void refuse(dx_server_conn *c, int status, const char *reason, const char *xh,
+                   const char *more) {
+    char extra[160];
+    snprintf(extra, sizeof extra, "%s%s", xh ? xh : "", more ? more : "");
+    (void)dx__req_error(c, status, reason, extra[0] ? extra : NULL);
+}
+
+int dx__req_admit(dx_server_conn *c, dx_server_conn *app, const dx_http_request *req,
+                  const dx_handshake_info *info, dx_upgrade *u, const char *xh) {
     dx_server *s = c->srv;
     const dx_server_config *cfg = &s->cfg;
     if (s->shutting) {
         s->st.refused[DX_REFUSE_LIMIT]++;
         dx__srv_event(c, "handshake_refused", 503, "server shutting down");
-        (void)dx__req_error(c, 503, "server shutting down", NULL);
-        return;
+        refuse(c, 503, "server shutting down", xh, NULL);
+        return -1;
     }
     if (cfg->origins) {
         if (info->origin ? !origin_allowed(cfg, info->origin, info->origin_len)
                          : cfg->origin_required) {
             s->st.refused[DX_REFUSE_ORIGIN]++;
             dx__srv_event(c, "handshake_refused", 403, "origin not allowed");
-            (void)dx__req_error(c, 403, "origin not allowed", NULL);
-            return;
+            refuse(c, 403, "origin not allowed", xh, NULL);
+            return -1;
         }
     }
     if (cfg->max_connections && s->open_count >= cfg->max_connections) {
         s->st.refused[DX_REFUSE_LIMIT]++;
         dx__srv_event(c, "handshake_refused", 503, "too many connections");
-        (void)dx__req_error(c, 503, "too many connections", "Retry-After: 1\r\n");
-        return;
+        refuse(c, 503, "too many connections", xh, "Retry-After: 1\r\n");
+        return -1;
     }
     char remote[64];
     dx__sc_remote(c, remote, sizeof remote);
-    dx_upgrade u = {
+    *u = (dx_upgrade){
         .path = info->path,
         .path_len = info->path_len,
         .query = info->query,
@@ -263,25 +273,35 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
     };
     if (cfg->protocols && info->protocols) {
         int i = dx_handshake_select_protocol(info->protocols, info->protocols_len, cfg->protocols);
-        if (i >= 0) u.protocol = cfg->protocols[i];
+        if (i >= 0) u->protocol = cfg->protocols[i];
     }
     if (cfg->on_upgrade) {
-        int st = cfg->on_upgrade(c, dx_conn_user(sc_conn(c)), &u);
+        int st = cfg->on_upgrade(app, dx_conn_user(sc_conn(app)), u);
         if (st) {
             if (st < 400 || st > 599) st = 500;
             s->st.refused[st == 401 || st == 403   ? DX_REFUSE_AUTH
                           : st == 429 || st == 503 ? DX_REFUSE_LIMIT
                                                    : DX_REFUSE_APP]++;
             dx__srv_event(c, "handshake_refused", st,
-                          u.reason ? u.reason : dx_http_status_text(st));
+                          u->reason ? u->reason : dx_http_status_text(st));
             char retry[40];
-            if (u.retry_after)
-                snprintf(retry, sizeof retry, "Retry-After: %u\r\n", (unsigned)u.retry_after);
-            (void)dx__req_error(c, st, u.reason ? u.reason : dx_http_status_text(st),
-                                u.retry_after ? retry : NULL);
-            return;
+            if (u->retry_after)
+                snprintf(retry, sizeof retry, "Retry-After: %u\r\n", (unsigned)u->retry_after);
+            refuse(c, st, u->reason ? u->reason : dx_http_status_text(st), xh,
+                   u->retry_after ? retry : NULL);
+            return -1;
         }
     }
+    u->remote = NULL; /* the buffer is gone after the return */
+    return 0;
+}
+
+static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_handshake_info *info,
+                    uint8_t *rest, size_t rest_len) {
+    dx_server *s = c->srv;
+    const dx_server_config *cfg = &s->cfg;
+    dx_upgrade u;
+    if (dx__req_admit(c, c, req, info, &u, NULL) < 0) return;
     /* permessage-deflate: the first acceptable offer, over every line. */
     char ext[160];
     const char *ext_answer = NULL;
@@ -335,13 +355,17 @@ static void upgrade(dx_server_conn *c, const dx_http_request *req, const dx_hand
     if (c->phase != P_DEAD && dx_conn_buffered(conn)) dx__sc_queued(c);
 }
 
-static void handle(dx_server_conn *c, const dx_http_request *req, uint8_t *rest, size_t rest_len) {
+/* Returns 1 when the request's body is not all here yet (an up request of
+ * a session): the caller keeps the bytes and calls again with more. */
+static int handle(dx_server_conn *c, const dx_http_request *req, uint8_t *rest, size_t rest_len) {
     dx_handshake_info info;
     dx_handshake_error err;
     int rc = dx_handshake_check(req, &info, &err);
     if (rc == DX_EHANDSHAKE && err.status == 0) {
-        route(c, req);
-        return;
+        int r = c->srv->cfg.sessions.enable ? dx__sess_request(c, req, rest, rest_len) : 0;
+        if (r == 2) return 1;
+        if (r == 0) route(c, req);
+        return 0;
     }
     if (rc) {
         c->srv->st.refused[DX_REFUSE_BAD_REQUEST]++;
@@ -349,9 +373,10 @@ static void handle(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
                       err.reason ? err.reason : "bad request");
         (void)dx__req_error(c, err.status ? err.status : 400,
                             err.reason ? err.reason : "bad request", err.headers);
-        return;
+        return 0;
     }
     upgrade(c, req, &info, rest, rest_len);
+    return 0;
 }
 
 void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len) {
@@ -362,7 +387,7 @@ void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len) {
     if (h && h->in_len) {
         /* The head came in pieces: gather them. Bounded, since the parser
          * refuses a head over max_header_size and one read is at most the
-         * loop's buffer. */
+         * loop's buffer (a session's up body: 1 MiB, session.c). */
         char *p = dx__realloc(h->in, h->in_len + len);
         if (!p) {
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -377,7 +402,12 @@ void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len) {
     dx_http_header hdrs[MAX_HEADERS];
     dx_http_request req = {.headers = hdrs, .num_headers = MAX_HEADERS};
     int rc = dx_http_parse_request(base, total, s->cfg.max_header_size, &req);
-    if (rc == 0) {
+    int more = rc == 0;
+    if (rc > 0)
+        /* A body to wait for (a session's up request, at most 1 MiB): the
+         * whole request is kept, and parsed again when more arrives. */
+        more = handle(c, &req, (uint8_t *)base + rc, total - (size_t)rc);
+    if (more) {
         if (base == (char *)buf) {
             h = http_of(c);
             char *p = h ? dx__malloc(len) : NULL;
@@ -391,13 +421,13 @@ void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len) {
         }
         return;
     }
-    if (rc < 0) s->st.refused[DX_REFUSE_BAD_REQUEST]++; /* upgrade or not: unreadable */
-    if (rc == DX_EHDRSIZE)
-        (void)dx__req_error(c, 431, "request header fields too large", NULL);
-    else if (rc < 0)
-        (void)dx__req_error(c, 400, "malformed HTTP request", NULL);
-    else
-        handle(c, &req, (uint8_t *)base + rc, total - (size_t)rc);
+    if (rc < 0) {
+        s->st.refused[DX_REFUSE_BAD_REQUEST]++; /* upgrade or not: unreadable */
+        if (rc == DX_EHDRSIZE)
+            (void)dx__req_error(c, 431, "request header fields too large", NULL);
+        else
+            (void)dx__req_error(c, 400, "malformed HTTP request", NULL);
+    }
     h = sc_http(c);
     if (h && h->in) { /* answered as plain HTTP: the request is done with */
         dx__free(h->in);

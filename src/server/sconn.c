@@ -11,6 +11,7 @@
 #include "io/net.h"
 #include "io/uring.h"
 #include "server/internal.h"
+#include "server/session.h"
 
 #define IOV_MAX_BATCH 64
 
@@ -103,10 +104,12 @@ dx_server_conn *dx__sc_new(dx_server *s, int fd) {
 }
 
 void dx__sc_update(dx_server_conn *c) {
+    if (c->flags & F_SESS) return; /* no socket */
     unsigned ev = 0;
     switch (c->phase) {
     case P_TLS:
     case P_HTTP:
+    case P_STREAM: /* the peer's EOF ends a down request */
     case P_LINGER:
         ev = DX_IO_READ;
         break;
@@ -146,9 +149,10 @@ void dx__sc_kill(dx_server_conn *c, uint16_t code) {
         dx_conn_eof(conn, code ? code : DX_CLOSE_ABNORMAL); /* runs cb_close */
     if (c->phase == P_WS) dx__topics_drop_conn(c);
     if (c->flags & F_101) dx__sc_drop_101(c);
+    if ((c->flags & F_SESS) || c->phase == P_STREAM) dx__sess_kill(c); /* after on_close */
     int fd = c->io.fd;
     dx_io_stop(s->loop, &c->io);
-    if (c->tls) {
+    if (c->tls && !(c->flags & F_SESS)) {
         dx_tls_free(c->tls);
         c->tls = NULL;
     }
@@ -177,14 +181,23 @@ void dx__sc_start_close(dx_server_conn *c, unsigned code, const char *reason) {
 }
 
 int dx__sc_remote(const dx_server_conn *c, char *out, size_t cap) {
-    dx_addr a;
-    a.len = sizeof a.ss;
-    if (c->io.fd < 0 || getpeername(c->io.fd, (struct sockaddr *)&a.ss, &a.len) < 0) {
-        if (cap) out[0] = 0;
-        return DX_EIO;
-    }
     char tmp[64];
-    dx__addr_str(&a, tmp, sizeof tmp);
+    if (c->flags & F_SESS) {
+        /* No socket: the address of the request that opened the session. */
+        if (!c->sess || !c->sess->remote[0]) {
+            if (cap) out[0] = 0;
+            return DX_EIO;
+        }
+        memcpy(tmp, c->sess->remote, sizeof tmp);
+    } else {
+        dx_addr a;
+        a.len = sizeof a.ss;
+        if (c->io.fd < 0 || getpeername(c->io.fd, (struct sockaddr *)&a.ss, &a.len) < 0) {
+            if (cap) out[0] = 0;
+            return DX_EIO;
+        }
+        dx__addr_str(&a, tmp, sizeof tmp);
+    }
     size_t n = strlen(tmp);
     if (cap == 0) return (int)n;
     size_t k = n < cap - 1 ? n : cap - 1;
@@ -261,7 +274,7 @@ int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, 
     int rc;
     /* Not under TLS (records are copied anyway), not behind the rest of a
      * 101, nor behind a send still on the ring, nor after a cut frame. */
-    if (c->tls || (c->flags & (F_101 | F_BROKEN)) ||
+    if (c->tls || (c->flags & (F_101 | F_BROKEN | F_SESS)) ||
         ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot)))
         rc = dx_conn_send(conn, op, data, len);
     else
@@ -409,6 +422,10 @@ static void uring_flush(dx_server_conn *c) {
 void dx__sc_flush(dx_server_conn *c) {
     if (c->phase == P_DEAD || c->phase == P_TLS) {
         if (c->phase == P_TLS) dx__sc_update(c);
+        return;
+    }
+    if (c->flags & F_SESS) {
+        dx__sess_flush(c); /* no socket: the down request carries the bytes */
         return;
     }
     if (c->flags & F_BROKEN) {

@@ -19,6 +19,7 @@
 #include "io/net.h"
 #include "io/uring.h"
 #include "server/internal.h"
+#include "server/session.h"
 
 static _Thread_local const char *new_why = "no error";
 
@@ -134,7 +135,11 @@ static void resp_progress(dx_server_conn *c, uint32_t now) {
 
 static void sweep_conn(dx_server *s, dx_server_conn *c, uint32_t now) {
     const dx_server_config *cfg = &s->cfg;
+    if ((c->flags & F_SESS) && dx__sess_sweep(c, now)) return; /* expired */
     switch (c->phase) {
+    case P_STREAM:
+        dx__sess_sweep_down(c, now);
+        return;
     case P_TLS:
     case P_HTTP:
         if (expired(now, c->t_mark, cfg->handshake_timeout_ms)) dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -268,6 +273,8 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
             c->max_partial_total = (size_t)c->max_message * 4;
     }
     if (!c->partial_timeout_ms) c->partial_timeout_ms = 60000;
+    if (!c->sessions.idle_ms) c->sessions.idle_ms = 30000;
+    if (!c->sessions.poll_ms) c->sessions.poll_ms = 25000;
     c->static_dir = NULL;
     s->no_uring = c->epoll_only;
     s->lio.fd = -1;
@@ -317,6 +324,10 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     shortest = min_nonzero(shortest, c->ping_timeout_ms);
     if (c->partial_timeout_ms != UINT32_MAX)
         shortest = min_nonzero(shortest, c->partial_timeout_ms);
+    if (c->sessions.enable) {
+        shortest = min_nonzero(shortest, c->sessions.idle_ms);
+        shortest = min_nonzero(shortest, c->sessions.poll_ms);
+    }
     s->sweep_ms = shortest / 4;
     if (s->sweep_ms < 50) s->sweep_ms = 50;
     if (s->sweep_ms > 1000) s->sweep_ms = 1000;
@@ -470,6 +481,7 @@ void dx_server_free(dx_server *s) {
         dx_conn_free(sc_conn(c));
     }
     dx__free(s->dirty);
+    dx__sess_free_table(s);
     dx_timer_stop(s->loop, &s->flush);
     dx_timer_stop(s->loop, &s->sweep);
     dx_timer_stop(s->loop, &s->deadline);

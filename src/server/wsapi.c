@@ -108,3 +108,20 @@ size_t dx_server_conn_buffered(const dx_server_conn *c) {
 int dx_server_conn_remote(const dx_server_conn *c, char *out, size_t cap) {
     return dx__sc_remote(c, out, cap);
 }
+
+enum dx_transport dx_server_conn_transport(const dx_server_conn *c) {
+    if (c->flags & F_SESS) return DX_TRANSPORT_HTTP;
+    return c->srv->tls ? DX_TRANSPORT_WSS : DX_TRANSPORT_WS;
+}
+
+const char *dx_transport_name(enum dx_transport t) {
+    switch (t) {
+    case DX_TRANSPORT_WS:
+        return "ws";
+    case DX_TRANSPORT_WSS:
+        return "wss";
+    case DX_TRANSPORT_HTTP:
+        return "http";
+    }
+    return "unknown";
+}

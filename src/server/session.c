@@ -1,0 +1,633 @@
+/* The HTTP session transport (docs/fallback.md): a WebSocket whose frames
+ * travel in HTTP bodies, for clients behind proxies that break Upgrade.
+ * session.h says how the bytes are kept; here are the requests: open (a
+ * POST with X-Duplex-Session: 1), down (SSE or a long poll, one at a time)
+ * and up (POSTs of masked client frames at an offset). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/alloc.h"
+#include "core/sha1.h"
+#include "server/session.h"
+
+#define NO_STORE "Cache-Control: no-store\r\n"
+#define BODY_MAX ((size_t)1 << 20)     /* an up body, a poll answer */
+#define STREAM_MAX ((uint64_t)1 << 20) /* session bytes per SSE stream */
+#define STREAM_MS 60000                /* an SSE stream's longest life */
+#define KEEPALIVE_MS 15000             /* silence before a ":" comment */
+#define EVENT_RAW 49152                /* session bytes per SSE event */
+#define PREFIX "/.duplex/"
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static int slice_is(const char *s, size_t n, const char *lit) {
+    return strlen(lit) == n && !memcmp(s, lit, n);
+}
+
+/* The value of `name` in a query string: 1 and the slice when present. */
+static int query_get(const char *q, size_t n, const char *name, const char **v, size_t *vn) {
+    size_t k = strlen(name);
+    for (size_t i = 0; q && i < n;) {
+        const char *amp = memchr(q + i, '&', n - i);
+        size_t end = amp ? (size_t)(amp - q) : n;
+        if (end - i > k && !memcmp(q + i, name, k) && q[i + k] == '=') {
+            *v = q + i + k + 1;
+            *vn = end - i - k - 1;
+            return 1;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* A decimal offset from the query: 1 when present and valid, 0 when
+ * absent, -1 when malformed. */
+static int query_u64(const char *q, size_t n, const char *name, uint64_t *out) {
+    const char *v;
+    size_t vn;
+    if (!query_get(q, n, name, &v, &vn)) return 0;
+    if (vn == 0 || vn > 19) return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i < vn; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
+    return 1;
+}
+
+static dx__http *http_state(dx_server_conn *c) {
+    if (!c->u.http) {
+        c->u.http = dx__calloc(1, sizeof *c->u.http);
+        if (c->u.http) c->u.http->file_fd = -1;
+    }
+    return c->u.http;
+}
+
+static int error(dx_server_conn *c, int status, const char *reason) {
+    (void)dx__req_error(c, status, reason, NO_STORE);
+    return 1;
+}
+
+/* Copies `n` queued bytes of `conn`, from `skip` bytes after the head of
+ * its output queue, into `dst`. */
+static int gather(dx_conn *conn, size_t skip, size_t n, uint8_t *dst) {
+    struct iovec stack[64], *iov = stack;
+    int cap = 64, k;
+    for (;;) {
+        k = dx_conn_out_iov(conn, iov, cap);
+        size_t total = 0;
+        for (int i = 0; i < k; i++)
+            total += iov[i].iov_len;
+        if (k < cap || total >= skip + n) break;
+        /* Many small segments (shared broadcast frames): a bigger array. */
+        struct iovec *more = dx__realloc(iov == stack ? NULL : iov, (size_t)cap * 4 * sizeof *iov);
+        if (!more) {
+            if (iov != stack) dx__free(iov);
+            return DX_ENOMEM;
+        }
+        iov = more;
+        cap *= 4;
+    }
+    for (int i = 0; i < k && n; i++) {
+        size_t len = iov[i].iov_len;
+        const uint8_t *p = iov[i].iov_base;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        size_t take = len - skip < n ? len - skip : n;
+        memcpy(dst, p + skip, take);
+        dst += take;
+        n -= take;
+        skip = 0;
+    }
+    if (iov != stack) dx__free(iov);
+    return n ? DX_EIO : 0;
+}
+
+/* Appends `n` bytes to what the down request still has to write. */
+static int out_append(dx__http *h, const char *p, size_t n) {
+    if (h->out_off) {
+        memmove(h->out, h->out + h->out_off, h->out_len - h->out_off);
+        h->out_len -= h->out_off;
+        h->out_off = 0;
+    }
+    char *o = dx__realloc(h->out, h->out_len + n);
+    if (!o) return DX_ENOMEM;
+    memcpy(o + h->out_len, p, n);
+    h->out = o;
+    h->out_len += n;
+    return 0;
+}
+
+/* ---- the table of sessions, by SID -------------------------------------------- */
+
+/* The SID's first 16 hex digits: random bits, so a good hash as they are. */
+static uint64_t sid_hash(const char *sid) {
+    uint64_t h = 0;
+    for (int i = 0; i < 16; i++) {
+        char ch = sid[i];
+        h = h << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+    }
+    return h;
+}
+
+static int sid_ok(const char *sid) {
+    for (int i = 0; i < DX__SID_LEN; i++)
+        if (!((sid[i] >= '0' && sid[i] <= '9') || (sid[i] >= 'a' && sid[i] <= 'f'))) return 0;
+    return 1;
+}
+
+static dx__sess *find(dx_server *s, const char *sid) {
+    if (!s->sess_cap || !sid_ok(sid)) return NULL;
+    dx__sess *ss = s->sess_slots[sid_hash(sid) & (s->sess_cap - 1)];
+    while (ss && memcmp(ss->sid, sid, DX__SID_LEN))
+        ss = ss->hnext;
+    return ss;
+}
+
+/* Puts `ss` (its SID set) in the table, grown to keep chains short. */
+static int table_add(dx_server *s, dx__sess *ss) {
+    if (s->sess_count >= s->sess_cap) {
+        size_t cap = s->sess_cap ? s->sess_cap * 2 : 64;
+        dx__sess **slots = dx__calloc(cap, sizeof *slots);
+        if (!slots) return DX_ENOMEM;
+        for (size_t i = 0; i < s->sess_cap; i++)
+            for (dx__sess *e = s->sess_slots[i], *n; e; e = n) {
+                n = e->hnext;
+                dx__sess **at = &slots[sid_hash(e->sid) & (cap - 1)];
+                e->hnext = *at;
+                *at = e;
+            }
+        dx__free(s->sess_slots);
+        s->sess_slots = slots;
+        s->sess_cap = cap;
+    }
+    dx__sess **at = &s->sess_slots[sid_hash(ss->sid) & (s->sess_cap - 1)];
+    ss->hnext = *at;
+    *at = ss;
+    s->sess_count++;
+    return 0;
+}
+
+static void table_remove(dx_server *s, dx__sess *ss) {
+    if (!ss->sid[0] || !s->sess_cap) return;
+    dx__sess **at = &s->sess_slots[sid_hash(ss->sid) & (s->sess_cap - 1)];
+    while (*at && *at != ss)
+        at = &(*at)->hnext;
+    if (*at) {
+        *at = ss->hnext;
+        s->sess_count--;
+    }
+}
+
+void dx__sess_free_table(dx_server *s) {
+    dx__free(s->sess_slots);
+    s->sess_slots = NULL;
+    s->sess_cap = s->sess_count = 0;
+}
+
+/* ---- the down request ---------------------------------------------------------- */
+
+static void detach(dx__sess *ss) {
+    dx_server_conn *d = ss->down;
+    if (!d) return;
+    ss->down = NULL;
+    if (d->u.http) d->u.http->sess = NULL;
+}
+
+/* Ends a down request that no longer serves its session: a stream closes
+ * after what it holds; a poll is answered `status` with an empty body. */
+static void end_down(dx_server_conn *d, int status, uint64_t off) {
+    if (d->phase != P_STREAM) return;
+    dx__http *h = d->u.http;
+    if (h && h->poll) {
+        if (status != 200) {
+            (void)error(d, status, "unknown or expired session");
+            return;
+        }
+        char extra[96];
+        snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Offset: %llu\r\n",
+                 (unsigned long long)off);
+        (void)dx__req_respond(d, 200, "application/octet-stream", extra, "", 0, 0);
+        return;
+    }
+    /* The body of a stream ends with the connection (no Content-Length). */
+    d->phase = P_RESP;
+    d->t_mark = dx__srv_now(d->srv);
+    dx__sc_mark(d);
+}
+
+/* Sends the session's bytes [sent, end) on its down request. */
+static void push(dx__sess *ss, uint64_t end) {
+    dx_server_conn *d = ss->down;
+    dx__http *h = d->u.http;
+    dx_conn *conn = sc_conn(ss->c);
+    uint64_t from = ss->sent;
+    uint64_t want = end - from;
+    if (h->poll) {
+        if (want > BODY_MAX) want = BODY_MAX;
+        uint8_t *buf = dx__malloc((size_t)want);
+        if (!buf || gather(conn, (size_t)(from - ss->acked), (size_t)want, buf) < 0) {
+            dx__free(buf);
+            return; /* tried again at the next flush */
+        }
+        char extra[96];
+        snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Offset: %llu\r\n",
+                 (unsigned long long)from);
+        detach(ss);
+        if (dx__req_respond(d, 200, "application/octet-stream", extra, buf, (size_t)want, 0) == 0)
+            ss->sent = from + want;
+        dx__free(buf);
+        return;
+    }
+    if (want > STREAM_MAX - h->stream_bytes) want = STREAM_MAX - h->stream_bytes;
+    uint8_t *raw = dx__malloc((size_t)want);
+    char *ev = dx__malloc(EVENT_RAW / 3 * 4 + 16);
+    int ok = raw && ev && gather(conn, (size_t)(from - ss->acked), (size_t)want, raw) == 0;
+    size_t done = 0;
+    while (ok && done < want) {
+        size_t n = want - done < EVENT_RAW ? (size_t)(want - done) : EVENT_RAW;
+        memcpy(ev, "data: ", 6);
+        size_t k = 6 + dx__base64(ev + 6, raw + done, n);
+        memcpy(ev + k, "\n\n", 2);
+        if (out_append(h, ev, k + 2) < 0) break;
+        done += n;
+    }
+    dx__free(raw);
+    dx__free(ev);
+    if (!done) return;
+    ss->sent = from + done;
+    h->stream_bytes += done;
+    h->t_last = dx__srv_now(d->srv);
+    dx__sc_mark(d);
+    if (h->stream_bytes >= STREAM_MAX) {
+        detach(ss);
+        end_down(d, 200, ss->sent);
+    }
+}
+
+/* ---- the session ------------------------------------------------------------ */
+
+/* Releases the down bytes below `ack` (acked <= ack <= sent). */
+static void release(dx__sess *ss, uint64_t ack) {
+    if (ack <= ss->acked) return;
+    dx_conn_out_consume(sc_conn(ss->c), (size_t)(ack - ss->acked));
+    ss->acked = ack;
+    dx__sc_mark(ss->c); /* the flush checks the watermarks and the end */
+}
+
+void dx__sess_flush(dx_server_conn *c) {
+    dx__sess *ss = c->sess;
+    if (!ss || c->phase == P_DEAD) return;
+    dx_server *s = c->srv;
+    dx_conn *conn = sc_conn(c);
+    uint64_t end = ss->acked + dx_conn_buffered(conn);
+    if (ss->down && ss->sent < end) push(ss, end);
+    if (c->phase == P_DRAIN && dx_conn_buffered(conn) == 0) {
+        /* Closed and every byte acknowledged: the session is done. */
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+        return;
+    }
+    if (s->shutting && dx_conn_state(conn) != DX_OPEN && (!ss->down || ss->sent == end)) {
+        /* No new request can come (the listener is closed), so the close
+         * frame, handed to the down request if there is one, is the last
+         * word: the peer's answer could not reach us. */
+        dx__sc_kill(c, DX_CLOSE_GOING_AWAY);
+        return;
+    }
+    if (c->flags & (F_ABOVE_LOW | F_PAUSED)) {
+        const dx_server_config *cfg = &s->cfg;
+        if (dx_conn_buffered(conn) <= cfg->low_water) {
+            int owed = c->flags & F_ABOVE_LOW;
+            c->flags &= (uint16_t) ~(F_ABOVE_LOW | F_PAUSED);
+            if (owed && c->phase == P_WS && dx_conn_state(conn) == DX_OPEN && cfg->on_drain)
+                cfg->on_drain(c, dx_conn_user(conn));
+        }
+    }
+}
+
+void dx__sess_kill(dx_server_conn *c) {
+    if (!(c->flags & F_SESS)) {
+        /* A down request that ended (EOF, reset, timeout). */
+        dx__http *h = c->phase == P_STREAM ? c->u.http : NULL;
+        if (h && h->sess && h->sess->sess) h->sess->sess->down = NULL;
+        if (h) h->sess = NULL;
+        return;
+    }
+    dx__sess *ss = c->sess;
+    if (!ss) return;
+    dx_server_conn *d = ss->down;
+    if (d) {
+        detach(ss);
+        end_down(d, 404, ss->sent);
+    }
+    table_remove(c->srv, ss);
+    dx__free(ss->origin);
+    dx__free(ss);
+    c->sess = NULL;
+}
+
+int dx__sess_sweep(dx_server_conn *c, uint32_t now) {
+    dx__sess *ss = c->sess;
+    if (!ss) return 0;
+    if (ss->down) ss->t_req = now; /* a request in progress counts */
+    if ((uint32_t)(now - ss->t_req) >= c->srv->cfg.sessions.idle_ms) {
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL); /* as for a dead TCP peer */
+        return 1;
+    }
+    return 0;
+}
+
+void dx__sess_sweep_down(dx_server_conn *c, uint32_t now) {
+    dx__http *h = c->u.http;
+    dx__sess *ss = h && h->sess ? h->sess->sess : NULL;
+    if (!ss) {
+        end_down(c, 404, 0);
+        return;
+    }
+    if (h->poll) {
+        if ((uint32_t)(now - c->t_mark) >= c->srv->cfg.sessions.poll_ms) {
+            detach(ss);
+            end_down(c, 200, ss->sent);
+        }
+        return;
+    }
+    if ((uint32_t)(now - c->t_mark) >= STREAM_MS) {
+        detach(ss);
+        end_down(c, 200, ss->sent);
+        return;
+    }
+    if ((uint32_t)(now - h->t_last) >= KEEPALIVE_MS && out_append(h, ":\n\n", 3) == 0) {
+        h->t_last = now;
+        dx__sc_mark(c);
+    }
+}
+
+/* ---- the requests ------------------------------------------------------------ */
+
+/* A session connection, not yet open, in srv->other (a kill frees it). */
+static dx_server_conn *sess_new(dx_server_conn *rc, const dx_handshake_info *info) {
+    dx_server *s = rc->srv;
+    dx_conn_config cc = {
+        .role = DX_ROLE_SERVER,
+        .max_message = s->cfg.max_message,
+        .cb = &dx__sc_callbacks,
+        .user = s->cfg.user,
+    };
+    size_t extra =
+        s->cfg.conn_data_size ? s->data_offset + s->cfg.conn_data_size : sizeof(dx_server_conn);
+    dx__sess *ss = dx__calloc(1, sizeof *ss);
+    if (!ss) return NULL;
+    if (info->origin) {
+        ss->origin = dx__malloc(info->origin_len + 1);
+        if (!ss->origin) {
+            dx__free(ss);
+            return NULL;
+        }
+        memcpy(ss->origin, info->origin, info->origin_len);
+        ss->origin[info->origin_len] = 0;
+    }
+    dx_conn *conn = dx_conn_new(&cc, extra);
+    if (!conn) {
+        dx__free(ss->origin);
+        dx__free(ss);
+        return NULL;
+    }
+    dx_server_conn *c = dx_conn_extra(conn);
+    c->srv = s;
+    c->io.fd = -1;
+    c->t_rx = c->t_mark = ss->t_req = dx__srv_now(s);
+    c->phase = P_HTTP;
+    c->flags = F_SESS;
+    c->sess = ss;
+    ss->c = c;
+    (void)dx__sc_remote(rc, ss->remote, sizeof ss->remote);
+    c->next = s->other;
+    if (s->other) s->other->prev = c;
+    s->other = c;
+    return c;
+}
+
+static int open_session(dx_server_conn *c, const dx_http_request *req, const char *path,
+                        size_t path_len, const char *query, size_t query_len) {
+    dx_server *s = c->srv;
+    dx_handshake_info info = {
+        .path = path, .path_len = path_len, .query = query, .query_len = query_len};
+    const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "Origin");
+    if (h) {
+        info.origin = h->value;
+        info.origin_len = h->value_len;
+    }
+    h = dx_http_find(req->headers, req->num_headers, "X-Duplex-Protocol");
+    if (h) {
+        info.protocols = h->value;
+        info.protocols_len = h->value_len;
+    }
+    dx_server_conn *sc = sess_new(c, &info);
+    if (!sc) return error(c, 503, "out of memory");
+    dx__sess *ss = sc->sess;
+    dx_upgrade u;
+    if (dx__req_admit(c, sc, req, &info, &u, NO_STORE) < 0) {
+        dx__sc_kill(sc, DX_CLOSE_ABNORMAL); /* never opened: no on_close */
+        return 1;
+    }
+    const char *proto = u.protocol ? u.protocol : "";
+    for (const char *p = proto; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\') {
+            dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
+            return error(c, 500, "bad subprotocol");
+        }
+    uint8_t rnd[DX__SID_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof rnd) {
+        ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
+            return error(c, 500, "no random source");
+        }
+        got += (size_t)r;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(ss->sid + 2 * i, 3, "%02x", rnd[i]);
+    if (find(s, ss->sid) || table_add(s, ss) < 0) { /* a collision: 2^-128 */
+        ss->sid[0] = 0;
+        dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
+        return error(c, 503, "out of memory");
+    }
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"sid\":\"%s\",\"protocol\":\"%s\",\"idle\":%u,\"poll\":%u}", ss->sid, proto,
+                     (unsigned)s->cfg.sessions.idle_ms, (unsigned)s->cfg.sessions.poll_ms);
+    if (n < 0 || (size_t)n >= sizeof body ||
+        dx__req_respond(c, 200, "application/json", NO_STORE, body, (size_t)n, 0) < 0) {
+        dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
+        return 1;
+    }
+    dx_conn *conn = sc_conn(sc);
+    dx_conn_open(conn);
+    dx__srv_move(sc, &s->open);
+    sc->phase = P_WS;
+    sc->flags |= F_OPENED;
+    s->st.sessions_opened++;
+    sc->t_rx = ss->t_req = dx__srv_now(s);
+    if (s->cfg.on_open) s->cfg.on_open(sc, dx_conn_user(conn));
+    if (sc->phase != P_DEAD && dx_conn_buffered(conn)) dx__sc_queued(sc);
+    return 1;
+}
+
+static int down_request(dx_server_conn *c, dx__sess *ss, const char *q, size_t qn) {
+    uint64_t ack;
+    const char *mode;
+    size_t mode_len;
+    if (query_u64(q, qn, "ack", &ack) != 1) return error(c, 400, "ack required");
+    if (!query_get(q, qn, "mode", &mode, &mode_len) ||
+        (!slice_is(mode, mode_len, "stream") && !slice_is(mode, mode_len, "poll")))
+        return error(c, 400, "mode must be stream or poll");
+    int poll = slice_is(mode, mode_len, "poll");
+    if (ack > ss->sent) return error(c, 400, "ack past what was sent");
+    if (ack < ss->acked) return error(c, 409, "ack below what was released");
+    dx__http *h = http_state(c);
+    if (!h) {
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+        return 1;
+    }
+    uint32_t now = dx__srv_now(c->srv);
+    ss->t_req = now;
+    dx_server_conn *old = ss->down;
+    if (old) {
+        detach(ss);
+        end_down(old, 200, ss->sent);
+    }
+    release(ss, ack);
+    ss->sent = ack;
+    if (!poll) {
+        char head[320];
+        int n = snprintf(head, sizeof head,
+                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" NO_STORE
+                         "X-Accel-Buffering: no\r\nX-Duplex-Offset: %llu\r\n"
+                         "Connection: close\r\nServer: duplex\r\n\r\n",
+                         (unsigned long long)ack);
+        dx__free(h->out);
+        h->out = NULL;
+        h->out_len = h->out_off = 0;
+        if (out_append(h, head, (size_t)n) < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return 1;
+        }
+    }
+    h->sess = ss->c;
+    h->poll = (uint8_t)poll;
+    h->stream_bytes = 0;
+    h->t_last = now;
+    c->phase = P_STREAM;
+    c->t_mark = now;
+    ss->down = c;
+    dx__sc_mark(c);
+    dx__sc_update(c);
+    dx__sc_mark(ss->c); /* its flush sends what waits */
+    return 1;
+}
+
+/* Feeds up bytes to the session's connection, as a read would. */
+static void feed(dx__sess *ss, uint8_t *p, size_t n) {
+    dx_server_conn *c = ss->c;
+    dx_server *s = c->srv;
+    dx_conn *conn = sc_conn(c);
+    if (c->phase != P_WS) return; /* closed: the peer's bytes are discarded */
+    c->t_rx = dx__srv_now(s);
+    c->flags &= (uint16_t)~F_PING;
+    s->st.wire_in += n;
+    size_t held = dx_conn_partial(conn);
+    s->partial_in = c;
+    (void)dx_conn_recv(conn, p, n); /* failures close it via cb_close */
+    s->partial_in = NULL;
+    if (held || dx_conn_partial(conn)) dx__partial_read(c, held);
+    if (c->phase != P_DEAD && dx_conn_buffered(conn)) dx__sc_queued(c);
+}
+
+static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *req, const char *q,
+                      size_t qn, uint8_t *rest, size_t rest_len) {
+    uint64_t seq, ack = 0;
+    if (query_u64(q, qn, "seq", &seq) != 1) return error(c, 400, "seq required");
+    int has_ack = query_u64(q, qn, "ack", &ack);
+    if (has_ack < 0) return error(c, 400, "bad ack");
+    const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "Content-Length");
+    if (!h) {
+        if (dx_http_find(req->headers, req->num_headers, "Transfer-Encoding"))
+            return error(c, 411, "chunked bodies are not accepted: send Content-Length");
+        return error(c, 411, "Content-Length required");
+    }
+    uint64_t len = 0;
+    if (h->value_len == 0 || h->value_len > 19) return error(c, 400, "bad Content-Length");
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (h->value[i] < '0' || h->value[i] > '9') return error(c, 400, "bad Content-Length");
+        len = len * 10 + (uint64_t)(h->value[i] - '0');
+    }
+    if (len > BODY_MAX) return error(c, 413, "up body over 1 MiB");
+    if (rest_len < len) return 2;
+    ss->t_req = dx__srv_now(c->srv);
+    if (has_ack) {
+        if (ack > ss->sent) return error(c, 400, "ack past what was sent");
+        release(ss, ack); /* one below what was released is stale: ignored */
+    }
+    char extra[96];
+    if (seq > ss->up) {
+        snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Seq: %llu\r\n",
+                 (unsigned long long)ss->up);
+        (void)dx__req_error(c, 409, "gap in the up stream", extra);
+        return 1;
+    }
+    uint64_t skip = ss->up - seq;
+    uint64_t next = skip < len ? seq + len : ss->up;
+    if (skip < len) {
+        ss->up = next;
+        feed(ss, rest + skip, (size_t)(len - skip)); /* may end the session */
+    }
+    snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
+    (void)dx__req_respond(c, 204, NULL, extra, "", 0, 0);
+    return 1;
+}
+
+int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
+                     size_t rest_len) {
+    const char *t = req->target;
+    size_t tn = req->target_len;
+    const char *qm = memchr(t, '?', tn);
+    size_t path_len = qm ? (size_t)(qm - t) : tn;
+    const char *query = qm ? qm + 1 : NULL;
+    size_t query_len = qm ? tn - path_len - 1 : 0;
+    size_t pn = strlen(PREFIX);
+    if (path_len >= pn && !memcmp(t, PREFIX, pn)) {
+        /* Ours whatever follows: never on_http, never a static file. */
+        const char *sid = t + pn;
+        size_t left = path_len - pn;
+        int down = left == DX__SID_LEN + 5 && !memcmp(sid + DX__SID_LEN, "/down", 5);
+        int up = left == DX__SID_LEN + 3 && !memcmp(sid + DX__SID_LEN, "/up", 3);
+        dx__sess *ss = down || up ? find(c->srv, sid) : NULL;
+        if (!down && !up) return error(c, 404, "not found");
+        if (!ss) return error(c, 404, "unknown or expired session");
+        const dx_http_header *o = dx_http_find(req->headers, req->num_headers, "Origin");
+        if (o && (!ss->origin || !dx_http_ieq(o->value, o->value_len, ss->origin)))
+            return error(c, 403, "origin differs from the session's");
+        if (down && !slice_is(req->method, req->method_len, "GET")) {
+            (void)dx__req_error(c, 405, "use GET", NO_STORE "Allow: GET\r\n");
+            return 1;
+        }
+        if (up && !slice_is(req->method, req->method_len, "POST")) {
+            (void)dx__req_error(c, 405, "use POST", NO_STORE "Allow: POST\r\n");
+            return 1;
+        }
+        return down ? down_request(c, ss, query, query_len)
+                    : up_request(c, ss, req, query, query_len, rest, rest_len);
+    }
+    const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "X-Duplex-Session");
+    if (h && slice_is(h->value, h->value_len, "1") &&
+        slice_is(req->method, req->method_len, "POST"))
+        return open_session(c, req, t, path_len, query, query_len);
+    return 0;
+}
