@@ -15,7 +15,7 @@ done
 
 site=$DX_TMP/site
 mkdir -p "$site"
-cp "$here/web_client/index.html" "$DX_ROOT/web/client/duplex.js" "$site/"
+cp "$here/web_client/index.html" "$DX_ROOT/web/client/duplex.js" "$DX_ROOT/web/client/http_socket.js" "$site/"
 (cd "$DX_ROOT" && NODE_ENV=development timeout 300 node_modules/.bin/vite build tests/e2e/web_client/react \
   --outDir "$site/react" --emptyOutDir --base ./ --minify false --mode development --logLevel warn)
 (cd "$DX_ROOT" && NODE_ENV=development timeout 300 node_modules/.bin/vite build tests/e2e/web_client/vue \

@@ -1,5 +1,11 @@
 // Types of duplex.js. Checked by tests/js/types.ts with `tsc --noEmit`.
 
+import type { HttpSocketOptions } from './http_socket.js';
+export type { HttpSocketOptions } from './http_socket.js';
+
+/** How a connection travels: a WebSocket, or duplex's HTTP session transport (HttpSocket). */
+export type Transport = 'websocket' | 'http';
+
 export type Data = string | ArrayBufferLike | Blob | ArrayBufferView;
 
 export interface HeartbeatOptions {
@@ -44,6 +50,25 @@ export interface QueueOptions {
 export interface DuplexSocketOptions {
   /** The WebSocket class to use (default globalThis.WebSocket); tests inject a fake. */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocket;
+  /** The class of the 'http' transport (default HttpSocket from http_socket.js); tests inject a fake. */
+  HttpSocket?: new (url: string, protocols?: string | string[], options?: HttpSocketOptions) => WebSocket | EventTarget;
+  /**
+   * Transports an attempt may use, in this order (default ['websocket', 'http'];
+   * ['websocket'] when a WebSocket class is given without an HttpSocket class).
+   */
+  transports?: Transport[];
+  /**
+   * ms an open WebSocket has to deliver its first message before it is taken
+   * for a proxy's fake upgrade and the attempt moves to HTTP (default 5000; 0:
+   * only a failed handshake falls back).
+   */
+  fallbackTimeout?: number;
+  /** While on HTTP, ms between WebSocket probes, doubling up to 5 min (default 30000; 0: never). */
+  upgradeProbe?: number;
+  /** The longest wait between probes, in ms (default 300000). */
+  upgradeProbeMax?: number;
+  /** Options of the HttpSocket (mode, closeTimeout, fetch). */
+  http?: HttpSocketOptions;
   /** false disables the application heartbeat. */
   heartbeat?: HeartbeatOptions | boolean;
   /** false: never reconnect (a plain WebSocket with a queue). */
@@ -82,6 +107,7 @@ export interface DuplexCloseEvent extends Event {
 export interface DuplexConnectingEvent extends Event {
   readonly attempt: number;
   readonly url: string;
+  readonly transport: Transport;
 }
 
 export interface DuplexReconnectingEvent extends Event {
@@ -89,7 +115,17 @@ export interface DuplexReconnectingEvent extends Event {
   /** ms until the attempt, or null when it waits for the browser to be online. */
   readonly delay: number | null;
   readonly url: string;
-  readonly reason: 'backoff' | 'offline';
+  /** 'fallback': the same attempt goes on over the next transport (delay 0). */
+  readonly reason: 'backoff' | 'offline' | 'fallback';
+  /** With 'fallback': the transport tried next. */
+  readonly transport?: Transport;
+}
+
+export interface DuplexTransportEvent extends Event {
+  /** The transport of the connection about to dispatch 'open'. */
+  readonly transport: Transport;
+  /** That of the previous open connection, null before the first. */
+  readonly previous: Transport | null;
 }
 
 export interface DuplexDropEvent extends Event {
@@ -105,6 +141,7 @@ export interface DuplexSocketEventMap {
   error: Event;
   reconnecting: DuplexReconnectingEvent;
   drop: DuplexDropEvent;
+  transport: DuplexTransportEvent;
 }
 
 export declare class DuplexSocket extends EventTarget {
@@ -133,6 +170,8 @@ export declare class DuplexSocket extends EventTarget {
   readonly queuedMessages: number;
   readonly attempt: number;
   readonly pendingRequests: number;
+  /** How the current connection (or attempt) travels; null between attempts. */
+  readonly transport: Transport | null;
 
   onopen: ((this: DuplexSocket, ev: Event) => any) | null;
   onmessage: ((this: DuplexSocket, ev: MessageEvent) => any) | null;
@@ -141,6 +180,7 @@ export declare class DuplexSocket extends EventTarget {
   onconnecting: ((this: DuplexSocket, ev: DuplexConnectingEvent) => any) | null;
   onreconnecting: ((this: DuplexSocket, ev: DuplexReconnectingEvent) => any) | null;
   ondrop: ((this: DuplexSocket, ev: DuplexDropEvent) => any) | null;
+  ontransport: ((this: DuplexSocket, ev: DuplexTransportEvent) => any) | null;
 
   /** Sends now when OPEN, else queues; false when discarded. Throws QuotaExceededError when the queue is full (overflow 'throw'). */
   send(data: Data): boolean;

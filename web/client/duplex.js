@@ -1,5 +1,6 @@
 // duplex browser client: a drop-in WebSocket with heartbeat, reconnect,
-// failover, an offline queue and request/response. No dependencies.
+// failover, an offline queue and request/response, and a fallback to HTTP
+// (http_socket.js) where a proxy blocks WebSocket. No dependencies.
 //
 // The notes' clients break in known ways, and this file exists to not do so:
 // - a handler of a socket that is no longer current must never act (the
@@ -12,6 +13,14 @@
 //   application ping ("ping" → "pong") with a deadline detects a dead peer;
 // - the heartbeat timer belongs to one connection and dies with it (the
 //   notes leak one setInterval per reconnect).
+//
+// Transports: an attempt tries WebSocket first. When its handshake fails, or
+// it opens but nothing arrives within `fallbackTimeout` (a proxy that fakes
+// the 101 and forwards nothing), the same attempt goes on over HttpSocket at
+// once. While on HTTP a plain WebSocket probes now and then; when one works,
+// the HTTP session is closed cleanly and the next connection is WebSocket.
+
+import { HttpSocket } from './http_socket.js';
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -32,7 +41,12 @@ const DEFAULTS = {
   queue: { maxMessages: 1000, maxBytes: 1 << 20, overflow: 'throw' },
   connectTimeout: 10000,
   requestTimeout: 10000,
+  fallbackTimeout: 5000,
+  upgradeProbe: 30000,
+  upgradeProbeMax: 300000, // the probe interval doubles up to this
 };
+const PROBE_SETTLE = 2000; // with fallbackTimeout 0: a probe open this long works
+const TRANSPORTS = ['websocket', 'http'];
 
 function merge(defaults, given) {
   if (given === false) return false;
@@ -88,7 +102,7 @@ function makeEvent(type, fields) {
   return ev;
 }
 
-const HANDLER_TYPES = ['open', 'message', 'close', 'error', 'connecting', 'reconnecting', 'drop'];
+const HANDLER_TYPES = ['open', 'message', 'close', 'error', 'connecting', 'reconnecting', 'drop', 'transport'];
 
 export class DuplexSocket extends EventTarget {
   static CONNECTING = CONNECTING;
@@ -101,6 +115,8 @@ export class DuplexSocket extends EventTarget {
   #protocols;
   #opt;
   #WS;
+  #HS; // the HttpSocket class
+  #transports; // the transports allowed, in the order an attempt tries them
   #win;
   #doc;
 
@@ -130,6 +146,18 @@ export class DuplexSocket extends EventTarget {
   #handlers = new Map();
   #listening = false;
 
+  #transport = null; // the transport of #ws
+  #preferred; // the transport a new round of attempts starts with
+  #tried = new Set(); // transports tried in this round (one round per backoff)
+  #lastOpen = null; // the transport of the last connection that opened
+  #confirmed = true; // the current WebSocket delivered a message (or needs not)
+  #unconfirmed = []; // messages sent on it before that: resent if it was a black hole
+  #fallbackTimer = null;
+  #probe = null; // a WebSocket trying whether the network lets it through again
+  #probeTimer = null;
+  #probeDelay = 0;
+  #upgrading = false; // closing the HTTP session to move back to WebSocket
+
   /**
    * @param {string|URL|Array<string|URL>} url one URL, or several tried in turn
    * @param {string|string[]} [protocols]
@@ -147,7 +175,18 @@ export class DuplexSocket extends EventTarget {
     this.#urls = list.map((u) => String(u));
     this.#protocols = protocols;
     this.#WS = options.WebSocket || globalThis.WebSocket;
-    if (typeof this.#WS !== 'function') throw new TypeError('no WebSocket implementation');
+    this.#HS = options.HttpSocket || HttpSocket;
+    // A WebSocket class of its own (a test's fake, Node's ws) means the
+    // application chose its transport: HTTP only when asked for, or when an
+    // HttpSocket class comes with it.
+    const transports = options.transports ??
+      (options.WebSocket && !options.HttpSocket ? ['websocket'] : TRANSPORTS);
+    this.#transports = TRANSPORTS.filter((t) => transports.includes(t));
+    if (this.#transports.length === 0) throw new TypeError(`transports: none of ${TRANSPORTS.join(', ')}`);
+    if (this.#transports.includes('websocket') && typeof this.#WS !== 'function') {
+      throw new TypeError('no WebSocket implementation');
+    }
+    this.#preferred = this.#transports[0];
     this.#win = options.window !== undefined ? options.window
       : (typeof window !== 'undefined' ? window : null);
     this.#doc = options.document !== undefined ? options.document
@@ -162,7 +201,12 @@ export class DuplexSocket extends EventTarget {
       idKey: options.idKey || 'id',
       encodeRequest: options.encodeRequest || null,
       matchReply: options.matchReply || null,
+      fallbackTimeout: options.fallbackTimeout ?? DEFAULTS.fallbackTimeout,
+      upgradeProbe: options.upgradeProbe ?? DEFAULTS.upgradeProbe,
+      upgradeProbeMax: options.upgradeProbeMax ?? DEFAULTS.upgradeProbeMax,
+      http: options.http || {},
     };
+    this.#probeDelay = this.#opt.upgradeProbe;
     if (options.binaryType) this.#binaryType = options.binaryType;
     if (options.startClosed) {
       this.#state = CLOSED;
@@ -193,6 +237,8 @@ export class DuplexSocket extends EventTarget {
   get queuedMessages() { return this.#queue.length; }
   /** Consecutive failed attempts since the last stable connection. */
   get attempt() { return this.#attempt; }
+  /** 'websocket' or 'http': how the current connection (or attempt) travels; null between attempts. */
+  get transport() { return this.#ws ? this.#transport : null; }
 
   /**
    * Sends now when OPEN; otherwise (connecting, reconnecting, offline, or
@@ -207,6 +253,7 @@ export class DuplexSocket extends EventTarget {
     if (this.#state === OPEN && this.#flush()) {
       try {
         this.#ws.send(data);
+        if (!this.#confirmed) this.#unconfirmed.push(data);
         return true;
       } catch {
         // The socket died between its close and our hearing of it: queue.
@@ -338,10 +385,16 @@ export class DuplexSocket extends EventTarget {
     this.#connect();
   }
 
-  #connect() {
+  // Starts an attempt over `transport`; without one, a new round that
+  // starts with the preferred transport.
+  #connect(transport) {
     this.#clearRetry();
     if (this.#stopped) return;
     if (this.#ws) this.#detach();
+    if (transport === undefined) {
+      this.#tried.clear();
+      transport = this.#preferred;
+    }
     if (this.#isOffline()) {
       this.#waitOnline = true;
       this.#emit('reconnecting', { attempt: this.#attempt, delay: null, url: this.url, reason: 'offline' });
@@ -350,11 +403,16 @@ export class DuplexSocket extends EventTarget {
     this.#waitOnline = false;
     this.#state = CONNECTING;
     const url = this.url;
-    this.#emit('connecting', { attempt: this.#attempt, url });
+    this.#tried.add(transport);
+    this.#emit('connecting', { attempt: this.#attempt, url, transport });
     if (this.#stopped) return; // a listener closed us
     let ws;
     try {
-      ws = this.#protocols === undefined ? new this.#WS(url) : new this.#WS(url, this.#protocols);
+      if (transport === 'http') {
+        ws = new this.#HS(url, this.#protocols, this.#opt.http);
+      } else {
+        ws = this.#protocols === undefined ? new this.#WS(url) : new this.#WS(url, this.#protocols);
+      }
     } catch (e) {
       // A bad URL throws synchronously in browsers: report and try the next one.
       this.#emit('error', { error: e, message: String(e && e.message) });
@@ -362,7 +420,10 @@ export class DuplexSocket extends EventTarget {
       return;
     }
     this.#ws = ws;
+    this.#transport = transport;
     this.#wasOpen = false;
+    this.#confirmed = true;
+    this.#unconfirmed = [];
     try { ws.binaryType = this.#binaryType; } catch { /* some fakes */ }
     ws.onopen = () => { if (ws === this.#ws) this.#onOpen(); };
     ws.onmessage = (e) => { if (ws === this.#ws) this.#onMessage(e); };
@@ -381,6 +442,10 @@ export class DuplexSocket extends EventTarget {
     this.#connectTimer = null;
     this.#state = OPEN;
     this.#wasOpen = true;
+    // A WebSocket that may be a proxy's fake 101 is on probation until a
+    // message arrives; what is sent meanwhile is kept to be resent over HTTP.
+    const probation = this.#transport === 'websocket' && this.#canFallBack();
+    this.#confirmed = !probation;
     // Flush first: whatever the application queued was sent before anything
     // its open handler sends now.
     this.#flush();
@@ -389,11 +454,69 @@ export class DuplexSocket extends EventTarget {
       this.#stableTimer = setTimeout(() => { this.#stableTimer = null; this.#attempt = 0; }, rc.resetAfter);
     }
     this.#startHeartbeat();
-    this.#emit('open', {});
+    if (probation) {
+      const ws = this.#ws;
+      this.#fallbackTimer = setTimeout(() => {
+        this.#fallbackTimer = null;
+        if (ws === this.#ws) this.#fallBack();
+      }, this.#opt.fallbackTimeout);
+      this.#ping(); // a heartbeat's pong proves the path at once
+    } else {
+      this.#onConfirmed();
+    }
+    if (this.#transport !== this.#lastOpen) {
+      const previous = this.#lastOpen;
+      this.#lastOpen = this.#transport;
+      this.#emit('transport', { transport: this.#transport, previous });
+    }
+    if (this.#ws && this.#state === OPEN) this.#emit('open', {});
+  }
+
+  // Another transport remains to try after a WebSocket that proves silent.
+  #canFallBack() {
+    return this.#opt.fallbackTimeout > 0 && this.#transports.some((t) => !this.#tried.has(t));
+  }
+
+  // The current connection carries messages both ways.
+  #onConfirmed() {
+    this.#confirmed = true;
+    this.#unconfirmed = [];
+    clearTimeout(this.#fallbackTimer);
+    this.#fallbackTimer = null;
+    this.#preferred = this.#transport;
+    if (this.#transport === 'http') this.#scheduleProbe();
+    else this.#probeDelay = this.#opt.upgradeProbe;
+  }
+
+  // The WebSocket opened but nothing came through: a proxy answered the
+  // upgrade and forwards nothing. What was sent on it goes back to the
+  // front of the queue and the attempt goes on over the next transport.
+  #fallBack(why = 'no message (fallback)') {
+    const lost = this.#unconfirmed;
+    const ws = this.#ws;
+    this.#detach();
+    try { ws.close(4000, 'fallback'); } catch { /* closed */ }
+    const back = lost.map((data) => ({ data, bytes: byteLength(data) }));
+    this.#queue.unshift(...back);
+    for (const b of back) this.#queueBytes += b.bytes;
+    this.#state = CONNECTING;
+    this.#emit('close', { code: 1006, reason: why, wasClean: false, willReconnect: true });
+    if (this.#stopped) return;
+    this.#switchTransport();
+  }
+
+  // The next untried transport of this round, now: a switch is not a retry.
+  #switchTransport() {
+    const next = this.#transports.find((t) => !this.#tried.has(t));
+    this.#wasOpen = false;
+    this.#emit('reconnecting', { attempt: this.#attempt, delay: 0, url: this.url, reason: 'fallback', transport: next });
+    if (this.#stopped || this.#retryTimer !== null || this.#ws) return;
+    this.#connect(next);
   }
 
   #onMessage(e) {
     const data = e.data;
+    if (!this.#confirmed) this.#onConfirmed();
     const hb = this.#opt.heartbeat;
     if (hb) {
       // Any message proves the peer alive.
@@ -435,9 +558,23 @@ export class DuplexSocket extends EventTarget {
     const code = e && e.code !== undefined ? e.code : 1006;
     const reason = (e && e.reason) || '';
     const wasClean = !!(e && e.wasClean);
+    const upgrading = this.#upgrading;
+    if (this.#fallbackTimer !== null && !wasClean && !this.#stopped) {
+      // Dropped before a message came through: as good as a failed
+      // handshake (a proxy that hangs up on what it black-holed).
+      this.#fallBack(`websocket closed before a message (${code})`);
+      return;
+    }
     this.#detach();
     if (this.#stopped) {
       this.#finalClose(code, reason, wasClean);
+      return;
+    }
+    if (upgrading) {
+      // The HTTP session closed for the move to WebSocket: connect now.
+      this.#state = CONNECTING;
+      this.#emit('close', { code, reason, wasClean, willReconnect: true });
+      if (!this.#stopped) this.#connect();
       return;
     }
     this.#afterClose(code, reason, wasClean);
@@ -476,6 +613,11 @@ export class DuplexSocket extends EventTarget {
     this.#state = CONNECTING;
     this.#emit('close', { code, reason, wasClean, willReconnect: true });
     if (this.#stopped) return; // a close listener called close()
+    // A transport that failed to open: the next one of this round, now.
+    if (!this.#wasOpen && this.#transports.some((t) => !this.#tried.has(t))) {
+      this.#switchTransport();
+      return;
+    }
     // Failover: after a failed attempt, the next URL; after a connection
     // that was up, the same URL first.
     if (!this.#wasOpen) this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
@@ -524,7 +666,13 @@ export class DuplexSocket extends EventTarget {
     this.#connectTimer = null;
     clearTimeout(this.#stableTimer);
     this.#stableTimer = null;
+    clearTimeout(this.#fallbackTimer);
+    this.#fallbackTimer = null;
+    this.#unconfirmed = [];
+    this.#confirmed = true;
+    this.#upgrading = false;
     this.#stopHeartbeat();
+    this.#stopProbe();
     if (ws) {
       ws.onopen = ws.onmessage = ws.onerror = null;
       ws.onclose = null;
@@ -541,6 +689,9 @@ export class DuplexSocket extends EventTarget {
     clearTimeout(this.#stableTimer);
     this.#stableTimer = null;
     this.#stopHeartbeat();
+    this.#stopProbe();
+    clearTimeout(this.#fallbackTimer);
+    this.#fallbackTimer = null;
     this.#listen(false);
     this.#queue = [];
     this.#queueBytes = 0;
@@ -554,6 +705,7 @@ export class DuplexSocket extends EventTarget {
     while (this.#queue.length) {
       const item = this.#queue[0];
       try { ws.send(item.data); } catch { return false; }
+      if (!this.#confirmed) this.#unconfirmed.push(item.data);
       this.#queue.shift();
       this.#queueBytes -= item.bytes;
     }
@@ -584,6 +736,84 @@ export class DuplexSocket extends EventTarget {
     return true;
   }
 
+  // ---- back to WebSocket ---------------------------------------------------
+
+  #scheduleProbe() {
+    if (!this.#transports.includes('websocket') || !(this.#opt.upgradeProbe > 0) || this.#probeTimer !== null) return;
+    this.#probeTimer = setTimeout(() => { this.#probeTimer = null; this.#startProbe(); }, this.#probeDelay);
+  }
+
+  // A plain WebSocket to the same URL, never seen by the application: it
+  // works when it opens and a message comes (with fallbackTimeout 0: when it
+  // stays open PROBE_SETTLE ms). The heartbeat's ping asks the server for one.
+  #startProbe() {
+    if (this.#stopped || this.#transport !== 'http' || this.#state !== OPEN) return;
+    let p;
+    try {
+      p = this.#protocols === undefined ? new this.#WS(this.url) : new this.#WS(this.url, this.#protocols);
+    } catch {
+      this.#probeFailed();
+      return;
+    }
+    this.#probe = p;
+    const settle = this.#opt.fallbackTimeout > 0 ? this.#opt.fallbackTimeout : PROBE_SETTLE;
+    let timer = null;
+    const done = (ok) => {
+      clearTimeout(timer);
+      if (p !== this.#probe) return;
+      if (ok) this.#probeWorked(); else this.#probeFailed();
+    };
+    timer = setTimeout(() => done(false), this.#opt.connectTimeout || 10000);
+    p.onopen = () => {
+      if (p !== this.#probe) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => done(this.#opt.fallbackTimeout <= 0), settle);
+      const hb = this.#opt.heartbeat;
+      if (hb && this.#opt.fallbackTimeout > 0) { try { p.send(hb.ping); } catch { /* closed */ } }
+    };
+    p.onmessage = () => done(true);
+    p.onerror = () => done(false);
+    p.onclose = () => done(false);
+    p.stopTimer = () => clearTimeout(timer);
+  }
+
+  #stopProbe() {
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = null;
+    const p = this.#probe;
+    this.#probe = null;
+    if (p) {
+      p.stopTimer?.();
+      p.onopen = p.onmessage = p.onerror = p.onclose = null;
+      try { p.close(1000); } catch { /* closed */ }
+    }
+  }
+
+  #probeFailed() {
+    this.#stopProbe();
+    this.#probeDelay = Math.min(this.#probeDelay * 2, Math.max(this.#opt.upgradeProbe, this.#opt.upgradeProbeMax));
+    if (this.#transport === 'http' && this.#state === OPEN) this.#scheduleProbe();
+  }
+
+  // WebSocket gets through again: close the HTTP session cleanly (what the
+  // application sends meanwhile waits in the queue) and reconnect.
+  #probeWorked() {
+    this.#stopProbe();
+    this.#probeDelay = this.#opt.upgradeProbe;
+    this.#preferred = 'websocket';
+    const hs = this.#ws;
+    if (!hs || this.#transport !== 'http' || this.#state !== OPEN) return;
+    this.#upgrading = true;
+    this.#state = CONNECTING;
+    this.#stopHeartbeat();
+    try {
+      hs.close(1000, 'upgrade');
+    } catch {
+      this.#upgrading = false;
+      this.#drop(1006, 'upgrade', true);
+    }
+  }
+
   // ---- heartbeat --------------------------------------------------------
 
   #startHeartbeat() {
@@ -606,7 +836,10 @@ export class DuplexSocket extends EventTarget {
     this.#pongsDue++;
     this.#deadTimer = setTimeout(() => {
       this.#deadTimer = null;
-      if (ws === this.#ws) this.#drop(1006, 'heartbeat timeout', true);
+      if (ws !== this.#ws) return;
+      // The first ping of a WebSocket on probation went unanswered: fall back.
+      if (this.#fallbackTimer !== null) this.#fallBack();
+      else this.#drop(1006, 'heartbeat timeout', true);
     }, hb.timeout);
   }
 

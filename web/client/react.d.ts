@@ -1,5 +1,5 @@
 // Types of react.js. Checked by tests/js/types.ts with `tsc --noEmit`.
-import type { Data, DuplexSocket, DuplexSocketOptions, DuplexCloseEvent, DuplexReconnectingEvent } from './duplex.js';
+import type { Data, DuplexSocket, DuplexSocketOptions, DuplexCloseEvent, DuplexReconnectingEvent, Transport } from './duplex.js';
 
 export interface UseDuplexOptions<M = any> extends Omit<DuplexSocketOptions, 'startClosed'> {
   protocols?: string | string[];
@@ -24,6 +24,8 @@ export interface UseDuplexResult<M = any> {
   socket: DuplexSocket | null;
   /** While waiting to reconnect: attempt, delay in ms (null: until online), at = Date.now() when scheduled. */
   retry: RetryInfo | null;
+  /** 'websocket' or 'http' (the fallback) while open; null otherwise. */
+  transport: Transport | null;
 }
 
 export interface RetryInfo {

@@ -41,6 +41,7 @@ function isBinary(d) {
  *   `protocols`; `json` (parse incoming text, stringify outgoing objects);
  *   handlers onOpen(e), onMessage(data, e), onClose(e), onError(e),
  *   onReconnecting(e) — always the latest ones, never a reason to reconnect.
+ * transport: 'websocket' or 'http' while open (DuplexSocket's fallback), else null.
  * retry: while waiting to reconnect, { attempt, delay, at } (delay in ms,
  *   or null while offline; at = Date.now() when it was scheduled, so a
  *   status line can count down); null once open.
@@ -58,12 +59,14 @@ export function useDuplex(url, options = {}) {
   const [lastMessage, setLastMessage] = useState(null);
   const [error, setError] = useState(null);
   const [retry, setRetry] = useState(null);
+  const [transport, setTransport] = useState(null);
 
   useEffect(() => {
     if (urlKey === null) {
       setReadyState(CLOSED);
       setSocket(null);
       setRetry(null);
+      setTransport(null);
       return undefined; // nothing was created: nothing to clean
     }
     const sockOpts = { ...optsRef.current };
@@ -86,6 +89,7 @@ export function useDuplex(url, options = {}) {
       sync();
       setError(null);
       setRetry(null);
+      setTransport(sock.transport);
       optsRef.current.onOpen?.(e);
     });
     on('message', (e) => {
@@ -103,6 +107,7 @@ export function useDuplex(url, options = {}) {
     });
     on('close', (e) => {
       sync();
+      setTransport(null);
       if (!e.wasClean) setError(e);
       optsRef.current.onClose?.(e);
     });
@@ -141,7 +146,7 @@ export function useDuplex(url, options = {}) {
     return s.request(data, opts);
   }, []);
 
-  return { readyState, send, request, lastMessage, error, socket, retry };
+  return { readyState, send, request, lastMessage, error, socket, retry, transport };
 }
 
 export default useDuplex;

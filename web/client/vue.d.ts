@@ -1,6 +1,6 @@
 // Types of vue.js. Checked by tests/js/types.ts with `tsc --noEmit`.
 import type { MaybeRefOrGetter, Ref, ShallowRef } from 'vue';
-import type { Data, DuplexSocket } from './duplex.js';
+import type { Data, DuplexSocket, Transport } from './duplex.js';
 import type { UseDuplexOptions, RetryInfo } from './react.js';
 
 export type { UseDuplexOptions, RetryInfo };
@@ -11,6 +11,8 @@ export interface UseDuplexRefs<M = any> {
   error: ShallowRef<Event | Error | null>;
   socket: ShallowRef<DuplexSocket | null>;
   retry: ShallowRef<RetryInfo | null>;
+  /** 'websocket' or 'http' (the fallback) while open; null otherwise. */
+  transport: Ref<Transport | null>;
   send: (data: Data | object) => boolean;
   request: <T = any>(data: any, options?: { timeout?: number; signal?: AbortSignal }) => Promise<T>;
 }

@@ -32,6 +32,7 @@ export function useDuplex(url, options = {}) {
   const error = shallowRef(null);
   const socket = shallowRef(null);
   const retry = shallowRef(null);
+  const transport = ref(null); // 'websocket' | 'http' while open, else null
 
   let stop = null; // closes the current socket and its listeners
 
@@ -40,6 +41,7 @@ export function useDuplex(url, options = {}) {
     stop = null;
     socket.value = null;
     retry.value = null;
+    transport.value = null;
     if (target == null || (Array.isArray(target) && target.length === 0)) {
       readyState.value = CLOSED;
       return;
@@ -56,7 +58,7 @@ export function useDuplex(url, options = {}) {
       retry.value = { attempt: e.attempt, delay: e.delay, at: Date.now() };
       options.onReconnecting?.(e);
     });
-    on('open', (e) => { sync(); error.value = null; retry.value = null; options.onOpen?.(e); });
+    on('open', (e) => { sync(); error.value = null; retry.value = null; transport.value = sock.transport; options.onOpen?.(e); });
     on('message', (e) => {
       let data = e.data;
       if (options.json && typeof data === 'string') {
@@ -65,7 +67,7 @@ export function useDuplex(url, options = {}) {
       lastMessage.value = data;
       options.onMessage?.(data, e);
     });
-    on('close', (e) => { sync(); if (!e.wasClean) error.value = e; options.onClose?.(e); });
+    on('close', (e) => { sync(); transport.value = null; if (!e.wasClean) error.value = e; options.onClose?.(e); });
     on('error', (e) => { error.value = e; options.onError?.(e); });
     socket.value = sock;
     readyState.value = sock.readyState;
@@ -100,7 +102,7 @@ export function useDuplex(url, options = {}) {
     return s.request(data, opts);
   }
 
-  return { readyState, lastMessage, error, socket, retry, send, request };
+  return { readyState, lastMessage, error, socket, retry, transport, send, request };
 }
 
 export default useDuplex;
