@@ -228,6 +228,9 @@ try {
     if (reachable) ws.connectToServer();
     else ws.close({ code: 4000, reason: 'unreachable' });
   });
+  // DuplexSocket falls back to the HTTP session transport when WebSocket
+  // fails: the network being down, that fails too.
+  await alice.route(/\/chat/, (r) => (!reachable && r.request().headers()['x-duplex-session'] === '1' ? r.abort() : r.continue()));
   await alice.goto(`${base}/?uid=alice`);
   const listed = await alice.waitForSelector(`li.conv[data-conv="${conv}"]`, { timeout: T }).then(() => true, () => false);
   check(listed, 'relaunched unconnected, the conversation of the unsent message is listed');

@@ -157,7 +157,16 @@ function ConnLine({ im }) {
   else if (state === 'connecting') text = 'connecting…';
   else if (state === 'refused') text = 'sign-in refused';
   else if (state === 'closed') text = `disconnected: ${im.conn.reason}`;
-  return <div id="conn" className={`conn ${state}`} data-state={state} role="status"><i aria-hidden="true" />{text}</div>;
+  // Online over the HTTP fallback still works in full, but slower and
+  // heavier on the server: say so, and why.
+  const http = im.conn.transport === 'http' && (state === 'online' || state === 'syncing');
+  if (http) text += ' · HTTP';
+  return (
+    <div id="conn" className={`conn ${state}`} data-state={state} data-transport={im.conn.transport || ''} role="status"
+      title={http ? 'WebSocket is blocked on this network: messages go over HTTP requests' : undefined}>
+      <i aria-hidden="true" />{text}
+    </div>
+  );
 }
 
 function Sidebar({ im, notes, onNewGroup }) {

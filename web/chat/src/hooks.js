@@ -30,6 +30,15 @@ export function useIM(uid, token) {
     // and never stop; the heartbeat finds dead links the browser misses.
     reconnect: { base: 400, factor: 2, cap: 8000 },
     heartbeat: { interval: 10000, timeout: 6000 },
+    // Where a proxy blocks WebSocket: the server speaks first (welcome), so a
+    // socket that opens and stays silent 4 s is a proxy that hangs; HTTP then
+    // carries the session, and WebSocket is tried again 10 s later, then
+    // less often, but at least once a minute (a failed probe is one refused
+    // handshake).
+    transports: ['websocket', 'http'],
+    fallbackTimeout: 4000,
+    upgradeProbe: 10000,
+    upgradeProbeMax: 60000,
     onOpen: (e) => {
       im.attach(e.target); // the open may come before the effect below
       im.onOpen();

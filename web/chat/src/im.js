@@ -82,6 +82,7 @@ export function textBytes(s) {
 }
 
 export class IMStore {
+  #presenceAsked = false; // a presence request is due at the end of this turn
   /**
    * @param {string} uid who we are
    * @param {{outbox?: object|null}} [opts] outbox: where unsent messages and
@@ -136,7 +137,10 @@ export class IMStore {
     return this.online() && this.conn.state === 'online';
   }
   setConn(state, retryAt = null, reason = '') {
-    this.conn = { state, retryAt, reason };
+    // 'websocket', or 'http' where a proxy blocks WebSocket (DuplexSocket
+    // fell back to its HTTP session transport).
+    const transport = (this.sock && this.sock.transport) || null;
+    this.conn = { state, retryAt, reason, transport };
     this.emit();
   }
 
@@ -594,6 +598,17 @@ export class IMStore {
         kind: convKind(id), title: '', roles: {}, left: null,
       };
       this.convs.set(id, c);
+      // A direct conversation we did not know (its first message, or its
+      // peer typing it): the peer became a contact just now, so its changes
+      // are pushed from here on, but whether it is online now no sync told
+      // us. Asked once for all the conversations this turn brings.
+      if (peer && !this.presence.has(peer) && !this.#presenceAsked) {
+        this.#presenceAsked = true;
+        queueMicrotask(() => {
+          this.#presenceAsked = false;
+          this.#askPresence();
+        });
+      }
     }
     return c;
   }
