@@ -485,6 +485,10 @@ int dx_cli_serve(int argc, char **argv) {
         return dx_cli_bad("serve", "choose a mode: --echo, --broadcast or --chat", NULL);
     if (mode == MODE_CHAT && threads > 1)
         return dx_cli_bad("serve", "--chat runs on one thread", NULL);
+    /* A session's requests come on new connections that any thread may
+     * accept, and a session lives on the thread that opened it. */
+    int fallback_off_threads = threads > 1 && cfg.sessions.enable;
+    if (threads > 1) cfg.sessions.enable = 0;
     if (mode == MODE_CHAT && redis_url) {
         if (!dx_cli_chat_is_pg(chat_opts.db))
             return dx_cli_bad("serve",
@@ -595,6 +599,9 @@ int dx_cli_serve(int argc, char **argv) {
             size_t n = 0;
             if (threads > 1)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", %d threads", nworkers);
+            if (fallback_off_threads && n < sizeof extra)
+                n += (size_t)snprintf(extra + n, sizeof extra - n,
+                                      ", HTTP fallback off (one thread only)");
             if (cfg.static_dir && n < sizeof extra)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", static %s", cfg.static_dir);
             if (mode == MODE_CHAT && n < sizeof extra)

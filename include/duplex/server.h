@@ -277,7 +277,12 @@ typedef struct dx_server_config {
      * memory plus about 150 bytes (its SID, offsets and the open request's
      * address and Origin); the bytes it sent stay queued until the client
      * acknowledges them, and count as buffered. `enable` 0 (default): such
-     * requests are plain HTTP. */
+     * requests are plain HTTP. A session lives in the server that opened
+     * it: servers sharing a listener (dx_server_listen_shared, reuseport)
+     * cannot answer for each other's sessions, since a session's requests
+     * come on new connections that any of them may accept; enable sessions
+     * only where one server takes every connection (several nodes behind
+     * a load balancer need sticky routing, as Socket.IO's polling does). */
     struct {
         int enable;
         uint32_t idle_ms;
