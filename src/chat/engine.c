@@ -12,6 +12,7 @@
 #include <duplex/common.h>
 
 #include "chat/engine_int.h"
+#include "chat/jsonr.h"
 #include "core/alloc.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -66,15 +67,20 @@ int dx__chat_tx(dx__chat *chat) {
     return 0;
 }
 
+/* Room for one more pending entry: 0 or DX_ENOMEM. */
+static int pend_reserve(dx__chat *chat) {
+    if (chat->npend < chat->cap) return 0;
+    size_t ncap = chat->cap ? chat->cap * 2 : 64;
+    pending *np = dx__realloc(chat->pend, ncap * sizeof *np);
+    if (!np) return DX_ENOMEM;
+    chat->pend = np;
+    chat->cap = ncap;
+    return 0;
+}
+
 int dx__chat_add_pending(dx__chat *chat, dx__chat_dev *d, json_t *id, json_t *reply,
                          const char *conv, json_t *bcast, int self, const char *also) {
-    if (chat->npend == chat->cap) {
-        size_t ncap = chat->cap ? chat->cap * 2 : 64;
-        pending *np = dx__realloc(chat->pend, ncap * sizeof *np);
-        if (!np) goto nomem;
-        chat->pend = np;
-        chat->cap = ncap;
-    }
+    if (pend_reserve(chat) < 0) goto nomem;
     pending *p = &chat->pend[chat->npend];
     *p = (pending){.dev = d, .bcast_self = self};
     if (also) snprintf(p->also, sizeof p->also, "%s", also);
@@ -310,6 +316,10 @@ static int64_t mono_us(dx__chat *chat) {
 
 static void pending_free(pending *p) {
     json_decref(p->id);
+    if (p->own) {
+        dx__free(p->own);
+        return;
+    }
     free(p->reply);
     free(p->bcast);
     dx__free(p->conv);
@@ -723,6 +733,39 @@ int dx__chat_check_text(dx__chat_req *r, json_t *tj, int may_be_empty) {
     return 0;
 }
 
+/* Queues a send's ack and, for a new message (which has no file: those
+ * take the jansson path), its deliver: both written by the hand encoder
+ * into the engine's buffer and copied with the conversation into one
+ * block, one allocation per send. 0 or DX_ENOMEM. */
+static int queue_send(dx__chat_req *r, const dx__chat_msg *m, int dup) {
+    dx__chat *chat = r->chat;
+    dx__jsonw *w = &chat->jw;
+    dx__jsonw_reset(w);
+    dx__chat_ack_write(w, r->id, m, dup);
+    dx__jsonw_raw(w, "", 1);
+    size_t bcast_at = w->len, conv_at = w->len;
+    if (!dup) {
+        dx__chat_deliver_write(w, m);
+        dx__jsonw_raw(w, "", 1);
+        conv_at = w->len;
+        dx__jsonw_raw(w, m->conv, strlen(m->conv) + 1);
+    }
+    if (w->oom || pend_reserve(chat) < 0) return DX_ENOMEM;
+    char *own = dx__malloc(w->len);
+    if (!own) return DX_ENOMEM;
+    memcpy(own, w->p, w->len);
+    pending *p = &chat->pend[chat->npend++];
+    *p = (pending){.dev = r->dev,
+                   .id = r->id ? json_incref(r->id) : NULL,
+                   .reply = own,
+                   .conv = dup ? NULL : own + conv_at,
+                   .bcast = dup ? NULL : own + bcast_at,
+                   .own = own,
+                   .t0 = chat->t_req,
+                   .is_ack = 1};
+    return 0;
+}
+
 static void do_send(dx__chat_req *r) {
     dx__chat *chat = r->chat;
     int kind;
@@ -784,6 +827,10 @@ static void do_send(dx__chat_req *r) {
     }
     chat->stats.sends++;
     chat->stats.duplicates += dup != 0;
+    if (!file && !m.sys) {
+        if (queue_send(r, &m, dup) < 0) goto nomem;
+        return;
+    }
     json_t *ack = dx__chat_reply(r, "ack");
     if (!ack) goto nomem;
     json_object_set_new(ack, "conv", json_string(m.conv));
@@ -1057,7 +1104,10 @@ static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t le
         return;
     }
     json_error_t jerr;
-    r.root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* The common flat request skips jansson's parser; anything else, and
+     * every error, goes through it (jsonr.h). */
+    r.root = dx__jsonr_flat(data, len);
+    if (!r.root) r.root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(r.root)) {
         dx__chat_fail(&r, "bad_json", r.root ? "a request is a JSON object" : jerr.text, NULL);
         json_decref(r.root);
@@ -1230,6 +1280,7 @@ void dx__chat_free(dx__chat *chat) {
     dx__keytab_free(&chat->fo.rcpt_sent);
     dx__keytab_free(&chat->counts);
     dx__keytab_free(&chat->directs);
+    dx__jsonw_free(&chat->jw);
     dx__free(chat->fo.rcpt);
     dx__free(chat->fo.pres);
     dx__free(chat->fo.mem);

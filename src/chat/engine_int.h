@@ -9,6 +9,7 @@
 
 #include "chat/engine.h"
 #include "chat/files.h"
+#include "chat/jsonw.h"
 #include "chat/keytab.h"
 #include "chat/limits.h"
 #include "chat/proto.h"
@@ -21,7 +22,10 @@ typedef struct pending {
     char *reply;       /* sent to dev after the commit */
     char *conv;        /* NULL: no broadcast */
     char *bcast;       /* sent to every member's devices */
-    int bcast_self;    /* 0: not to dev itself */
+    /* When not NULL, reply, conv and bcast point into this one block (a
+     * send's: engine.c, queue_send) and are not freed on their own. */
+    char *own;
+    int bcast_self; /* 0: not to dev itself */
     /* Also sent bcast, after the members: a user removed from conv by
      * this very message ("" for none), who is no member any more. */
     char also[DX_CHAT_UID_MAX + 1];
@@ -109,6 +113,7 @@ struct dx__chat {
     dx__chat_files *files; /* uploads, or NULL: off */
     dx_chat_stats stats;   /* counters (dx_chat_stats_get) */
     int64_t t_req;         /* mono_us at the current request's arrival */
+    dx__jsonw jw;          /* where a send's ack and deliver are written */
 };
 
 /* The member count of a room with more than MEMBERS_LIST members, as
@@ -166,6 +171,12 @@ int dx__chat_publish(dx__chat *chat, const char *uid, const char *data, const dx
  * edited, recalled, and for an event message `target`, the message it is
  * about as it is now (a store lookup). NULL when out of memory. */
 json_t *dx__chat_msg_json(dx__chat *chat, const dx__chat_msg *m);
+/* A send's ack (with "dup":true for a duplicate) and the deliver of a
+ * new message `m` with neither sys nor file, written as dx__chat_reply
+ * and dx__chat_msg_json would build them and json_dumps write them
+ * (jsonw.h). `id`: the request's, or NULL. */
+void dx__chat_ack_write(dx__jsonw *w, const json_t *id, const dx__chat_msg *m, int dup);
+void dx__chat_deliver_write(dx__jsonw *w, const dx__chat_msg *m);
 /* Appends the contacts of `uid` with their presence to `list`. */
 int dx__chat_contacts_json(dx__chat *chat, const char *uid, json_t *list);
 /* Stores a system or event message of `conv` from r's user: `sys` (taken)

@@ -1,9 +1,10 @@
-/* Identifier syntax of the chat protocol (docs/chat-protocol.md). */
+/* Identifier syntax of the chat protocol (docs/chat-protocol.md), and the
+ * hand-written ack and deliver of a send (jsonw.h). */
 #include <string.h>
 
 #include <duplex/common.h>
 
-#include "chat/engine.h"
+#include "chat/engine_int.h"
 #include "chat/proto.h"
 
 json_t *dx__chat_env(const char *type) {
@@ -83,4 +84,49 @@ void dx__chat_direct_uids(const char *conv, char *a, char *b) {
     memcpy(a, p, na);
     a[na] = 0;
     strcpy(b, colon + 1);
+}
+
+/* ---- the ack and deliver of a send (engine_int.h) ---------------------- */
+
+/* The envelopes below say so. */
+_Static_assert(DX_CHAT_PROTO == 1, "\"v\":1 is written as a literal");
+
+void dx__chat_ack_write(dx__jsonw *w, const json_t *id, const dx__chat_msg *m, int dup) {
+    dx__jsonw_lit(w, "{\"v\":1,\"type\":\"ack\"");
+    if (id) {
+        dx__jsonw_lit(w, ",\"id\":");
+        dx__jsonw_scalar(w, id);
+    }
+    dx__jsonw_lit(w, ",\"conv\":");
+    dx__jsonw_str(w, m->conv, strlen(m->conv));
+    dx__jsonw_lit(w, ",\"cid\":");
+    dx__jsonw_str(w, m->cid, strlen(m->cid));
+    dx__jsonw_lit(w, ",\"mid\":");
+    dx__jsonw_int(w, m->mid);
+    dx__jsonw_lit(w, ",\"seq\":");
+    dx__jsonw_int(w, m->seq);
+    dx__jsonw_lit(w, ",\"ts\":");
+    dx__jsonw_int(w, m->ts);
+    if (dup)
+        dx__jsonw_lit(w, ",\"dup\":true}");
+    else
+        dx__jsonw_lit(w, "}");
+}
+
+void dx__chat_deliver_write(dx__jsonw *w, const dx__chat_msg *m) {
+    dx__jsonw_lit(w, "{\"v\":1,\"type\":\"deliver\",\"msg\":{\"conv\":");
+    dx__jsonw_str(w, m->conv, strlen(m->conv));
+    dx__jsonw_lit(w, ",\"seq\":");
+    dx__jsonw_int(w, m->seq);
+    dx__jsonw_lit(w, ",\"mid\":");
+    dx__jsonw_int(w, m->mid);
+    dx__jsonw_lit(w, ",\"cid\":");
+    dx__jsonw_str(w, m->cid, strlen(m->cid));
+    dx__jsonw_lit(w, ",\"from\":");
+    dx__jsonw_str(w, m->from, strlen(m->from));
+    dx__jsonw_lit(w, ",\"text\":");
+    dx__jsonw_str(w, m->text, strlen(m->text));
+    dx__jsonw_lit(w, ",\"ts\":");
+    dx__jsonw_int(w, m->ts);
+    dx__jsonw_lit(w, "}}");
 }

@@ -42,6 +42,7 @@ enum {
     S_IS_MEMBER,
     S_FIND,
     S_NEXT_SEQ,
+    S_LAST_SEQ,
     S_INSERT,
     S_READ,
     S_MEMBERS_N,
@@ -69,6 +70,8 @@ enum {
     S_FILE_REFS,
     S_FILE_FIND,
     S_FTS_ADD,
+    S_FTS_MARK,
+    S_FTS_GET,
     S_MAX_MID,
     S_COUNT
 };
@@ -86,13 +89,16 @@ enum {
 #define SCAN_MAX 5000
 
 static const char *const SQL[S_COUNT] = {
-    /* The search index is filled once per transaction, at its commit
-     * (fts_catch_up), not by a trigger per message: FTS5 writes its
-     * pending terms out as a new segment at every statement of a
-     * transaction, so a trigger cost a segment (and merges) per message —
-     * 40% of the server's instructions under load. */
+    /* The search index is filled in batches (fts_catch_up), not by a
+     * trigger per message: FTS5 writes its pending terms out as a new
+     * segment at every statement of a transaction, so a trigger cost a
+     * segment (and merges) per message — 40% of the server's instructions
+     * under load. fts_state holds the last message indexed, changed with
+     * the index in the same transaction. */
     [S_FTS_ADD] = "INSERT INTO messages_fts(rowid, text) SELECT mid, text FROM messages"
                   " WHERE mid > ?1 AND sys IS NULL AND recalled = 0",
+    [S_FTS_MARK] = "UPDATE fts_state SET mid = ?1 WHERE k = 0",
+    [S_FTS_GET] = "SELECT mid FROM fts_state WHERE k = 0",
     [S_MAX_MID] = "SELECT COALESCE(max(mid), 0) FROM messages",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -104,10 +110,12 @@ static const char *const SQL[S_COUNT] = {
     [S_JOIN] = "INSERT OR IGNORE INTO members(conv, uid, read_seq) VALUES(?1, ?2, 0)",
     [S_IS_MEMBER] = "SELECT 1 FROM members WHERE conv = ?1 AND uid = ?2",
     [S_FIND] = "SELECT " MSG_COLS " FROM messages WHERE sender = ?1 AND cid = ?2",
-    [S_NEXT_SEQ] = "UPDATE convs SET last_seq = last_seq + 1 WHERE conv = ?1 RETURNING last_seq",
+    /* put_msg: see there. */
+    [S_LAST_SEQ] = "SELECT last_seq FROM convs WHERE conv = ?1",
     [S_INSERT] =
         "INSERT INTO messages(conv, seq, sender, cid, text, ts, sys, file, file_id, thumb_id)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(sender, cid) DO NOTHING",
+    [S_NEXT_SEQ] = "UPDATE convs SET last_seq = ?2 WHERE conv = ?1",
     [S_READ] = "UPDATE members SET read_seq = MAX(read_seq, MIN(?3,"
                " (SELECT last_seq FROM convs WHERE conv = ?1)))"
                " WHERE conv = ?1 AND uid = ?2 RETURNING read_seq",
@@ -209,6 +217,19 @@ static const char SCHEMA_2[] =
     " WHERE thumb_id IS NOT NULL;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(text, content='messages',"
     " content_rowid='mid', tokenize='trigram');"
+    /* Each commit adds a segment to the index, and FTS5 merges a level's
+     * segments into one of the next level when there are `automerge` of
+     * them: every message is rewritten once per level. 16 rather than the
+     * default 4 halves the levels, and the merges were a sixth of the
+     * server's instructions under load; a search reads up to 15 segments
+     * per level instead of 3, which costs it little. */
+    "INSERT INTO messages_fts(messages_fts, rank) VALUES('automerge', 16);"
+    /* Version 4: the index may lag the messages (fts_catch_up); this says
+     * how far it goes. A database of an earlier version had every message
+     * indexed. */
+    "CREATE TABLE IF NOT EXISTS fts_state(k INTEGER PRIMARY KEY CHECK(k = 0),"
+    " mid INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO fts_state(k, mid) SELECT 0, COALESCE(max(mid), 0) FROM messages;"
     /* Version 3: new messages are indexed at the commit (S_FTS_ADD). */
     "DROP TRIGGER IF EXISTS messages_fts_ai;"
     "CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF text, recalled ON messages BEGIN"
@@ -227,8 +248,10 @@ typedef struct sq_store {
     sqlite3_stmt *st[S_COUNT];
     char dup_conv[96]; /* the conversation of the last duplicate put() found */
     /* The search index holds every message up to fts_mid (committed) or
-     * fts_tx (this transaction); top_mid is the newest message put. */
-    int64_t fts_mid, fts_tx, top_mid;
+     * fts_tx (this transaction); top_mid is the newest message put,
+     * top_commit the newest committed; fts_ms when (mono_ms) the index
+     * was last brought up to date. */
+    int64_t fts_mid, fts_tx, top_mid, top_commit, fts_ms;
     /* The store thread's: the WAL to fdatasync (-1 for ":memory:"), the
      * connection that checkpoints, and when it last did (CLOCK_MONOTONIC
      * ms). */
@@ -416,20 +439,44 @@ static const char *open_sync(sq_store *s, const char *path) {
     return NULL;
 }
 
-/* Indexes the messages put since the index was last brought up to date
- * (in the open transaction, or on their own without one). Before an edit
- * or a recall too (the index's update trigger removes the old text, which
- * must have been indexed), and before a search. */
+/* Indexes the messages put since the index was last brought up to date,
+ * and moves its mark (fts_state) with it: in the open transaction, or in
+ * one of their own without one. At a commit when enough waited
+ * (sq_commit); before an edit or a recall too (the index's update trigger
+ * removes the old text, which must have been indexed), before a search,
+ * and at open (what the last run left). */
 static int fts_catch_up(sq_store *s) {
     if (s->top_mid <= s->fts_tx) return 0;
+    int own = sqlite3_get_autocommit(s->db);
+    int rc = own ? run(s, stmt(s, S_BEGIN)) : 0;
+    if (rc < 0) return rc;
     sqlite3_stmt *q = stmt(s, S_FTS_ADD);
     sqlite3_bind_int64(q, 1, s->fts_tx);
-    int rc = run(s, q);
+    rc = run(s, q);
+    if (rc == 0) {
+        q = stmt(s, S_FTS_MARK);
+        sqlite3_bind_int64(q, 1, s->top_mid);
+        rc = run(s, q);
+    }
+    if (own) {
+        if (rc == 0) rc = run(s, stmt(s, S_COMMIT));
+        if (rc < 0 && !sqlite3_get_autocommit(s->db)) (void)run(s, stmt(s, S_ROLLBACK));
+    }
     if (rc < 0) return rc;
     s->fts_tx = s->top_mid;
-    if (sqlite3_get_autocommit(s->db)) s->fts_mid = s->fts_tx;
+    s->fts_ms = mono_ms();
+    if (own) s->fts_mid = s->fts_tx;
     return 0;
 }
+
+/* A commit brings the index up to date once this many messages or this
+ * long (ms) waited: each time costs FTS5 a new segment to write and, in
+ * time, to merge, whatever its size, and a commit holds few messages (one
+ * or two at a steady 400 a second), so that indexing every commit cost
+ * more than storing the messages did. A search never misses what waits:
+ * it catches up first. */
+#define FTS_BATCH 256
+#define FTS_DELAY_MS 500
 
 static int sq_begin(dx__chat_store *base) {
     sq_store *s = (sq_store *)base;
@@ -439,16 +486,24 @@ static int sq_begin(dx__chat_store *base) {
 
 static int sq_commit(dx__chat_store *base) {
     sq_store *s = (sq_store *)base;
-    int rc = fts_catch_up(s);
+    int rc = 0;
+    if (s->top_mid - s->fts_tx >= FTS_BATCH ||
+        (s->top_mid > s->fts_tx && mono_ms() - s->fts_ms >= FTS_DELAY_MS))
+        rc = fts_catch_up(s);
     if (rc == 0) rc = run(s, stmt(s, S_COMMIT));
-    if (rc == 0) s->fts_mid = s->fts_tx;
+    if (rc == 0) {
+        s->fts_mid = s->fts_tx;
+        s->top_commit = s->top_mid;
+    }
     return rc;
 }
 
 static void sq_rollback(dx__chat_store *base) {
     sq_store *s = (sq_store *)base;
     if (!sqlite3_get_autocommit(s->db)) (void)run(s, stmt(s, S_ROLLBACK));
-    s->fts_tx = s->top_mid = s->fts_mid; /* the rows went with it */
+    /* The rows went with it, and what it indexed. */
+    s->fts_tx = s->fts_mid;
+    s->top_mid = s->top_commit;
 }
 
 static int sq_touch(dx__chat_store *base, const char *uid, int64_t ts) {
@@ -493,15 +548,15 @@ static int sq_is_member(dx__chat_store *base, const char *conv, const char *uid)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(rc);
 }
 
-static int sq_put_msg(dx__chat_store *base, const dx__chat_msg *in, dx__chat_msg *out, int *dup) {
-    sq_store *s = (sq_store *)base;
+/* The message of (from, cid), put before: 1 with *out (its conversation
+ * copied to s->dup_conv, so that no statement stays open: an open read
+ * would hold back WAL checkpoints), 0 when there is none, or an error. */
+static int find_dup(sq_store *s, const dx__chat_msg *in, dx__chat_msg *out) {
     sqlite3_stmt *q = stmt(s, S_FIND);
     bind_text(q, 1, in->from);
     bind_text(q, 2, in->cid);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
-        /* Copied out so that no statement stays open (an open read would
-         * hold back WAL checkpoints). */
         snprintf(s->dup_conv, sizeof s->dup_conv, "%s", col_text(q, 0));
         *out = (dx__chat_msg){.conv = s->dup_conv,
                               .seq = sqlite3_column_int64(q, 1),
@@ -510,23 +565,34 @@ static int sq_put_msg(dx__chat_store *base, const dx__chat_msg *in, dx__chat_msg
                               .from = in->from,
                               .text = "",
                               .ts = sqlite3_column_int64(q, 6)};
-        sqlite3_reset(q);
-        *dup = 1;
-        return 0;
     }
     sqlite3_reset(q);
-    if (rc != SQLITE_DONE) return db_err(rc);
-    *dup = 0;
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_err(rc);
+}
 
-    q = stmt(s, S_NEXT_SEQ);
+/* Three statements for a new message, and the lookup of a duplicate only
+ * when the insert met one (UNIQUE(sender, cid)): the conversation's last
+ * seq, the row with the next, the conversation's new last seq. The write
+ * lock of BEGIN IMMEDIATE keeps them atomic. (Before: the lookup first,
+ * then UPDATE ... RETURNING for the seq, which buffers its row in an
+ * ephemeral table that it opens and closes every time; twice the
+ * instructions of this.) */
+static int sq_put_msg(dx__chat_store *base, const dx__chat_msg *in, dx__chat_msg *out, int *dup) {
+    sq_store *s = (sq_store *)base;
+    *dup = 0;
+    sqlite3_stmt *q = stmt(s, S_LAST_SEQ);
     bind_text(q, 1, in->conv);
-    rc = sqlite3_step(q);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(q);
-        return rc == SQLITE_DONE ? DX_EINVAL : db_err(rc); /* no such conversation */
-    }
-    int64_t seq = sqlite3_column_int64(q, 0);
+    int rc = sqlite3_step(q);
+    int64_t seq = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) + 1 : 0;
     sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_err(rc);
+    if (rc == SQLITE_DONE) {
+        /* No such conversation: a resend is still answered as a dup. */
+        rc = find_dup(s, in, out);
+        if (rc < 0) return rc;
+        *dup = rc;
+        return rc ? 0 : DX_EINVAL;
+    }
 
     q = stmt(s, S_INSERT);
     bind_text(q, 1, in->conv);
@@ -541,14 +607,31 @@ static int sq_put_msg(dx__chat_store *base, const dx__chat_msg *in, dx__chat_msg
     bind_opt(q, 10, in->thumb_id);
     rc = run(s, q);
     if (rc < 0) return rc;
+    if (sqlite3_changes(s->db) == 0) {
+        /* The insert did nothing: (from, cid) was put before. */
+        rc = find_dup(s, in, out);
+        if (rc < 0) return rc;
+        if (rc == 0) return DX_EIO; /* cannot be: the conflict was that row */
+        *dup = 1;
+        return 0;
+    }
+    int64_t mid = sqlite3_last_insert_rowid(s->db);
+
+    q = stmt(s, S_NEXT_SEQ);
+    bind_text(q, 1, in->conv);
+    sqlite3_bind_int64(q, 2, seq);
+    rc = run(s, q);
+    if (rc < 0) return rc;
     *out = *in;
     out->seq = seq;
-    out->mid = sqlite3_last_insert_rowid(s->db);
+    out->mid = mid;
     out->edited = 0;
     out->recalled = 0;
     if (out->mid > s->top_mid) s->top_mid = out->mid;
+    if (!sqlite3_get_autocommit(s->db)) return 0;
     /* Outside a transaction the row is committed already: index it now. */
-    return sqlite3_get_autocommit(s->db) ? fts_catch_up(s) : 0;
+    s->top_commit = s->top_mid;
+    return fts_catch_up(s);
 }
 
 static int sq_put(dx__chat_store *base, const char *conv, const char *from, const char *cid,
@@ -1001,7 +1084,7 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
         sqlite3_step(vq) == SQLITE_ROW)
         version = sqlite3_column_int(vq, 0);
     sqlite3_finalize(vq);
-    if (version < 0 || version > 3) {
+    if (version < 0 || version > 4) {
         *why = "cannot read the database's version (or it is from a newer duplex)";
         goto fail;
     }
@@ -1013,7 +1096,7 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
         rc = sqlite3_exec(s->db, "INSERT INTO messages_fts(messages_fts) VALUES('rebuild')", NULL,
                           NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(s->db, "PRAGMA user_version = 3; COMMIT", NULL, NULL, NULL);
+        rc = sqlite3_exec(s->db, "PRAGMA user_version = 4; COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         *why = "cannot create the chat tables (not a duplex chat database?)";
@@ -1026,12 +1109,20 @@ dx__chat_store *dx__chat_store_sqlite(const char *path, const char **why) {
             goto fail;
         }
     }
-    /* Every message there is indexed (version 2's trigger, or the commit
-     * that stored it). */
+    /* The index holds the messages up to its mark; the ones after it (a
+     * run that ended before their batch) are indexed now. */
     sqlite3_stmt *mq = stmt(s, S_MAX_MID);
+    if (sqlite3_step(mq) == SQLITE_ROW) s->top_mid = s->top_commit = sqlite3_column_int64(mq, 0);
+    sqlite3_reset(mq);
+    mq = stmt(s, S_FTS_GET);
     if (sqlite3_step(mq) == SQLITE_ROW) s->fts_mid = sqlite3_column_int64(mq, 0);
     sqlite3_reset(mq);
-    s->fts_tx = s->top_mid = s->fts_mid;
+    s->fts_tx = s->fts_mid;
+    s->fts_ms = mono_ms();
+    if (fts_catch_up(s) < 0) {
+        *why = "cannot bring the search index up to date";
+        goto fail;
+    }
     if (strcmp(path, ":memory:") && (*why = open_sync(s, path)) != NULL) goto fail;
     return &s->base;
 fail:

@@ -47,6 +47,11 @@ static void test_recall(void) {
            "{\"v\":1,\"type\":\"send\",\"id\":\"q\",\"conv\":\"d:alice:bob\","
            "\"cid\":\"m1\",\"text\":\"top secret words\"}");
     drain(&b);
+    /* In the index once a search brought it up to date (the index may lag
+     * the commits by a batch: store_sqlite.c, FTS_BATCH). */
+    json_t *s0 = call(c, &b, "{\"v\":1,\"type\":\"search\",\"id\":\"q\",\"q\":\"secret\"}");
+    CHECK_EQ_INT(json_array_size(json_object_get(s0, "results")), 1);
+    json_decref(s0);
     CHECK_EQ_INT(db_num(path, "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH"
                               " '\"secret\"'"),
                  1);
