@@ -157,8 +157,14 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
     head(f, "duplex_connections_accepted_total", "counter", "TCP connections accepted.");
     fprintf(f, "duplex_connections_accepted_total{transport=\"%s\"} %llu\n", tr,
             (unsigned long long)s->accepted);
-    head(f, "duplex_connections_open", "gauge", "Open WebSocket connections.");
-    fprintf(f, "duplex_connections_open{transport=\"%s\"} %llu\n", tr, (unsigned long long)s->open);
+    /* HTTP sessions (docs/fallback.md) are open WebSockets too, carried by
+     * HTTP requests: their own series. */
+    uint64_t sess = s->sessions_open <= s->open ? s->sessions_open : s->open;
+    head(f, "duplex_connections_open", "gauge",
+         "Open WebSocket connections, by transport (http: HTTP sessions).");
+    fprintf(f, "duplex_connections_open{transport=\"%s\"} %llu\n", tr,
+            (unsigned long long)(s->open - sess));
+    fprintf(f, "duplex_connections_open{transport=\"http\"} %llu\n", (unsigned long long)sess);
     head(f, "duplex_handshakes_total", "counter", "WebSocket handshakes completed (101 sent).");
     fprintf(f, "duplex_handshakes_total{transport=\"%s\"} %llu\n", tr,
             (unsigned long long)s->upgraded);
@@ -171,6 +177,9 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
                 (unsigned long long)s->refused[i]);
     one(f, "duplex_http_requests_total", "counter", "Plain HTTP requests routed.",
         s->http_requests);
+    one(f, "duplex_sessions_opened_total", "counter",
+        "HTTP sessions opened (the fallback transport; not counted in duplex_handshakes_total).",
+        s->sessions_opened);
 
     by_op(f, "duplex_messages_received_total", "counter", "Complete messages received.",
           s->msgs_in);

@@ -154,6 +154,28 @@ def main():
     ]):
         write("fuzz_url", f"url{i}", u)
 
+    # fuzz_session: cfg bit 0 puts "/.duplex/" before the path, bit 1 drops
+    # the query, bit 2 gives a whole target split at its '?'; the split seed
+    # cuts path from query otherwise (a whole target is the clearest seed).
+    sid = b"0123456789abcdef0123456789abcdef"
+    for name, t in [
+        ("down_stream", b"/.duplex/" + sid + b"/down?ack=0&mode=stream"),
+        ("down_poll", b"/.duplex/" + sid + b"/down?mode=poll&ack=18446744073709551615"),
+        ("up", b"/.duplex/" + sid + b"/up?seq=1234&ack=99"),
+        ("up_no_ack", b"/.duplex/" + sid + b"/up?seq=0"),
+        ("ack_overflow", b"/.duplex/" + sid + b"/down?ack=18446744073709551616&mode=poll"),
+        ("ack_twice", b"/.duplex/" + sid + b"/down?ack=1&ack=1&mode=stream"),
+        ("empty_values", b"/.duplex/" + sid + b"/up?seq=&ack&mode="),
+        ("upper_sid", b"/.duplex/" + sid.upper() + b"/down?ack=0&mode=poll"),
+        ("sid31", b"/.duplex/" + sid[:31] + b"/up?seq=0"),
+        ("sid33", b"/.duplex/" + sid + b"0/up?seq=0"),
+        ("other_path", b"/.duplex/x"),
+        ("open", b"/chat?token=T&ack=1"),
+    ]:
+        write("fuzz_session", name, b"\x04\x03" + t)
+    write("fuzz_session", "prefixed", b"\x01\x03" + sid + b"/down?ack=7&mode=stream&_=1")
+    write("fuzz_session", "open_post", b"\x00\x00POST1")
+
 
 if __name__ == "__main__":
     main()

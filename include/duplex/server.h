@@ -523,6 +523,8 @@ typedef struct dx_server_stats {
 
     uint64_t sessions_opened; /* HTTP sessions opened (the fallback transport,
                                  docs/fallback.md); not counted in `upgraded` */
+    uint64_t sessions_open;   /* gauge: the HTTP sessions among `open`
+                                 (dx_server_conn_transport DX_TRANSPORT_HTTP) */
 } dx_server_stats;
 
 /* Fills `out` (its `size` set by the caller, see above) with the server's

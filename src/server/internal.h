@@ -12,6 +12,7 @@
  *   stats.c     dx_server_stats_get (the counters live in dx_server.st)
  *   session.c   the HTTP session transport (docs/fallback.md): a WebSocket
  *               carried by SSE / long polls and POSTs
+ *   session_req.c  the parsing of a session request's target (pure, fuzzed)
  */
 #ifndef DX_SERVER_INTERNAL_H
 #define DX_SERVER_INTERNAL_H
@@ -190,6 +191,13 @@ void dx__srv_check_done(dx_server *s);
 int dx__srv_send_shared(dx_server_conn *c, dx_shared *sh);
 
 /* sconn.c */
+/* A connection of `s`, in phase P_HTTP and in no list yet: its dx_conn with
+ * the server's settings and room for the dx_server_conn and the inline
+ * user data (freed with dx_conn_free until dx__sc_link). */
+dx_server_conn *dx__sc_alloc(dx_server *s);
+/* Puts a new connection at the head of s->other (a kill then frees it). */
+void dx__sc_link(dx_server_conn *c);
+/* dx__sc_alloc, then the socket `fd` (and TLS) watched, and linked. */
 dx_server_conn *dx__sc_new(dx_server *s, int fd);
 void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events);
 void dx__sc_mark(dx_server_conn *c);   /* queue the connection for the flush */

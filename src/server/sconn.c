@@ -47,6 +47,7 @@ static void cb_close(dx_conn *conn, void *user, uint16_t code, const uint8_t *re
     dx_server *s = c->srv;
     if (c->phase == P_WS) {
         dx__topics_drop_conn(c);
+        if (c->flags & F_SESS) s->st.sessions_open--; /* the gauge, with open_count */
         dx__srv_move(c, &s->other);
         c->phase = P_DRAIN;
         c->t_mark = dx__srv_now(s);
@@ -69,7 +70,7 @@ const dx_conn_callbacks dx__sc_callbacks = {
 
 /* ---- life ----------------------------------------------------------------- */
 
-dx_server_conn *dx__sc_new(dx_server *s, int fd) {
+dx_server_conn *dx__sc_alloc(dx_server *s) {
     dx_conn_config cc = {
         .role = DX_ROLE_SERVER,
         .max_message = s->cfg.max_message,
@@ -84,6 +85,20 @@ dx_server_conn *dx__sc_new(dx_server *s, int fd) {
     c->srv = s;
     c->t_rx = c->t_mark = dx__srv_now(s);
     c->phase = P_HTTP;
+    return c;
+}
+
+void dx__sc_link(dx_server_conn *c) {
+    dx_server *s = c->srv;
+    c->next = s->other;
+    if (s->other) s->other->prev = c;
+    s->other = c;
+}
+
+dx_server_conn *dx__sc_new(dx_server *s, int fd) {
+    dx_server_conn *c = dx__sc_alloc(s);
+    if (!c) return NULL;
+    dx_conn *conn = sc_conn(c);
     if (s->tls) {
         c->tls = dx_tls_new(s->tls, fd, 1, NULL);
         if (!c->tls) {
@@ -97,9 +112,7 @@ dx_server_conn *dx__sc_new(dx_server *s, int fd) {
         dx_conn_free(conn);
         return NULL;
     }
-    c->next = s->other;
-    if (s->other) s->other->prev = c;
-    s->other = c;
+    dx__sc_link(c);
     return c;
 }
 

@@ -18,44 +18,11 @@
 #define STREAM_MS 60000                /* an SSE stream's longest life */
 #define KEEPALIVE_MS 15000             /* silence before a ":" comment */
 #define EVENT_RAW 49152                /* session bytes per SSE event */
-#define PREFIX "/.duplex/"
 
 /* ---- small helpers ---------------------------------------------------------- */
 
 static int slice_is(const char *s, size_t n, const char *lit) {
     return strlen(lit) == n && !memcmp(s, lit, n);
-}
-
-/* The value of `name` in a query string: 1 and the slice when present. */
-static int query_get(const char *q, size_t n, const char *name, const char **v, size_t *vn) {
-    size_t k = strlen(name);
-    for (size_t i = 0; q && i < n;) {
-        const char *amp = memchr(q + i, '&', n - i);
-        size_t end = amp ? (size_t)(amp - q) : n;
-        if (end - i > k && !memcmp(q + i, name, k) && q[i + k] == '=') {
-            *v = q + i + k + 1;
-            *vn = end - i - k - 1;
-            return 1;
-        }
-        i = end + 1;
-    }
-    return 0;
-}
-
-/* A decimal offset from the query: 1 when present and valid, 0 when
- * absent, -1 when malformed. */
-static int query_u64(const char *q, size_t n, const char *name, uint64_t *out) {
-    const char *v;
-    size_t vn;
-    if (!query_get(q, n, name, &v, &vn)) return 0;
-    if (vn == 0 || vn > 19) return -1;
-    uint64_t x = 0;
-    for (size_t i = 0; i < vn; i++) {
-        if (v[i] < '0' || v[i] > '9') return -1;
-        x = x * 10 + (uint64_t)(v[i] - '0');
-    }
-    *out = x;
-    return 1;
 }
 
 static dx__http *http_state(dx_server_conn *c) {
@@ -135,14 +102,8 @@ static uint64_t sid_hash(const char *sid) {
     return h;
 }
 
-static int sid_ok(const char *sid) {
-    for (int i = 0; i < DX__SID_LEN; i++)
-        if (!((sid[i] >= '0' && sid[i] <= '9') || (sid[i] >= 'a' && sid[i] <= 'f'))) return 0;
-    return 1;
-}
-
 static dx__sess *find(dx_server *s, const char *sid) {
-    if (!s->sess_cap || !sid_ok(sid)) return NULL;
+    if (!s->sess_cap || !dx__sreq_sid_ok(sid)) return NULL;
     dx__sess *ss = s->sess_slots[sid_hash(sid) & (s->sess_cap - 1)];
     while (ss && memcmp(ss->sid, sid, DX__SID_LEN))
         ss = ss->hnext;
@@ -372,14 +333,6 @@ void dx__sess_sweep_down(dx_server_conn *c, uint32_t now) {
 /* A session connection, not yet open, in srv->other (a kill frees it). */
 static dx_server_conn *sess_new(dx_server_conn *rc, const dx_handshake_info *info) {
     dx_server *s = rc->srv;
-    dx_conn_config cc = {
-        .role = DX_ROLE_SERVER,
-        .max_message = s->cfg.max_message,
-        .cb = &dx__sc_callbacks,
-        .user = s->cfg.user,
-    };
-    size_t extra =
-        s->cfg.conn_data_size ? s->data_offset + s->cfg.conn_data_size : sizeof(dx_server_conn);
     dx__sess *ss = dx__calloc(1, sizeof *ss);
     if (!ss) return NULL;
     if (info->origin) {
@@ -391,24 +344,19 @@ static dx_server_conn *sess_new(dx_server_conn *rc, const dx_handshake_info *inf
         memcpy(ss->origin, info->origin, info->origin_len);
         ss->origin[info->origin_len] = 0;
     }
-    dx_conn *conn = dx_conn_new(&cc, extra);
-    if (!conn) {
+    dx_server_conn *c = dx__sc_alloc(s);
+    if (!c) {
         dx__free(ss->origin);
         dx__free(ss);
         return NULL;
     }
-    dx_server_conn *c = dx_conn_extra(conn);
-    c->srv = s;
     c->io.fd = -1;
-    c->t_rx = c->t_mark = ss->t_req = dx__srv_now(s);
-    c->phase = P_HTTP;
+    ss->t_req = c->t_rx;
     c->flags = F_SESS;
     c->sess = ss;
     ss->c = c;
     (void)dx__sc_remote(rc, ss->remote, sizeof ss->remote);
-    c->next = s->other;
-    if (s->other) s->other->prev = c;
-    s->other = c;
+    dx__sc_link(c);
     return c;
 }
 
@@ -474,21 +422,19 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
     sc->phase = P_WS;
     sc->flags |= F_OPENED;
     s->st.sessions_opened++;
+    s->st.sessions_open++; /* until it leaves P_WS (sconn.c, cb_close) */
     sc->t_rx = ss->t_req = dx__srv_now(s);
     if (s->cfg.on_open) s->cfg.on_open(sc, dx_conn_user(conn));
     if (sc->phase != P_DEAD && dx_conn_buffered(conn)) dx__sc_queued(sc);
     return 1;
 }
 
-static int down_request(dx_server_conn *c, dx__sess *ss, const char *q, size_t qn) {
-    uint64_t ack;
-    const char *mode;
-    size_t mode_len;
-    if (query_u64(q, qn, "ack", &ack) != 1) return error(c, 400, "ack required");
-    if (!query_get(q, qn, "mode", &mode, &mode_len) ||
-        (!slice_is(mode, mode_len, "stream") && !slice_is(mode, mode_len, "poll")))
-        return error(c, 400, "mode must be stream or poll");
-    int poll = slice_is(mode, mode_len, "poll");
+static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r) {
+    if (r->ack_st == DX__SQ_ABSENT) return error(c, 400, "ack required");
+    if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64");
+    if (r->mode_st != DX__SQ_OK) return error(c, 400, "mode must be stream or poll, once");
+    uint64_t ack = r->ack;
+    int poll = r->mode == DX__SMODE_POLL;
     if (ack > ss->sent) return error(c, 400, "ack past what was sent");
     if (ack < ss->acked) return error(c, 409, "ack below what was released");
     dx__http *h = http_state(c);
@@ -550,12 +496,13 @@ static void feed(dx__sess *ss, uint8_t *p, size_t n) {
     if (c->phase != P_DEAD && dx_conn_buffered(conn)) dx__sc_queued(c);
 }
 
-static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *req, const char *q,
-                      size_t qn, uint8_t *rest, size_t rest_len) {
-    uint64_t seq, ack = 0;
-    if (query_u64(q, qn, "seq", &seq) != 1) return error(c, 400, "seq required");
-    int has_ack = query_u64(q, qn, "ack", &ack);
-    if (has_ack < 0) return error(c, 400, "bad ack");
+static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *req,
+                      const dx__sreq *r, uint8_t *rest, size_t rest_len) {
+    if (r->seq_st == DX__SQ_ABSENT) return error(c, 400, "seq required");
+    if (r->seq_st == DX__SQ_BAD) return error(c, 400, "bad seq: one decimal uint64");
+    if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64");
+    uint64_t seq = r->seq, ack = r->ack;
+    int has_ack = r->ack_st == DX__SQ_OK;
     const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "Content-Length");
     if (!h) {
         if (dx_http_find(req->headers, req->num_headers, "Transfer-Encoding"))
@@ -595,39 +542,38 @@ static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *re
 
 int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
                      size_t rest_len) {
-    const char *t = req->target;
-    size_t tn = req->target_len;
-    const char *qm = memchr(t, '?', tn);
-    size_t path_len = qm ? (size_t)(qm - t) : tn;
-    const char *query = qm ? qm + 1 : NULL;
-    size_t query_len = qm ? tn - path_len - 1 : 0;
-    size_t pn = strlen(PREFIX);
-    if (path_len >= pn && !memcmp(t, PREFIX, pn)) {
-        /* Ours whatever follows: never on_http, never a static file. */
-        const char *sid = t + pn;
-        size_t left = path_len - pn;
-        int down = left == DX__SID_LEN + 5 && !memcmp(sid + DX__SID_LEN, "/down", 5);
-        int up = left == DX__SID_LEN + 3 && !memcmp(sid + DX__SID_LEN, "/up", 3);
-        dx__sess *ss = down || up ? find(c->srv, sid) : NULL;
-        if (!down && !up) return error(c, 404, "not found");
-        if (!ss) return error(c, 404, "unknown or expired session");
-        const dx_http_header *o = dx_http_find(req->headers, req->num_headers, "Origin");
-        if (o && (!ss->origin || !dx_http_ieq(o->value, o->value_len, ss->origin)))
-            return error(c, 403, "origin differs from the session's");
-        if (down && !slice_is(req->method, req->method_len, "GET")) {
-            (void)dx__req_error(c, 405, "use GET", NO_STORE "Allow: GET\r\n");
-            return 1;
-        }
-        if (up && !slice_is(req->method, req->method_len, "POST")) {
-            (void)dx__req_error(c, 405, "use POST", NO_STORE "Allow: POST\r\n");
-            return 1;
-        }
-        return down ? down_request(c, ss, query, query_len)
-                    : up_request(c, ss, req, query, query_len, rest, rest_len);
+    const char *path, *query;
+    size_t path_len, query_len;
+    dx__sreq_split(req->target, req->target_len, &path, &path_len, &query, &query_len);
+    dx__sreq r;
+    switch (dx__sreq_parse(path, path_len, query, query_len, &r)) {
+    case DX__SREQ_NONE: {
+        const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "X-Duplex-Session");
+        if (dx__sreq_is_open(req->method, req->method_len, h ? h->value : NULL,
+                             h ? h->value_len : 0))
+            return open_session(c, req, path, path_len, query, query_len);
+        return 0;
     }
-    const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "X-Duplex-Session");
-    if (h && slice_is(h->value, h->value_len, "1") &&
-        slice_is(req->method, req->method_len, "POST"))
-        return open_session(c, req, t, path_len, query, query_len);
-    return 0;
+    case DX__SREQ_NOTFOUND:
+        return error(c, 404, "not found");
+    case DX__SREQ_NOSID:
+        return error(c, 404, "unknown or expired session");
+    default:
+        break;
+    }
+    int down = r.op == DX__SREQ_DOWN;
+    dx__sess *ss = find(c->srv, r.sid);
+    if (!ss) return error(c, 404, "unknown or expired session");
+    const dx_http_header *o = dx_http_find(req->headers, req->num_headers, "Origin");
+    if (o && (!ss->origin || !dx_http_ieq(o->value, o->value_len, ss->origin)))
+        return error(c, 403, "origin differs from the session's");
+    if (down && !slice_is(req->method, req->method_len, "GET")) {
+        (void)dx__req_error(c, 405, "use GET", NO_STORE "Allow: GET\r\n");
+        return 1;
+    }
+    if (!down && !slice_is(req->method, req->method_len, "POST")) {
+        (void)dx__req_error(c, 405, "use POST", NO_STORE "Allow: POST\r\n");
+        return 1;
+    }
+    return down ? down_request(c, ss, &r) : up_request(c, ss, req, &r, rest, rest_len);
 }

@@ -16,8 +16,7 @@
 #include <stdint.h>
 
 #include "server/internal.h"
-
-#define DX__SID_LEN 32
+#include "server/session_req.h"
 
 typedef struct dx__sess {
     struct dx__sess *hnext; /* in its srv->sess_slots chain, once it has a SID */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # duplex serve --metrics: exact counters after known traffic, the loop-turn
-# histogram's +Inf bucket equal to its count, --threads 2 summed, and a
-# scrape from a non-loopback address refused unless --metrics-public.
+# histogram's +Inf bucket equal to its count, --threads 2 summed, an HTTP
+# session open under transport="http", and a scrape from a non-loopback
+# address refused unless --metrics-public.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v node >/dev/null || { echo "SKIP: no node"; exit 0; }
@@ -36,6 +37,8 @@ m=$(scrape 127.0.0.1)
 expect "$m" 'duplex_connections_accepted_total{transport="ws"}' 7
 expect "$m" 'duplex_handshakes_total{transport="ws"}' 4
 expect "$m" 'duplex_connections_open{transport="ws"}' 0
+expect "$m" 'duplex_connections_open{transport="http"}' 0
+expect "$m" 'duplex_sessions_opened_total' 0
 expect "$m" 'duplex_handshakes_refused_total{reason="bad_request"}' 1
 expect "$m" 'duplex_handshakes_refused_total{reason="origin"}' 1
 expect "$m" 'duplex_messages_received_total{opcode="text"}' 7
@@ -79,7 +82,23 @@ expect "$m" 'duplex_websocket_closed_total{code="1000"}' 8
 expect "$m" 'duplex_connections_accepted_total{transport="ws"}' 9
 dx_stop "$DX_PID"
 
-# 3. Access: from a non-loopback address of this host, 403 unless
+# 3. An HTTP session (docs/fallback.md; serve --echo enables them): open
+#    under transport="http", not "ws", and not a handshake.
+dx_serve sess --echo --metrics
+open=$(curl -s --max-time 5 -X POST -H 'X-Duplex-Session: 1' "http://127.0.0.1:$DX_PORT/")
+if grep -Eq '"sid":"[0-9a-f]{32}"' <<<"$open"; then echo "ok   session opened"; else
+  echo "FAIL session open answered '$open'"
+  fail=1
+fi
+node "$CLIENT" "ws://127.0.0.1:$DX_PORT/" 1 1 0
+m=$(scrape 127.0.0.1)
+expect "$m" 'duplex_connections_open{transport="http"}' 1
+expect "$m" 'duplex_connections_open{transport="ws"}' 0
+expect "$m" 'duplex_sessions_opened_total' 1
+expect "$m" 'duplex_handshakes_total{transport="ws"}' 1
+dx_stop "$DX_PID"
+
+# 4. Access: from a non-loopback address of this host, 403 unless
 #    --metrics-public; without --metrics, /metrics is a plain 404.
 ext=$(ip -4 -o addr show scope global 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $4; exit }')
 if [ -n "$ext" ]; then

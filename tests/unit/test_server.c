@@ -26,29 +26,10 @@
 
 #include "io/uring.h"
 #include "server/internal.h"
+#include "srvproc.h"
 #include "test.h"
 
 /* ---- the server process ------------------------------------------------- */
-
-static int ev_fd = -1;
-
-static void ev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ev(const char *fmt, ...) {
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    if (write(ev_fd, line, (size_t)n) < 0) _exit(3);
-}
-
-static int starts(const uint8_t *d, size_t n, const char *p) {
-    size_t k = strlen(p);
-    return n >= k && !memcmp(d, p, k);
-}
 
 /* The test application: echo, plus a few commands in text messages. */
 static void app_message(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *d,
@@ -151,33 +132,12 @@ static int app_http(dx_server_conn *c, void *user, const dx_http_route *r) {
     return 0;
 }
 
-static void on_term_done(dx_loop *loop, void *arg) {
-    ev("shutdown done");
-    dx_loop_stop(loop);
-}
-
-static void on_term(dx_loop *loop, void *arg) {
-    dx_server_shutdown(arg, 1500, on_term_done, NULL);
-}
-
-typedef void (*cfg_fn)(dx_server_config *cfg);
-
-typedef struct server_proc {
-    pid_t pid;
-    int port;
-    int ev; /* read end of the event pipe */
-    char evbuf[8192];
-    size_t evlen;
-} server_proc;
-
 static const char *protocols[] = {"chat.v2", "chat.v1", NULL};
 static const char *origins[] = {"https://good.example", NULL};
 static char static_dir[256];
 
-static void server_main(cfg_fn fn, int port_fd) {
-    dx_loop *loop = dx_loop_new(0);
-    if (!loop) _exit(4);
-    dx_server_config cfg = {
+static void srvproc_config(dx_server_config *cfg) {
+    *cfg = (dx_server_config){
         .port = 0,
         .on_message = app_message,
         .on_open = app_open,
@@ -188,103 +148,10 @@ static void server_main(cfg_fn fn, int port_fd) {
         .protocols = protocols,
         .close_timeout_ms = 1000,
     };
-    if (fn) fn(&cfg);
-    dx_server *srv = dx_server_new(loop, &cfg);
-    if (!srv) {
-        fprintf(stderr, "server: %s\n", dx_server_new_why());
-        _exit(5);
-    }
-    if (dx_server_listen(srv) < 0) _exit(6);
-    if (dx_loop_on_signal(loop, SIGTERM, on_term, srv) < 0) _exit(7);
-    int port = dx_server_port(srv);
-    if (write(port_fd, &port, sizeof port) != sizeof port) _exit(8);
-    close(port_fd);
-    dx_loop_run(loop);
-    dx_server_free(srv);
-    dx_loop_free(loop);
-    /* exit, not _exit: LeakSanitizer then checks the server process. */
-    exit(dx_t_failed_checks ? 9 : 0);
 }
 
-static int start_server(server_proc *sp, cfg_fn fn) {
-    int pp[2], ep[2];
-    memset(sp, 0, sizeof *sp);
-    if (pipe(pp) || pipe(ep)) return -1;
-    /* SIGTERM must be blocked before the child's loop takes it. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        sigprocmask(SIG_BLOCK, &set, NULL);
-        dx_t_failed_checks = 0; /* the parent's count is not ours */
-        close(pp[0]);
-        close(ep[0]);
-        ev_fd = ep[1];
-        server_main(fn, pp[1]);
-    }
-    close(pp[1]);
-    close(ep[1]);
-    sp->pid = pid;
-    sp->ev = ep[0];
-    struct pollfd p = {pp[0], POLLIN, 0};
-    if (poll(&p, 1, 10000) != 1 || read(pp[0], &sp->port, sizeof sp->port) != sizeof sp->port) {
-        close(pp[0]);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
-    close(pp[0]);
-    return 0;
-}
-
-/* Waits up to `ms` for an event line starting with `prefix`; copies the
- * line into `out` when given. Lines before it are consumed. */
-static int wait_event(server_proc *sp, const char *prefix, char *out, size_t cap, int ms) {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        char *nl;
-        while ((nl = memchr(sp->evbuf, '\n', sp->evlen))) {
-            size_t len = (size_t)(nl - sp->evbuf);
-            int hit = len >= strlen(prefix) && !memcmp(sp->evbuf, prefix, strlen(prefix));
-            if (hit && out) {
-                size_t k = len < cap - 1 ? len : cap - 1;
-                memcpy(out, sp->evbuf, k);
-                out[k] = 0;
-            }
-            memmove(sp->evbuf, nl + 1, sp->evlen - len - 1);
-            sp->evlen -= len + 1;
-            if (hit) return 0;
-        }
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long el = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-        if (el >= ms) return -1;
-        struct pollfd p = {sp->ev, POLLIN, 0};
-        if (poll(&p, 1, (int)(ms - el)) <= 0) return -1;
-        ssize_t r = read(sp->ev, sp->evbuf + sp->evlen, sizeof sp->evbuf - sp->evlen);
-        if (r <= 0) return -1;
-        sp->evlen += (size_t)r;
-    }
-}
-
-/* SIGTERM (graceful), then the exit status; SIGKILL after a while. */
-static int stop_server(server_proc *sp) {
-    kill(sp->pid, SIGTERM);
-    int status = -1;
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(sp->pid, &status, WNOHANG) == sp->pid) {
-            close(sp->ev);
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        usleep(10000);
-    }
-    kill(sp->pid, SIGKILL);
-    waitpid(sp->pid, &status, 0);
-    close(sp->ev);
-    return -1;
+static void srvproc_stopped(dx_server *srv) {
+    (void)srv;
 }
 
 static long server_rss_kib(pid_t pid) {
@@ -309,16 +176,8 @@ typedef struct client {
 
 static client *cl_connect(int port) {
     client *c = calloc(1, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {5, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(c->fd);
+    c->fd = tcp_connect(port);
+    if (c->fd < 0) {
         free(c);
         return NULL;
     }
@@ -525,10 +384,6 @@ static int http_req(int port, const char *req, char *out, size_t cap) {
 }
 
 /* ---- tests ---------------------------------------------------------------- */
-
-#define SERVER(sp, fn)                                                                             \
-    server_proc sp;                                                                                \
-    REQUIRE(start_server(&sp, fn) == 0)
 
 static void echo_sizes(void) {
     SERVER(sp, NULL);
@@ -1090,8 +945,7 @@ static void ring_paths(void) {
         CHECK(dx_t_write_all(c->fd, bb + sl, k) == 0);
         if (!expect_text(c, "tiny")) bad = 1;
         p = NULL;
-        if (!bad && (cl_read_msg(c, &p, &n) != DX_OP_BINARY || n != sl || p[0] != 'a' + i))
-            bad = 2;
+        if (!bad && (cl_read_msg(c, &p, &n) != DX_OP_BINARY || n != sl || p[0] != 'a' + i)) bad = 2;
         free(p);
     }
     CHECK_EQ_INT(bad, 0);

@@ -4,49 +4,23 @@
  * SSE streams down, POSTs of hand-masked client frames up. The server
  * reports what its callbacks saw on an event pipe ("close 3001 1"), so both
  * ends are checked. Every wait is bounded. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
 #include "server/session.h"
+#define SRVPROC_SHUTDOWN_MS 3000
+#include "srvproc.h"
 #include "test.h"
 
 /* ---- the server process ------------------------------------------------- */
-
-static int ev_fd = -1;
-
-static void ev(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ev(const char *fmt, ...) {
-    char line[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    if (write(ev_fd, line, (size_t)n) < 0) _exit(3);
-}
-
-static int starts(const uint8_t *d, size_t n, const char *p) {
-    size_t k = strlen(p);
-    return n >= k && !memcmp(d, p, k);
-}
 
 static void app_message(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *d,
                         size_t n) {
@@ -81,6 +55,11 @@ static void app_message(dx_server_conn *c, void *user, enum dx_opcode op, const 
                 dx_server_broadcast(dx_server_conn_server(c), DX_OP_TEXT, blob, sizeof blob, NULL);
         }
         ev("bcast %d", sent);
+    } else if (op == DX_OP_TEXT && starts(d, n, "gauges")) {
+        dx_server_stats st = {.size = sizeof st};
+        dx_server_stats_get(dx_server_conn_server(c), &st);
+        ev("gauges open %llu sessions %llu", (unsigned long long)st.open,
+           (unsigned long long)st.sessions_open);
     } else if (op == DX_OP_TEXT && starts(d, n, "remote")) {
         char r[64];
         dx_server_conn_remote(c, r, sizeof r);
@@ -115,32 +94,11 @@ static int app_http(dx_server_conn *c, void *user, const dx_http_route *r) {
     return 0;
 }
 
-static void on_term_done(dx_loop *loop, void *arg) {
-    ev("shutdown done");
-    dx_loop_stop(loop);
-}
-
-static void on_term(dx_loop *loop, void *arg) {
-    dx_server_shutdown(arg, 3000, on_term_done, NULL);
-}
-
-typedef void (*cfg_fn)(dx_server_config *cfg);
-
-typedef struct server_proc {
-    pid_t pid;
-    int port;
-    int ev;
-    char evbuf[8192];
-    size_t evlen;
-} server_proc;
-
 static const char *protocols[] = {"chat.v2", "chat.v1", NULL};
 static const char *origins[] = {"https://good.example", "https://other.example", NULL};
 
-static void server_main(cfg_fn fn, int port_fd) {
-    dx_loop *loop = dx_loop_new(0);
-    if (!loop) _exit(4);
-    dx_server_config cfg = {
+static void srvproc_config(dx_server_config *cfg) {
+    *cfg = (dx_server_config){
         .on_message = app_message,
         .on_open = app_open,
         .on_close = app_close,
@@ -149,105 +107,13 @@ static void server_main(cfg_fn fn, int port_fd) {
         .protocols = protocols,
         .close_timeout_ms = 2000,
     };
-    cfg.sessions.enable = 1;
-    if (fn) fn(&cfg);
-    dx_server *srv = dx_server_new(loop, &cfg);
-    if (!srv) _exit(5);
-    if (dx_server_listen(srv) < 0) _exit(6);
-    if (dx_loop_on_signal(loop, SIGTERM, on_term, srv) < 0) _exit(7);
-    int port = dx_server_port(srv);
-    if (write(port_fd, &port, sizeof port) != sizeof port) _exit(8);
-    close(port_fd);
-    dx_loop_run(loop);
+    cfg->sessions.enable = 1;
+}
+
+static void srvproc_stopped(dx_server *srv) {
     dx_server_stats st = {.size = sizeof st};
     dx_server_stats_get(srv, &st);
     ev("stats sessions %llu", (unsigned long long)st.sessions_opened);
-    dx_server_free(srv);
-    dx_loop_free(loop);
-    exit(dx_t_failed_checks ? 9 : 0); /* exit: LeakSanitizer checks the server */
-}
-
-static int start_server(server_proc *sp, cfg_fn fn) {
-    int pp[2], ep[2];
-    memset(sp, 0, sizeof *sp);
-    if (pipe(pp) || pipe(ep)) return -1;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        sigprocmask(SIG_BLOCK, &set, NULL);
-        dx_t_failed_checks = 0;
-        close(pp[0]);
-        close(ep[0]);
-        ev_fd = ep[1];
-        server_main(fn, pp[1]);
-    }
-    close(pp[1]);
-    close(ep[1]);
-    sp->pid = pid;
-    sp->ev = ep[0];
-    struct pollfd p = {pp[0], POLLIN, 0};
-    if (poll(&p, 1, 10000) != 1 || read(pp[0], &sp->port, sizeof sp->port) != sizeof sp->port) {
-        close(pp[0]);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
-    close(pp[0]);
-    return 0;
-}
-
-/* Waits up to `ms` for an event line starting with `prefix` (copied into
- * `out` when given); the lines before it are consumed. */
-static int wait_event(server_proc *sp, const char *prefix, char *out, size_t cap, int ms) {
-    uint64_t t0 = dx_t_now_ms();
-    for (;;) {
-        char *nl;
-        while ((nl = memchr(sp->evbuf, '\n', sp->evlen))) {
-            size_t len = (size_t)(nl - sp->evbuf);
-            int hit = len >= strlen(prefix) && !memcmp(sp->evbuf, prefix, strlen(prefix));
-            if (hit && out) {
-                size_t k = len < cap - 1 ? len : cap - 1;
-                memcpy(out, sp->evbuf, k);
-                out[k] = 0;
-            }
-            memmove(sp->evbuf, nl + 1, sp->evlen - len - 1);
-            sp->evlen -= len + 1;
-            if (hit) return 0;
-        }
-        uint64_t el = dx_t_now_ms() - t0;
-        if (el >= (uint64_t)ms) return -1;
-        struct pollfd p = {sp->ev, POLLIN, 0};
-        if (poll(&p, 1, (int)((uint64_t)ms - el)) <= 0) return -1;
-        ssize_t r = read(sp->ev, sp->evbuf + sp->evlen, sizeof sp->evbuf - sp->evlen);
-        if (r <= 0) return -1;
-        sp->evlen += (size_t)r;
-    }
-}
-
-/* 1 when an event line starting with `prefix` is already waiting or comes
- * within `ms` (used to check that something did NOT happen, with a short
- * wait after a later event proved the server went past it). */
-static int saw_event(server_proc *sp, const char *prefix, int ms) {
-    return wait_event(sp, prefix, NULL, 0, ms) == 0;
-}
-
-static int stop_server(server_proc *sp) {
-    kill(sp->pid, SIGTERM);
-    int status = -1;
-    for (int i = 0; i < 800; i++) {
-        if (waitpid(sp->pid, &status, WNOHANG) == sp->pid) {
-            close(sp->ev);
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
-        usleep(10000);
-    }
-    kill(sp->pid, SIGKILL);
-    waitpid(sp->pid, &status, 0);
-    close(sp->ev);
-    return -1;
 }
 
 /* ---- HTTP by hand ----------------------------------------------------------- */
@@ -258,22 +124,6 @@ typedef struct resp {
     uint8_t *body;
     size_t body_len;
 } resp;
-
-static int tcp_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 /* Sends a request (head lines after the request line, then `body`). */
 static int req_send(int port, const char *method, const char *target, const char *headers,
@@ -518,10 +368,6 @@ static int expect_msg(sess *s, int op_want, const char *want, size_t want_len) {
                 want, op, n);
     return ok;
 }
-
-#define SERVER(sp, fn)                                                                             \
-    server_proc sp;                                                                                \
-    REQUIRE(start_server(&sp, fn) == 0)
 
 /* ---- tests ---------------------------------------------------------------- */
 
@@ -1110,6 +956,91 @@ static void shutdown_closes(void) {
     CHECK_EQ_INT(stop_server(&sp), 0);
 }
 
+/* Session id reuse by another client refused. The SID is a bearer
+ * credential (docs/fallback.md, "Security"): a second client that presents
+ * it with another Origin is refused (403) and feeds nothing, the owner
+ * carries on; once the session is closed its SID answers 404 to every
+ * request, down or up, feeds nothing and never opens a new session. */
+static void sid_reuse_refused(void) {
+    static const uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
+    SERVER(sp, cfg_origins);
+    sess s;
+    resp r;
+    char line[256], t[160];
+    uint8_t f[64];
+    REQUIRE(sess_open(&s, sp.port, "/", "Origin: https://good.example\r\n", NULL) == 200);
+    CHECK(wait_event(&sp, "open http", NULL, 0, 3000) == 0);
+
+    /* Another client (an allowed Origin, but not the session's) with the
+     * SID: refused down and up, and its frame never reaches the session. */
+    size_t fl = dx_t_frame(f, 1, 0, DX_OP_TEXT, "intruder", 8, key);
+    CHECK_EQ_INT(sess_up_at(&s, s.up, f, fl, "Origin: https://other.example\r\n", &r), 403);
+    CHECK(has_header(&r, "Cache-Control: no-store"));
+    resp_free(&r);
+    int fd = sess_poll_start(&s, "Origin: https://other.example\r\n");
+    CHECK_EQ_INT(req_finish(fd, &r), 403);
+    resp_free(&r);
+    target_down(&s, "stream", t, sizeof t);
+    CHECK_EQ_INT(req(sp.port, "GET", t, "Origin: https://other.example\r\n", NULL, 0, &r), 403);
+    resp_free(&r);
+    /* The owner's next bytes are still expected at offset 0. */
+    CHECK_EQ_INT(s.up, 0);
+    CHECK_EQ_INT(sess_text(&s, "owner"), 204);
+    CHECK(wait_event(&sp, "msg", line, sizeof line, 3000) == 0);
+    CHECK(strcmp(line, "msg 1 owner") == 0);
+    CHECK(expect_msg(&s, DX_OP_TEXT, "owner", 5));
+    CHECK_EQ_INT(sess_text(&s, "gauges"), 204);
+    CHECK(wait_event(&sp, "gauges", line, sizeof line, 3000) == 0);
+    CHECK(strcmp(line, "gauges open 1 sessions 1") == 0);
+
+    /* Closed and acknowledged: the session is gone. */
+    uint8_t cp[] = {0x03, 0xe8};
+    CHECK_EQ_INT(sess_frame(&s, DX_OP_CLOSE, cp, sizeof cp), 204);
+    CHECK(wait_event(&sp, "close 1000 1", NULL, 0, 3000) == 0);
+    uint8_t p[128];
+    size_t n;
+    CHECK_EQ_INT(sess_read_frame(&s, p, &n), 0x80 | DX_OP_CLOSE);
+    CHECK_EQ_INT(sess_poll(&s), 404);
+
+    /* Its SID, reused by the owner or anyone: 404 everywhere. */
+    CHECK_EQ_INT(sess_poll(&s), 404);
+    target_down(&s, "stream", t, sizeof t);
+    CHECK_EQ_INT(req(sp.port, "GET", t, "Origin: https://good.example\r\n", NULL, 0, &r), 404);
+    resp_free(&r);
+    fl = dx_t_frame(f, 1, 0, DX_OP_TEXT, "ghost", 5, key);
+    CHECK_EQ_INT(sess_up_at(&s, s.up, f, fl, NULL, NULL), 404);
+    CHECK_EQ_INT(sess_up_at(&s, 0, f, fl, "Origin: https://good.example\r\n", NULL), 404);
+    CHECK_EQ_INT(sess_up_at(&s, s.up, f, fl, "Origin: https://other.example\r\n", NULL), 404);
+    /* An open request aimed at the old SID opens nothing. */
+    snprintf(t, sizeof t, "/.duplex/%s/up?seq=%llu", s.sid, (unsigned long long)s.up);
+    CHECK_EQ_INT(req(sp.port, "POST", t, "X-Duplex-Session: 1\r\n", f, fl, &r), 404);
+    resp_free(&r);
+    snprintf(t, sizeof t, "/.duplex/%s", s.sid);
+    CHECK_EQ_INT(req(sp.port, "POST", t, "X-Duplex-Session: 1\r\n", "", 0, &r), 404);
+    resp_free(&r);
+    CHECK(!saw_event(&sp, "msg", 200));
+    CHECK(!saw_event(&sp, "open", 0));
+    /* A new session gets a new SID. */
+    char old[33];
+    memcpy(old, s.sid, sizeof old);
+    sess s2;
+    REQUIRE(sess_open(&s2, sp.port, "/", "Origin: https://good.example\r\n", NULL) == 200);
+    CHECK(strlen(s2.sid) == 32 && strcmp(s2.sid, old) != 0);
+    CHECK(wait_event(&sp, "open http", NULL, 0, 3000) == 0);
+    /* The closed one left the gauge (stats.sessions_open, the metrics'
+     * transport="http"). */
+    CHECK_EQ_INT(sess_text(&s2, "gauges"), 204);
+    CHECK(wait_event(&sp, "gauges", line, sizeof line, 3000) == 0);
+    CHECK(strcmp(line, "gauges open 1 sessions 1") == 0);
+    /* Nothing was fed and nothing else opened: "intruder" and "ghost" never
+     * came, one open per open request (two in all). */
+    kill(sp.pid, SIGTERM);
+    CHECK(wait_event(&sp, "shutdown done", line, sizeof line, 3000) == 0);
+    CHECK(wait_event(&sp, "stats sessions", line, sizeof line, 3000) == 0);
+    CHECK(strcmp(line, "stats sessions 2") == 0);
+    CHECK_EQ_INT(stop_server(&sp), 0);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(open_up_poll);
@@ -1127,5 +1058,6 @@ int main(void) {
     RUN(one_down_at_a_time);
     RUN(limits_and_errors);
     RUN(shutdown_closes);
+    RUN(sid_reuse_refused);
     return TEST_DONE();
 }
