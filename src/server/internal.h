@@ -76,6 +76,9 @@ typedef struct dx__http {
     uint64_t stream_bytes; /* session bytes sent on this stream */
     uint32_t t_last;       /* last write on this stream */
     uint8_t poll;          /* mode=poll rather than mode=stream */
+    /* Answer with "Connection: keep-alive" and read the next request after
+     * it (session.c sets it for a session's up and poll requests). */
+    uint8_t keep;
 } dx__http;
 
 struct dx__sess;
@@ -234,6 +237,8 @@ extern const dx_conn_callbacks dx__sc_callbacks;
 /* request.c */
 void dx__req_input(dx_server_conn *c, uint8_t *buf, size_t len);
 void dx__http_free(dx__http *h);
+/* A kept-alive answer is all out: back to reading a request (P_HTTP). */
+void dx__req_next(dx_server_conn *c);
 /* Queues a whole HTTP answer (head built here) and moves to P_RESP. */
 /* `body` NULL with `len` > 0: the head announces `len` bytes that the
  * caller streams (a static file). */

@@ -15,6 +15,18 @@
 
 #define MAX_HEADERS 64
 
+void dx__req_next(dx_server_conn *c) {
+    /* As a fresh connection: no HTTP state until bytes come, and the
+     * handshake timeout bounds how long it may wait for them. Bytes of a
+     * next request already sent wait in the socket (P_RESP reads none). */
+    dx__http_free(sc_http(c));
+    c->u.http = NULL;
+    c->phase = P_HTTP;
+    c->flags &= (uint16_t)~F_HEAD;
+    c->t_mark = dx__srv_now(c->srv);
+    dx__sc_update(c);
+}
+
 void dx__http_free(dx__http *h) {
     if (!h) return;
     dx__free(h->in);
@@ -53,14 +65,15 @@ static int set_answer(dx_server_conn *c, char *out, size_t len) {
 
 /* Writes the answer's head into `out` (NULL: only sizes it), as snprintf. */
 static int write_head(char *out, size_t cap, int status, const char *ctype, const char *extra,
-                      size_t len) {
+                      size_t len, int keep) {
+    const char *conn = keep ? "keep-alive" : "close";
     if (status == 304 || status == 204) /* no body, so no Content-Length */
-        return snprintf(out, cap, "HTTP/1.1 %d %s\r\nConnection: close\r\nServer: duplex\r\n%s\r\n",
-                        status, dx_http_status_text(status), extra);
+        return snprintf(out, cap, "HTTP/1.1 %d %s\r\nConnection: %s\r\nServer: duplex\r\n%s\r\n",
+                        status, dx_http_status_text(status), conn, extra);
     return snprintf(out, cap,
                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                    "Connection: close\r\nServer: duplex\r\n%s\r\n",
-                    status, dx_http_status_text(status), ctype, len, extra);
+                    "Connection: %s\r\nServer: duplex\r\n%s\r\n",
+                    status, dx_http_status_text(status), ctype, len, conn, extra);
 }
 
 int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char *extra,
@@ -70,7 +83,9 @@ int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char
     if (strpbrk(ctype, "\r\n")) return DX_EINVAL;
     /* Sized first, then written into the answer's own buffer: the extra
      * headers of a download (a percent-encoded file name) can be long. */
-    int n = write_head(NULL, 0, status, ctype, extra, len);
+    dx__http *h = sc_http(c);
+    int keep = h && h->keep;
+    int n = write_head(NULL, 0, status, ctype, extra, len, keep);
     if (n < 0 || n > 65536) return DX_ENOSPC;
     size_t blen = head_only || !body ? 0 : len;
     char *out = dx__malloc((size_t)n + 1 + blen);
@@ -78,7 +93,7 @@ int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return DX_ENOMEM;
     }
-    (void)write_head(out, (size_t)n + 1, status, ctype, extra, len);
+    (void)write_head(out, (size_t)n + 1, status, ctype, extra, len, keep);
     if (blen) memcpy(out + n, body, blen);
     return set_answer(c, out, (size_t)n + blen);
 }
@@ -142,6 +157,8 @@ int dx_server_http_respond_file(dx_server_conn *c, int status, const char *conte
 }
 
 int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra) {
+    dx__http *h = sc_http(c);
+    if (h) h->keep = 0; /* the error's head says "Connection: close" */
     char buf[1024];
     int n = dx_http_write_error(buf, sizeof buf, status, reason, extra);
     if (n < 0) n = dx_http_write_error(buf, sizeof buf, status, dx_http_status_text(status), NULL);

@@ -515,7 +515,10 @@ static void flushed(dx_server_conn *c) {
     int pending = dx_conn_buffered(conn) > 0 || (c->flags & F_101) ||
                   (h && (h->out_off < h->out_len || h->file_fd >= 0)) ||
                   ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot));
-    if (!pending && (c->phase == P_RESP || c->phase == P_DRAIN)) start_linger(c);
+    if (!pending && c->phase == P_RESP && h && h->keep)
+        dx__req_next(c); /* a session's request on a kept connection */
+    else if (!pending && (c->phase == P_RESP || c->phase == P_DRAIN))
+        start_linger(c);
     if (c->flags & (F_ABOVE_LOW | F_PAUSED)) {
         const dx_server_config *cfg = &c->srv->cfg;
         if (dx_conn_buffered(conn) <= cfg->low_water) {

@@ -429,7 +429,17 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
     return 1;
 }
 
-static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r) {
+/* 1 when the answer to `req` may keep its connection for the next request
+ * (a client's up POSTs and polls then cost no new TCP connection each):
+ * HTTP/1.1, no "Connection: close", and nothing read past the request,
+ * since bytes of a pipelined request would go with the request's state. */
+static int keep_ok(const dx_http_request *req, size_t past) {
+    if (req->minor_version != 1 || past) return 0;
+    const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "Connection");
+    return !h || !dx_http_has_token(h->value, h->value_len, "close");
+}
+
+static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r, int keep) {
     if (r->ack_st == DX__SQ_ABSENT) return error(c, 400, "ack required");
     if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64");
     if (r->mode_st != DX__SQ_OK) return error(c, 400, "mode must be stream or poll, once");
@@ -468,6 +478,7 @@ static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r) {
     }
     h->sess = ss->c;
     h->poll = (uint8_t)poll;
+    h->keep = (uint8_t)(poll && keep); /* a stream ends with its connection */
     h->stream_bytes = 0;
     h->t_last = now;
     c->phase = P_STREAM;
@@ -536,6 +547,8 @@ static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *re
         feed(ss, rest + skip, (size_t)(len - skip)); /* may end the session */
     }
     snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
+    dx__http *hs = http_state(c);
+    if (hs) hs->keep = (uint8_t)keep_ok(req, rest_len - (size_t)len);
     (void)dx__req_respond(c, 204, NULL, extra, "", 0, 0);
     return 1;
 }
@@ -575,5 +588,6 @@ int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *res
         (void)dx__req_error(c, 405, "use POST", NO_STORE "Allow: POST\r\n");
         return 1;
     }
-    return down ? down_request(c, ss, &r) : up_request(c, ss, req, &r, rest, rest_len);
+    return down ? down_request(c, ss, &r, keep_ok(req, rest_len))
+                : up_request(c, ss, req, &r, rest, rest_len);
 }

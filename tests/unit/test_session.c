@@ -126,20 +126,60 @@ typedef struct resp {
 } resp;
 
 /* Sends a request (head lines after the request line, then `body`). */
+/* Writes a request on `fd` (keep-alive unless `close`). */
+static int req_write(int fd, const char *method, const char *target, const char *headers,
+                     const void *body, size_t body_len, int close_it) {
+    char head[2048];
+    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s%s", method, target,
+                     close_it ? "Connection: close\r\n" : "", headers ? headers : "");
+    if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+    return dx_t_write_all(fd, head, (size_t)n) || (body_len && dx_t_write_all(fd, body, body_len))
+               ? -1
+               : 0;
+}
+
+/* A request on a new connection that asks the server to close it after
+ * the answer, which req_finish then reads to its end. */
 static int req_send(int port, const char *method, const char *target, const char *headers,
                     const void *body, size_t body_len) {
     int fd = tcp_connect(port);
     if (fd < 0) return -1;
-    char head[2048];
-    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: localhost\r\n%s", method, target,
-                     headers ? headers : "");
-    if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
-    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    if (dx_t_write_all(fd, head, (size_t)n) || (body_len && dx_t_write_all(fd, body, body_len))) {
+    if (req_write(fd, method, target, headers, body, body_len, 1) < 0) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+/* Reads one answer on a kept connection: its head into `head` and a body
+ * of Content-Length bytes into `body` (NUL-terminated; its length in
+ * `*blen_out`). Returns the status, -1 on EOF or error. */
+static int read_one(int fd, char *head, size_t hcap, char *body, size_t bcap, size_t *blen_out) {
+    size_t len = 0;
+    char *end = NULL;
+    while (!end) {
+        if (len + 1 >= hcap) return -1;
+        ssize_t k = recv(fd, head + len, hcap - 1 - len, 0);
+        if (k <= 0) return -1;
+        len += (size_t)k;
+        head[len] = 0;
+        end = strstr(head, "\r\n\r\n");
+    }
+    size_t hl = (size_t)(end + 4 - head), blen = 0, have = len - hl;
+    const char *cl = strcasestr(head, "\r\nContent-Length:");
+    if (cl) blen = (size_t)atoll(cl + 17);
+    if (blen + 1 > bcap || have > blen) return -1;
+    memcpy(body, head + hl, have);
+    while (have < blen) {
+        ssize_t k = recv(fd, body + have, blen - have, 0);
+        if (k <= 0) return -1;
+        have += (size_t)k;
+    }
+    body[blen] = 0;
+    head[hl] = 0;
+    *blen_out = blen;
+    return atoi(head + 9);
 }
 
 static void resp_free(resp *r) {
@@ -1041,6 +1081,62 @@ static void sid_reuse_refused(void) {
     CHECK_EQ_INT(stop_server(&sp), 0);
 }
 
+/* Up POSTs and polls of a session on one kept connection, as browsers
+ * send them: each answer says keep-alive and the next request is read on
+ * the same socket; a request with "Connection: close" is answered so and
+ * the connection ends. */
+static void keep_alive(void) {
+    static const uint8_t key[4] = {1, 2, 3, 4};
+    SERVER(sp, NULL);
+    sess s;
+    REQUIRE(sess_open(&s, sp.port, "/", NULL, NULL) == 200);
+    CHECK(wait_event(&sp, "open http", NULL, 0, 3000) == 0);
+    int fd = tcp_connect(sp.port);
+    REQUIRE(fd >= 0);
+    char head[4096], body[4096], t[160];
+    uint8_t f[64];
+    uint64_t recv_off = 0;
+    size_t blen = 0;
+    for (int i = 0; i < 3; i++) {
+        char msg[16];
+        int ml = snprintf(msg, sizeof msg, "kept %d", i);
+        size_t fl = dx_t_frame(f, 1, 0, DX_OP_TEXT, msg, (size_t)ml, key);
+        snprintf(t, sizeof t, "/.duplex/%s/up?seq=%llu&ack=%llu", s.sid, (unsigned long long)s.up,
+                 (unsigned long long)recv_off);
+        CHECK_EQ_INT(req_write(fd, "POST", t, NULL, f, fl, 0), 0);
+        CHECK_EQ_INT(read_one(fd, head, sizeof head, body, sizeof body, &blen), 204);
+        CHECK(strcasestr(head, "Connection: keep-alive") != NULL);
+        s.up += fl;
+        snprintf(t, sizeof t, "/.duplex/%s/down?ack=%llu&mode=poll", s.sid,
+                 (unsigned long long)recv_off);
+        CHECK_EQ_INT(req_write(fd, "GET", t, NULL, NULL, 0, 0), 0);
+        CHECK_EQ_INT(read_one(fd, head, sizeof head, body, sizeof body, &blen), 200);
+        CHECK(strcasestr(head, "Connection: keep-alive") != NULL);
+        /* The echo, as one unmasked text frame. */
+        CHECK(blen == (size_t)ml + 2 && (uint8_t)body[0] == 0x81 && (uint8_t)body[1] == ml &&
+              !memcmp(body + 2, msg, (size_t)ml));
+        recv_off += blen;
+    }
+    snprintf(t, sizeof t, "/.duplex/%s/down?ack=%llu&mode=poll", s.sid,
+             (unsigned long long)recv_off);
+    CHECK_EQ_INT(req_write(fd, "GET", t, "Connection: close\r\n", NULL, 0, 0), 0);
+    /* Nothing to send: the poll is held, so end the session's wait with
+     * a message the echo answers. */
+    size_t fl = dx_t_frame(f, 1, 0, DX_OP_TEXT, "last", 4, key);
+    snprintf(t, sizeof t, "/.duplex/%s/up?seq=%llu", s.sid, (unsigned long long)s.up);
+    resp r;
+    CHECK_EQ_INT(req(sp.port, "POST", t, NULL, f, fl, &r), 204);
+    CHECK(has_header(&r, "Connection: close"));
+    resp_free(&r);
+    CHECK_EQ_INT(read_one(fd, head, sizeof head, body, sizeof body, &blen), 200);
+    CHECK(strcasestr(head, "Connection: close") != NULL);
+    CHECK(blen == 6 && !memcmp(body + 2, "last", 4));
+    char c;
+    CHECK(recv(fd, &c, 1, 0) == 0); /* and the server closed it */
+    close(fd);
+    CHECK_EQ_INT(stop_server(&sp), 0);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(open_up_poll);
@@ -1059,5 +1155,6 @@ int main(void) {
     RUN(limits_and_errors);
     RUN(shutdown_closes);
     RUN(sid_reuse_refused);
+    RUN(keep_alive);
     return TEST_DONE();
 }
