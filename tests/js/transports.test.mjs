@@ -116,6 +116,16 @@ test('a message confirms the WebSocket; the heartbeat pings at once to get one; 
   W.last().fail();
   assert.equal(H.sockets.length, 1, 'but a failed handshake still falls back');
   s.close();
+
+  // No heartbeat and no fallbackTimeout given: nothing asks a quiet server
+  // to speak, so its silence is trusted (a working socket is never torn down).
+  ({ s } = make());
+  const before = H.sockets.length;
+  W.last().open();
+  tick(3600e3);
+  assert.equal(H.sockets.length, before, 'heartbeat off: no fallback after open by default');
+  assert.equal(s.transport, 'websocket');
+  s.close();
 });
 
 test('both transports fail: one backoff per round; the round starts with the transport that last worked', () => {

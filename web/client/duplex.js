@@ -201,7 +201,10 @@ export class DuplexSocket extends EventTarget {
       idKey: options.idKey || 'id',
       encodeRequest: options.encodeRequest || null,
       matchReply: options.matchReply || null,
-      fallbackTimeout: options.fallbackTimeout ?? DEFAULTS.fallbackTimeout,
+      // Silence proves a black hole only where something must come: the
+      // heartbeat's first ping asks for a pong. Without a heartbeat a quiet
+      // server is not suspect unless the application says so.
+      fallbackTimeout: options.fallbackTimeout ?? (options.heartbeat === false ? 0 : DEFAULTS.fallbackTimeout),
       upgradeProbe: options.upgradeProbe ?? DEFAULTS.upgradeProbe,
       upgradeProbeMax: options.upgradeProbeMax ?? DEFAULTS.upgradeProbeMax,
       http: options.http || {},
