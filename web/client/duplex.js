@@ -20,12 +20,9 @@
 // once. While on HTTP a plain WebSocket probes now and then; when one works,
 // the HTTP session is closed cleanly and the next connection is WebSocket.
 
-import { HttpSocket } from './http_socket.js';
-
-const CONNECTING = 0;
-const OPEN = 1;
-const CLOSING = 2;
-const CLOSED = 3;
+import {
+  CLOSED, CLOSING, CONNECTING, domError, HttpSocket, makeEvent, OPEN,
+} from './http_socket.js';
 
 // Close codes after which a retry would get the same answer: protocol or
 // data errors, policy violation (e.g. a failed Origin or auth check), and
@@ -74,32 +71,6 @@ function byteLength(data) {
   if (typeof data.byteLength === 'number') return data.byteLength; // ArrayBuffer, views
   if (typeof data.size === 'number') return data.size; // Blob
   return byteLength(String(data));
-}
-
-function domError(message, name) {
-  if (typeof DOMException === 'function') return new DOMException(message, name);
-  const e = new Error(message);
-  e.name = name;
-  return e;
-}
-
-// An Event carrying extra read-only fields (code, reason, attempt, ...).
-function makeEvent(type, fields) {
-  let ev;
-  if (type === 'message' && typeof MessageEvent === 'function') {
-    ev = new MessageEvent('message', fields);
-    return ev;
-  }
-  if (type === 'close' && typeof CloseEvent === 'function') {
-    ev = new CloseEvent('close', fields);
-    if (fields && 'willReconnect' in fields) {
-      Object.defineProperty(ev, 'willReconnect', { value: fields.willReconnect, enumerable: true });
-    }
-    return ev;
-  }
-  ev = new Event(type);
-  for (const k in fields) Object.defineProperty(ev, k, { value: fields[k], enumerable: true });
-  return ev;
 }
 
 const HANDLER_TYPES = ['open', 'message', 'close', 'error', 'connecting', 'reconnecting', 'drop', 'transport'];

@@ -15,10 +15,11 @@
 // The surface is the browser's WebSocket (readyState, send, close, events),
 // so DuplexSocket can use it wherever it would use a WebSocket.
 
-const CONNECTING = 0;
-const OPEN = 1;
-const CLOSING = 2;
-const CLOSED = 3;
+// The browser's readyState values (duplex.js uses these too).
+export const CONNECTING = 0;
+export const OPEN = 1;
+export const CLOSING = 2;
+export const CLOSED = 3;
 
 const OP_CONT = 0x0;
 const OP_TEXT = 0x1;
@@ -35,7 +36,7 @@ const STREAM_SILENCE = 20000; // the server sends a comment after 15 s of silenc
 
 const utf8 = new TextEncoder();
 
-function domError(message, name) {
+export function domError(message, name) {
   if (typeof DOMException === 'function') return new DOMException(message, name);
   const e = new Error(message);
   e.name = name;
@@ -263,9 +264,17 @@ export class SseReader {
 
 // ---- events shaped like the browser's ------------------------------------
 
-function makeEvent(type, fields) {
+// An Event carrying extra read-only fields (code, reason, attempt, ...);
+// DuplexSocket's close events carry willReconnect, which CloseEvent has not.
+export function makeEvent(type, fields) {
   if (type === 'message' && typeof MessageEvent === 'function') return new MessageEvent('message', fields);
-  if (type === 'close' && typeof CloseEvent === 'function') return new CloseEvent('close', fields);
+  if (type === 'close' && typeof CloseEvent === 'function') {
+    const ev = new CloseEvent('close', fields);
+    if (fields && 'willReconnect' in fields) {
+      Object.defineProperty(ev, 'willReconnect', { value: fields.willReconnect, enumerable: true });
+    }
+    return ev;
+  }
   const ev = new Event(type);
   for (const k in fields) Object.defineProperty(ev, k, { value: fields[k], enumerable: true });
   return ev;
