@@ -99,6 +99,7 @@ try {
   const unsent = ['written during the outage ⚡', '服务器重启后送达'];
   for (const t of unsent) await say(alice, t);
   for (const t of unsent) {
+    await waitText(alice, t); // rendered (React may not have yet, right after Enter)
     const st = await statusOf(alice, t);
     check(st === 'sending', `'${t}' shows sending while the server is down (${st})`);
   }
