@@ -79,6 +79,9 @@ typedef struct dx__http {
     /* Answer with "Connection: keep-alive" and read the next request after
      * it (session.c sets it for a session's up and poll requests). */
     uint8_t keep;
+    /* P_STREAM: the request came with the session's Origin, so its answer
+     * carries the CORS lines (session.c). */
+    uint8_t cors;
 } dx__http;
 
 struct dx__sess;
@@ -250,6 +253,8 @@ int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char
 int dx__req_respond_fd(dx_server_conn *c, int status, const char *ctype, const char *extra, int fd,
                        uint64_t off, uint64_t len, int head_only);
 int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra);
+/* 1 when Origin `o` (n bytes) is in cfg->origins (which is not NULL). */
+int dx__req_origin_allowed(const dx_server_config *cfg, const char *o, size_t n);
 /* The checks of an upgrade, in order: shutting down (503), Origin (403),
  * max_connections (503), then on_upgrade with `app` (the connection the
  * application will own) and `u` (filled from `req` and `info` here; the

@@ -233,7 +233,7 @@ static void route(dx_server_conn *c, const dx_http_request *req) {
     (void)dx__req_error(c, 404, "not found", NULL);
 }
 
-static int origin_allowed(const dx_server_config *cfg, const char *o, size_t n) {
+int dx__req_origin_allowed(const dx_server_config *cfg, const char *o, size_t n) {
     for (const char *const *a = cfg->origins; *a; a++)
         if (dx_http_ieq(o, n, *a)) return 1;
     return 0;
@@ -243,7 +243,7 @@ static int origin_allowed(const dx_server_config *cfg, const char *o, size_t n) 
  * as extra header lines. */
 static void refuse(dx_server_conn *c, int status, const char *reason, const char *xh,
                    const char *more) {
-    char extra[160];
+    char extra[800]; /* xh may hold CORS lines (session.c) */
     snprintf(extra, sizeof extra, "%s%s", xh ? xh : "", more ? more : "");
     (void)dx__req_error(c, status, reason, extra[0] ? extra : NULL);
 }
@@ -259,7 +259,7 @@ int dx__req_admit(dx_server_conn *c, dx_server_conn *app, const dx_http_request 
         return -1;
     }
     if (cfg->origins) {
-        if (info->origin ? !origin_allowed(cfg, info->origin, info->origin_len)
+        if (info->origin ? !dx__req_origin_allowed(cfg, info->origin, info->origin_len)
                          : cfg->origin_required) {
             s->st.refused[DX_REFUSE_ORIGIN]++;
             dx__srv_event(c, "handshake_refused", 403, "origin not allowed");

@@ -18,6 +18,7 @@
 #define STREAM_MS 60000                /* an SSE stream's longest life */
 #define KEEPALIVE_MS 15000             /* silence before a ":" comment */
 #define EVENT_RAW 49152                /* session bytes per SSE event */
+#define XH_MAX 640                     /* extra header lines of one answer */
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -33,8 +34,40 @@ static dx__http *http_state(dx_server_conn *c) {
     return c->u.http;
 }
 
-static int error(dx_server_conn *c, int status, const char *reason) {
-    (void)dx__req_error(c, status, reason, NO_STORE);
+/* ---- pages of another origin (CORS) ------------------------------------------
+ * A page may talk to a server of another origin, as a WebSocket may. The
+ * answers of /.duplex/ and of the open then carry the CORS lines that let
+ * that page read them: Access-Control-Allow-Origin echoes the request's
+ * Origin (never "*", never with credentials: cookies stay same-origin), and
+ * the offset headers are exposed. Which origins may open a session is
+ * decided as for a WebSocket (the allow-list, on_upgrade); every later
+ * request must come from the open request's origin. Up and down requests
+ * are "simple" requests (no custom header, no content type), so only the
+ * open is preflighted, once per URL and 10 minutes. */
+
+/* NO_STORE, then the CORS lines for Origin `o` (NULL: none, same-origin),
+ * then `more` (NULL: none), in `buf`; returned. An origin that is not one
+ * printable token gets no CORS lines. */
+static const char *xhead(char buf[XH_MAX], const char *o, size_t n, const char *more) {
+    int ok = o && n > 0 && n <= 256;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = o[i] > ' ' && o[i] < 0x7f && o[i] != ',';
+    if (ok)
+        snprintf(buf, XH_MAX,
+                 NO_STORE "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n"
+                          "Access-Control-Expose-Headers: X-Duplex-Offset, X-Duplex-Seq\r\n%s",
+                 (int)n, o, more ? more : "");
+    else
+        snprintf(buf, XH_MAX, NO_STORE "%s", more ? more : "");
+    return buf;
+}
+
+static const char *xhead_z(char buf[XH_MAX], const char *o, const char *more) {
+    return xhead(buf, o, o ? strlen(o) : 0, more);
+}
+
+static int error(dx_server_conn *c, int status, const char *reason, const char *xh) {
+    (void)dx__req_error(c, status, reason, xh);
     return 1;
 }
 
@@ -162,18 +195,20 @@ static void detach(dx__sess *ss) {
 
 /* Ends a down request that no longer serves its session: a stream closes
  * after what it holds; a poll is answered `status` with an empty body. */
-static void end_down(dx_server_conn *d, int status, uint64_t off) {
+static void end_down(dx_server_conn *d, int status, uint64_t off, const char *origin) {
     if (d->phase != P_STREAM) return;
     dx__http *h = d->u.http;
+    char xh[XH_MAX];
+    if (h && !h->cors) origin = NULL;
     if (h && h->poll) {
         if (status != 200) {
-            (void)error(d, status, "unknown or expired session");
+            (void)error(d, status, "unknown or expired session", xhead_z(xh, origin, NULL));
             return;
         }
-        char extra[96];
-        snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Offset: %llu\r\n",
-                 (unsigned long long)off);
-        (void)dx__req_respond(d, 200, "application/octet-stream", extra, "", 0, 0);
+        char off_line[64];
+        snprintf(off_line, sizeof off_line, "X-Duplex-Offset: %llu\r\n", (unsigned long long)off);
+        (void)dx__req_respond(d, 200, "application/octet-stream", xhead_z(xh, origin, off_line), "",
+                              0, 0);
         return;
     }
     /* The body of a stream ends with the connection (no Content-Length). */
@@ -196,11 +231,11 @@ static void push(dx__sess *ss, uint64_t end) {
             dx__free(buf);
             return; /* tried again at the next flush */
         }
-        char extra[96];
-        snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Offset: %llu\r\n",
-                 (unsigned long long)from);
+        char off_line[64], xh[XH_MAX];
+        snprintf(off_line, sizeof off_line, "X-Duplex-Offset: %llu\r\n", (unsigned long long)from);
+        xhead_z(xh, h->cors ? ss->origin : NULL, off_line);
         detach(ss);
-        if (dx__req_respond(d, 200, "application/octet-stream", extra, buf, (size_t)want, 0) == 0)
+        if (dx__req_respond(d, 200, "application/octet-stream", xh, buf, (size_t)want, 0) == 0)
             ss->sent = from + want;
         dx__free(buf);
         return;
@@ -227,7 +262,7 @@ static void push(dx__sess *ss, uint64_t end) {
     dx__sc_mark(d);
     if (h->stream_bytes >= STREAM_MAX) {
         detach(ss);
-        end_down(d, 200, ss->sent);
+        end_down(d, 200, ss->sent, ss->origin);
     }
 }
 
@@ -264,7 +299,8 @@ void dx__sess_flush(dx_server_conn *c) {
         const dx_server_config *cfg = &s->cfg;
         if (dx_conn_buffered(conn) <= cfg->low_water) {
             int owed = c->flags & F_ABOVE_LOW;
-            c->flags &= (uint16_t) ~(F_ABOVE_LOW | F_PAUSED);
+            dx__sc_unpause(c);
+            c->flags &= (uint16_t)~F_ABOVE_LOW;
             if (owed && c->phase == P_WS && dx_conn_state(conn) == DX_OPEN && cfg->on_drain)
                 cfg->on_drain(c, dx_conn_user(conn));
         }
@@ -284,7 +320,7 @@ void dx__sess_kill(dx_server_conn *c) {
     dx_server_conn *d = ss->down;
     if (d) {
         detach(ss);
-        end_down(d, 404, ss->sent);
+        end_down(d, 404, ss->sent, ss->origin);
     }
     table_remove(c->srv, ss);
     dx__free(ss->origin);
@@ -307,19 +343,19 @@ void dx__sess_sweep_down(dx_server_conn *c, uint32_t now) {
     dx__http *h = c->u.http;
     dx__sess *ss = h && h->sess ? h->sess->sess : NULL;
     if (!ss) {
-        end_down(c, 404, 0);
+        end_down(c, 404, 0, NULL);
         return;
     }
     if (h->poll) {
         if ((uint32_t)(now - c->t_mark) >= c->srv->cfg.sessions.poll_ms) {
             detach(ss);
-            end_down(c, 200, ss->sent);
+            end_down(c, 200, ss->sent, ss->origin);
         }
         return;
     }
     if ((uint32_t)(now - c->t_mark) >= STREAM_MS) {
         detach(ss);
-        end_down(c, 200, ss->sent);
+        end_down(c, 200, ss->sent, ss->origin);
         return;
     }
     if ((uint32_t)(now - h->t_last) >= KEEPALIVE_MS && out_append(h, ":\n\n", 3) == 0) {
@@ -361,7 +397,7 @@ static dx_server_conn *sess_new(dx_server_conn *rc, const dx_handshake_info *inf
 }
 
 static int open_session(dx_server_conn *c, const dx_http_request *req, const char *path,
-                        size_t path_len, const char *query, size_t query_len) {
+                        size_t path_len, const char *query, size_t query_len, const char *xh) {
     dx_server *s = c->srv;
     dx_handshake_info info = {
         .path = path, .path_len = path_len, .query = query, .query_len = query_len};
@@ -376,10 +412,10 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
         info.protocols_len = h->value_len;
     }
     dx_server_conn *sc = sess_new(c, &info);
-    if (!sc) return error(c, 503, "out of memory");
+    if (!sc) return error(c, 503, "out of memory", xh);
     dx__sess *ss = sc->sess;
     dx_upgrade u;
-    if (dx__req_admit(c, sc, req, &info, &u, NO_STORE) < 0) {
+    if (dx__req_admit(c, sc, req, &info, &u, xh) < 0) {
         dx__sc_kill(sc, DX_CLOSE_ABNORMAL); /* never opened: no on_close */
         return 1;
     }
@@ -387,7 +423,7 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
     for (const char *p = proto; *p; p++)
         if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\') {
             dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
-            return error(c, 500, "bad subprotocol");
+            return error(c, 500, "bad subprotocol", xh);
         }
     uint8_t rnd[DX__SID_LEN / 2];
     size_t got = 0;
@@ -396,7 +432,7 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
-            return error(c, 500, "no random source");
+            return error(c, 500, "no random source", xh);
         }
         got += (size_t)r;
     }
@@ -405,14 +441,14 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
     if (find(s, ss->sid) || table_add(s, ss) < 0) { /* a collision: 2^-128 */
         ss->sid[0] = 0;
         dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
-        return error(c, 503, "out of memory");
+        return error(c, 503, "out of memory", xh);
     }
     char body[512];
     int n = snprintf(body, sizeof body,
                      "{\"sid\":\"%s\",\"protocol\":\"%s\",\"idle\":%u,\"poll\":%u}", ss->sid, proto,
                      (unsigned)s->cfg.sessions.idle_ms, (unsigned)s->cfg.sessions.poll_ms);
     if (n < 0 || (size_t)n >= sizeof body ||
-        dx__req_respond(c, 200, "application/json", NO_STORE, body, (size_t)n, 0) < 0) {
+        dx__req_respond(c, 200, "application/json", xh, body, (size_t)n, 0) < 0) {
         dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
         return 1;
     }
@@ -439,14 +475,15 @@ static int keep_ok(const dx_http_request *req, size_t past) {
     return !h || !dx_http_has_token(h->value, h->value_len, "close");
 }
 
-static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r, int keep) {
-    if (r->ack_st == DX__SQ_ABSENT) return error(c, 400, "ack required");
-    if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64");
-    if (r->mode_st != DX__SQ_OK) return error(c, 400, "mode must be stream or poll, once");
+static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r, int keep, int cors,
+                        const char *xh) {
+    if (r->ack_st == DX__SQ_ABSENT) return error(c, 400, "ack required", xh);
+    if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64", xh);
+    if (r->mode_st != DX__SQ_OK) return error(c, 400, "mode must be stream or poll, once", xh);
     uint64_t ack = r->ack;
     int poll = r->mode == DX__SMODE_POLL;
-    if (ack > ss->sent) return error(c, 400, "ack past what was sent");
-    if (ack < ss->acked) return error(c, 409, "ack below what was released");
+    if (ack > ss->sent) return error(c, 400, "ack past what was sent", xh);
+    if (ack < ss->acked) return error(c, 409, "ack below what was released", xh);
     dx__http *h = http_state(c);
     if (!h) {
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -457,17 +494,17 @@ static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r, int 
     dx_server_conn *old = ss->down;
     if (old) {
         detach(ss);
-        end_down(old, 200, ss->sent);
+        end_down(old, 200, ss->sent, ss->origin);
     }
     release(ss, ack);
     ss->sent = ack;
     if (!poll) {
-        char head[320];
+        char head[XH_MAX + 256];
         int n = snprintf(head, sizeof head,
-                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" NO_STORE
+                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%s"
                          "X-Accel-Buffering: no\r\nX-Duplex-Offset: %llu\r\n"
                          "Connection: close\r\nServer: duplex\r\n\r\n",
-                         (unsigned long long)ack);
+                         xh, (unsigned long long)ack);
         dx__free(h->out);
         h->out = NULL;
         h->out_len = h->out_off = 0;
@@ -479,6 +516,7 @@ static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r, int 
     h->sess = ss->c;
     h->poll = (uint8_t)poll;
     h->keep = (uint8_t)(poll && keep); /* a stream ends with its connection */
+    h->cors = (uint8_t)cors;
     h->stream_bytes = 0;
     h->t_last = now;
     c->phase = P_STREAM;
@@ -508,36 +546,37 @@ static void feed(dx__sess *ss, uint8_t *p, size_t n) {
 }
 
 static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *req,
-                      const dx__sreq *r, uint8_t *rest, size_t rest_len) {
-    if (r->seq_st == DX__SQ_ABSENT) return error(c, 400, "seq required");
-    if (r->seq_st == DX__SQ_BAD) return error(c, 400, "bad seq: one decimal uint64");
-    if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64");
+                      const dx__sreq *r, uint8_t *rest, size_t rest_len, const char *cors) {
+    char xh[XH_MAX];
+    xhead_z(xh, cors, NULL);
+    if (r->seq_st == DX__SQ_ABSENT) return error(c, 400, "seq required", xh);
+    if (r->seq_st == DX__SQ_BAD) return error(c, 400, "bad seq: one decimal uint64", xh);
+    if (r->ack_st == DX__SQ_BAD) return error(c, 400, "bad ack: one decimal uint64", xh);
     uint64_t seq = r->seq, ack = r->ack;
     int has_ack = r->ack_st == DX__SQ_OK;
     const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "Content-Length");
     if (!h) {
         if (dx_http_find(req->headers, req->num_headers, "Transfer-Encoding"))
-            return error(c, 411, "chunked bodies are not accepted: send Content-Length");
-        return error(c, 411, "Content-Length required");
+            return error(c, 411, "chunked bodies are not accepted: send Content-Length", xh);
+        return error(c, 411, "Content-Length required", xh);
     }
     uint64_t len = 0;
-    if (h->value_len == 0 || h->value_len > 19) return error(c, 400, "bad Content-Length");
+    if (h->value_len == 0 || h->value_len > 19) return error(c, 400, "bad Content-Length", xh);
     for (size_t i = 0; i < h->value_len; i++) {
-        if (h->value[i] < '0' || h->value[i] > '9') return error(c, 400, "bad Content-Length");
+        if (h->value[i] < '0' || h->value[i] > '9') return error(c, 400, "bad Content-Length", xh);
         len = len * 10 + (uint64_t)(h->value[i] - '0');
     }
-    if (len > BODY_MAX) return error(c, 413, "up body over 1 MiB");
+    if (len > BODY_MAX) return error(c, 413, "up body over 1 MiB", xh);
     if (rest_len < len) return 2;
     ss->t_req = dx__srv_now(c->srv);
     if (has_ack) {
-        if (ack > ss->sent) return error(c, 400, "ack past what was sent");
+        if (ack > ss->sent) return error(c, 400, "ack past what was sent", xh);
         release(ss, ack); /* one below what was released is stale: ignored */
     }
-    char extra[96];
+    char seq_line[64];
     if (seq > ss->up) {
-        snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Seq: %llu\r\n",
-                 (unsigned long long)ss->up);
-        (void)dx__req_error(c, 409, "gap in the up stream", extra);
+        snprintf(seq_line, sizeof seq_line, "X-Duplex-Seq: %llu\r\n", (unsigned long long)ss->up);
+        (void)dx__req_error(c, 409, "gap in the up stream", xhead_z(xh, cors, seq_line));
         return 1;
     }
     uint64_t skip = ss->up - seq;
@@ -546,10 +585,24 @@ static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *re
         ss->up = next;
         feed(ss, rest + skip, (size_t)(len - skip)); /* may end the session */
     }
-    snprintf(extra, sizeof extra, NO_STORE "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
+    snprintf(seq_line, sizeof seq_line, "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
     dx__http *hs = http_state(c);
     if (hs) hs->keep = (uint8_t)keep_ok(req, rest_len - (size_t)len);
-    (void)dx__req_respond(c, 204, NULL, extra, "", 0, 0);
+    (void)dx__req_respond(c, 204, NULL, xhead_z(xh, cors, seq_line), "", 0, 0);
+    return 1;
+}
+
+/* A CORS preflight: OPTIONS with Access-Control-Request-Method. */
+static int is_preflight(const dx_http_request *req) {
+    return slice_is(req->method, req->method_len, "OPTIONS") &&
+           dx_http_find(req->headers, req->num_headers, "Access-Control-Request-Method");
+}
+
+/* Answers a preflight for a page of origin `o` with what it may send. */
+static int preflight(dx_server_conn *c, const dx_http_header *o, const char *allow) {
+    char xh[XH_MAX];
+    (void)dx__req_respond(c, 204, NULL, xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, allow),
+                          "", 0, 0);
     return 1;
 }
 
@@ -558,36 +611,59 @@ int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *res
     const char *path, *query;
     size_t path_len, query_len;
     dx__sreq_split(req->target, req->target_len, &path, &path_len, &query, &query_len);
+    const dx_http_header *o = dx_http_find(req->headers, req->num_headers, "Origin");
+    char xh[XH_MAX];
+    xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, NULL);
     dx__sreq r;
     switch (dx__sreq_parse(path, path_len, query, query_len, &r)) {
     case DX__SREQ_NONE: {
         const dx_http_header *h = dx_http_find(req->headers, req->num_headers, "X-Duplex-Session");
         if (dx__sreq_is_open(req->method, req->method_len, h ? h->value : NULL,
                              h ? h->value_len : 0))
-            return open_session(c, req, path, path_len, query, query_len);
-        return 0;
+            return open_session(c, req, path, path_len, query, query_len, xh);
+        /* The open's preflight, told apart from one the application may
+         * answer itself by the header it asks about. The allow-list is
+         * checked here too (the open checks it again, with on_upgrade). */
+        h = dx_http_find(req->headers, req->num_headers, "Access-Control-Request-Headers");
+        if (!is_preflight(req) || !h ||
+            !dx_http_has_token(h->value, h->value_len, "x-duplex-session"))
+            return 0;
+        const dx_server_config *cfg = &c->srv->cfg;
+        if (cfg->origins && o && !dx__req_origin_allowed(cfg, o->value, o->value_len))
+            return error(c, 403, "origin not allowed", NO_STORE);
+        return preflight(c, o,
+                         "Access-Control-Allow-Methods: POST\r\n"
+                         "Access-Control-Allow-Headers: X-Duplex-Session, X-Duplex-Protocol\r\n"
+                         "Access-Control-Max-Age: 600\r\n");
     }
     case DX__SREQ_NOTFOUND:
-        return error(c, 404, "not found");
+        return error(c, 404, "not found", xh);
     case DX__SREQ_NOSID:
-        return error(c, 404, "unknown or expired session");
+        return error(c, 404, "unknown or expired session", xh);
     default:
         break;
     }
     int down = r.op == DX__SREQ_DOWN;
     dx__sess *ss = find(c->srv, r.sid);
-    if (!ss) return error(c, 404, "unknown or expired session");
-    const dx_http_header *o = dx_http_find(req->headers, req->num_headers, "Origin");
+    if (!ss) return error(c, 404, "unknown or expired session", xh);
     if (o && (!ss->origin || !dx_http_ieq(o->value, o->value_len, ss->origin)))
-        return error(c, 403, "origin differs from the session's");
+        return error(c, 403, "origin differs from the session's", NO_STORE);
+    if (is_preflight(req)) /* an older client's, which sent a content type */
+        return preflight(c, o,
+                         "Access-Control-Allow-Methods: GET, POST\r\n"
+                         "Access-Control-Allow-Headers: Content-Type\r\n"
+                         "Access-Control-Max-Age: 600\r\n");
     if (down && !slice_is(req->method, req->method_len, "GET")) {
-        (void)dx__req_error(c, 405, "use GET", NO_STORE "Allow: GET\r\n");
+        (void)dx__req_error(c, 405, "use GET",
+                            xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, "Allow: GET\r\n"));
         return 1;
     }
     if (!down && !slice_is(req->method, req->method_len, "POST")) {
-        (void)dx__req_error(c, 405, "use POST", NO_STORE "Allow: POST\r\n");
+        (void)dx__req_error(
+            c, 405, "use POST",
+            xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, "Allow: POST\r\n"));
         return 1;
     }
-    return down ? down_request(c, ss, &r, keep_ok(req, rest_len))
-                : up_request(c, ss, req, &r, rest, rest_len);
+    return down ? down_request(c, ss, &r, keep_ok(req, rest_len), o != NULL, xh)
+                : up_request(c, ss, req, &r, rest, rest_len, o ? ss->origin : NULL);
 }

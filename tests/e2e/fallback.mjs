@@ -16,6 +16,10 @@
 //  6. the page goes away while on http: its beacon closes the session at
 //     once (the server's open connections, from /metrics, drop to 0 well
 //     before the 30 s idle timeout).
+//  7. a page of another origin (http://localhost:P, the socket on
+//     127.0.0.1:P): the session opens over http through CORS (one preflight,
+//     for the open), echoes text and binary, closes cleanly; its beacon
+//     closes the session when the page goes.
 // Usage: node fallback.mjs SITE_DIR   (env DUPLEX: the duplex command)
 import { spawn } from 'node:child_process';
 import { check, chromium, chromiumOptions, fail, finish } from './browser.mjs';
@@ -214,6 +218,29 @@ try {
     left = await openConns();
   }
   check(held === 1 && left === 0, `page gone: the server's open connections ${held} → ${left} after ${Date.now() - t0} ms (the beacon's close)`);
+
+  // ---- 7. a page of another origin --------------------------------------------
+  await page.goto(`http://localhost:${proxy.port}/`);
+  const other = `ws://127.0.0.1:${proxy.port}/fallback`;
+  await page.evaluate((u) => window.t.start({ fallbackTimeout: 1500, upgradeProbe: 600000, heartbeat: false }, u), other);
+  await wait(() => window.t.sock.readyState === 1 && window.t.sock.transport === 'http');
+  const msgs7 = ['x1', [9, 8, 7], 'x2 é', ...range('x', 20).slice(2)];
+  await page.evaluate((m) => window.t.send(m), msgs7);
+  await waitGot(msgs7.map((m) => (typeof m === 'string' ? m : `bin:${m.join(',')}`)), 'another origin: echoed over http (CORS)');
+  const origin7 = await page.evaluate(() => location.origin);
+  check(origin7 !== new URL(other.replace('ws:', 'http:')).origin, `another origin: the page (${origin7}) and the socket (${other}) differ`);
+  await closeClean('another origin');
+  await page.evaluate((u) => window.t.start({ fallbackTimeout: 1500, upgradeProbe: 600000, heartbeat: false }, u), other);
+  await wait(() => window.t.sock.readyState === 1 && window.t.sock.transport === 'http');
+  const held7 = await openConns();
+  await page.goto('about:blank');
+  const t7 = Date.now();
+  let left7 = held7;
+  while (left7 > 0 && Date.now() - t7 < T(5000)) {
+    await sleep(100);
+    left7 = await openConns();
+  }
+  check(held7 === 1 && left7 === 0, `another origin, page gone: open connections ${held7} → ${left7} (the beacon's close)`);
 } finally {
   await browser.close();
   await proxy.close();

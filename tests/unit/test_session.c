@@ -645,6 +645,105 @@ static void origins_and_unknown(void) {
     CHECK_EQ_INT(stop_server(&sp), 0);
 }
 
+/* Pages of another origin (CORS): the open's preflight is answered for an
+ * allowed origin only and only when it asks about X-Duplex-Session; every
+ * answer to that origin's requests (the open, up, polls, SSE heads and
+ * errors) echoes it and exposes the offset headers; same-origin requests
+ * (no Origin) get no CORS lines. */
+static void cors(void) {
+    SERVER(sp, cfg_origins);
+    static const char *const aco = "Access-Control-Allow-Origin: https://good.example\r\n";
+    static const char *const pre =
+        "Origin: https://good.example\r\n"
+        "Access-Control-Request-Method: POST\r\n"
+        "Access-Control-Request-Headers: content-type, x-duplex-session\r\n";
+    resp r;
+    CHECK_EQ_INT(req(sp.port, "OPTIONS", "/chat?x=1", pre, NULL, 0, &r), 204);
+    CHECK(has_header(&r, aco));
+    CHECK(has_header(&r, "Access-Control-Allow-Headers: X-Duplex-Session, X-Duplex-Protocol"));
+    CHECK(has_header(&r, "Access-Control-Allow-Methods: POST"));
+    CHECK(has_header(&r, "Access-Control-Max-Age: 600"));
+    CHECK(!has_header(&r, "Access-Control-Allow-Credentials"));
+    resp_free(&r);
+    /* An origin not on the list: 403 without CORS lines (the browser then
+     * refuses the open: the page learns nothing). */
+    CHECK_EQ_INT(req(sp.port, "OPTIONS", "/chat",
+                     "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n"
+                     "Access-Control-Request-Headers: x-duplex-session\r\n",
+                     NULL, 0, &r),
+                 403);
+    CHECK(!has_header(&r, "Access-Control-Allow-Origin"));
+    resp_free(&r);
+    /* A preflight about something else is the application's (on_http). */
+    CHECK_EQ_INT(req(sp.port, "OPTIONS", "/chat",
+                     "Origin: https://good.example\r\nAccess-Control-Request-Method: PUT\r\n", NULL,
+                     0, &r),
+                 404);
+    CHECK(!has_header(&r, "Access-Control-Allow-Origin"));
+    resp_free(&r);
+    CHECK(saw_event(&sp, "http OPTIONS /chat", 2000));
+
+    sess s;
+    REQUIRE(sess_open(&s, sp.port, "/", "Origin: https://good.example\r\n", &r) == 200);
+    CHECK(has_header(&r, aco));
+    CHECK(has_header(&r, "Access-Control-Expose-Headers: X-Duplex-Offset, X-Duplex-Seq"));
+    CHECK(has_header(&r, "Vary: Origin"));
+    resp_free(&r);
+    /* up: 204 and a 409 gap both readable by the page. */
+    CHECK_EQ_INT(sess_up_at(&s, 0, NULL, 0, "Origin: https://good.example\r\n", &r), 204);
+    CHECK(has_header(&r, aco));
+    CHECK_EQ_INT(header_num(&r, "X-Duplex-Seq"), 0);
+    resp_free(&r);
+    CHECK_EQ_INT(sess_up_at(&s, 5, "x", 1, "Origin: https://good.example\r\n", &r), 409);
+    CHECK(has_header(&r, aco));
+    CHECK_EQ_INT(header_num(&r, "X-Duplex-Seq"), 0);
+    resp_free(&r);
+    /* A message, then a poll from the page's origin: answered later (the
+     * session's down bytes), with the CORS lines. */
+    CHECK_EQ_INT(sess_text(&s, "hi"), 204);
+    int fd = sess_poll_start(&s, "Origin: https://good.example\r\n");
+    CHECK_EQ_INT(sess_poll_finish(&s, fd, &r), 200);
+    CHECK(has_header(&r, aco));
+    resp_free(&r);
+    uint8_t pl[16];
+    size_t n = 0;
+    CHECK(sess_next_frame(&s, pl, &n) == (0x80 | DX_OP_TEXT) && n == 2 && !memcmp(pl, "hi", 2));
+    /* A same-origin poll (no Origin): no CORS lines. */
+    fd = sess_poll_start(&s, NULL);
+    CHECK_EQ_INT(sess_text(&s, "again"), 204);
+    CHECK_EQ_INT(sess_poll_finish(&s, fd, &r), 200);
+    CHECK(!has_header(&r, "Access-Control-Allow-Origin"));
+    resp_free(&r);
+    /* An SSE stream's head. */
+    char t[160];
+    target_down(&s, "stream", t, sizeof t);
+    fd = req_send(sp.port, "GET", t, "Origin: https://good.example\r\n", NULL, 0);
+    char head[2048] = "";
+    size_t hl = 0;
+    while (hl < sizeof head - 1 && !strstr(head, "\r\n\r\n")) {
+        ssize_t k = recv(fd, head + hl, sizeof head - 1 - hl, 0);
+        if (k <= 0) break;
+        hl += (size_t)k;
+        head[hl] = 0;
+    }
+    CHECK(strstr(head, "text/event-stream") != NULL && strstr(head, aco) != NULL);
+    close(fd);
+    /* A request of an unknown session from that origin: 404, readable. */
+    CHECK_EQ_INT(req(sp.port, "GET",
+                     "/.duplex/0123456789abcdef0123456789abcdef/down?ack=0&mode=poll",
+                     "Origin: https://good.example\r\n", NULL, 0, &r),
+                 404);
+    CHECK(has_header(&r, aco));
+    resp_free(&r);
+    /* An origin with a comma or a control byte is not echoed. */
+    CHECK_EQ_INT(req(sp.port, "GET", "/.duplex/nope", "Origin: https://a.example, https://b\r\n",
+                     NULL, 0, &r),
+                 404);
+    CHECK(!has_header(&r, "Access-Control-Allow-Origin"));
+    resp_free(&r);
+    CHECK_EQ_INT(stop_server(&sp), 0);
+}
+
 static void cfg_off(dx_server_config *cfg) {
     cfg->sessions.enable = 0;
 }
@@ -1145,6 +1244,7 @@ int main(void) {
     RUN(ack_releases);
     RUN(expiry);
     RUN(origins_and_unknown);
+    RUN(cors);
     RUN(disabled);
     RUN(backpressure);
     RUN(sse_stream);

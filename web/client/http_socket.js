@@ -685,9 +685,10 @@ export class HttpSocket extends EventTarget {
         if (body.length === 0 && !(this.#ackWanted && ack > this.#acked)) break;
         let res;
         try {
+          // No Content-Type and no custom header: a "simple" request, which
+          // a page of another origin sends without a preflight each time.
           res = await this.#fetch(this.#sessionUrl('up', { seq: seqSent, ack }), {
             method: 'POST', body, cache: 'no-store', credentials: 'same-origin', signal: this.#life.signal,
-            headers: { 'Content-Type': 'application/octet-stream' },
           });
         } catch (e) {
           if (this.#finished) return;
@@ -816,7 +817,6 @@ export class HttpSocket extends EventTarget {
       const body = concat(this.#upSlice(), frame);
       this.#fetch(this.#sessionUrl('up', { seq: this.#upConfirmed, ack: this.#received }), {
         method: 'POST', body, cache: 'no-store', credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/octet-stream' },
       }).catch(() => {});
     }
     this.#dispatch('error', { message: why });
@@ -832,8 +832,7 @@ export class HttpSocket extends EventTarget {
     this.#closeSent = true;
     const body = concat(this.#upSlice(), encodeFrame(OP_CLOSE, closePayload(1001)));
     try {
-      navigator.sendBeacon(this.#sessionUrl('up', { seq: this.#upConfirmed, ack: this.#received }),
-        new Blob([body], { type: 'application/octet-stream' }));
+      navigator.sendBeacon(this.#sessionUrl('up', { seq: this.#upConfirmed, ack: this.#received }), body);
     } catch { /* the session expires on the server instead */ }
     this.#finish(1006, '', false);
   };
