@@ -35,14 +35,24 @@
 /* Receive buffers, consumed a little at a time (IOU_PBUF_RING_INC): many
  * small messages share one buffer, and a large message mostly lands whole
  * (a split one costs the protocol a copy). Pages are touched as they
- * fill: 512 KiB at most, nothing while idle. Few are needed: a buffer goes
- * back as soon as the kernel has filled it and its bytes are handled.
+ * fill: 512 KiB at most, released after a burst (SLOW_ROUND_MS). Few are
+ * needed: a buffer goes back as soon as the kernel has filled it and its
+ * bytes are handled.
  * Fewer are better for large messages: the kernel fills them all before
  * the first is handled, and bytes handled sooner are warmer in the cache
  * (echoing 64 KiB, 2 buffers cost 4% less CPU than 4; small messages
  * never fill one). A socket that finds none waits its turn (starve()). */
 #define NBUF 2
 #define BUF_SIZE (256 * 1024)
+/* Memory the idle server gives back (bench/README.md, "Idle memory"): a
+ * receive buffer whose round took at least SLOW_ROUND_MS is handed back
+ * to the kernel with its pages released first, so after a burst (10,000
+ * clients connecting) the pages it touched leave RSS, while at speed (a
+ * round in a few ms) no page is released and faulted in again: at most
+ * 64 faults per buffer per SLOW_ROUND_MS. The copy chunks are released
+ * once no completion came for QUIET_MS. */
+#define SLOW_ROUND_MS 100
+#define QUIET_MS 500
 /* The least a starved socket is given in its turn (take_turns). */
 #define SHARE_MIN (4 * 1024)
 /* Small sends are copied into a chunk of this arena and the owner's queue
@@ -118,7 +128,10 @@ struct dx__uring {
 
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
-    uint32_t buf_off[NBUF]; /* how far each buffer has been consumed */
+    uint32_t buf_off[NBUF];  /* how far each buffer has been consumed */
+    uint64_t given_at[NBUF]; /* loop time (ms) it was last handed back */
+    uint64_t quiet_since;    /* loop time of the last recv or send */
+    int busy, trimmed;       /* a recv or send this turn; chunks released */
     uint16_t br_tail;
     int br_dirty;
 
@@ -201,7 +214,21 @@ static struct io_uring_sqe *get_sqe(dx__uring *u) {
     return sqe;
 }
 
-static void buf_give(dx__uring *u, unsigned bid) {
+/* Releases the whole pages of [p, p + n): they read as zeros afterwards
+ * and cost nothing until written again. */
+static void release_pages(uint8_t *p, size_t n) {
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+    uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+/* Hands buffer `bid` back to the kernel at loop time `now` (ms). The
+ * kernel may write into it from then on, so a slow round's pages are
+ * released here, before, never after. */
+static void buf_give(dx__uring *u, unsigned bid, uint64_t now) {
+    if (u->buf_off[bid] && now - u->given_at[bid] >= SLOW_ROUND_MS)
+        release_pages(u->bufs + (size_t)bid * BUF_SIZE, u->buf_off[bid]);
+    u->given_at[bid] = now;
     struct io_uring_buf *b = &u->br->bufs[u->br_tail & (NBUF - 1)];
     b->addr = (uint64_t)(uintptr_t)(u->bufs + (size_t)bid * BUF_SIZE);
     b->len = BUF_SIZE;
@@ -338,7 +365,7 @@ dx__uring *dx__uring_new(int epfd, struct epoll_event *events, int max_events) {
     };
     if (sys_register(u->fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) goto fail;
     for (unsigned i = 0; i < NBUF; i++)
-        buf_give(u, i);
+        buf_give(u, i, 0);
     buf_publish(u);
     return u;
 fail:
@@ -564,6 +591,18 @@ static void copy_free(dx__uring *u, uint8_t sb) {
     if (--c->refs == 0 && sb - 1 == u->cur) c->used = 0;
 }
 
+/* The quiet ring's copy chunks: those with no copy in flight (the kernel
+ * reads none of their bytes) give their pages back; the current one
+ * starts over. */
+static void chunks_release(dx__uring *u) {
+    for (int i = 0; i < NCHUNK; i++) {
+        chunk *c = &u->chunks[i];
+        if (!c->mem || c->refs) continue;
+        release_pages(c->mem, CHUNK_SIZE);
+        if (i == u->cur) c->used = 0;
+    }
+}
+
 static copy_hdr *copy_of(dx__uring *u, const slot *s) {
     return (copy_hdr *)(void *)(u->chunks[s->sb - 1].mem + s->sb_at);
 }
@@ -702,6 +741,7 @@ static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
     uint8_t *data = NULL;
     unsigned bid = 0;
     int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+    u->busy = 1;
     if (has_buf) {
         bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         data = u->bufs + (size_t)bid * BUF_SIZE + u->buf_off[bid];
@@ -738,11 +778,12 @@ static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
     }
     /* The bytes were used inside the callback; a buffer the kernel has
      * finished with goes back to the ring. */
-    if (has_buf && !(cqe->flags & DX_CQE_F_BUF_MORE)) buf_give(u, bid);
+    if (has_buf && !(cqe->flags & DX_CQE_F_BUF_MORE)) buf_give(u, bid, dx_loop_now(loop));
 }
 
 static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe, uint32_t id,
                     uint32_t gen) {
+    u->busy = 1;
     slot *s = slot_of(u, id);
     if (!s || s->gen != gen) return;
     int res = cqe->res;
@@ -799,4 +840,12 @@ void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_l
     }
     buf_publish(u);
     if (u->starved.len || u->later.len) take_turns(u);
+    uint64_t now = dx_loop_now(loop);
+    if (u->busy) {
+        u->busy = u->trimmed = 0;
+        u->quiet_since = now;
+    } else if (!u->trimmed && now - u->quiet_since >= QUIET_MS) {
+        u->trimmed = 1;
+        chunks_release(u);
+    }
 }
