@@ -15,12 +15,19 @@
 static dx_server *servers[MAX_SERVERS];
 static int nservers;
 static int public_scrape;
-static dx_chat *chat_of; /* --chat: its counters too */
+static dx_chat *chat_of;                /* --chat: its counters too */
+static dx_fanout *fanouts[MAX_SERVERS]; /* --redis without --chat: each thread's */
+static int nfanouts;
 
 static void head(FILE *f, const char *name, const char *type, const char *help);
+static void one(FILE *f, const char *name, const char *type, const char *help, uint64_t v);
 
 void dx_cli_metrics_chat(dx_chat *chat) {
     chat_of = chat;
+}
+
+void dx_cli_metrics_fanout(dx_fanout *f) {
+    if (f && nfanouts < MAX_SERVERS) fanouts[nfanouts++] = f;
 }
 
 /* A histogram kept in microseconds, written in seconds: `nbounds` upper
@@ -78,6 +85,44 @@ static void chat_metrics(FILE *f) {
          DX_CHAT_LATENCY_BUCKETS, c.ack_us, c.ack_us_sum);
     hist(f, "duplex_chat_commit_seconds", "One commit of the chat's store (fsync included).",
          bounds, DX_CHAT_LATENCY_BUCKETS, c.commit_us, c.commit_us_sum);
+    if (c.pg)
+        chat_counter(f, "duplex_postgresql_errors_total", "counter",
+                     "PostgreSQL statements that failed, and reconnections that failed.",
+                     c.pg_errors);
+}
+
+/* The link to Redis: the chat's broker, or every thread's fan-out (up only
+ * when all are up; the rest summed). Nothing on a single node. */
+static void cluster_metrics(FILE *f) {
+    uint64_t up = 1, reconnects = 0, bus[DX_LOOP_TURN_BUCKETS] = {0}, bus_sum = 0;
+    int links = 0;
+    dx_chat_stats c = {.size = sizeof c};
+    if (chat_of && dx_chat_stats_get(chat_of, &c) == 0 && c.redis) {
+        links++;
+        up = c.redis_up;
+        reconnects = c.redis_reconnects;
+        memcpy(bus, c.bus_us, sizeof bus);
+        bus_sum = c.bus_us_sum;
+    }
+    for (int i = 0; i < nfanouts; i++) {
+        dx_fanout_link_stats l = {.size = sizeof l};
+        if (dx_fanout_link_stats_get(fanouts[i], &l) < 0) continue;
+        links++;
+        up &= l.up;
+        reconnects += l.reconnects;
+        for (int k = 0; k < DX_LOOP_TURN_BUCKETS; k++)
+            bus[k] += l.bus_us[k];
+        bus_sum += l.bus_us_sum;
+    }
+    if (!links) return;
+    one(f, "duplex_redis_up", "gauge",
+        "1 while the link to Redis is up (publisher and subscription; every thread's).", up);
+    one(f, "duplex_redis_reconnects_total", "counter",
+        "Connections to Redis made again after one was lost.", reconnects);
+    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
+    hist(f, "duplex_redis_bus_seconds",
+         "A message of this node from its PUBLISH to its own subscriber, through Redis.", bounds,
+         DX_LOOP_TURN_BUCKETS - 1, bus, bus_sum);
 }
 static int (*next_http)(dx_server_conn *c, void *user, const dx_http_route *r);
 
@@ -125,6 +170,15 @@ static void by_op(FILE *f, const char *name, const char *type, const char *help,
     head(f, name, type, help);
     fprintf(f, "%s{opcode=\"text\"} %llu\n%s{opcode=\"binary\"} %llu\n", name,
             (unsigned long long)v[0], name, (unsigned long long)v[1]);
+}
+
+/* Frames by opcode, every slot always (a fixed, small set). */
+static void by_frame(FILE *f, const char *name, const char *help, const uint64_t *v) {
+    static const char *const ops[DX_FRAME_SLOTS] = {"continuation", "text", "binary",
+                                                    "close",        "ping", "pong"};
+    head(f, name, "counter", help);
+    for (int i = 0; i < DX_FRAME_SLOTS; i++)
+        fprintf(f, "%s{opcode=\"%s\"} %llu\n", name, ops[i], (unsigned long long)v[i]);
 }
 
 static void one(FILE *f, const char *name, const char *type, const char *help, uint64_t v) {
@@ -191,6 +245,17 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
           "Payload bytes of the messages sent (before compression).", s->bytes_out);
     one(f, "duplex_pings_sent_total", "counter", "Ping frames sent.", s->pings_out);
     one(f, "duplex_pongs_received_total", "counter", "Pong frames received.", s->pongs_in);
+    by_frame(f, "duplex_frames_received_total", "Frames received, by opcode.", s->frames_in);
+    by_frame(f, "duplex_frames_sent_total", "Frames queued to be sent, by opcode.", s->frames_out);
+    one(f, "duplex_deflate_received_bytes_total", "counter",
+        "permessage-deflate: compressed payload bytes received.", s->inflate_in);
+    one(f, "duplex_deflate_received_inflated_bytes_total", "counter",
+        "permessage-deflate: what the compressed payloads received inflated to.", s->inflate_out);
+    one(f, "duplex_deflate_sent_input_bytes_total", "counter",
+        "permessage-deflate: payload bytes of the messages sent compressed, before compression.",
+        s->deflate_in);
+    one(f, "duplex_deflate_sent_bytes_total", "counter",
+        "permessage-deflate: compressed payload bytes sent.", s->deflate_out);
     one(f, "duplex_socket_bytes_received_total", "counter", "Bytes read from sockets (after TLS).",
         s->wire_in);
     one(f, "duplex_socket_bytes_sent_total", "counter", "Bytes written to sockets (before TLS).",
@@ -206,6 +271,11 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
     one(f, "duplex_slow_consumers_total", "counter",
         "Sends refused because the output queue was at max_buffered (slow consumers).",
         s->slow_closed);
+    one(f, "duplex_queued_bytes", "gauge",
+        "Bytes waiting in connections' output queues (their bufferedAmount, summed).", s->queued);
+    one(f, "duplex_connections_paused", "gauge",
+        "Connections whose reading is stopped now because their output is above max_buffered/2.",
+        s->paused_now);
 
     one(f, "duplex_threads", "gauge", "Event loops (threads) summed here.", (uint64_t)t.threads);
     one(f, "duplex_io_uring_threads", "gauge",
@@ -217,6 +287,7 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
          "Time one loop iteration spends working (wait excluded): a stall shows here.", bounds,
          DX_LOOP_TURN_BUCKETS - 1, s->loop_turn_us, s->loop_turn_us_sum);
     chat_metrics(f);
+    cluster_metrics(f);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

@@ -5,6 +5,7 @@
 #define DX_CLI_METRICS_H
 
 #include <duplex/chat.h>
+#include <duplex/fanout.h>
 #include <duplex/server.h>
 
 /* Routes /metrics through cfg->on_http, ahead of the handler already there
@@ -29,5 +30,9 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len);
 /* Adds the chat service's counters (dx_chat_stats_get) to the scrape;
  * NULL for none. */
 void dx_cli_metrics_chat(dx_chat *chat);
+
+/* Adds a thread's Redis fan-out (--redis without --chat) to the scrape:
+ * duplex_redis_up, _reconnects_total, _bus_seconds. At most 256. */
+void dx_cli_metrics_fanout(dx_fanout *f);
 
 #endif

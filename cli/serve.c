@@ -585,6 +585,7 @@ int dx_cli_serve(int argc, char **argv) {
                 rc = 1;
                 break;
             }
+            if (metrics) dx_cli_metrics_fanout(w->fan);
         }
     }
     if (rc == 0 && (dx_loop_on_signal(workers[0].loop, SIGINT, on_signal, NULL) < 0 ||

@@ -207,6 +207,23 @@ typedef struct dx_chat_stats {
     /* one commit of the store */
     uint64_t commit_us[DX_CHAT_LATENCY_BUCKETS + 1];
     uint64_t commit_us_sum;
+
+    /* The cluster (docs/cluster.md); zeros on a single node. */
+    uint64_t redis;            /* 1 when the chat runs with a Redis broker */
+    uint64_t redis_up;         /* gauge: 1 while both its connections are up and
+                                  subscribed */
+    uint64_t redis_reconnects; /* connections to Redis made again after one was
+                                  lost (publisher and subscriber each count) */
+    /* The bus's latency: this node's heartbeat (one every third of the
+     * presence TTL, 5 s by default) from its PUBLISH until this node's own
+     * subscriber hears it from Redis, the path every message to the other
+     * nodes takes; on this node's clock, in microseconds, in the loop's
+     * buckets (DX_LOOP_TURN_BOUNDS_US in loop.h, not cumulative). */
+    uint64_t bus_us[DX_LOOP_TURN_BUCKETS];
+    uint64_t bus_us_sum;
+    uint64_t pg;        /* 1 when the store is PostgreSQL */
+    uint64_t pg_errors; /* PostgreSQL statements that failed, and reconnections
+                           that failed (each try) */
 } dx_chat_stats;
 
 /* Copies the counters into `out` (out->size set by the caller: fields past

@@ -241,6 +241,54 @@ DX_API size_t dx_conn_buffered(const dx_conn *c);
  * connection is CLOSED (closing handshake done, or failed). */
 DX_API int dx_conn_should_close(const dx_conn *c);
 
+/* ---- counters ----------------------------------------------------------
+ *
+ * What the connections of one thread did, for monitoring (docs/metrics.md):
+ * plain 64-bit words the core adds to where it already handles a frame, no
+ * lock, no atomic, nothing per connection. Every dx_conn call counts into
+ * the set bound to the calling thread (dx_conn_counters_bind); dx_loop_run
+ * binds its loop's own set while it runs, so the frames of every connection
+ * a loop drives (servers and clients alike) land in that loop's set, which
+ * dx_server_stats_get reports. A thread with nothing bound counts into a
+ * private set of its own that nobody reads. */
+
+/* Index of an opcode in the frame counters: DX_FRAME_SLOT(DX_OP_PING)... */
+enum dx_frame_slot {
+    DX_FRAME_SLOT_CONT = 0,
+    DX_FRAME_SLOT_TEXT = 1,
+    DX_FRAME_SLOT_BINARY = 2,
+    DX_FRAME_SLOT_CLOSE = 3,
+    DX_FRAME_SLOT_PING = 4,
+    DX_FRAME_SLOT_PONG = 5,
+    DX_FRAME_SLOTS = 6
+};
+/* The slot of a valid opcode (0-2, 8-10). */
+#define DX_FRAME_SLOT(op) ((unsigned)(op) < 8 ? (unsigned)(op) : (unsigned)(op)-5u)
+
+typedef struct dx_conn_counters {
+    uint64_t frames_in[DX_FRAME_SLOTS];  /* frames received, by slot: counted when
+                                            their header is parsed */
+    uint64_t frames_out[DX_FRAME_SLOTS]; /* frames queued or written through, by slot */
+    /* permessage-deflate (RFC 7692): */
+    uint64_t inflate_in;  /* compressed payload bytes received */
+    uint64_t inflate_out; /* what they inflated to */
+    uint64_t deflate_in;  /* payload bytes of the messages sent compressed, before */
+    uint64_t deflate_out; /* their compressed payload bytes (frame headers excluded);
+                             a message found incompressible and sent as it is
+                             counts in neither */
+    /* Gauge: bytes queued in output queues and not yet consumed (the sum
+     * of dx_conn_buffered), frame headers included. Signed: a queue filled
+     * under one binding and drained under another moves each set by its
+     * part only. */
+    int64_t queued;
+} dx_conn_counters;
+
+/* Binds `k` (borrowed: it must outlive the binding) to the calling thread:
+ * every dx_conn call on this thread counts into it from now on. NULL goes
+ * back to the thread's private set. Returns the previous binding (NULL for
+ * the private set), to restore it later. Affects the calling thread only. */
+DX_API dx_conn_counters *dx_conn_counters_bind(dx_conn_counters *k);
+
 #ifdef __cplusplus
 }
 #endif

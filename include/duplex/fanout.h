@@ -81,6 +81,31 @@ typedef struct dx_fanout_stats {
 /* Copies the counters (loop thread). */
 DX_API void dx_fanout_stats_get(const dx_fanout *f, dx_fanout_stats *out);
 
+/* The link to Redis, for monitoring (docs/metrics.md). Like
+ * dx_server_stats: `size` set by the caller, fields only ever added at the
+ * end, plain words written by the loop's thread. */
+typedef struct dx_fanout_link_stats {
+    size_t size;         /* set to sizeof(dx_fanout_link_stats) before the call */
+    uint64_t up;         /* gauge: 1 while dx_fanout_up, else 0 */
+    uint64_t reconnects; /* connections to Redis made again after one was lost
+                            (publisher and subscriber each count) */
+    /* The bus's latency: a probe PUBLISHed by this node until its own
+     * subscriber receives it from Redis (the path every message to the
+     * other nodes takes), one sample a second while up; on this node's
+     * clock, in microseconds, in the loop's buckets (DX_LOOP_TURN_BOUNDS_US
+     * in loop.h, not cumulative; the last is over the last bound). */
+    uint64_t bus_us[DX_LOOP_TURN_BUCKETS];
+    uint64_t bus_us_sum;
+} dx_fanout_link_stats;
+
+/* Fills `out` up to out->size (a smaller, older struct gets its part, a
+ * larger one zeros after what this library knows) and sets out->size to
+ * the bytes filled. Returns 0, or DX_EINVAL (NULL, or a size less than the
+ * `size` and `up` fields). Threads: like dx_server_stats_get, may be called
+ * from another thread while the fan-out is alive (each field is a naturally
+ * aligned 64-bit word; a value may be a moment old). */
+DX_API int dx_fanout_link_stats_get(const dx_fanout *f, dx_fanout_link_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

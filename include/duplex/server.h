@@ -525,6 +525,23 @@ typedef struct dx_server_stats {
                                  docs/fallback.md); not counted in `upgraded` */
     uint64_t sessions_open;   /* gauge: the HTTP sessions among `open`
                                  (dx_server_conn_transport DX_TRANSPORT_HTTP) */
+
+    /* The loop's connection counters (conn.h, dx_conn_counters): frames
+     * by slot (enum dx_frame_slot: continuation, text, binary, close,
+     * ping, pong) and permessage-deflate bytes of every connection on the
+     * server's loop, counted where the core parses and queues frames. */
+    uint64_t frames_in[DX_FRAME_SLOTS];  /* frames received */
+    uint64_t frames_out[DX_FRAME_SLOTS]; /* frames queued (or written through) */
+    uint64_t inflate_in;                 /* compressed payload bytes received */
+    uint64_t inflate_out;                /* ... and their size once inflated */
+    uint64_t deflate_in;                 /* payload bytes of messages sent compressed */
+    uint64_t deflate_out;                /* ... and their compressed size */
+    uint64_t queued;                     /* gauge: bytes in the output queues of the
+                                            loop's connections (what their
+                                            bufferedAmount sums to) */
+    uint64_t paused_now;                 /* gauge: this server's connections whose
+                                            reading is stopped for backpressure
+                                            (output above max_buffered / 2) */
 } dx_server_stats;
 
 /* Fills `out` (its `size` set by the caller, see above) with the server's

@@ -54,6 +54,9 @@ typedef struct redis_broker {
     uint32_t beat_ms;
     int h_out; /* our heartbeat is on its way back to us */
     uint64_t h_sent;
+    uint64_t h_sent_us; /* its clock, for the bus latency */
+    uint64_t bus_us[DX_LOOP_TURN_BUCKETS];
+    uint64_t bus_us_sum;
 } redis_broker;
 
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -277,6 +280,15 @@ int dx__chat_broker_redis_up(const dx__chat_broker *base) {
     return up((const redis_broker *)base);
 }
 
+void dx__chat_broker_redis_stats(const dx__chat_broker *base, dx_chat_stats *out) {
+    const redis_broker *b = (const redis_broker *)base;
+    out->redis_up = (uint64_t)up(b);
+    uint64_t p = dx__redis_ups(b->pub), s = dx__redis_ups(b->sub);
+    out->redis_reconnects = (p > 1 ? p - 1 : 0) + (s > 1 ? s - 1 : 0);
+    memcpy(out->bus_us, b->bus_us, sizeof out->bus_us);
+    out->bus_us_sum = b->bus_us_sum;
+}
+
 /* ---- receiving ---- */
 
 static void on_event(redis_broker *b, const uint8_t *p, size_t n) {
@@ -285,7 +297,10 @@ static void on_event(redis_broker *b, const uint8_t *p, size_t n) {
         return;
     char kind = (char)p[11];
     if (!memcmp(p + 3, b->cfg.node_id, 8)) {
-        if (kind == 'H') b->h_out = 0; /* our subscriber hears us */
+        if (kind == 'H' && b->h_out) { /* our subscriber hears us */
+            b->h_out = 0;
+            dx__bus_sample(b->bus_us, &b->bus_us_sum, dx__redis_clock_us() - b->h_sent_us);
+        }
         return;
     }
     char uid[UID_MAX + 1];
@@ -410,6 +425,7 @@ static void on_beat(dx_loop *loop, dx_timer *t) {
     if (send_kind(b, 'H', NULL, NULL, 0) == 0 && !b->h_out) {
         b->h_out = 1;
         b->h_sent = now;
+        b->h_sent_us = dx__redis_clock_us();
     }
     for (size_t k = 0; k < b->cap; k++) {
         entry *e = &b->tab[k];

@@ -31,6 +31,7 @@
 
 #include <stdint.h>
 
+#include <duplex/chat.h>
 #include <duplex/loop.h>
 
 #include "chat/broker.h"
@@ -59,5 +60,9 @@ dx__chat_broker *dx__chat_broker_redis(dx_loop *loop, const dx__chat_redis_confi
 /* 1 when both connections are up and subscribed (b must come from
  * dx__chat_broker_redis). */
 int dx__chat_broker_redis_up(const dx__chat_broker *b);
+
+/* Fills the cluster fields of `out` (redis_up, redis_reconnects, bus_us,
+ * bus_us_sum; not `redis`). */
+void dx__chat_broker_redis_stats(const dx__chat_broker *b, dx_chat_stats *out);
 
 #endif

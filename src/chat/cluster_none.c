@@ -23,3 +23,7 @@ int dx__chat_broker_redis_up(const dx__chat_broker *b) {
     (void)b;
     return 0;
 }
+
+void dx__chat_broker_redis_stats(const dx__chat_broker *b, dx_chat_stats *out) {
+    (void)b, (void)out;
+}

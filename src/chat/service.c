@@ -39,6 +39,7 @@ struct dx_chat {
     uint32_t dev_login_ttl;       /* seconds */
     dx__chat_files *files;        /* uploads and downloads; NULL: off */
     dx__chat_store *st;           /* the engine's */
+    int pg;                       /* st is the PostgreSQL store */
     dx__chat_syncer *syncer;      /* its store thread, for a store with sync() */
 };
 
@@ -624,6 +625,7 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
                       .sync = io_sync};
     if (st) {
         chat->st = st;
+        chat->pg = pg;
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
         if (!chat->engine) st->ops->close(st);
     }
@@ -713,6 +715,16 @@ void dx_chat_free(dx_chat *chat) {
 
 int dx_chat_stats_get(const dx_chat *chat, dx_chat_stats *out) {
     if (!chat || !out || out->size < sizeof out->size + sizeof(uint64_t)) return DX_EINVAL;
-    dx__chat_stats_get(chat->engine, out);
+    dx_chat_stats all = {.size = sizeof all};
+    dx__chat_stats_get(chat->engine, &all);
+    if (chat->redis) {
+        all.redis = 1;
+        dx__chat_broker_redis_stats(chat->redis, &all);
+    }
+    all.pg = (uint64_t)chat->pg;
+    all.pg_errors = chat->st ? chat->st->errors : 0;
+    size_t want = out->size < sizeof all ? out->size : sizeof all;
+    all.size = want;
+    memcpy(out, &all, want);
     return 0;
 }

@@ -192,6 +192,10 @@ typedef struct dx__chat_store_ops {
 
 struct dx__chat_store {
     const dx__chat_store_ops *ops;
+    /* Failures the store met (store_pg.c: statements and reconnections
+     * that failed), for dx_chat_stats; written by the store's caller's
+     * thread only. */
+    uint64_t errors;
 };
 
 /* Opens (creating when needed) the SQLite store at `path` (":memory:" or

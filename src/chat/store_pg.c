@@ -332,9 +332,16 @@ static int ensure(pg_store *s) {
         int r = reset_poll(s, now, wait);
         if (r == 0) return DX_EIO;
         s->resetting = 0;
-        if (r < 0) return DX_EIO; /* the next try starts a new reset */
+        if (r < 0) {
+            s->base.errors++; /* a reconnection that failed */
+            return DX_EIO;    /* the next try starts a new reset */
+        }
     }
-    return session_setup(s) < 0 ? DX_EIO : 0;
+    if (session_setup(s) < 0) {
+        s->base.errors++;
+        return DX_EIO;
+    }
+    return 0;
 }
 
 /* Runs prepared statement `which` with text parameters. NULL on failure
@@ -347,10 +354,11 @@ static PGresult *exec(pg_store *s, int which, int n, const char *const *params, 
         PGresult *r = PQexecPrepared(s->db, name, n, params, NULL, NULL, 0);
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-        if (state) {
-            const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-            snprintf(state, 6, "%s", code ? code : "");
-        }
+        const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        /* dx_chat_stats.pg_errors; not a unique violation, which put()
+         * answers as the duplicate it is (a resend racing its original). */
+        if (!code || strcmp(code, "23505") != 0) s->base.errors++;
+        if (state) snprintf(state, 6, "%s", code ? code : "");
         *err = r ? DX_EIO : DX_ENOMEM;
         PQclear(r);
         if (PQstatus(s->db) == CONNECTION_OK) return NULL;

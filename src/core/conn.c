@@ -11,6 +11,7 @@
 #include <duplex/utf8.h>
 
 #include "core/alloc.h"
+#include "core/counters.h"
 #include "core/deflate.h"
 #include "core/outq.h"
 
@@ -268,6 +269,7 @@ static void deliver_buf(dx_conn *c) {
  * several pieces, checked as UTF-8 as they come (so a bad byte fails fast). */
 static int sink_buf(void *arg, const uint8_t *data, size_t len) {
     dx_conn *c = arg;
+    dx__counters()->inflate_out += len;
     if ((c->msg_flags & MSG_CHECK_UTF8) && dx_utf8_feed(&c->utf8, data, len)) return DX_EUTF8;
     /* Never grown past max_message, which the inflater enforces. */
     int rc = buf_reserve(c, c->buf_len + len, c->parser.max_message);
@@ -279,6 +281,7 @@ static int sink_buf(void *arg, const uint8_t *data, size_t len) {
 
 static int sink_piece(void *arg, const uint8_t *data, size_t len) {
     dx_conn *c = arg;
+    dx__counters()->inflate_out += len;
     if ((c->msg_flags & MSG_CHECK_UTF8) && dx_utf8_feed(&c->utf8, data, len)) return DX_EUTF8;
     deliver_piece(c, data, len, 0);
     return c->state == DX_CLOSED ? DX_ECLOSED : 0;
@@ -292,6 +295,8 @@ static int on_deflated(dx_conn *c, const dx_frame_chunk *ch) {
     int check = c->msg_flags & MSG_CHECK_UTF8;
     uint64_t limit = c->parser.max_message;
     int rc;
+    dx_conn_counters *k = dx__counters();
+    k->inflate_in += ch->len;
     if (c->stream) {
         rc = dx__pmd_inflate(c->pmd, ch->data, ch->len, final, 0, limit, NULL, sink_piece, c);
         if (rc == DX_ECLOSED) return 0; /* a callback ended it */
@@ -307,6 +312,7 @@ static int on_deflated(dx_conn *c, const dx_frame_chunk *ch) {
         dx__pmd_buf b;
         dx__pmd_buf_take(&b);
         rc = dx__pmd_inflate(c->pmd, ch->data, ch->len, 1, 1, limit, &b, NULL, NULL);
+        k->inflate_out += b.len;
         if (rc == 0 && check && b.len && dx_utf8_valid(b.data, b.len)) rc = DX_EUTF8;
         if (rc == 0 && c->cb && c->cb->on_message) {
             uint8_t empty[1];
@@ -421,6 +427,7 @@ int64_t dx_conn_recv(dx_conn *c, uint8_t *buf, size_t len) {
     if (c->state == DX_CONNECTING) return DX_ESTATE;
     size_t pos = 0;
     int idle = 0; /* chunks in a row that consumed nothing */
+    uint64_t *frames = dx__counters()->frames_in;
     while (pos < len) {
         dx_frame_chunk ch;
         int64_t n = dx_frame_parse(&c->parser, buf + pos, len - pos, &ch);
@@ -428,6 +435,7 @@ int64_t dx_conn_recv(dx_conn *c, uint8_t *buf, size_t len) {
         pos += (size_t)n;
         idle = n ? 0 : idle + 1;
         if (ch.present) {
+            frames[DX_FRAME_SLOT(ch.hdr->opcode)] += ch.first;
             int rc = on_chunk(c, &ch);
             if (rc) return fail(c, rc);
             /* A callback, or the peer's close, may have ended it. */
@@ -460,6 +468,11 @@ static int queue_deflated(dx_conn *c, int fin, uint8_t op, int first, const void
     if (rc == 0) {
         if (may_skip && zlen >= len) return queue(c, fin, op, data, len);
         rc = dx__outq_frame(&c->out, (enum dx_role)c->role, fin, first ? DX_RSV1 : 0, op, z, zlen);
+        if (rc == 0) {
+            dx_conn_counters *k = dx__counters();
+            k->deflate_in += len;
+            k->deflate_out += zlen;
+        }
     }
     /* Nothing went out, but a compressor that keeps its context has seen
      * the data: start it afresh so it never refers to bytes the peer lacks. */
@@ -496,6 +509,7 @@ int dx_conn_send_through(dx_conn *c, enum dx_opcode op, const void *data, size_t
     iov[1].iov_base = (uint8_t *)iov[1].iov_base + (taken < len ? taken : len);
     iov[1].iov_len = taken < len ? len - taken : 0;
     int rc = dx__outq_bytes(&c->out, iov, 2);
+    if (rc == 0 || w > 0) dx__counters()->frames_out[DX_FRAME_SLOT(op)]++;
     /* Out of memory with part of the frame gone: the stream is cut. */
     return rc && w > 0 ? DX_EIO : rc;
 }
@@ -612,7 +626,17 @@ int dx_conn_send_shared(dx_conn *c, dx_shared *s) {
         size_t len = s->len - h;
         if (dx__pmd_want(c->pmd, len)) {
             dx_shared *z = shared_deflated(c, s, h, len);
-            if (z) return dx__outq_shared(&c->out, z);
+            if (z) {
+                int rc = dx__outq_shared(&c->out, z);
+                if (rc == 0) {
+                    /* The twin's payload: its frame less its header. */
+                    uint8_t zl7 = z->data[1] & 127;
+                    dx_conn_counters *k = dx__counters();
+                    k->deflate_in += len;
+                    k->deflate_out += z->len - (zl7 == 127 ? 10u : zl7 == 126 ? 4u : 2u);
+                }
+                return rc;
+            }
             /* Its own compressor (context kept, or a smaller window than
              * the twin's): compressed for this connection alone. */
             if (s->alt_bits != 0xff)

@@ -8,6 +8,7 @@
 #include <duplex/mask.h>
 
 #include "core/alloc.h"
+#include "core/counters.h"
 
 struct dx__outq_seg {
     dx__outq_seg *next;
@@ -149,6 +150,9 @@ int dx__outq_frame(dx__outq *q, enum dx_role role, int fin, uint8_t rsv, uint8_t
     b->end += h + len;
     q->bytes += h + len;
     if (fresh) link_tail(q, b);
+    dx_conn_counters *k = dx__counters();
+    k->frames_out[DX_FRAME_SLOT(opcode & 0x0f)]++;
+    k->queued += (int64_t)(h + len);
     return 0;
 }
 
@@ -166,10 +170,12 @@ int dx__outq_bytes(dx__outq *q, const struct iovec *iov, int n) {
     }
     q->bytes += need;
     if (fresh) link_tail(q, b);
+    dx__counters()->queued += (int64_t)need;
     return 0;
 }
 
 int dx__outq_shared(dx__outq *q, dx_shared *s) {
+    dx_conn_counters *k = dx__counters();
     /* A small frame that fits in the tail block is copied there, as a send
      * would be: cheaper than a segment allocated (and freed) for this
      * receiver, and it leaves in the same iovec as the frames around it.
@@ -180,6 +186,8 @@ int dx__outq_shared(dx__outq *q, dx_shared *s) {
         memcpy(b->data + b->end, s->data, s->len);
         b->end += s->len;
         q->bytes += s->len;
+        k->frames_out[DX_FRAME_SLOT(s->data[0] & 0x0f)]++;
+        k->queued += (int64_t)s->len;
         return 0;
     }
     dx__outq_seg *seg = dx__malloc(sizeof *seg);
@@ -192,6 +200,8 @@ int dx__outq_shared(dx__outq *q, dx_shared *s) {
     seg->cap = 0;
     link_tail(q, seg);
     q->bytes += s->len;
+    k->frames_out[DX_FRAME_SLOT(s->data[0] & 0x0f)]++;
+    k->queued += (int64_t)s->len;
     return 0;
 }
 
@@ -210,6 +220,7 @@ int dx__outq_iov(const dx__outq *q, struct iovec *iov, int max) {
 void dx__outq_consume(dx__outq *q, size_t n) {
     if (n > q->bytes) n = q->bytes;
     q->bytes -= n;
+    dx__counters()->queued -= (int64_t)n;
     while (q->head) {
         dx__outq_seg *s = q->head;
         size_t avail = s->end - s->start;
@@ -224,6 +235,7 @@ void dx__outq_consume(dx__outq *q, size_t n) {
 }
 
 void dx__outq_clear(dx__outq *q) {
+    if (q->bytes) dx__counters()->queued -= (int64_t)q->bytes;
     while (q->head) {
         dx__outq_seg *s = q->head;
         q->head = s->next;

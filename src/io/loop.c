@@ -484,6 +484,8 @@ static int next_timeout(dx_loop *loop) {
 
 int dx_loop_run(dx_loop *loop) {
     int rc = 0;
+    /* Every connection this loop drives counts into the loop's set. */
+    dx_conn_counters *outer = dx_conn_counters_bind(&loop->st.conn);
     while (!loop->stop) {
         if (loop->ring_wanted && !loop->ring_tried) (void)dx__loop_uring(loop, 1);
         if (loop->ring) {
@@ -517,6 +519,7 @@ int dx_loop_run(dx_loop *loop) {
         turn_end(loop, t0);
     }
     loop->stop = 0;
+    (void)dx_conn_counters_bind(outer);
     return rc;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include <duplex/conn.h>
 #include <duplex/loop.h>
 
 typedef struct dx__loop_stats {
@@ -13,6 +14,9 @@ typedef struct dx__loop_stats {
     uint64_t timers; /* timer callbacks run */
     uint64_t turn_us[DX_LOOP_TURN_BUCKETS];
     uint64_t turn_us_sum;
+    /* What the connections on this loop did: bound to the thread while
+     * dx_loop_run runs (conn.h, "counters"). */
+    dx_conn_counters conn;
 } dx__loop_stats;
 
 const dx__loop_stats *dx__loop_get_stats(const dx_loop *loop);

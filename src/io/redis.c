@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -121,9 +122,8 @@ static void on_io(dx_loop *loop, dx_io *w, unsigned events) {
          * publish, and fall behind without bound: drain what the socket
          * holds, up to 1 MiB per turn so that clients are not starved. */
         int avail = 0;
-        for (int i = 0; i < 64 && r->ac == ac && ioctl(ac->c.fd, FIONREAD, &avail) == 0 &&
-                        avail > 0;
-             i++)
+        for (int i = 0;
+             i < 64 && r->ac == ac && ioctl(ac->c.fd, FIONREAD, &avail) == 0 && avail > 0; i++)
             redisAsyncHandleRead(ac);
     }
     if (r->ac != ac) return; /* the read dropped the connection */
@@ -408,6 +408,12 @@ uint64_t dx__redis_attempts(const dx__redis *r) {
 }
 uint64_t dx__redis_ups(const dx__redis *r) {
     return r->ups;
+}
+
+uint64_t dx__redis_clock_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ---- redis:// URLs ---- */

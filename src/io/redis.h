@@ -102,10 +102,26 @@ size_t dx__redis_queued(const dx__redis *r);
  * failure). Valid until the next loop iteration. */
 DX_API const char *dx__redis_why(const dx__redis *r);
 
-/* Counters for tests and /healthz: connection attempts started, times the
- * connection came up. */
+/* Counters for tests, /healthz and the metrics: connection attempts
+ * started, times the connection came up (each after the first is a
+ * reconnection). Plain words of the loop's thread: another thread may read
+ * them, a moment old. */
 uint64_t dx__redis_attempts(const dx__redis *r);
-uint64_t dx__redis_ups(const dx__redis *r);
+DX_API uint64_t dx__redis_ups(const dx__redis *r);
+
+/* Microseconds of CLOCK_MONOTONIC, for the brokers' bus latency. */
+DX_API uint64_t dx__redis_clock_us(void);
+
+/* Adds a latency of `us` to a histogram in the loop's buckets
+ * (DX_LOOP_TURN_BUCKETS counts, the last one over every bound). */
+static inline void dx__bus_sample(uint64_t *b, uint64_t *sum, uint64_t us) {
+    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
+    unsigned i = 0;
+    while (i < sizeof bounds / sizeof bounds[0] && us > bounds[i])
+        i++;
+    b[i]++;
+    *sum += us;
+}
 
 /* The delay before retry number `n` (0-based) with `rnd` a random 32-bit
  * value: min(max, base << n) / 2 + rnd % (that / 2 + 1). Exposed for the

@@ -179,6 +179,15 @@ static inline unsigned dx__op_slot(enum dx_opcode op) {
     return op == DX_OP_BINARY;
 }
 
+/* Reading resumes (or the connection ends): the end of a backpressure
+ * pause, kept in the st.paused_now gauge. */
+static inline void dx__sc_unpause(dx_server_conn *c) {
+    if (c->flags & F_PAUSED) {
+        c->flags &= (uint16_t)~F_PAUSED;
+        c->srv->st.paused_now--;
+    }
+}
+
 static inline dx_conn *sc_conn(const dx_server_conn *c) {
     return (dx_conn *)((char *)c - c->srv->conn_offset);
 }

@@ -1,6 +1,7 @@
 /* The Redis broker of a server (include/duplex/fanout.h). */
 #include <duplex/fanout.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,7 +39,9 @@ struct dx_fanout {
     dx_timer t_probe;
     int probe_out;
     uint64_t probe_sent;
+    uint64_t probe_sent_us; /* its clock, for the bus latency */
     dx_fanout_stats st;
+    dx_fanout_link_stats link; /* bus_us, bus_us_sum; the rest filled when read */
 };
 
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -154,8 +157,11 @@ static void on_sub_reply(struct redisAsyncContext *ac, void *reply, void *priv) 
     if (str_is(kind, "message") && msg->type == REDIS_REPLY_STRING) {
         if (str_is(chan, f->channel))
             on_payload(f, (const uint8_t *)msg->str, (size_t)msg->len);
-        else if (str_is(chan, f->probe))
+        else if (str_is(chan, f->probe) && f->probe_out) {
             f->probe_out = 0;
+            dx__bus_sample(f->link.bus_us, &f->link.bus_us_sum,
+                           dx__redis_clock_us() - f->probe_sent_us);
+        }
     } else if (str_is(kind, "subscribe")) {
         f->confirmed++;
         report(f);
@@ -213,6 +219,7 @@ static void on_probe(dx_loop *loop, dx_timer *t) {
     if (dx__redis_command(f->pub, NULL, NULL, 3, argv, NULL) == 0) {
         f->probe_out = 1;
         f->probe_sent = now;
+        f->probe_sent_us = dx__redis_clock_us();
     }
 }
 
@@ -291,4 +298,21 @@ void dx_fanout_free(dx_fanout *f) {
 
 void dx_fanout_stats_get(const dx_fanout *f, dx_fanout_stats *out) {
     *out = f->st;
+}
+
+int dx_fanout_link_stats_get(const dx_fanout *f, dx_fanout_link_stats *out) {
+    if (!f || !out || out->size < offsetof(dx_fanout_link_stats, reconnects)) return DX_EINVAL;
+    size_t want = out->size;
+    dx_fanout_link_stats st = f->link;
+    st.size = sizeof st;
+    st.up = (uint64_t)is_up(f);
+    uint64_t a = dx__redis_ups(f->pub), b = dx__redis_ups(f->sub);
+    st.reconnects = (a > 1 ? a - 1 : 0) + (b > 1 ? b - 1 : 0);
+    if (want > sizeof st) {
+        memset((char *)out + sizeof st, 0, want - sizeof st);
+        want = sizeof st;
+    }
+    memcpy(out, &st, want);
+    out->size = want;
+    return 0;
 }

@@ -2,7 +2,8 @@
  * (-DDUPLEX_CLUSTER=OFF): every redis:// URL is refused with this reason. */
 #include <duplex/fanout.h>
 
-static const char *const off = "this duplex was built without cluster support (-DDUPLEX_CLUSTER=OFF)";
+static const char *const off =
+    "this duplex was built without cluster support (-DDUPLEX_CLUSTER=OFF)";
 
 int dx_fanout_check_url(const char *url, const char **why) {
     (void)url;
@@ -28,4 +29,9 @@ int dx_fanout_up(const dx_fanout *f) {
 void dx_fanout_stats_get(const dx_fanout *f, dx_fanout_stats *out) {
     (void)f;
     *out = (dx_fanout_stats){0};
+}
+
+int dx_fanout_link_stats_get(const dx_fanout *f, dx_fanout_link_stats *out) {
+    (void)f, (void)out;
+    return DX_EINVAL; /* no fan-out can exist */
 }

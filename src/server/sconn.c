@@ -51,7 +51,8 @@ static void cb_close(dx_conn *conn, void *user, uint16_t code, const uint8_t *re
         dx__srv_move(c, &s->other);
         c->phase = P_DRAIN;
         c->t_mark = dx__srv_now(s);
-        c->flags &= (uint16_t) ~(F_PAUSED | F_PING);
+        dx__sc_unpause(c);
+        c->flags &= (uint16_t)~F_PING;
         dx__sc_mark(c);
     }
     if (c->flags & F_OPENED) s->st.closed[dx__close_slot(code)]++;
@@ -253,6 +254,7 @@ void dx__sc_queued(dx_server_conn *c) {
     if (b >= cfg->max_buffered / 2 && !(c->flags & F_PAUSED)) {
         c->flags |= F_PAUSED;
         c->srv->st.paused++;
+        c->srv->st.paused_now++;
     }
     dx__sc_mark(c);
 }
@@ -523,7 +525,8 @@ static void flushed(dx_server_conn *c) {
         const dx_server_config *cfg = &c->srv->cfg;
         if (dx_conn_buffered(conn) <= cfg->low_water) {
             int owed = c->flags & F_ABOVE_LOW;
-            c->flags &= (uint16_t) ~(F_ABOVE_LOW | F_PAUSED);
+            dx__sc_unpause(c);
+            c->flags &= (uint16_t)~F_ABOVE_LOW;
             if (owed && c->phase == P_WS && dx_conn_state(conn) == DX_OPEN && cfg->on_drain)
                 cfg->on_drain(c, dx_conn_user(conn));
         }

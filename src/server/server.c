@@ -101,6 +101,7 @@ static void on_flush(dx_loop *loop, dx_timer *t) {
     while (s->dead) {
         dx_server_conn *c = s->dead;
         s->dead = c->next;
+        dx__sc_unpause(c); /* the gauge: a connection dropped while paused */
         dx_conn_free(sc_conn(c));
     }
     finish_shutdown(s); /* last: `done` may free the server */

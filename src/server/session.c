@@ -299,7 +299,8 @@ void dx__sess_flush(dx_server_conn *c) {
         const dx_server_config *cfg = &s->cfg;
         if (dx_conn_buffered(conn) <= cfg->low_water) {
             int owed = c->flags & F_ABOVE_LOW;
-            c->flags &= (uint16_t) ~(F_ABOVE_LOW | F_PAUSED);
+            dx__sc_unpause(c);
+            c->flags &= (uint16_t)~F_ABOVE_LOW;
             if (owed && c->phase == P_WS && dx_conn_state(conn) == DX_OPEN && cfg->on_drain)
                 cfg->on_drain(c, dx_conn_user(conn));
         }

@@ -21,6 +21,15 @@ int dx_server_stats_get(const dx_server *srv, dx_server_stats *out) {
     st.loop_timers = ls->timers;
     memcpy(st.loop_turn_us, ls->turn_us, sizeof st.loop_turn_us);
     st.loop_turn_us_sum = ls->turn_us_sum;
+    const dx_conn_counters *k = &ls->conn;
+    memcpy(st.frames_in, k->frames_in, sizeof st.frames_in);
+    memcpy(st.frames_out, k->frames_out, sizeof st.frames_out);
+    st.inflate_in = k->inflate_in;
+    st.inflate_out = k->inflate_out;
+    st.deflate_in = k->deflate_in;
+    st.deflate_out = k->deflate_out;
+    int64_t q = k->queued;
+    st.queued = q > 0 ? (uint64_t)q : 0;
     if (want > sizeof st) {
         memset((char *)out + sizeof st, 0, want - sizeof st);
         want = sizeof st;

@@ -154,13 +154,18 @@ echo "== PostgreSQL takes connections but does not answer: the node's loop goes 
 # answering, the send gets store_failed at once, and once PostgreSQL is
 # back sends are acked again.
 psql_q "CREATE DATABASE stall"
-dx_serve pgstall --chat --db "$base/stall"
+dx_serve pgstall --chat --db "$base/stall" --metrics
+# pg_errors VALUE: the node's duplex_postgresql_errors_total.
+pg_errors() {
+  curl -s --max-time 5 "http://127.0.0.1:$DX_PORT/metrics" | awk '$1 == "duplex_postgresql_errors_total" { print $2 }'
+}
 send_one() { # send_one UID CID : the node's reply to one send (1 s after EOF at most)
   printf '{"v":1,"type":"send","id":"s1","conv":"g:lobby","cid":"%s","text":"x"}\n' "$2" |
     timeout 20 "$DUPLEX" connect -q --wait 1 "ws://127.0.0.1:$DX_PORT/chat?uid=$1" 2>/dev/null |
     grep '"id":"s1"' || true
 }
 send_one stall1 c1 | grep -q '"type":"ack"' || { echo "FAIL: no ack before the stall" >&2; exit 1; }
+[ "$(pg_errors)" = 0 ] || { echo "FAIL: duplex_postgresql_errors_total '$(pg_errors)' before any failure" >&2; exit 1; }
 # The connection ended while PostgreSQL is fine: the next send resets it and
 # is tried again, unnoticed.
 psql_q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'stall'" >/dev/null
@@ -193,12 +198,15 @@ for i in $(seq 1 15); do
 done
 [ "$back" = 1 ] || { echo "FAIL: no ack after PostgreSQL came back" >&2; exit 1; }
 echo "ok   acked again after PostgreSQL came back (try $i)"
+e=$(pg_errors)
+[ -n "$e" ] && [ "$e" -ge 2 ] || { echo "FAIL: duplex_postgresql_errors_total '$e' after two lost connections" >&2; exit 1; }
+echo "ok   duplex_postgresql_errors_total: 0 before, $e after"
 dx_stop "$DX_PID"
 
 echo "== three nodes"
 ports=() pids=()
 for n in 0 1 2; do
-  dx_serve "node$n" --chat --db "$PGURL" --redis "redis://127.0.0.1:$RPORT/0" --presence-ttl "$TTL"
+  dx_serve "node$n" --chat --db "$PGURL" --redis "redis://127.0.0.1:$RPORT/0" --presence-ttl "$TTL" --metrics
   ports+=("$DX_PORT")
   pids+=("$DX_PID")
 done
@@ -226,6 +234,19 @@ KILL_PID=${pids[2]} TERM_PID=${pids[1]} REDIS_PORT=$RPORT TTL_S=$TTL timeout 120
   exit 1
 }
 wait "${pids[2]}" 2>/dev/null || true
+# Node 0 saw Redis killed (chat_cluster.mjs): its link metrics say so.
+for i in $(seq 1 100); do
+  curl -s --max-time 5 "http://127.0.0.1:${ports[0]}/metrics" >"$DX_TMP/node0.metrics"
+  grep -q '^duplex_redis_up 1$' "$DX_TMP/node0.metrics" && break
+  sleep 0.1
+done
+r=$(awk '$1 == "duplex_redis_reconnects_total" { print $2 }' "$DX_TMP/node0.metrics")
+b=$(awk '$1 == "duplex_redis_bus_seconds_count" { print $2 }' "$DX_TMP/node0.metrics")
+grep -q '^duplex_redis_up 1$' "$DX_TMP/node0.metrics" && [ -n "$r" ] && [ "$r" -ge 2 ] && [ -n "$b" ] && [ "$b" -ge 1 ] ||
+  { grep redis "$DX_TMP/node0.metrics" >&2; echo "FAIL: node 0's Redis metrics after the outage" >&2; exit 1; }
+promtool check metrics <"$DX_TMP/node0.metrics" >"$DX_TMP/promtool.out" 2>&1 ||
+  { cat "$DX_TMP/promtool.out" >&2; echo "FAIL: promtool check metrics on a chat cluster node" >&2; exit 1; }
+echo "ok   node 0: duplex_redis_up 1, reconnects $r, $b bus samples; promtool passes"
 rc=0
 wait "${pids[1]}" || rc=$?
 [ "$rc" = 0 ] || { echo "FAIL: node 1 exited $rc after SIGTERM" >&2; cat "$DX_TMP/node1.log" >&2; exit 1; }

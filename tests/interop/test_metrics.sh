@@ -50,6 +50,16 @@ expect "$m" 'duplex_websocket_closed_total{code="1000"}' 3
 expect "$m" 'duplex_websocket_closed_total{code="other"}' 1
 expect "$m" 'duplex_http_requests_total' 1
 expect "$m" 'duplex_threads' 1
+# Frames: one per message (none fragmented), a close each way per socket.
+expect "$m" 'duplex_frames_received_total{opcode="text"}' 7
+expect "$m" 'duplex_frames_received_total{opcode="binary"}' 3
+expect "$m" 'duplex_frames_received_total{opcode="close"}' 4
+expect "$m" 'duplex_frames_received_total{opcode="continuation"}' 0
+expect "$m" 'duplex_frames_sent_total{opcode="text"}' 7
+expect "$m" 'duplex_frames_sent_total{opcode="binary"}' 3
+expect "$m" 'duplex_frames_sent_total{opcode="close"}' 4
+expect "$m" 'duplex_queued_bytes' 0
+expect "$m" 'duplex_connections_paused' 0
 grep -q '^# TYPE duplex_loop_turn_seconds histogram$' <<<"$m" || { echo "FAIL no histogram TYPE"; fail=1; }
 inf=$(metric "$m" 'duplex_loop_turn_seconds_bucket{le="+Inf"}')
 count=$(metric "$m" 'duplex_loop_turn_seconds_count')

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # /metrics as Prometheus reads it: `promtool check metrics` on the output of
-# every mode (echo, broadcast, chat), then a real Prometheus (Debian's
+# every mode (echo, broadcast, chat, broadcast with --redis), the Redis
+# link's metrics through a Redis kill and restart (the up gauge falls and
+# rises, reconnects count, the bus latency histogram fills), then a real
+# Prometheus (Debian's
 # `prometheus`, its storage in a temporary directory, loopback only)
 # scraping a duplex node every second while `duplex bench` loads it; the
 # test asks Prometheus's HTTP query API for the rate of messages received
@@ -9,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-for t in promtool prometheus curl python3; do
+for t in promtool prometheus curl python3 redis-server redis-cli; do
   command -v "$t" >/dev/null || { echo "$t is missing (make deps)" >&2; exit 1; }
 done
 
@@ -28,6 +31,66 @@ for mode in --echo --broadcast --chat; do
   echo "ok   serve $mode: promtool check metrics passes ($(grep -vc '^#' "$DX_TMP/metrics.txt") samples)"
   dx_stop "$DX_PID"
 done
+
+echo "== the Redis link: --broadcast --redis"
+REDIS_PID=
+stop_redis() {
+  if [ -n "$REDIS_PID" ]; then
+    kill -9 "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+  fi
+}
+trap 'stop_redis; dx_cleanup' EXIT
+rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_redis() {
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$DX_TMP" \
+    --daemonize no --loglevel warning >>"$DX_TMP/redis.log" 2>&1 &
+  REDIS_PID=$!
+  for i in $(seq 1 100); do
+    redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.05
+  done
+  echo "FAIL: redis-server did not start" >&2
+  exit 1
+}
+# value NAME: the sample NAME of a fresh scrape.
+value() {
+  curl -s --max-time 5 "http://127.0.0.1:$DX_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
+# wait_value NAME TEST: until the value passes `test` (a python expression
+# on v), 15 s at most.
+wait_value() {
+  for i in $(seq 1 150); do
+    v=$(value "$1")
+    [ -n "$v" ] && python3 -c "import sys; v=float(sys.argv[1]); sys.exit(0 if $2 else 1)" "$v" && return 0
+    sleep 0.1
+  done
+  echo "FAIL: $1 = '$v', want $2" >&2
+  exit 1
+}
+start_redis
+dx_serve redis --broadcast --threads 2 --metrics --redis "redis://127.0.0.1:$rport/0"
+wait_value duplex_redis_up 'v == 1'
+wait_value duplex_redis_bus_seconds_count 'v >= 2' # a probe a second on each thread
+curl -s --max-time 5 "http://127.0.0.1:$DX_PORT/metrics" >"$DX_TMP/metrics.txt"
+promtool check metrics <"$DX_TMP/metrics.txt" >"$DX_TMP/promtool.out" 2>&1 ||
+  { cat "$DX_TMP/promtool.out" >&2; echo "FAIL: promtool check metrics with --redis" >&2; exit 1; }
+[ "$(value duplex_redis_reconnects_total)" = 0 ] ||
+  { echo "FAIL: reconnects before any loss: $(value duplex_redis_reconnects_total)" >&2; exit 1; }
+inf=$(value 'duplex_redis_bus_seconds_bucket{le="+Inf"}')
+[ "$inf" = "$(value duplex_redis_bus_seconds_count)" ] || { echo "FAIL: bus +Inf != count" >&2; exit 1; }
+echo "ok   up 1, reconnects 0, bus histogram $inf samples, promtool passes"
+stop_redis
+wait_value duplex_redis_up 'v == 0'
+echo "ok   Redis killed: duplex_redis_up 0"
+start_redis
+wait_value duplex_redis_up 'v == 1'
+# Two threads, a publisher and a subscriber each.
+wait_value duplex_redis_reconnects_total 'v >= 4'
+echo "ok   Redis back: duplex_redis_up 1, reconnects $(value duplex_redis_reconnects_total)"
+dx_stop "$DX_PID"
+stop_redis
 
 echo "== a real Prometheus scraping under load"
 dx_serve node --echo --metrics

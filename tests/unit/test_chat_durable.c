@@ -166,7 +166,7 @@ static int blocking_sync(dx__chat_store *st) {
 }
 
 static const dx__chat_store_ops BLOCKING = {.sync = blocking_sync};
-static dx__chat_store blocking_store = {&BLOCKING};
+static dx__chat_store blocking_store = {.ops = &BLOCKING};
 
 typedef struct run_state {
     dx__chat_syncer *s;

@@ -21,10 +21,10 @@
 #include <duplex/server.h>
 
 #include "io/redis.h"
-#include "redis_test.h"
-#include <duplex/fanout.h>
 #include "test.h"
 #include "dns_test.h"
+#include "redis_test.h"
+#include <duplex/fanout.h>
 
 /* ---- URLs and backoff ---- */
 
@@ -351,6 +351,23 @@ static int world_everywhere(void *a) {
     return k->pa.world && k->pb.world && k->pc.world;
 }
 
+static dx_fanout_link_stats link_of(const dx_fanout *f) {
+    dx_fanout_link_stats l = {.size = sizeof l};
+    CHECK_EQ_INT(dx_fanout_link_stats_get(f, &l), 0);
+    CHECK_EQ_INT(l.size, sizeof l);
+    return l;
+}
+static uint64_t bus_samples(const dx_fanout_link_stats *l) {
+    uint64_t n = 0;
+    for (int i = 0; i < DX_LOOP_TURN_BUCKETS; i++)
+        n += l->bus_us[i];
+    return n;
+}
+static int probe_back(void *a) { /* a probe went round through Redis */
+    dx_fanout_link_stats l = link_of(a);
+    return bus_samples(&l) > 0;
+}
+
 static dx_client *peer_connect(dx_loop *loop, int port, peer *p) {
     char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
@@ -379,6 +396,20 @@ static void topic_fanout(void) {
     CHECK(dx_fanout_check_url("redis://", &why) == DX_EINVAL && why && *why);
     REQUIRE(k.fa && k.fb);
     CHECK(run_until(loop, both_up, &k, 10000));
+    /* The link's metrics: up, no reconnection yet, and the probe's round
+     * trip (one a second) in the latency histogram. */
+    dx_fanout_link_stats l = link_of(k.fa);
+    CHECK_EQ_INT(l.up, 1);
+    CHECK_EQ_INT(l.reconnects, 0);
+    CHECK(run_until(loop, probe_back, k.fa, 3000));
+    l = link_of(k.fa);
+    CHECK(l.bus_us_sum > 0 && l.bus_us[DX_LOOP_TURN_BUCKETS - 1] == 0); /* well under 1 s */
+    dx_fanout_link_stats old = {.size = offsetof(dx_fanout_link_stats, reconnects)};
+    CHECK_EQ_INT(dx_fanout_link_stats_get(k.fa, &old), 0);
+    CHECK_EQ_INT(old.size, offsetof(dx_fanout_link_stats, reconnects));
+    CHECK_EQ_INT(old.up, 1);
+    old.size = sizeof old.size;
+    CHECK_EQ_INT(dx_fanout_link_stats_get(k.fa, &old), DX_EINVAL);
 
     k.pa.c = peer_connect(loop, dx_server_port(a), &k.pa);
     k.pb.c = peer_connect(loop, dx_server_port(b), &k.pb);
@@ -417,6 +448,7 @@ static void topic_fanout(void) {
     redis_kill();
     run_until(loop, never, NULL, 300);
     CHECK(!dx_fanout_up(k.fa) && !dx_fanout_up(k.fb));
+    CHECK_EQ_INT(link_of(k.fa).up, 0);
     CHECK_EQ_INT(dx_client_send_text(k.pa.c, "pub hello", 9), 0);
     for (int i = 0; i < 200 && k.pa.hello < 2; i++)
         run_until(loop, never, NULL, 10);
@@ -428,6 +460,9 @@ static void topic_fanout(void) {
     /* Back: both reconnect (and resubscribe) by themselves. */
     REQUIRE(redis_start(1) == 0);
     CHECK(run_until(loop, both_up, &k, 15000));
+    l = link_of(k.fa);
+    CHECK_EQ_INT(l.up, 1);
+    CHECK_EQ_INT(l.reconnects, 2); /* its publisher and its subscriber, once each */
     CHECK_EQ_INT(dx_client_send_text(k.pb.c, "pub hello", 9), 0);
     for (int i = 0; i < 500 && k.pa.hello < 3; i++)
         run_until(loop, never, NULL, 10);

@@ -2,12 +2,16 @@
  * read from another thread while the server's loop runs (the one use the
  * header allows across threads), and the size rules of the struct. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <duplex/deflate.h>
 #include <duplex/loop.h>
 #include <duplex/server.h>
 
@@ -16,10 +20,18 @@
 static dx_loop *loop;
 static dx_server *srv;
 
+#define FILL_TO (5u << 20) /* "fill": queue this much on the sender */
+
 static void on_message(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *d,
                        size_t n) {
     if (op == DX_OP_TEXT && n == 3 && !memcmp(d, "bye", 3)) {
         (void)dx_server_close(c, 4000, "bye");
+        return;
+    }
+    if (op == DX_OP_TEXT && n == 4 && !memcmp(d, "fill", 4)) {
+        static uint8_t chunk[64 << 10];
+        for (int i = 0; i < 1000 && dx_server_conn_buffered(c) < FILL_TO; i++)
+            if (dx_server_send(c, DX_OP_BINARY, chunk, sizeof chunk) < 0) break;
         return;
     }
     (void)dx_server_send(c, op, d, n);
@@ -125,7 +137,14 @@ static void test_traffic(void) {
     send_frame(fd, DX_OP_TEXT, "hi", 2);
     send_frame(fd, DX_OP_BINARY, "\x01\x02\x03", 3);
     send_frame(fd, DX_OP_PONG, "p", 1);
-    uint8_t echo[2 + 5 + 2 + 2 + 2 + 3];
+    /* A ping (answered by a pong) and a message in two frames. */
+    send_frame(fd, DX_OP_PING, "pg", 2);
+    static const uint8_t key[4] = {5, 6, 7, 8};
+    uint8_t frag[32];
+    size_t fl = dx_t_frame(frag, 0, 0, DX_OP_TEXT, "ab", 2, key);
+    fl += dx_t_frame(frag + fl, 1, 0, DX_OP_CONT, "cd", 2, key);
+    CHECK(write(fd, frag, fl) == (ssize_t)fl);
+    uint8_t echo[2 + 5 + 2 + 2 + 2 + 3 + 2 + 2 + 2 + 4];
     CHECK_EQ_INT(read_n(fd, echo, sizeof echo), sizeof echo);
     WAIT_FOR(s_.pongs_in == 1);
     dx_server_stats st = get();
@@ -176,14 +195,32 @@ static void test_traffic(void) {
     CHECK_EQ_INT(st.refused[DX_REFUSE_BAD_REQUEST], 1);
     CHECK_EQ_INT(st.refused[DX_REFUSE_ORIGIN], 1);
     CHECK_EQ_INT(st.refused[DX_REFUSE_AUTH], 0);
-    CHECK_EQ_INT(st.msgs_in[0], 3); /* hello, hi, bye */
+    CHECK_EQ_INT(st.msgs_in[0], 4); /* hello, hi, abcd, bye */
     CHECK_EQ_INT(st.msgs_in[1], 1);
-    CHECK_EQ_INT(st.bytes_in[0], 10);
+    CHECK_EQ_INT(st.bytes_in[0], 14);
     CHECK_EQ_INT(st.bytes_in[1], 3);
-    CHECK_EQ_INT(st.msgs_out[0], 2);
+    CHECK_EQ_INT(st.msgs_out[0], 3);
     CHECK_EQ_INT(st.msgs_out[1], 1);
-    CHECK_EQ_INT(st.bytes_out[0], 7);
+    CHECK_EQ_INT(st.bytes_out[0], 11);
     CHECK_EQ_INT(st.bytes_out[1], 3);
+    /* Frames, counted by the core: in, hello hi ab bye, cd, the binary,
+     * two closes, the ping and the pong; out, the echoes, the pong that
+     * answered the ping, the echoed 1000 and our 4000. */
+    CHECK_EQ_INT(st.frames_in[DX_FRAME_SLOT_TEXT], 4);
+    CHECK_EQ_INT(st.frames_in[DX_FRAME_SLOT_CONT], 1);
+    CHECK_EQ_INT(st.frames_in[DX_FRAME_SLOT_BINARY], 1);
+    CHECK_EQ_INT(st.frames_in[DX_FRAME_SLOT_CLOSE], 2);
+    CHECK_EQ_INT(st.frames_in[DX_FRAME_SLOT_PING], 1);
+    CHECK_EQ_INT(st.frames_in[DX_FRAME_SLOT_PONG], 1);
+    CHECK_EQ_INT(st.frames_out[DX_FRAME_SLOT_TEXT], 3);
+    CHECK_EQ_INT(st.frames_out[DX_FRAME_SLOT_CONT], 0);
+    CHECK_EQ_INT(st.frames_out[DX_FRAME_SLOT_BINARY], 1);
+    CHECK_EQ_INT(st.frames_out[DX_FRAME_SLOT_CLOSE], 2);
+    CHECK_EQ_INT(st.frames_out[DX_FRAME_SLOT_PING], 0);
+    CHECK_EQ_INT(st.frames_out[DX_FRAME_SLOT_PONG], 1);
+    CHECK_EQ_INT(st.inflate_in + st.inflate_out + st.deflate_in + st.deflate_out, 0);
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.paused_now, 0);
     CHECK_EQ_INT(st.pongs_in, 1);
     CHECK_EQ_INT(st.closed[0], 1);                    /* 1000 from the client */
     CHECK_EQ_INT(st.closed[DX_STATS_CLOSE_OTHER], 1); /* our 4000, answered */
@@ -197,6 +234,122 @@ static void test_traffic(void) {
         buckets += st.loop_turn_us[i];
     CHECK_EQ_INT(buckets, st.loop_turns);
     CHECK(st.loop_timers > 0); /* the flush timer runs after every batch of I/O */
+    dx_server_free(srv);
+    dx_loop_free(loop);
+}
+
+static const char up_deflate[] =
+    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
+    "server_no_context_takeover\r\n\r\n";
+
+/* A compressed message in and its compressed echo out move the deflate
+ * counters by exactly the payload sizes on the wire and inflated; a client
+ * that stops reading raises the bytes-queued and paused gauges, which fall
+ * back to 0 once it reads everything. */
+static void test_deflate_and_queue(void) {
+    loop = dx_loop_new(0);
+    dx_server_config cfg = {.on_message = on_message, .max_buffered = 8u << 20};
+    cfg.deflate.enable = 1;
+    srv = dx_server_new(loop, &cfg);
+    REQUIRE(srv && dx_server_listen(srv) == 0);
+    int port = dx_server_port(srv);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, run, NULL) == 0);
+
+    int fd = tcp(port);
+    REQUIRE(fd >= 0);
+    CHECK(write(fd, up_deflate, strlen(up_deflate)) == (ssize_t)strlen(up_deflate));
+    CHECK_EQ_INT(read_status(fd), 101);
+
+    /* The client's side compressed by a client dx_conn of this thread
+     * (which counts into this thread's own set, not the server's loop). */
+    dx_conn_config ccfg = {.role = DX_ROLE_CLIENT};
+    dx_conn *cc = dx_conn_new(&ccfg, 0);
+    REQUIRE(cc);
+    dx_deflate_params agreed = {1, 1, 15, 15};
+    dx_deflate_config dcfg = {.enable = 1};
+    REQUIRE(dx_conn_set_deflate(cc, &agreed, &dcfg) == 0);
+    dx_conn_open(cc);
+    uint8_t msg[1000];
+    memset(msg, 'a', sizeof msg);
+    REQUIRE(dx_conn_send(cc, DX_OP_TEXT, msg, sizeof msg) == 0);
+    struct iovec iov[4];
+    int niov = dx_conn_out_iov(cc, iov, 4);
+    REQUIRE(niov == 1);
+    const uint8_t *f = iov[0].iov_base;
+    CHECK_EQ_INT(f[0], 0xc1);    /* FIN, RSV1, text */
+    REQUIRE((f[1] & 127) < 126); /* 1000 'a' shrink to a few bytes */
+    size_t zin = f[1] & 127;
+    CHECK(write(fd, f, iov[0].iov_len) == (ssize_t)iov[0].iov_len);
+    dx_conn_free(cc);
+    uint8_t hd[2], body[128];
+    CHECK_EQ_INT(read_n(fd, hd, 2), 2);
+    CHECK_EQ_INT(hd[0], 0xc1); /* the echo, compressed too */
+    REQUIRE(hd[1] < 126);
+    size_t zout = hd[1];
+    CHECK_EQ_INT(read_n(fd, body, zout), zout);
+    WAIT_FOR(s_.deflate_out > 0);
+    dx_server_stats st = get();
+    CHECK_EQ_INT(st.inflate_in, zin);
+    CHECK_EQ_INT(st.inflate_out, sizeof msg);
+    CHECK_EQ_INT(st.deflate_in, sizeof msg);
+    CHECK_EQ_INT(st.deflate_out, zout);
+    CHECK_EQ_INT(st.bytes_in[0], sizeof msg);
+    CHECK_EQ_INT(st.queued, 0);
+    close(fd);
+
+    /* A reader that stops: a small receive buffer, so the server's queue
+     * holds most of what "fill" sends. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    int small = 4096;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    const char *up = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n";
+    CHECK(write(fd, up, strlen(up)) == (ssize_t)strlen(up));
+    CHECK_EQ_INT(read_status(fd), 101);
+    send_frame(fd, DX_OP_TEXT, "fill", 4);
+    WAIT_FOR(s_.paused_now == 1);
+    st = get();
+    CHECK_EQ_INT(st.paused_now, 1); /* the queue passed max_buffered / 2 */
+    CHECK(st.queued > (1u << 20));  /* whatever the kernel took, most is queued */
+    CHECK(st.queued <= FILL_TO + (64u << 10) + 14);
+    CHECK_EQ_INT(st.slow_closed, 0);
+
+    /* Now it reads: everything leaves the queue (the last bytes may still
+     * be in the kernel's buffers when it is empty: read on till they came). */
+    REQUIRE(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
+    static uint8_t sink[1 << 16];
+    uint64_t got = 0;
+    int eof = 0;
+    for (int i = 0; i < 3000 && !eof; i++) {
+        ssize_t k;
+        while ((k = read(fd, sink, sizeof sink)) > 0)
+            got += (uint64_t)k;
+        eof = k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR);
+        st = get();
+        if (st.queued == 0 && st.paused_now == 0 && got >= FILL_TO) break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        (void)poll(&p, 1, 10);
+    }
+    CHECK_EQ_INT(eof, 0); /* the server kept the connection */
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.paused_now, 0);
+    CHECK(got >= FILL_TO);
+    close(fd);
+    WAIT_FOR(s_.open == 0);
+
+    dx_loop_post(loop, stop, NULL);
+    pthread_join(th, NULL);
+    st = get();
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.paused_now, 0);
     dx_server_free(srv);
     dx_loop_free(loop);
 }
@@ -239,5 +392,6 @@ static void test_sizes(void) {
 int main(void) {
     RUN(test_sizes);
     RUN(test_traffic);
+    RUN(test_deflate_and_queue);
     return TEST_DONE();
 }
