@@ -20,6 +20,7 @@
 #include "cli/log.h"
 #include "cli/metrics.h"
 #include "cli/serve_chat.h"
+#include "cli/status.h"
 
 #define MAX_THREADS 256
 #define MAX_ORIGINS 64
@@ -132,6 +133,8 @@ static void usage(FILE *f) {
                "                          thread summed (docs/metrics.md); loopback peers only,\n"
                "                          others get 403\n"
                "  --metrics-public        the same, for any peer (keep the port private)\n"
+               "                          Both also serve /status, a live page of these\n"
+               "                          numbers (docs/operations.md), by the same rule.\n"
                "  --quiet                 do not print the listening line\n"
                "  --log-format text|json  the log on stderr: lines for people (default) or one\n"
                "                          JSON object per event (start, listen, refused\n"
@@ -553,6 +556,12 @@ int dx_cli_serve(int argc, char **argv) {
         if (metrics && i == 0) {
             dx_cli_metrics_wrap(&cfg, metrics == 2); /* after the chat's */
             dx_cli_metrics_chat(chat);
+            /* The live page at /status, protected as /metrics (cli/status.h). */
+            dx_cli_status_wrap(&cfg, metrics == 2,
+                               mode == MODE_ECHO   ? "echo"
+                               : mode == MODE_CHAT ? "chat"
+                                                   : "broadcast");
+            dx_cli_status_chat(chat);
         }
         w->srv = dx_server_new(w->loop, &cfg);
         if (!w->srv) {
@@ -560,7 +569,10 @@ int dx_cli_serve(int argc, char **argv) {
             rc = 1;
             break;
         }
-        if (metrics) dx_cli_metrics_add(w->srv);
+        if (metrics) {
+            dx_cli_metrics_add(w->srv);
+            dx_cli_status_add(w->srv);
+        }
         if (chat && (rc = dx_cli_chat_attach(chat, w->srv)) != 0) break;
         /* Thread 0 binds; the others share its socket (server.h), so that
          * a second server on this port fails here as it does with one thread. */
