@@ -15,6 +15,16 @@
 #include "core/deflate.h"
 #include "core/outq.h"
 
+/* A message being reassembled (and a control frame split over calls, kept
+ * after the message bytes): one heap block holding its own sizes, so an
+ * idle connection pays one pointer for it (bench/README.md, idle memory). */
+typedef struct dx__rbuf {
+    size_t len;    /* message bytes in data */
+    size_t cap;    /* bytes data can hold */
+    uint32_t mark; /* the caller's: see dx_conn_partial_mark */
+    uint8_t data[];
+} dx__rbuf;
+
 struct dx_conn {
     const dx_conn_callbacks *cb;
     void *user;
@@ -25,9 +35,7 @@ struct dx_conn {
      * bytes). NULL whenever nothing is pending, so an idle connection holds
      * no heap. A split control frame is rare enough that the heap is
      * preferred to 125 inline bytes in every connection. */
-    uint8_t *buf;
-    size_t buf_len; /* message bytes in buf */
-    size_t buf_cap;
+    dx__rbuf *rb;
     dx__pmd *pmd;       /* permessage-deflate state, NULL when not negotiated */
     dx_utf8 utf8;       /* validator of the text message being received */
     uint8_t role;       /* enum dx_role */
@@ -38,9 +46,6 @@ struct dx_conn {
     uint8_t sending;    /* a fragmented send is in progress (SEND_*) */
     uint8_t msg_op;     /* TEXT or BINARY: the message being received */
     uint8_t msg_flags;  /* MSG_* */
-    /* The caller's mark on the message being reassembled (in what was
-     * padding): see dx_conn_partial_mark. Reset with buf. */
-    uint32_t partial_mark;
 };
 
 enum {
@@ -80,16 +85,18 @@ dx_conn *dx_conn_new(const dx_conn_config *cfg, size_t extra) {
 }
 
 static void buf_drop(dx_conn *c) {
-    dx__free(c->buf);
-    c->buf = NULL;
-    c->buf_len = c->buf_cap = 0;
-    c->partial_mark = 0;
+    dx__free(c->rb);
+    c->rb = NULL;
+}
+
+static size_t buf_len(const dx_conn *c) {
+    return c->rb ? c->rb->len : 0;
 }
 
 void dx_conn_free(dx_conn *c) {
     if (!c) return;
     dx__outq_clear(&c->out);
-    dx__free(c->buf);
+    dx__free(c->rb);
     dx__pmd_free(c->pmd);
     dx__free(c);
 }
@@ -183,15 +190,15 @@ int dx_conn_fail(dx_conn *c, unsigned code, const char *reason, size_t reason_le
 }
 
 size_t dx_conn_partial(const dx_conn *c) {
-    return c->buf_cap;
+    return c->rb ? c->rb->cap : 0;
 }
 
 uint32_t dx_conn_partial_mark(const dx_conn *c) {
-    return c->partial_mark;
+    return c->rb ? c->rb->mark : 0;
 }
 
 void dx_conn_set_partial_mark(dx_conn *c, uint32_t mark) {
-    if (c->buf_cap) c->partial_mark = mark;
+    if (c->rb) c->rb->mark = mark;
 }
 
 /* ---- receiving -------------------------------------------------------- */
@@ -201,15 +208,22 @@ void dx_conn_set_partial_mark(dx_conn *c, uint32_t mark) {
  * not grown past it; otherwise it doubles. Growth follows the bytes that
  * actually arrived, never a length the peer merely announced. */
 static int buf_reserve(dx_conn *c, size_t need, uint64_t exact) {
-    if (need <= c->buf_cap) return 0;
-    size_t cap = c->buf_cap > SIZE_MAX / 2 ? SIZE_MAX : c->buf_cap * 2;
-    if (cap < 256) cap = 256;
+    size_t have = c->rb ? c->rb->cap : 0;
+    if (need <= have && c->rb) return 0;
+    const size_t max = SIZE_MAX - sizeof(dx__rbuf);
+    if (need > max) return DX_ENOMEM;
+    size_t cap = have > max / 2 ? max : have * 2;
+    if (cap < 256 - sizeof(dx__rbuf)) cap = 256 - sizeof(dx__rbuf); /* a 256-byte block */
     if (cap < need) cap = need;
     if (exact >= need && cap > exact) cap = (size_t)exact;
-    uint8_t *p = dx__realloc(c->buf, cap);
+    dx__rbuf *p = dx__realloc(c->rb, sizeof *p + cap);
     if (!p) return DX_ENOMEM;
-    c->buf = p;
-    c->buf_cap = cap;
+    if (!c->rb) {
+        p->len = 0;
+        p->mark = 0;
+    }
+    p->cap = cap;
+    c->rb = p;
     return 0;
 }
 
@@ -253,16 +267,14 @@ static void deliver_piece(dx_conn *c, const uint8_t *data, size_t len, int fin) 
  * before the callback, which may end the connection (and so drop buffers)
  * from inside. */
 static void deliver_buf(dx_conn *c) {
-    uint8_t *msg = c->buf;
-    size_t msg_len = c->buf_len;
-    c->buf = NULL;
-    c->buf_len = c->buf_cap = 0;
-    c->partial_mark = 0;
+    dx__rbuf *b = c->rb;
+    c->rb = NULL;
     if (c->cb && c->cb->on_message) {
         uint8_t empty[1];
-        c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, msg ? msg : empty, msg_len);
+        c->cb->on_message(c, c->user, (enum dx_opcode)c->msg_op, b ? b->data : empty,
+                          b ? b->len : 0);
     }
-    dx__free(msg);
+    dx__free(b);
 }
 
 /* permessage-deflate sinks: decompressed bytes of a message that came in
@@ -271,11 +283,14 @@ static int sink_buf(void *arg, const uint8_t *data, size_t len) {
     dx_conn *c = arg;
     dx__counters()->inflate_out += len;
     if ((c->msg_flags & MSG_CHECK_UTF8) && dx_utf8_feed(&c->utf8, data, len)) return DX_EUTF8;
+    if (!len) return 0;
     /* Never grown past max_message, which the inflater enforces. */
-    int rc = buf_reserve(c, c->buf_len + len, c->parser.max_message);
+    size_t have = buf_len(c);
+    if (len > SIZE_MAX - have) return DX_ENOMEM;
+    int rc = buf_reserve(c, have + len, c->parser.max_message);
     if (rc) return rc;
-    memcpy(c->buf + c->buf_len, data, len);
-    c->buf_len += len;
+    memcpy(c->rb->data + have, data, len);
+    c->rb->len = have + len;
     return 0;
 }
 
@@ -386,15 +401,16 @@ static int on_data(dx_conn *c, const dx_frame_chunk *ch) {
         return 0;
     }
 
-    if (ch->len > SIZE_MAX - c->buf_len) return DX_ENOMEM;
-    size_t need = c->buf_len + ch->len;
+    size_t have = buf_len(c);
+    if (ch->len > SIZE_MAX - have) return DX_ENOMEM;
+    size_t need = have + ch->len;
     /* Bytes before this frame plus its length: the message's total size. */
-    uint64_t exact = h->fin ? (uint64_t)(c->buf_len - ch->offset) + h->length : 0;
+    uint64_t exact = h->fin ? (uint64_t)(have - ch->offset) + h->length : 0;
     if (ch->len) {
         int rc = buf_reserve(c, need, exact);
         if (rc) return rc;
-        memcpy(c->buf + c->buf_len, ch->data, ch->len);
-        c->buf_len = need;
+        memcpy(c->rb->data + have, ch->data, ch->len);
+        c->rb->len = need;
     }
     if (!final) return 0;
     deliver_buf(c);
@@ -407,18 +423,18 @@ static int on_chunk(dx_conn *c, const dx_frame_chunk *ch) {
     if (ch->first && ch->last) return on_control(c, h->opcode, ch->data, ch->len);
 
     /* A control frame split over calls: gather it after the message bytes. */
-    size_t at = c->buf_len;
+    size_t at = buf_len(c);
     if (h->length > 125) return DX_EPROTO; /* the parser checks it too */
     size_t total = (size_t)h->length;
     int rc = buf_reserve(c, at + total, at + total);
     if (rc) return rc;
-    if (ch->len) memcpy(c->buf + at + ch->offset, ch->data, ch->len);
+    if (ch->len) memcpy(c->rb->data + at + ch->offset, ch->data, ch->len);
     if (!ch->last) return 0;
     /* Lend the callbacks a copy: they may end the connection, which frees
      * the buffer while a close reason still points into it. */
     uint8_t payload[125];
-    if (total) memcpy(payload, c->buf + at, total);
-    if (c->buf_len == 0) buf_drop(c);
+    if (total) memcpy(payload, c->rb->data + at, total);
+    if (c->rb->len == 0) buf_drop(c);
     return on_control(c, h->opcode, payload, total);
 }
 

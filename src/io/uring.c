@@ -51,7 +51,7 @@
  * round in a few ms) no page is released and faulted in again: at most
  * 64 faults per buffer per SLOW_ROUND_MS. The copy chunks are released
  * once no completion came for QUIET_MS. */
-#define SLOW_ROUND_MS 100
+#define SLOW_ROUND_MS 25
 #define QUIET_MS 500
 /* The least a starved socket is given in its turn (take_turns). */
 #define SHARE_MIN (4 * 1024)
@@ -591,10 +591,20 @@ static void copy_free(dx__uring *u, uint8_t sb) {
     if (--c->refs == 0 && sb - 1 == u->cur) c->used = 0;
 }
 
+static void idq_release(idq *q) {
+    if (q->len) return;
+    dx__free(q->ids);
+    q->ids = NULL;
+    q->head = q->cap = 0;
+}
+
 /* The quiet ring's copy chunks: those with no copy in flight (the kernel
  * reads none of their bytes) give their pages back; the current one
- * starts over. */
-static void chunks_release(dx__uring *u) {
+ * starts over. The queues of sockets waiting their turn, grown by the
+ * burst, go too when empty. */
+static void idle_release(dx__uring *u) {
+    idq_release(&u->starved);
+    idq_release(&u->later);
     for (int i = 0; i < NCHUNK; i++) {
         chunk *c = &u->chunks[i];
         if (!c->mem || c->refs) continue;
@@ -846,6 +856,6 @@ void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_l
         u->quiet_since = now;
     } else if (!u->trimmed && now - u->quiet_since >= QUIET_MS) {
         u->trimmed = 1;
-        chunks_release(u);
+        idle_release(u);
     }
 }
