@@ -49,9 +49,11 @@
  * to the kernel with its pages released first, so after a burst (10,000
  * clients connecting) the pages it touched leave RSS, while at speed (a
  * round in a few ms) no page is released and faulted in again: at most
- * 64 faults per buffer per SLOW_ROUND_MS. The copy chunks are released
- * once no completion came for QUIET_MS. */
-#define SLOW_ROUND_MS 25
+ * 64 faults per buffer per SLOW_ROUND_MS. Once no completion came for
+ * QUIET_MS, what the kernel has filled of the buffers it still holds
+ * (whole pages below its position, which it never writes again) and the
+ * copy chunks are released too. */
+#define SLOW_ROUND_MS 100
 #define QUIET_MS 500
 /* The least a starved socket is given in its turn (take_turns). */
 #define SHARE_MIN (4 * 1024)
@@ -605,6 +607,8 @@ static void idq_release(idq *q) {
 static void idle_release(dx__uring *u) {
     idq_release(&u->starved);
     idq_release(&u->later);
+    for (unsigned b = 0; b < NBUF; b++)
+        release_pages(u->bufs + (size_t)b * BUF_SIZE, u->buf_off[b]);
     for (int i = 0; i < NCHUNK; i++) {
         chunk *c = &u->chunks[i];
         if (!c->mem || c->refs) continue;
