@@ -79,6 +79,8 @@ static void chat_metrics(FILE *f) {
     chat_counter(f, "duplex_chat_store_errors_total", "counter",
                  "Commits that failed (their requests got store_failed).", c.store_errors);
     chat_counter(f, "duplex_chat_devices", "gauge", "Devices connected to this node.", c.devices);
+    chat_counter(f, "duplex_chat_users", "gauge", "Users with at least one device on this node.",
+                 c.users);
     static const uint32_t bounds[] = DX_CHAT_LATENCY_BOUNDS_US;
     hist(f, "duplex_chat_ack_seconds",
          "From a send's arrival to its ack written, the commit included.", bounds,

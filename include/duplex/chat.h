@@ -224,6 +224,7 @@ typedef struct dx_chat_stats {
     uint64_t pg;        /* 1 when the store is PostgreSQL */
     uint64_t pg_errors; /* PostgreSQL statements that failed, and reconnections
                            that failed (each try) */
+    uint64_t users;     /* gauge: users with at least one device on this node */
 } dx_chat_stats;
 
 /* Copies the counters into `out` (out->size set by the caller: fields past

@@ -41,6 +41,7 @@ struct dx_chat {
     dx__chat_store *st;           /* the engine's */
     int pg;                       /* st is the PostgreSQL store */
     dx__chat_syncer *syncer;      /* its store thread, for a store with sync() */
+    uint64_t users;               /* with a device here: the users gauge */
 };
 
 /* Defaults of chat.h's connects_per_uid and connects_per_ip, and how many
@@ -288,6 +289,9 @@ static void on_open(dx_server_conn *c, void *user) {
         return;
     }
     dx__chat_open(chat->engine, d);
+    /* The user's topic has one subscriber per device here: the first one
+     * brings the user to this node (the gauge; presence is the engine's). */
+    if (d->online && dx_server_topic_count(dx_server_conn_server(c), topic) == 1) chat->users++;
 }
 
 static void on_message(dx_server_conn *c, void *user, enum dx_opcode op, const uint8_t *data,
@@ -302,7 +306,13 @@ static void on_close(dx_server_conn *c, void *user, uint16_t code, const uint8_t
                      size_t reason_len, int was_clean) {
     dx_chat *chat = user;
     dx__chat_dev *d = dx_server_conn_data(c);
+    int counted = !d->refused && d->online;
     if (!d->refused) dx__chat_close(chat->engine, d);
+    /* Its subscriptions went before on_close: none left, the user left. */
+    char topic[DX_CHAT_UID_MAX + 3];
+    topic_of(d->uid, topic);
+    if (counted && dx_server_topic_count(dx_server_conn_server(c), topic) == 0 && chat->users)
+        chat->users--;
     d->handle = NULL;
 }
 
@@ -723,6 +733,7 @@ int dx_chat_stats_get(const dx_chat *chat, dx_chat_stats *out) {
     }
     all.pg = (uint64_t)chat->pg;
     all.pg_errors = chat->st ? chat->st->errors : 0;
+    all.users = chat->users;
     size_t want = out->size < sizeof all ? out->size : sizeof all;
     all.size = want;
     memcpy(out, &all, want);

@@ -108,6 +108,31 @@ expect "$m" 'duplex_sessions_opened_total' 1
 expect "$m" 'duplex_handshakes_total{transport="ws"}' 1
 dx_stop "$DX_PID"
 
+# 5. The chat's gauges: devices and users on this node, as devices come and
+#    go (alice with two, bob with one; a user leaves with its last device).
+dx_serve chat --chat --db "$DX_TMP/chat.db" --metrics
+conn() { "$DUPLEX" connect -q --wait 60 "ws://127.0.0.1:$DX_PORT/chat?uid=$1" </dev/null >/dev/null 2>&1 & echo $!; }
+# wait_devices N : until duplex_chat_devices reads N (5 s at most).
+wait_devices() {
+  local i
+  for i in $(seq 1 100); do
+    [ "$(metric "$(scrape 127.0.0.1)" duplex_chat_devices)" = "$1" ] && return 0
+    sleep 0.05
+  done
+}
+a1=$(conn alice); a2=$(conn alice); b1=$(conn bob)
+wait_devices 3
+m=$(scrape 127.0.0.1)
+expect "$m" duplex_chat_devices 3
+expect "$m" duplex_chat_users 2
+kill "$a1"; wait_devices 2
+expect "$(scrape 127.0.0.1)" duplex_chat_users 2
+kill "$a2"; wait_devices 1
+expect "$(scrape 127.0.0.1)" duplex_chat_users 1
+kill "$b1"; wait_devices 0
+expect "$(scrape 127.0.0.1)" duplex_chat_users 0
+dx_stop "$DX_PID"
+
 # 4. Access: from a non-loopback address of this host, 403 unless
 #    --metrics-public; without --metrics, /metrics is a plain 404.
 ext=$(ip -4 -o addr show scope global 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $4; exit }')
