@@ -59,6 +59,12 @@ try {
   check(proxy.counts.refused >= 2, `the proxy refused ${proxy.counts.refused} upgrades; both pages online over HTTP`);
   const line = await alice.textContent('#conn');
   check(/HTTP/.test(line), `alice's status line says '${line}'`);
+  // On one line in the sidebar's header, nothing cut off (it wrapped once).
+  const fit = await alice.evaluate(() => {
+    const c = document.querySelector('#conn'), t = c.querySelector('.conn-text');
+    return { h: c.getBoundingClientRect().height, cut: t.scrollWidth > t.clientWidth, w: innerWidth };
+  });
+  check(fit.h < 24 && !fit.cut, `alice's status line fits one line at ${fit.w} px (${fit.h} px high, cut ${fit.cut})`);
 
   await alice.fill('#new-peer', 'bob');
   await alice.press('#new-peer', 'Enter');

@@ -160,11 +160,14 @@ function ConnLine({ im }) {
   // Online over the HTTP fallback still works in full, but slower and
   // heavier on the server: say so, and why.
   const http = im.conn.transport === 'http' && (state === 'online' || state === 'syncing');
-  if (http) text += ' · HTTP';
+  // One line in the narrow header (the desktop sidebar leaves it ~80 px):
+  // online over HTTP reads "via HTTP" by its green dot, the why in the
+  // tooltip; a longer state is cut with an ellipsis, whole in the tooltip.
+  if (http && state === 'online') text = 'via HTTP';
   return (
     <div id="conn" className={`conn ${state}`} data-state={state} data-transport={im.conn.transport || ''} role="status"
-      title={http ? 'WebSocket is blocked on this network: messages go over HTTP requests' : undefined}>
-      <i aria-hidden="true" />{text}
+      title={http ? `${state}: WebSocket is blocked on this network, messages go over HTTP requests` : text}>
+      <i aria-hidden="true" /><span className="conn-text">{text}</span>
     </div>
   );
 }
