@@ -21,7 +21,7 @@
 //     for the open), echoes text and binary, closes cleanly; its beacon
 //     closes the session when the page goes.
 // Usage: node fallback.mjs SITE_DIR   (env DUPLEX: the duplex command)
-import { spawn } from 'node:child_process';
+import { restartable } from './restartable.mjs';
 import { check, chromium, chromiumOptions, fail, finish } from './browser.mjs';
 import { startProxy } from './fallback_proxy.mjs';
 
@@ -33,49 +33,19 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const range = (p, n) => Array.from({ length: n }, (_, i) => `${p}${i + 1}`);
 
 // ---- the server (restarted on the same port, which the proxy targets) ----
-let server = null;
-let port = 0;
-async function startServer() {
-  for (let tries = 0; ; tries++) {
-    const proc = spawn(duplex, ['serve', '--port', String(port), '--echo', '--static', site, '--metrics'],
-      { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    const up = await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), T(10000));
-      proc.stderr.on('data', (d) => {
-        err += d;
-        const m = /listening on \w+:\/\/[^ ]*:(\d+)/.exec(err);
-        if (m) { clearTimeout(timer); port = Number(m[1]); resolve(true); }
-      });
-      proc.on('exit', () => { clearTimeout(timer); resolve(false); });
-    });
-    if (up) {
-      server = proc;
-      proc.log = () => err;
-      proc.stderr.on('data', (d) => { err += d; });
-      return;
-    }
-    proc.kill('SIGKILL');
-    if (tries >= 20) throw new Error(`duplex serve did not start: ${err}`);
-    await sleep(250); // the port may still be held for a moment
-  }
-}
-function killServer(sig = 'SIGKILL') {
-  const proc = server;
-  server = null;
-  if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
-  return new Promise((resolve) => { proc.on('exit', (code) => resolve(code)); proc.kill(sig); });
-}
+const srv = restartable(duplex, ['--echo', '--static', site, '--metrics'], T);
+const startServer = () => srv.start();
+const killServer = (sig) => srv.kill(sig);
 
 // Connections the server holds open, all transports (its /metrics, asked directly).
 async function openConns() {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${srv.port}/metrics`)).text();
   return text.split('\n').filter((l) => l.startsWith('duplex_connections_open'))
     .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
 }
 
 await startServer();
-const proxy = await startProxy(port, 'refuse');
+const proxy = await startProxy(srv.port, 'refuse');
 const browser = await chromium.launch(chromiumOptions());
 try {
   const page = await browser.newPage();
@@ -244,8 +214,8 @@ try {
 } finally {
   await browser.close();
   await proxy.close();
-  if (server) {
-    const proc = server;
+  if (srv.proc) {
+    const proc = srv.proc;
     const code = await killServer('SIGTERM');
     check(code === 0 && !/Sanitizer|runtime error/.test(proc.log()),
       `the last server exits 0 on SIGTERM, no sanitizer report (exit ${code})`);

@@ -11,7 +11,7 @@
 //  3. useDuplex, the Vue composable: mount, reactive URL change, server
 //     restart with a message queued, unmount; the same counts.
 // Usage: node web_client.mjs SITE_DIR   (env DUPLEX: the duplex command)
-import { spawn } from 'node:child_process';
+import { restartable } from './restartable.mjs';
 import { check, chromium, chromiumOptions, fail, finish } from './browser.mjs';
 
 const duplex = process.env.DUPLEX;
@@ -22,40 +22,9 @@ const T = (ms) => ms * slow;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the server ---------------------------------------------------------
-let server = null;
-let port = 0;
-async function startServer() {
-  for (let tries = 0; ; tries++) {
-    const proc = spawn(duplex, ['serve', '--port', String(port), '--echo', '--static', site],
-      { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    const up = await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), T(10000));
-      proc.stderr.on('data', (d) => {
-        err += d;
-        const m = /listening on \w+:\/\/[^ ]*:(\d+)/.exec(err);
-        if (m) { clearTimeout(timer); port = Number(m[1]); resolve(true); }
-      });
-      proc.on('exit', () => { clearTimeout(timer); resolve(false); });
-    });
-    if (up) {
-      server = proc;
-      proc.log = () => err;
-      proc.stderr.on('data', (d) => { err += d; });
-      return;
-    }
-    proc.kill('SIGKILL');
-    if (tries >= 20) throw new Error(`duplex serve did not start: ${err}`);
-    await sleep(250); // the port may still be held for a moment
-  }
-}
-// Resolves with the exit code (null when killed by a signal).
-function killServer(sig = 'SIGKILL') {
-  const proc = server;
-  server = null;
-  if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
-  return new Promise((resolve) => { proc.on('exit', (code) => resolve(code)); proc.kill(sig); });
-}
+const srv = restartable(duplex, ['--echo', '--static', site], T);
+const startServer = () => srv.start();
+const killServer = (sig) => srv.kill(sig);
 
 // ---- the browser --------------------------------------------------------
 // Counts every WebSocket the page makes and every pending timer, before any
@@ -113,7 +82,7 @@ async function restartUnderHook(h, who) {
 }
 
 await startServer();
-const base = () => `http://127.0.0.1:${port}`;
+const base = () => `http://127.0.0.1:${srv.port}`;
 const browser = await chromium.launch(chromiumOptions());
 try {
   const ctx = await browser.newContext();
@@ -186,7 +155,7 @@ try {
   // notice (interval 1 s + timeout 1.5 s on this page).
   before = (await events()).length;
   const t0 = await page.evaluate(() => performance.now());
-  server.kill('SIGSTOP');
+  srv.proc.kill('SIGSTOP');
   try {
     await wait((n) => window.t.events.slice(n).some((e) => e.type === 'close'), before);
   } catch { /* checked below */ }
@@ -195,7 +164,7 @@ try {
   if (dead) check(dead.t - t0 < T(15000), `dead peer detected after ${Math.round(dead.t - t0)} ms (interval 1000 + timeout 1500)`);
   await page.evaluate((m) => window.t.send(m), range('d', 5));
   await sleep(500);
-  server.kill('SIGCONT');
+  srv.proc.kill('SIGCONT');
   await wait(() => window.t.sock.readyState === 1, undefined, 30000);
   await waitGot([...range('a', 5), ...range('b', 20), ...range('c', 10), ...range('d', 5)], 'server thawed');
 
@@ -303,8 +272,8 @@ try {
     `vue: unmount leaves ${l.live} live sockets, ${l.timers} timers pending, no reconnect`);
 } finally {
   await browser.close();
-  if (server) {
-    const proc = server;
+  if (srv.proc) {
+    const proc = srv.proc;
     const code = await killServer('SIGTERM');
     check(code === 0 && !/Sanitizer|runtime error/.test(proc.log()),
       `the last server exits 0 on SIGTERM, no sanitizer report (exit ${code})`);
