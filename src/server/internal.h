@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <duplex/conn.h>
 #include <duplex/handshake.h>
@@ -262,6 +263,20 @@ int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char
 int dx__req_respond_fd(dx_server_conn *c, int status, const char *ctype, const char *extra, int fd,
                        uint64_t off, uint64_t len, int head_only);
 int dx__req_error(dx_server_conn *c, int status, const char *reason, const char *extra);
+/* The end of a stats call that grows at its end (server.h, fanout.h):
+ * copies `src` (`have` bytes, its own size field set to `have`) into `out`
+ * up to the `want` bytes the caller's header knows, zeroes what the caller
+ * knows beyond it, and sets out's size (its first field) to what was
+ * written. */
+static inline void dx__stats_copy(void *out, const void *src, size_t have, size_t want) {
+    if (want > have) {
+        memset((char *)out + have, 0, want - have);
+        want = have;
+    }
+    memcpy(out, src, want);
+    memcpy(out, &want, sizeof want);
+}
+
 /* 1 when Origin `o` (n bytes) is in cfg->origins (which is not NULL). */
 int dx__req_origin_allowed(const dx_server_config *cfg, const char *o, size_t n);
 /* The checks of an upgrade, in order: shutting down (503), Origin (403),

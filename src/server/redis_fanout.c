@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "io/redis.h"
+#include "server/internal.h"
 
 #define HDR 13              /* 'd' 'x' 1, node id, opcode, topic length */
 #define PROBE_EVERY_MS 1000 /* subscriber end-to-end check */
@@ -308,11 +309,6 @@ int dx_fanout_link_stats_get(const dx_fanout *f, dx_fanout_link_stats *out) {
     st.up = (uint64_t)is_up(f);
     uint64_t a = dx__redis_ups(f->pub), b = dx__redis_ups(f->sub);
     st.reconnects = (a > 1 ? a - 1 : 0) + (b > 1 ? b - 1 : 0);
-    if (want > sizeof st) {
-        memset((char *)out + sizeof st, 0, want - sizeof st);
-        want = sizeof st;
-    }
-    memcpy(out, &st, want);
-    out->size = want;
+    dx__stats_copy(out, &st, sizeof st, want);
     return 0;
 }

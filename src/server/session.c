@@ -66,6 +66,11 @@ static const char *xhead_z(char buf[XH_MAX], const char *o, const char *more) {
     return xhead(buf, o, o ? strlen(o) : 0, more);
 }
 
+/* The same for a request's Origin header `h` (NULL: none). */
+static const char *xhead_h(char buf[XH_MAX], const dx_http_header *h, const char *more) {
+    return xhead(buf, h ? h->value : NULL, h ? h->value_len : 0, more);
+}
+
 static int error(dx_server_conn *c, int status, const char *reason, const char *xh) {
     (void)dx__req_error(c, status, reason, xh);
     return 1;
@@ -601,8 +606,7 @@ static int is_preflight(const dx_http_request *req) {
 /* Answers a preflight for a page of origin `o` with what it may send. */
 static int preflight(dx_server_conn *c, const dx_http_header *o, const char *allow) {
     char xh[XH_MAX];
-    (void)dx__req_respond(c, 204, NULL, xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, allow),
-                          "", 0, 0);
+    (void)dx__req_respond(c, 204, NULL, xhead_h(xh, o, allow), "", 0, 0);
     return 1;
 }
 
@@ -613,7 +617,7 @@ int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *res
     dx__sreq_split(req->target, req->target_len, &path, &path_len, &query, &query_len);
     const dx_http_header *o = dx_http_find(req->headers, req->num_headers, "Origin");
     char xh[XH_MAX];
-    xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, NULL);
+    xhead_h(xh, o, NULL);
     dx__sreq r;
     switch (dx__sreq_parse(path, path_len, query, query_len, &r)) {
     case DX__SREQ_NONE: {
@@ -654,14 +658,11 @@ int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *res
                          "Access-Control-Allow-Headers: Content-Type\r\n"
                          "Access-Control-Max-Age: 600\r\n");
     if (down && !slice_is(req->method, req->method_len, "GET")) {
-        (void)dx__req_error(c, 405, "use GET",
-                            xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, "Allow: GET\r\n"));
+        (void)dx__req_error(c, 405, "use GET", xhead_h(xh, o, "Allow: GET\r\n"));
         return 1;
     }
     if (!down && !slice_is(req->method, req->method_len, "POST")) {
-        (void)dx__req_error(
-            c, 405, "use POST",
-            xhead(xh, o ? o->value : NULL, o ? o->value_len : 0, "Allow: POST\r\n"));
+        (void)dx__req_error(c, 405, "use POST", xhead_h(xh, o, "Allow: POST\r\n"));
         return 1;
     }
     return down ? down_request(c, ss, &r, keep_ok(req, rest_len), o != NULL, xh)

@@ -30,12 +30,7 @@ int dx_server_stats_get(const dx_server *srv, dx_server_stats *out) {
     st.deflate_out = k->deflate_out;
     int64_t q = k->queued;
     st.queued = q > 0 ? (uint64_t)q : 0;
-    if (want > sizeof st) {
-        memset((char *)out + sizeof st, 0, want - sizeof st);
-        want = sizeof st;
-    }
-    memcpy(out, &st, want);
-    out->size = want;
+    dx__stats_copy(out, &st, sizeof st, want);
     return 0;
 }
 

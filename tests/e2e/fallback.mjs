@@ -66,6 +66,21 @@ try {
       `${what}: ${g.length} messages, exactly once and in order (want ${want.length})${
         JSON.stringify(g) === JSON.stringify(want) ? '' : ` got ${JSON.stringify(g).slice(0, 300)}`}`);
   };
+  // What window.t.got holds after `msgs` echo (window.t.send's items).
+  const echoed = (msgs) => msgs.map((m) => (typeof m === 'string' ? m : `bin:${m.join(',')}`));
+  // The page goes to about:blank: the server's open connections before,
+  // and once they reach 0 (5 s at most), with the time that took.
+  const leave = async () => {
+    const held = await openConns();
+    await page.goto('about:blank');
+    const t0 = Date.now();
+    let left = held;
+    while (left > 0 && Date.now() - t0 < T(5000)) {
+      await sleep(100);
+      left = await openConns();
+    }
+    return { held, left, ms: Date.now() - t0 };
+  };
   const closeClean = async (what) => {
     await page.evaluate(() => window.t.sock.close(1000, 'bye'));
     try { await wait(() => window.t.sock.readyState === 3); } catch { /* checked below */ }
@@ -91,7 +106,7 @@ try {
       `refuse (${mode}): one WebSocket tried first (${madeNow - made}), 'transport' event http`);
     const msgs = ['t1', [1, 2, 3], 't2 é€😀', [0, 255], ...range('t', 20).slice(2), new Array(300).fill(7)];
     await page.evaluate((m) => window.t.send(m), msgs);
-    const want = msgs.map((m) => (typeof m === 'string' ? m : `bin:${m.join(',')}`));
+    const want = echoed(msgs);
     await waitGot(want, `refuse (${mode}): text and binary echoed`);
     const big = await page.evaluate(() => window.t.bigSend(200000));
     check(big.right >= 200000 && big.after === 0, `refuse (${mode}): bufferedAmount ${big.right} after a 200 KB send, then ${big.after}`);
@@ -179,15 +194,8 @@ try {
   // ---- 6. the page goes away while on http ------------------------------------
   await page.evaluate(() => window.t.start({ fallbackTimeout: 1500, upgradeProbe: 600000 }));
   await wait(() => window.t.sock.readyState === 1 && window.t.sock.transport === 'http');
-  const held = await openConns();
-  await page.goto('about:blank');
-  const t0 = Date.now();
-  let left = held;
-  while (left > 0 && Date.now() - t0 < T(5000)) {
-    await sleep(100);
-    left = await openConns();
-  }
-  check(held === 1 && left === 0, `page gone: the server's open connections ${held} → ${left} after ${Date.now() - t0} ms (the beacon's close)`);
+  const gone = await leave();
+  check(gone.held === 1 && gone.left === 0, `page gone: the server's open connections ${gone.held} → ${gone.left} after ${gone.ms} ms (the beacon's close)`);
 
   // ---- 7. a page of another origin --------------------------------------------
   await page.goto(`http://localhost:${proxy.port}/`);
@@ -196,21 +204,14 @@ try {
   await wait(() => window.t.sock.readyState === 1 && window.t.sock.transport === 'http');
   const msgs7 = ['x1', [9, 8, 7], 'x2 é', ...range('x', 20).slice(2)];
   await page.evaluate((m) => window.t.send(m), msgs7);
-  await waitGot(msgs7.map((m) => (typeof m === 'string' ? m : `bin:${m.join(',')}`)), 'another origin: echoed over http (CORS)');
+  await waitGot(echoed(msgs7), 'another origin: echoed over http (CORS)');
   const origin7 = await page.evaluate(() => location.origin);
   check(origin7 !== new URL(other.replace('ws:', 'http:')).origin, `another origin: the page (${origin7}) and the socket (${other}) differ`);
   await closeClean('another origin');
   await page.evaluate((u) => window.t.start({ fallbackTimeout: 1500, upgradeProbe: 600000, heartbeat: false }, u), other);
   await wait(() => window.t.sock.readyState === 1 && window.t.sock.transport === 'http');
-  const held7 = await openConns();
-  await page.goto('about:blank');
-  const t7 = Date.now();
-  let left7 = held7;
-  while (left7 > 0 && Date.now() - t7 < T(5000)) {
-    await sleep(100);
-    left7 = await openConns();
-  }
-  check(held7 === 1 && left7 === 0, `another origin, page gone: open connections ${held7} → ${left7} (the beacon's close)`);
+  const gone7 = await leave();
+  check(gone7.held === 1 && gone7.left === 0, `another origin, page gone: open connections ${gone7.held} → ${gone7.left} after ${gone7.ms} ms (the beacon's close)`);
 } finally {
   await browser.close();
   await proxy.close();

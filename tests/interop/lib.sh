@@ -13,6 +13,32 @@ dx_cleanup() {
 }
 trap dx_cleanup EXIT
 
+# dx_redis_start PORT : a throwaway redis-server on 127.0.0.1:PORT (nothing
+# saved, its log in $DX_TMP/redis.log); sets REDIS_PID once it answers
+# PING, or returns 1 with REDIS_PID empty. dx_redis_stop kills it (-9: an
+# outage, not a shutdown); a script that starts one also calls it on EXIT.
+REDIS_PID=
+dx_redis_start() {
+  redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$DX_TMP" \
+    --daemonize no --loglevel warning >>"$DX_TMP/redis.log" 2>&1 &
+  REDIS_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    if redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  REDIS_PID=
+  return 1
+}
+dx_redis_stop() {
+  if [ -n "$REDIS_PID" ]; then
+    kill -9 "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+  fi
+}
+
 # dx_serve NAME ARGS... : starts `duplex serve --port 0 ARGS`, waits for its
 # listening line and sets DX_PORT and DX_PID. Its stderr goes to
 # $DX_TMP/NAME.log.

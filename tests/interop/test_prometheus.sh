@@ -33,26 +33,10 @@ for mode in --echo --broadcast --chat; do
 done
 
 echo "== the Redis link: --broadcast --redis"
-REDIS_PID=
-stop_redis() {
-  if [ -n "$REDIS_PID" ]; then
-    kill -9 "$REDIS_PID" 2>/dev/null || true
-    wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=
-  fi
-}
-trap 'stop_redis; dx_cleanup' EXIT
+trap 'dx_redis_stop; dx_cleanup' EXIT
 rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_redis() {
-  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$DX_TMP" \
-    --daemonize no --loglevel warning >>"$DX_TMP/redis.log" 2>&1 &
-  REDIS_PID=$!
-  for i in $(seq 1 100); do
-    redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.05
-  done
-  echo "FAIL: redis-server did not start" >&2
-  exit 1
+  dx_redis_start "$rport" || { echo "FAIL: redis-server did not start" >&2; exit 1; }
 }
 # value NAME: the sample NAME of a fresh scrape.
 value() {
@@ -81,7 +65,7 @@ promtool check metrics <"$DX_TMP/metrics.txt" >"$DX_TMP/promtool.out" 2>&1 ||
 inf=$(value 'duplex_redis_bus_seconds_bucket{le="+Inf"}')
 [ "$inf" = "$(value duplex_redis_bus_seconds_count)" ] || { echo "FAIL: bus +Inf != count" >&2; exit 1; }
 echo "ok   up 1, reconnects 0, bus histogram $inf samples, promtool passes"
-stop_redis
+dx_redis_stop
 wait_value duplex_redis_up 'v == 0'
 echo "ok   Redis killed: duplex_redis_up 0"
 start_redis
@@ -90,7 +74,7 @@ wait_value duplex_redis_up 'v == 1'
 wait_value duplex_redis_reconnects_total 'v >= 4'
 echo "ok   Redis back: duplex_redis_up 1, reconnects $(value duplex_redis_reconnects_total)"
 dx_stop "$DX_PID"
-stop_redis
+dx_redis_stop
 
 echo "== a real Prometheus scraping under load"
 dx_serve node --echo --metrics

@@ -15,33 +15,10 @@ PY=/usr/bin/python3
 "$PY" -c 'import websockets' 2>/dev/null || { echo "python3-websockets is missing (make deps)" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server is missing (make deps)" >&2; exit 1; }
 
-REDIS_PID=
-stop_redis() {
-  if [ -n "$REDIS_PID" ]; then
-    kill -9 "$REDIS_PID" 2>/dev/null || true
-    wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=
-  fi
-}
-trap 'stop_redis; dx_cleanup' EXIT
+trap 'dx_redis_stop; dx_cleanup' EXIT
 
 free_port() {
   "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# start_redis PORT: a throwaway redis-server (no persistence) in $DX_TMP.
-start_redis() {
-  redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$DX_TMP" \
-    --daemonize no --loglevel warning >>"$DX_TMP/redis.log" 2>&1 &
-  REDIS_PID=$!
-  local i
-  for i in $(seq 1 100); do
-    if redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; then return 0; fi
-    kill -0 "$REDIS_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  REDIS_PID=
-  return 1
 }
 
 # healthz PORT: "<status code> <body>" of GET /healthz.
@@ -76,7 +53,7 @@ expect_health() { # PORT CODE BODY-SUBSTRING
 
 for try in 1 2 3 4 5; do
   RPORT=$(free_port)
-  start_redis "$RPORT" && break
+  dx_redis_start "$RPORT" && break
 done
 [ -n "$REDIS_PID" ] || { echo "redis-server did not start" >&2; cat "$DX_TMP/redis.log" >&2; exit 1; }
 URL="redis://127.0.0.1:$RPORT/3"
@@ -95,13 +72,13 @@ for n in 0 1 2; do expect_health "${PORTS[$n]}" 200 '"status":"ok","redis":"up"'
 timeout 60 "$PY" "$here/redis_cluster.py" cross 3 "${WS[@]}"
 
 echo "== 2. Redis killed: local delivery only, /healthz degraded"
-stop_redis
+dx_redis_stop
 for n in 0 1 2; do wait_log "${LOGS[$n]}" 'redis down' "${THREADS[$n]}"; done
 for n in 0 1 2; do expect_health "${PORTS[$n]}" 503 '"status":"degraded","redis":"down"'; done
 timeout 60 "$PY" "$here/redis_cluster.py" local 3 "${WS[@]}"
 
 echo "== 3. Redis back on the same port: the nodes reconnect"
-start_redis "$RPORT" || { echo "redis-server did not restart on $RPORT" >&2; exit 1; }
+dx_redis_start "$RPORT" || { echo "redis-server did not restart on $RPORT" >&2; exit 1; }
 for n in 0 1 2; do wait_log "${LOGS[$n]}" 'redis up' $((2 * THREADS[n])); done
 for n in 0 1 2; do expect_health "${PORTS[$n]}" 200 '"status":"ok"'; done
 timeout 60 "$PY" "$here/redis_cluster.py" cross 2 "${WS[@]}"
