@@ -73,7 +73,7 @@ typedef struct dx_frame_parser {
     dx_frame_header hdr;
     uint64_t remaining;   /* payload bytes of the current frame still to come */
     uint64_t msg_len;     /* bytes so far in the current data message */
-    uint64_t max_message; /* 0 = no limit */
+    uint32_t max_message; /* 0 = no limit; 32 bits keep every connection small */
     uint8_t role;
     uint8_t state;        /* 0 header, 1 payload */
     uint8_t hdr_have;     /* header bytes buffered */
@@ -85,7 +85,9 @@ typedef struct dx_frame_parser {
 
 /* Prepares a parser. `role` is our own role: DX_ROLE_SERVER requires masked
  * input, DX_ROLE_CLIENT requires unmasked input. `max_message` bounds a
- * message (sum of its frames) in bytes; 0 means no limit. */
+ * message (sum of its frames) in bytes; 0 means no limit. A bound above
+ * 4 GiB - 1 is kept as 4 GiB - 1 (UINT32_MAX): the parser lives in every
+ * connection, and a larger single message is beyond any sane limit. */
 DX_API void dx_frame_parser_init(dx_frame_parser *p, enum dx_role role, uint64_t max_message);
 
 /* Allows RSV bits on the first frame of data messages (for example DX_RSV1

@@ -20,8 +20,8 @@ extern "C" {
 /* Validator state. Zero-initialise it (or call dx_utf8_init) before the
  * first piece of each message. Plain data: copy or discard freely. */
 typedef struct dx_utf8 {
-    uint32_t state; /* 0 = at a code point boundary */
-    uint32_t need;  /* internal */
+    uint8_t state; /* 0 = at a code point boundary */
+    uint8_t need;  /* internal */
     uint8_t partial[4];
 } dx_utf8;
 

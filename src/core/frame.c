@@ -21,7 +21,7 @@ enum { ST_HEADER = 0, ST_PAYLOAD = 1 };
 void dx_frame_parser_init(dx_frame_parser *p, enum dx_role role, uint64_t max_message) {
     memset(p, 0, sizeof(*p));
     p->role = (uint8_t)role;
-    p->max_message = max_message;
+    p->max_message = max_message > UINT32_MAX ? UINT32_MAX : (uint32_t)max_message;
 }
 
 void dx_frame_parser_allow_rsv(dx_frame_parser *p, uint8_t rsv_bits) {

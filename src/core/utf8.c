@@ -249,8 +249,8 @@ int dx_utf8_feed(dx_utf8 *v, const uint8_t *data, size_t len) {
     size_t rest = len - (size_t)done;
     if (rest) {
         memcpy(v->partial, data + done, rest);
-        v->state = (uint32_t)rest;
-        v->need = seq_len(v->partial[0]) - (uint32_t)rest;
+        v->state = (uint8_t)rest;
+        v->need = (uint8_t)(seq_len(v->partial[0]) - rest);
     }
     return 0;
 }

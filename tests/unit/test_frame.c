@@ -230,6 +230,11 @@ static void test_rules(void) {
         n += build(g + n, 0x80, m, 100, 0);
         expect_err(role, 250, 0, g, n, DX_ETOOBIG);
         CHECK_EQ_INT(parse_all(role, 300, 0, g, n, 7, &R), 3);
+        /* A bound above 4 GiB - 1 is kept as 4 GiB - 1: a 4 GiB frame is too
+         * big under a 16 GiB bound, one byte less is not (header only). */
+        expect_err(role, 1ull << 34, 0, f, build(f, 0x82, m, 1ull << 32, 2), DX_ETOOBIG);
+        CHECK_EQ_INT(
+            parse_all(role, 1ull << 34, 0, f, build(f, 0x82, m, (1ull << 32) - 1, 2), 0, &R), 0);
         /* max 0 means no limit. */
         CHECK_EQ_INT(parse_all(role, 0, 0, f, build(f, 0x82, m, 200, 1), 0, &R), 1);
     }
