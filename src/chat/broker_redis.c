@@ -7,18 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <hiredis/hiredis.h>
-
 #include <duplex/common.h>
 
 #include "core/alloc.h"
+#include "io/redisbus.h"
 
 #define UID_MAX 32
 #define MAX_NODES 256
 #define SELF 0xffffu
-#define HDR 13                /* 'd' 'x' 2, node id, kind, uid length */
-#define PROBE_TIMEOUT_MS 3000 /* our own heartbeat must come back by then */
-#define PUB_PING_MS 2000
+#define HDR 2 /* after the bus's tag: kind, uid length */
 
 typedef struct node {
     uint8_t id[8];
@@ -38,25 +35,15 @@ typedef struct redis_broker {
     dx__chat_broker base;
     dx_loop *loop;
     dx__chat_redis_config cfg;
-    dx__redis *pub, *sub;
-    int confirmed;
-    int reported; /* -1 before the first report */
-    char channel[48];
+    dx__rbus *bus;
     char key_prefix[48];
     char node_hex[17];
     node nodes[MAX_NODES];
     unsigned nnodes;
     entry *tab;
     size_t cap, used;
-    uint8_t *buf;
-    size_t bufcap;
     dx_timer t_beat;
     uint32_t beat_ms;
-    int h_out; /* our heartbeat is on its way back to us */
-    uint64_t h_sent;
-    uint64_t h_sent_us; /* its clock, for the bus latency */
-    uint64_t bus_us[DX_LOOP_TURN_BUCKETS];
-    uint64_t bus_us_sum;
 } redis_broker;
 
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -150,33 +137,13 @@ static int node_touch(redis_broker *b, const uint8_t *id, int *fresh) {
 
 /* ---- sending ---- */
 
-static int up(const redis_broker *b) {
-    return dx__redis_up(b->pub) && b->confirmed;
-}
-
 static int send_kind(redis_broker *b, char kind, const char *uid, const void *body, size_t len) {
-    if (!dx__redis_up(b->pub)) return DX_EIO;
     size_t ul = uid ? strlen(uid) : 0;
-    size_t need = HDR + ul + len;
-    if (need > b->bufcap) {
-        uint8_t *nb = dx__realloc(b->buf, need);
-        if (!nb) return DX_ENOMEM;
-        b->buf = nb;
-        b->bufcap = need;
-    }
-    uint8_t *p = b->buf;
-    p[0] = 'd';
-    p[1] = 'x';
-    p[2] = 2;
-    memcpy(p + 3, b->cfg.node_id, 8);
-    p[11] = (uint8_t)kind;
-    p[12] = (uint8_t)ul;
-    if (ul) memcpy(p + HDR, uid, ul);
-    if (len) memcpy(p + HDR + ul, body, len);
-    const char *argv[3] = {"PUBLISH", b->channel, (const char *)p};
-    size_t lens[3] = {7, strlen(b->channel), need};
-    int rc = dx__redis_command(b->pub, NULL, NULL, 3, argv, lens);
-    return rc < 0 ? DX_EIO : 0;
+    uint8_t hdr[HDR] = {(uint8_t)kind, (uint8_t)ul};
+    struct iovec iov[3] = {
+        {hdr, HDR}, {(void *)(uintptr_t)uid, ul}, {(void *)(uintptr_t)body, len}};
+    int rc = dx__rbus_publish(b->bus, iov, 3);
+    return rc == DX_ENOMEM ? rc : rc < 0 ? DX_EIO : 0;
 }
 
 static void announce(redis_broker *b, const char *uid, int64_t count) {
@@ -193,10 +160,10 @@ static void set_key(redis_broker *b, const char *uid, int64_t count) {
         snprintf(val, sizeof val, "%lld", (long long)count);
         snprintf(ttl, sizeof ttl, "%u", b->cfg.presence_ttl_ms);
         const char *argv[5] = {"SET", key, val, "PX", ttl};
-        (void)dx__redis_command(b->pub, NULL, NULL, 5, argv, NULL);
+        (void)dx__rbus_command(b->bus, 5, argv, NULL);
     } else {
         const char *argv[2] = {"DEL", key};
-        (void)dx__redis_command(b->pub, NULL, NULL, 2, argv, NULL);
+        (void)dx__rbus_command(b->bus, 2, argv, NULL);
     }
 }
 
@@ -209,19 +176,6 @@ static void announce_all(redis_broker *b, int keys) {
             if (keys) set_key(b, e->uid, e->count);
         }
     }
-}
-
-static void report(redis_broker *b) {
-    int u = up(b);
-    if (u == b->reported) return;
-    b->reported = u;
-    if (!b->cfg.on_state) return;
-    const char *why = "";
-    if (!u) {
-        why = !dx__redis_up(b->pub) ? dx__redis_why(b->pub) : dx__redis_why(b->sub);
-        if (!*why) why = "not connected yet";
-    }
-    b->cfg.on_state(b->cfg.user, u, why);
 }
 
 /* ---- the broker interface ---- */
@@ -261,10 +215,8 @@ static int64_t rb_devices(dx__chat_broker *base, const char *uid) {
 static void rb_free(dx__chat_broker *base) {
     redis_broker *b = (redis_broker *)base;
     dx_timer_stop(b->loop, &b->t_beat);
-    dx__redis_free(b->sub);
-    dx__redis_free(b->pub);
+    dx__rbus_free(b->bus);
     dx__free(b->tab);
-    dx__free(b->buf);
     dx__free(b);
 }
 
@@ -277,41 +229,33 @@ static const dx__chat_broker_ops RB_OPS = {
 };
 
 int dx__chat_broker_redis_up(const dx__chat_broker *base) {
-    return up((const redis_broker *)base);
+    return dx__rbus_up(((const redis_broker *)base)->bus);
 }
 
 void dx__chat_broker_redis_stats(const dx__chat_broker *base, dx_chat_stats *out) {
-    const redis_broker *b = (const redis_broker *)base;
-    out->redis_up = (uint64_t)up(b);
-    uint64_t p = dx__redis_ups(b->pub), s = dx__redis_ups(b->sub);
-    out->redis_reconnects = (p > 1 ? p - 1 : 0) + (s > 1 ? s - 1 : 0);
-    memcpy(out->bus_us, b->bus_us, sizeof out->bus_us);
-    out->bus_us_sum = b->bus_us_sum;
+    dx__rbus_stats st;
+    dx__rbus_stats_get(((const redis_broker *)base)->bus, &st);
+    out->redis_up = st.up;
+    out->redis_reconnects = st.reconnects;
+    memcpy(out->bus_us, st.bus_us, sizeof out->bus_us);
+    out->bus_us_sum = st.bus_us_sum;
 }
 
 /* ---- receiving ---- */
 
-static void on_event(redis_broker *b, const uint8_t *p, size_t n) {
-    if (n < HDR || p[0] != 'd' || p[1] != 'x' || p[2] != 2 || n < (size_t)HDR + p[12] ||
-        p[12] > UID_MAX)
-        return;
-    char kind = (char)p[11];
-    if (!memcmp(p + 3, b->cfg.node_id, 8)) {
-        if (kind == 'H' && b->h_out) { /* our subscriber hears us */
-            b->h_out = 0;
-            dx__bus_sample(b->bus_us, &b->bus_us_sum, dx__redis_clock_us() - b->h_sent_us);
-        }
-        return;
-    }
+static void on_event(void *user, const uint8_t *node_id, const uint8_t *p, size_t n) {
+    redis_broker *b = user;
+    if (n < HDR || n < (size_t)HDR + p[1] || p[1] > UID_MAX) return;
+    char kind = (char)p[0];
     char uid[UID_MAX + 1];
-    size_t ul = p[12];
+    size_t ul = p[1];
     memcpy(uid, p + HDR, ul);
     uid[ul] = 0;
     if (strlen(uid) != ul) return;
     const uint8_t *body = p + HDR + ul;
     size_t blen = n - HDR - ul;
     int fresh;
-    int nix = node_touch(b, p + 3, &fresh);
+    int nix = node_touch(b, node_id, &fresh);
     /* A node back from the dead (after a Redis outage, say) announced its
      * devices while we were deaf to it: ask again (everyone answers). */
     if (fresh && kind != 'R') (void)send_kind(b, 'R', NULL, NULL, 0);
@@ -340,63 +284,20 @@ static void on_event(redis_broker *b, const uint8_t *p, size_t n) {
     }
 }
 
-static int str_is(const redisReply *r, const char *s) {
-    return r->type == REDIS_REPLY_STRING && r->len == strlen(s) && !memcmp(r->str, s, r->len);
-}
-
-static void on_sub_reply(struct redisAsyncContext *ac, void *reply, void *priv) {
-    redis_broker *b = priv;
-    redisReply *r = reply;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
-    if (str_is(r->element[0], "message") && str_is(r->element[1], b->channel) &&
-        r->element[2]->type == REDIS_REPLY_STRING) {
-        on_event(b, (const uint8_t *)r->element[2]->str, r->element[2]->len);
-    } else if (str_is(r->element[0], "subscribe")) {
-        b->confirmed = 1;
-        b->h_out = 0;
-        /* We may have missed announcements while away, and the others may
-         * have dropped us: ask for theirs, give ours. */
-        (void)send_kind(b, 'R', NULL, NULL, 0);
-        announce_all(b, 1);
-        report(b);
-    }
-}
-
-static void on_sub_up(dx__redis *r, void *user) {
+/* The bus came up (subscribed, publisher ready) or went down. We may have
+ * missed announcements while away, the others may have dropped us, and
+ * our keys may have expired: ask for their counts, give ours. */
+static void on_state(void *user, int up, const char *why) {
     redis_broker *b = user;
-    b->confirmed = 0;
-    const char *argv[2] = {"SUBSCRIBE", b->channel};
-    if (dx__redis_command(r, on_sub_reply, b, 2, argv, NULL) < 0)
-        dx__redis_reset(r, "cannot queue SUBSCRIBE");
-}
-
-static void on_sub_down(dx__redis *r, void *user, const char *why) {
-    redis_broker *b = user;
-    b->confirmed = 0;
-    b->h_out = 0;
-    report(b);
-}
-
-static void on_pub_up(dx__redis *r, void *user) {
-    redis_broker *b = user;
-    /* The keys may have expired while we were away, and the request for
-     * the others' counts made when the subscription came back could not
-     * be sent without this connection: both now. */
-    if (b->confirmed) {
+    if (up) {
         (void)send_kind(b, 'R', NULL, NULL, 0);
         announce_all(b, 1);
     }
-    report(b);
+    if (b->cfg.on_state) b->cfg.on_state(b->cfg.user, up, why);
 }
 
-static void on_pub_down(dx__redis *r, void *user, const char *why) {
-    redis_broker *b = user;
-    b->h_out = 0;
-    report(b);
-}
-
-/* Every third of the TTL: expire silent nodes, say we are alive (which
- * also checks that our subscriber hears the channel), refresh our keys. */
+/* Every third of the TTL: expire silent nodes, say we are alive, refresh
+ * our keys. */
 static void on_beat(dx_loop *loop, dx_timer *t) {
     redis_broker *b = CONTAINER(t, redis_broker, t_beat);
     dx_timer_start(loop, t, b->beat_ms);
@@ -414,19 +315,8 @@ static void on_beat(dx_loop *loop, dx_timer *t) {
         }
         n->gen++;
     }
-    report(b);
-    if (!up(b)) return;
-    if (b->h_out && now - b->h_sent >= PROBE_TIMEOUT_MS) {
-        b->h_out = 0;
-        dx__redis_reset(b->sub, "subscriber probe lost");
-        report(b);
-        return;
-    }
-    if (send_kind(b, 'H', NULL, NULL, 0) == 0 && !b->h_out) {
-        b->h_out = 1;
-        b->h_sent = now;
-        b->h_sent_us = dx__redis_clock_us();
-    }
+    if (!dx__rbus_up(b->bus)) return;
+    (void)send_kind(b, 'H', NULL, NULL, 0);
     for (size_t k = 0; k < b->cap; k++) {
         entry *e = &b->tab[k];
         if (e->uid[0] && e->node == SELF && e->count > 0) set_key(b, e->uid, e->count);
@@ -442,25 +332,25 @@ dx__chat_broker *dx__chat_broker_redis(dx_loop *loop, const dx__chat_redis_confi
     b->cfg = *cfg;
     if (!b->cfg.presence_ttl_ms) b->cfg.presence_ttl_ms = 15000;
     b->beat_ms = b->cfg.presence_ttl_ms / 3 ? b->cfg.presence_ttl_ms / 3 : 1;
-    b->reported = -1;
-    snprintf(b->channel, sizeof b->channel, "duplex:%d:chat", cfg->addr.db);
     snprintf(b->key_prefix, sizeof b->key_prefix, "duplex:%d:presence:", cfg->addr.db);
     for (int i = 0; i < 8; i++)
         snprintf(b->node_hex + 2 * i, 3, "%02x", cfg->node_id[i]);
-    dx__redis_config rc = {
+    char channel[48];
+    snprintf(channel, sizeof channel, "duplex:%d:chat", cfg->addr.db);
+    /* The bus's probe at the heartbeat's pace: the subscriber is checked,
+     * and the latency sampled, once a beat. */
+    dx__rbus_config bc = {
         .addr = cfg->addr,
-        .ping_interval_ms = PUB_PING_MS,
-        .on_up = on_pub_up,
-        .on_down = on_pub_down,
+        .channel = channel,
+        .format = 2,
+        .probe_ms = b->beat_ms,
+        .on_message = on_event,
+        .on_state = on_state,
         .user = b,
     };
-    b->pub = dx__redis_new(loop, &rc);
-    rc.ping_interval_ms = 0; /* subscribed: our own heartbeat checks it */
-    rc.on_up = on_sub_up;
-    rc.on_down = on_sub_down;
-    b->sub = b->pub ? dx__redis_new(loop, &rc) : NULL;
-    if (!b->sub) {
-        dx__redis_free(b->pub);
+    memcpy(bc.node_id, cfg->node_id, sizeof bc.node_id);
+    b->bus = dx__rbus_new(loop, &bc);
+    if (!b->bus) {
         dx__free(b);
         return NULL;
     }

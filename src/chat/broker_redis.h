@@ -20,10 +20,15 @@
  * from the mirror (its users go offline there: on_remote tells). A node
  * that (re)subscribes asks the others to announce their counts again.
  *
- * Wire format on the channel (binary): 'd' 'x' 2 | node id (8) | kind |
- * uid length (1) | uid | body, kind 'M' (body: the JSON message), 'P'
- * (body: the node's device count of uid, 4 bytes big-endian), 'H'
- * (heartbeat, no uid) or 'R' (please announce your counts, no uid).
+ * The two connections, the node tag, the health (with the subscriber's
+ * probe, here once a heartbeat) and the link's statistics are the bus's
+ * (io/redisbus.h), the same as the server's fan-out stands on.
+ *
+ * Wire format on the channel (binary): the bus's tag, 'd' 'x' 2 | node id
+ * (8), then kind | uid length (1) | uid | body, kind 'M' (body: the JSON
+ * message), 'P' (body: the node's device count of uid, 4 bytes
+ * big-endian), 'H' (heartbeat, no uid) or 'R' (please announce your
+ * counts, no uid).
  *
  * Single-threaded: the broker belongs to the loop it was created on. */
 #ifndef DX_CHAT_BROKER_REDIS_H
@@ -41,7 +46,8 @@ typedef struct dx__chat_redis_config {
     dx__redis_addr addr;
     uint8_t node_id[8];       /* unique per process */
     uint32_t presence_ttl_ms; /* [15000] */
-    /* Both connections up and subscribed (1) or not (0); optional. */
+    /* The bus is up (both connections, subscribed) (1) or not (0), with
+     * a reason; optional. */
     void (*on_state)(void *user, int up, const char *why);
     /* The count of devices of `uid` across the cluster changed because of
      * another node (its announcement, or its expiry after a crash): the

@@ -1,30 +1,14 @@
 /* Internal: the reconnect policy as pure functions — how long to wait
- * before each attempt (exponential backoff with jitter) and whether to try
- * again at all. Neither reads a clock nor draws a random number: the caller
- * passes how long the connection stayed open and 64 random bits, so the
- * tests can check every bound and every branch. */
+ * before each attempt (exponential backoff with jitter, core/backoff.h)
+ * and whether to try again at all. Neither reads a clock nor draws a
+ * random number: the caller passes how long the connection stayed open and
+ * 64 random bits, so the tests can check every bound and every branch. */
 #ifndef DX_CLIENT_RECONNECT_H
 #define DX_CLIENT_RECONNECT_H
 
 #include <duplex/common.h>
 
-typedef struct dx__backoff {
-    uint32_t base_ms; /* bound of the first reconnect's delay */
-    uint32_t max_ms;  /* bounds never grow past this (the cap) */
-    double factor;    /* each attempt multiplies the bound by this (>= 1) */
-    double jitter;    /* 0..1: the share of the bound drawn at random */
-} dx__backoff;
-
-/* The bound of attempt `attempt` (1 = the first reconnect):
- * min(max_ms, base_ms × factor^(attempt − 1)); 0 for attempt 0. Never
- * overflows, whatever the attempt number. */
-uint64_t dx__backoff_bound(const dx__backoff *b, unsigned attempt);
-
-/* The delay of that attempt: uniform in [bound − ⌊bound × jitter⌋, bound],
- * chosen by the random bits `rnd`. jitter 1 is "full jitter" ([0, bound]):
- * clients that lost the same server at the same moment come back spread
- * over the whole window instead of all at once. */
-uint64_t dx__backoff_delay(const dx__backoff *b, unsigned attempt, uint64_t rnd);
+#include "core/backoff.h"
 
 typedef struct dx__retry_policy {
     dx__backoff backoff;

@@ -22,13 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/sds.h>
 
 #include "core/alloc.h"
+#include "core/backoff.h"
 #include "io/dns.h"
 
 enum { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_UP, ST_FREEING };
@@ -53,14 +53,10 @@ struct dx__redis {
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
 
 uint32_t dx__redis_backoff(uint32_t base, uint32_t max, unsigned n, uint32_t rnd) {
-    uint64_t d = base ? base : 1;
-    /* Past 2^32 the cap has long been reached; stop shifting before the
-     * shift itself overflows. */
-    for (unsigned i = 0; i < n && d < max; i++)
-        d <<= 1;
-    if (d > max) d = max;
-    uint64_t half = d / 2;
-    return (uint32_t)(d - half + rnd % (half + 1));
+    /* The client's reconnect arithmetic, doubling with half the delay
+     * drawn at random: one backoff in the library. */
+    const dx__backoff b = {.base_ms = base ? base : 1, .max_ms = max, .factor = 2, .jitter = 0.5};
+    return (uint32_t)dx__backoff_delay(&b, n + 1, rnd);
 }
 
 /* ---- hiredis's event hooks, on one dx_io ---- */
@@ -408,12 +404,6 @@ uint64_t dx__redis_attempts(const dx__redis *r) {
 }
 uint64_t dx__redis_ups(const dx__redis *r) {
     return r->ups;
-}
-
-uint64_t dx__redis_clock_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ---- redis:// URLs ---- */

@@ -28,9 +28,9 @@
 
 #include <duplex/loop.h>
 
-/* The calls marked DX_API are exported from libduplex.so for
- * libduplex_chat.so's Redis broker alone (internal: no promise beyond the
- * same version of both). */
+/* dx__redis_parse_url is exported from libduplex.so for libduplex_chat.so
+ * alone (internal: no promise beyond the same version of both); the
+ * connection itself is used through the bus (redisbus.h). */
 struct redisAsyncContext;
 
 typedef struct dx__redis dx__redis;
@@ -74,25 +74,25 @@ typedef void dx__redis_reply_fn(struct redisAsyncContext *ac, void *reply, void 
 
 /* Creates the connection and starts the first attempt (its failure is not
  * an error here: it is retried). `cfg` is copied. NULL when out of memory. */
-DX_API dx__redis *dx__redis_new(dx_loop *loop, const dx__redis_config *cfg);
+dx__redis *dx__redis_new(dx_loop *loop, const dx__redis_config *cfg);
 
 /* Drops the connection (pending callbacks run with a NULL reply; on_down
  * does not run) and frees. Not from inside a callback of `r` (a reply,
  * on_up, on_down): defer it with dx_loop_defer. NULL is fine. */
-DX_API void dx__redis_free(dx__redis *r);
+void dx__redis_free(dx__redis *r);
 
 /* 1 while the connection is up (handshake done, not dropped). */
-DX_API int dx__redis_up(const dx__redis *r);
+int dx__redis_up(const dx__redis *r);
 
 /* Queues a command (hiredis copies the arguments). `fn` may be NULL.
  * Returns 0, DX_ESTATE when the connection is not up (nothing queued, fn
  * not called), or DX_ENOMEM. */
-DX_API int dx__redis_command(dx__redis *r, dx__redis_reply_fn *fn, void *privdata, int argc,
-                             const char **argv, const size_t *argvlen);
+int dx__redis_command(dx__redis *r, dx__redis_reply_fn *fn, void *privdata, int argc,
+                      const char **argv, const size_t *argvlen);
 
 /* Drops the connection now as if it had broken (for a failed liveness
  * check of the owner's); a reconnect follows. No-op when not connected. */
-DX_API void dx__redis_reset(dx__redis *r, const char *why);
+void dx__redis_reset(dx__redis *r, const char *why);
 
 /* Bytes of commands queued in hiredis and not yet written (0 when not
  * connected): the owner's backpressure check, since hiredis has no limit. */
@@ -100,32 +100,19 @@ size_t dx__redis_queued(const dx__redis *r);
 
 /* Why the last attempt failed or the connection went down ("" before any
  * failure). Valid until the next loop iteration. */
-DX_API const char *dx__redis_why(const dx__redis *r);
+const char *dx__redis_why(const dx__redis *r);
 
 /* Counters for tests, /healthz and the metrics: connection attempts
  * started, times the connection came up (each after the first is a
  * reconnection). Plain words of the loop's thread: another thread may read
  * them, a moment old. */
 uint64_t dx__redis_attempts(const dx__redis *r);
-DX_API uint64_t dx__redis_ups(const dx__redis *r);
-
-/* Microseconds of CLOCK_MONOTONIC, for the brokers' bus latency. */
-DX_API uint64_t dx__redis_clock_us(void);
-
-/* Adds a latency of `us` to a histogram in the loop's buckets
- * (DX_LOOP_TURN_BUCKETS counts, the last one over every bound). */
-static inline void dx__bus_sample(uint64_t *b, uint64_t *sum, uint64_t us) {
-    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
-    unsigned i = 0;
-    while (i < sizeof bounds / sizeof bounds[0] && us > bounds[i])
-        i++;
-    b[i]++;
-    *sum += us;
-}
+uint64_t dx__redis_ups(const dx__redis *r);
 
 /* The delay before retry number `n` (0-based) with `rnd` a random 32-bit
- * value: min(max, base << n) / 2 + rnd % (that / 2 + 1). Exposed for the
- * unit test. */
+ * value: d - rnd % (d / 2 + 1), d = min(max, base << n), base 0 taken as 1
+ * (dx__backoff_delay of core/backoff.h, factor 2, jitter 0.5). Exposed
+ * for the unit test. */
 uint32_t dx__redis_backoff(uint32_t base, uint32_t max, unsigned n, uint32_t rnd);
 
 #endif

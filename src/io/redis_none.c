@@ -1,7 +1,9 @@
 /* Stand-in for redis.c in a build without cluster support
  * (-DDUPLEX_CLUSTER=OFF): a redis:// URL is refused with this reason, so
  * `duplex serve --redis` and dx_chat_config.redis_url say how the library
- * was built, and nothing links hiredis. */
+ * was built, and nothing links hiredis. The bus (redisbus.c) has no
+ * stand-in: its only callers, the fan-out and the chat's Redis broker, are
+ * replaced by redis_fanout_none.c and chat/cluster_none.c. */
 #include <duplex/common.h>
 
 #include "io/redis.h"
