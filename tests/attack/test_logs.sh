@@ -16,8 +16,25 @@ up() { # up [ORIGIN]: one refused upgrade
     -H "Origin: ${1:-http://evil.example}" "http://127.0.0.1:$DX_PORT/"
 }
 up
-# 150 refusals as fast as curl goes (a scan), then one more a second later.
-for i in $(seq 1 150); do up "http://evil.example/$i-EVIL"; done
+# 150 refusals as fast as one process goes (a scan: a curl per request
+# falls under 20 a second on a loaded machine), then one more a second later.
+python3 - "$DX_PORT" <<'PY'
+import socket, sys
+for i in range(1, 151):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+               f"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               f"Origin: http://evil.example/{i}-EVIL\r\n\r\n").encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 403"), f"FAIL: scan request {i} got {head[:40]!r}"
+    s.close()
+PY
 sleep 1.2
 up
 attack slowconsumer 262144
