@@ -10,11 +10,19 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/bench_http.h"
 #include "cli/bench_load.h"
 #include "cli/cli.h"
 #include <duplex/url.h>
 
-static void usage(FILE *f) {
+/* The help is written in one write: past the 4 KiB of a pipe's stdio
+ * buffer it would take two, and `duplex bench --help | grep -q` (which
+ * exits at its first match) would then cost the second a SIGPIPE. */
+static void usage(FILE *out) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) f = out;
     fprintf(f,
             "usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
             "       duplex bench micro [--json] [--size BYTES]\n\n"
@@ -23,54 +31,77 @@ static void usage(FILE *f) {
             "report gives echoes per second and their round-trip latency.\n\n"
             "load:\n"
             "  --url URL            the server, ws:// or wss:// (the path is the request target)\n"
-            "  --connections N      connections (default 100)\n"
-            "  --size B             payload bytes per message (default 20)\n"
-            "  --inflight K         messages in flight per connection (default 1)\n"
-            "  --duration S         measured seconds (default 5)\n"
-            "  --warmup S           seconds of load before measuring (default 0)\n"
-            "  --binary             binary messages (default text, ASCII)\n"
-            "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
-            "                       with varying fields, which compress like real traffic)\n"
-            "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
-            "                       connections where the server refuses it; frames then go\n"
-            "                       through the library's dx_conn, which compresses\n"
-            "  --threads T          generator threads, one epoll loop each (default 1)\n"
-            "  -k, --insecure       wss: accept any certificate (testing only)\n"
-            "      --ca FILE        wss: trust the CAs in PEM FILE instead of the system's\n\n"
-            "modes (default: closed-loop echo):\n"
-            "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
-            "                       connections; latency counts from each message's scheduled\n"
-            "                       send time, so stalls are not hidden (coordinated omission)\n"
-            "  --broadcast          one extra connection publishes (at --rate R, or with\n"
-            "                       --inflight K of its own copies outstanding), the\n"
-            "                       --connections N others count deliveries and fan-out\n"
-            "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
-            "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
-            "                       starts again: handshakes/s and upgrade latency\n"
-            "  --idle N             open N connections, echo one message on each, hold them\n"
-            "                       for --duration; with --server-pid the server's RSS growth\n"
-            "                       per connection, twice: from the server as it was when\n"
-            "                       the bench began (start a fresh one: the figure an\n"
-            "                       operator sees), and from after a warm-up of 256\n"
-            "                       connections (the connections' own share). Over 20,000\n"
-            "                       connections to 127.x the\n"
-            "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
-            "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
-            "                       for a raw TCP echo server (the baseline)\n\n"
-            "measuring the server:\n"
-            "  --server-pid PID     also report the server's CPU time per message (and its\n"
-            "                       RSS with --idle), read from /proc/PID\n"
-            "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
-            "output:\n"
-            "  --json               print one JSON object instead of the report\n"
-            "  --progress           a progress line on stderr each second (the default on a\n"
-            "                       terminal for runs of 3 s or more); --no-progress\n\n"
-            "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
-            "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
-            "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
-            "\n"
-            "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
-            "                       UTF-8 validation and small-frame parsing (--json).\n");
+            "  --transport T        what carries the messages (default ws):\n"
+            "                         ws      WebSocket\n"
+            "                         stream  duplex's HTTP session transport (the fallback,\n"
+            "                                 docs/fallback.md) as web/client/http_socket.js\n"
+            "                                 speaks it: SSE down, POSTs up\n"
+            "                         poll    the same with long polls down\n"
+            "                         eio     Socket.IO 4 long-polling (Engine.IO 4), events\n"
+            "                                 \"m\" on the main namespace, for an echo server\n"
+            "                                 such as bench/fallback/sio_server.mjs; the path\n"
+            "                                 is /socket.io/ unless the URL names another\n"
+            "                       The HTTP ones keep two HTTP/1.1 connections per client\n"
+            "                       (up, down), one POST in flight batching what queued\n"
+            "                       meanwhile; echo and --rate modes, one thread; the report\n"
+            "                       adds HTTP requests per message. --url http:// works too\n"
+            "  --connections N      connections (default 100)\n");
+    fprintf(f, "  --size B             payload bytes per message (default 20)\n"
+               "  --inflight K         messages in flight per connection (default 1)\n"
+               "  --duration S         measured seconds (default 5)\n"
+               "  --warmup S           seconds of load before measuring (default 0)\n"
+               "  --binary             binary messages (default text, ASCII)\n"
+               "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
+               "                       with varying fields, which compress like real traffic)\n"
+               "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
+               "                       connections where the server refuses it; frames then go\n"
+               "                       through the library's dx_conn, which compresses\n"
+               "  --threads T          generator threads, one epoll loop each (default 1)\n"
+               "  -k, --insecure       wss: accept any certificate (testing only)\n"
+               "      --ca FILE        wss: trust the CAs in PEM FILE instead of the system's\n\n"
+               "modes (default: closed-loop echo):\n"
+               "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
+               "                       connections; latency counts from each message's scheduled\n"
+               "                       send time, so stalls are not hidden (coordinated omission)\n"
+               "  --broadcast          one extra connection publishes (at --rate R, or with\n"
+               "                       --inflight K of its own copies outstanding), the\n"
+               "                       --connections N others count deliveries and fan-out\n"
+               "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
+               "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
+               "                       starts again: handshakes/s and upgrade latency\n"
+               "  --idle N             open N connections, echo one message on each, hold them\n"
+               "                       for --duration; with --server-pid the server's RSS growth\n"
+               "                       per connection, twice: from the server as it was when\n"
+               "                       the bench began (start a fresh one: the figure an\n"
+               "                       operator sees), and from after a warm-up of 256\n"
+               "                       connections (the connections' own share). Over 20,000\n"
+               "                       connections to 127.x the\n"
+               "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
+               "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
+               "                       for a raw TCP echo server (the baseline)\n\n"
+               "measuring the server:\n"
+               "  --server-pid PID     also report the server's CPU time per message (and its\n"
+               "                       RSS with --idle), read from /proc/PID\n"
+               "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
+               "output:\n"
+               "  --json               print one JSON object instead of the report\n"
+               "  --progress           a progress line on stderr each second (the default on a\n"
+               "                       terminal for runs of 3 s or more); --no-progress\n\n"
+               "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
+               "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
+               "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
+               "\n"
+               "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
+               "                       UTF-8 validation and small-frame parsing (--json).\n");
+    if (f == out) return;
+    fclose(f);
+    fflush(out);
+    for (size_t at = 0; at < len;) {
+        ssize_t w = write(fileno(out), text + at, len - at);
+        if (w <= 0) break;
+        at += (size_t)w;
+    }
+    free(text);
 }
 
 static int parse_num(const char *s, double lo, double hi, double *out) {
@@ -121,6 +152,8 @@ static int resolve(dx_bench_cfg *cfg) {
     }
     return 0;
 }
+
+static const char *const transport_names[] = {"ws", "stream", "poll", "eio"};
 
 static const char *mode_name(const dx_bench_cfg *cfg) {
     switch (cfg->mode) {
@@ -185,7 +218,8 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
     if (json) {
         printf("{\"mode\":\"%s\",\"url\":", mode_name(cfg));
         json_str(cfg->url);
-        printf(",\"deflate\":%s,\"payload\":\"%s\"", cfg->deflate ? "true" : "false",
+        printf(",\"transport\":\"%s\",\"deflate\":%s,\"payload\":\"%s\"",
+               transport_names[cfg->transport], cfg->deflate ? "true" : "false",
                cfg->json_payload ? "json" : "letters");
         printf(",\"raw\":%s,\"binary\":%s,\"connections\":%d,\"connected\":%d,\"size\":%d,"
                "\"inflight\":%d,\"threads\":%d,\"rate\":%.0f,\"duration_s\":%.3f,"
@@ -211,6 +245,10 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
                gen_bound ? "true" : "false");
         if (srv_pct >= 0)
             printf(",\"server_cpu_pct\":%.1f,\"server_cpu_us_per_msg\":%.3f", srv_pct, us_per_msg);
+        if (cfg->transport != BT_WS)
+            printf(",\"http_requests\":%llu,\"requests_per_msg\":%.3f",
+                   (unsigned long long)r->requests,
+                   r->messages ? (double)r->requests / (double)r->messages : 0);
         if (rss_per_fresh >= 0)
             printf(",\"rss_fresh_kib\":%ld,\"rss_per_conn_kib\":%.3f", r->rss_fresh_kib,
                    rss_per_fresh);
@@ -221,7 +259,9 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
         return;
     }
     char g1[40], g2[40];
-    printf("duplex bench: %s %s%s%s, %d connection%s, %d B %s, ", mode_name(cfg), cfg->url,
+    printf("duplex bench: %s %s%s%s%s%s, %d connection%s, %d B %s, ", mode_name(cfg), cfg->url,
+           cfg->transport != BT_WS ? " over " : "",
+           cfg->transport != BT_WS ? transport_names[cfg->transport] : "",
            cfg->raw ? " (raw TCP)" : "", cfg->deflate ? " (permessage-deflate)" : "",
            cfg->connections, cfg->connections == 1 ? "" : "s", cfg->size,
            cfg->binary ? "binary" : "text");
@@ -246,6 +286,10 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
         printf("max %.1f  mean %.1f µs\n", (double)h->max / 1e3,
                (double)h->sum / (double)h->count / 1e3);
     }
+    if (cfg->transport != BT_WS && r->messages)
+        printf("  requests    %s HTTP requests answered, %.2f per message\n",
+               grouped((double)r->requests, g1, sizeof g1),
+               (double)r->requests / (double)r->messages);
     printf("  generator   %.0f%% CPU of %d core%s%s\n", gen_pct, cfg->threads,
            cfg->threads == 1 ? "" : "s", gen_bound ? " (the generator is the limit)" : "");
     if (srv_pct >= 0)
@@ -274,7 +318,7 @@ int dx_cli_bench(int argc, char **argv) {
                         .duration = 5,
                         .threads = 1,
                         .progress = -1};
-    int json = 0, modes = 0;
+    int json = 0, modes = 0, threads_given = 0;
     double v;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
@@ -311,6 +355,7 @@ int dx_cli_bench(int argc, char **argv) {
         } else if (FLAG("--threads") || FLAG("-t")) {
             NUM(1, 256);
             cfg.threads = (int)v;
+            threads_given = 1;
         } else if (FLAG("--rate")) {
             NUM(1, 1e9);
             cfg.rate = v;
@@ -350,6 +395,14 @@ int dx_cli_bench(int argc, char **argv) {
         } else if (FLAG("--ca")) {
             VALUE();
             cfg.ca_file = val;
+        } else if (FLAG("--transport")) {
+            VALUE();
+            int k = 0;
+            while (k < 4 && strcmp(val, transport_names[k]))
+                k++;
+            if (k == 4)
+                return dx_cli_bad("bench", "--transport is ws, stream, poll or eio, not", val);
+            cfg.transport = (enum dx_bench_transport)k;
         } else if (FLAG("--payload")) {
             VALUE();
             if (!strcmp(val, "json"))
@@ -383,11 +436,27 @@ int dx_cli_bench(int argc, char **argv) {
         return dx_cli_bad("bench", "--size times --inflight is over 1 GiB", NULL);
     if (cfg.threads > cfg.connections) cfg.threads = cfg.connections;
     if (cfg.progress < 0) cfg.progress = !json && isatty(2) && cfg.duration >= 3;
+    if (cfg.transport != BT_WS) {
+        if (cfg.mode != BM_ECHO && cfg.mode != BM_RATE)
+            return dx_cli_bad("bench",
+                              "--transport other than ws goes with the echo and rate modes", NULL);
+        if (cfg.raw || cfg.deflate || cfg.json_payload)
+            return dx_cli_bad("bench", "--raw, --deflate and --payload go with --transport ws",
+                              NULL);
+        if (threads_given && cfg.threads > 1)
+            return dx_cli_bad("bench", "--transport other than ws runs on one thread", NULL);
+        if (cfg.transport == BT_EIO && cfg.binary)
+            return dx_cli_bad("bench", "--transport eio sends text events only", NULL);
+        cfg.threads = 1;
+    }
     int rc = resolve(&cfg);
     if (rc) return rc;
+    if (cfg.transport != BT_WS && cfg.tls)
+        return dx_cli_bad("bench", "--transport other than ws speaks plain HTTP, not", cfg.url);
 
     dx_bench_result res;
-    if (dx_bench_run(&cfg, &res) < 0) return 1;
+    if ((cfg.transport == BT_WS ? dx_bench_run(&cfg, &res) : dx_bench_http_run(&cfg, &res)) < 0)
+        return 1;
     report(&cfg, &res, json);
     free(res.hist);
     if (res.connected == 0 || res.messages == 0) {

@@ -23,8 +23,17 @@ enum dx_bench_mode {
     BM_IDLE,       /* open N connections, echo one message each, hold */
 };
 
+/* What carries the messages (bench_http.h for all but BT_WS). */
+enum dx_bench_transport {
+    BT_WS,     /* WebSocket (this file) */
+    BT_STREAM, /* duplex's HTTP session transport, SSE down */
+    BT_POLL,   /* the same, long polls down */
+    BT_EIO,    /* Engine.IO 4 / Socket.IO 4 long-polling */
+};
+
 typedef struct dx_bench_cfg {
     enum dx_bench_mode mode;
+    enum dx_bench_transport transport;
     const char *url;              /* as given, for the report */
     char host_header[300];        /* Host: value */
     char target[1024];            /* request target */
@@ -59,6 +68,7 @@ typedef struct dx_bench_result {
     uint64_t errors;         /* connect/handshake/protocol/write failures, wrong lengths */
     uint64_t closes;         /* connections the server closed */
     uint64_t overflows;      /* rate mode: sends skipped (too many outstanding) */
+    uint64_t requests;       /* HTTP transports: requests answered in the window */
     int connected;           /* connections open when the measurement started */
     dx_hist *hist;           /* latency (ns), owned by the caller of dx_bench_run */
     double gen_cpu_s;        /* generator CPU (user+sys) during the window */

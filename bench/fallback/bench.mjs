@@ -20,8 +20,10 @@
 // socket.io-client's Node long-polling is XMLHttpRequest over node:http;
 // both get a keep-alive agent. Node's fetch costs several times more CPU
 // per request than node:http, and is no model of a browser's.
-// The C `duplex bench` load generator speaks WebSocket only, not the session
-// transport, so this driver is Node for every contestant: like for like.
+// This driver is Node for every contestant: like for like. The C load
+// generator now speaks the session transport and Engine.IO long-polling too
+// (`duplex bench --transport`, bench/fallback/c_driver.sh), without the Node
+// client's cost per HTTP request.
 //
 // Scenarios (N clients, 64-byte text messages, W s warm-up then D s measured):
 //   k1     each client keeps 1 message in flight: messages/s (echoes received)

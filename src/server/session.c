@@ -529,7 +529,8 @@ static int down_request(dx_server_conn *c, dx__sess *ss, const dx__sreq *r, int 
     ss->down = c;
     dx__sc_mark(c);
     dx__sc_update(c);
-    dx__sc_mark(ss->c); /* its flush sends what waits */
+    /* What waits goes out now (see up_request). */
+    dx__sess_flush(ss->c);
     return 1;
 }
 
@@ -587,8 +588,17 @@ static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *re
     uint64_t skip = ss->up - seq;
     uint64_t next = skip < len ? seq + len : ss->up;
     if (skip < len) {
+        dx_server_conn *sc = ss->c;
         ss->up = next;
         feed(ss, rest + skip, (size_t)(len - skip)); /* may end the session */
+        /* What the messages produced (an echo) goes to the down request
+         * now, from this read, rather than in the server's flush pass: a
+         * mark from inside that pass (the down request's) restarts the
+         * pass's timer 1 ms out, as a timer restarted from a timer callback
+         * is, and the next request of every session then waited for it, up
+         * to 1 ms per message. A killed session (sc->sess NULL, freed after
+         * the iteration) is left alone by dx__sess_flush. */
+        dx__sess_flush(sc);
     }
     snprintf(seq_line, sizeof seq_line, "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
     dx__http *hs = http_state(c);

@@ -83,3 +83,20 @@ dx_cert() {
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$1/key.pem" -out "$1/cert.pem" >/dev/null 2>&1
 }
+
+# dx_check_json NAME JSON PYTHON-CONDITION... : each condition is evaluated
+# with `d` the parsed JSON (a bench report); the first false one fails the
+# test, naming the condition.
+dx_check_json() {
+  local name=$1 json=$2
+  shift 2
+  echo "$name: $json"
+  /usr/bin/python3 - "$json" "$@" <<'PY' || { echo "$name: FAILED" >&2; exit 1; }
+import json, sys
+d = json.loads(sys.argv[1])
+for cond in sys.argv[2:]:
+    if not eval(cond, {}, {"d": d}):
+        print("failed:", cond, file=sys.stderr)
+        sys.exit(1)
+PY
+}
