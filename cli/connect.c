@@ -3,6 +3,7 @@
  * conformance suites. Everything runs on one loop: stdin is a watcher too. */
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,79 +46,6 @@ typedef struct app {
     unsigned last_attempt;
     uint32_t max_retries;
 } app;
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: duplex connect URL [options]\n"
-               "       duplex connect --reconnect URL [URL...] [options]\n\n"
-               "Connects to a WebSocket server, like wscat. Each line of stdin is sent as one\n"
-               "text message (without its newline); each message received is printed on its\n"
-               "own line on stdout. EOF on stdin (or SIGINT/SIGTERM) sends a normal close and\n"
-               "exits once the closing handshake is done; a second signal exits at once.\n"
-               "URL: ws://host[:port][/path][?query] or wss://... (IPv6: ws://[::1]:8080/).\n\n"
-               "options:\n"
-               "  -H, --header 'Name: value'  add a request header (repeatable)\n"
-               "  -s, --subprotocol P      offer subprotocol P (repeatable, in preference order)\n"
-               "  -o, --origin O           send Origin: O\n"
-               "  -b, --binary             send stdin lines as binary messages\n"
-               "      --hex                print binary messages as hex digits (default: the\n"
-               "                           bytes as received, then a newline)\n"
-               "  -e, --echo               send every message received back unchanged (same\n"
-               "                           opcode) until the server closes; stdin is not read\n"
-               "                           and nothing is printed on stdout\n"
-               "  -k, --insecure           wss: accept any certificate (testing only)\n"
-               "      --ca FILE            wss: trust the CAs in PEM FILE instead of the system's\n"
-               "  -w, --wait S             after EOF on stdin, print what arrives for S more\n"
-               "                           seconds, then close (like wscat -w): the answers\n"
-               "                           to the last lines are not lost\n"
-               "      --close-code N       code of the close sent at EOF: 1000 (default) or\n"
-               "                           3000-4999\n"
-               "      --close-reason R     reason of that close (at most 123 bytes)\n"
-               "      --max-message BYTES  largest message in either direction (default 16 MiB);\n"
-               "                           a longer stdin line is an error\n"
-               "      --connect-timeout S  seconds to resolve the host and connect (default 10)\n"
-               "      --handshake-timeout S  seconds for TLS and the upgrade (default 10)\n"
-               "      --no-deflate         do not offer permessage-deflate (offered by default)\n"
-               "      --deflate-window BITS  offer client_max_window_bits=BITS (8-15): the\n"
-               "                           window of what we send, and so the server's memory\n"
-               "      --no-context-takeover  offer client_no_context_takeover and\n"
-               "                           server_no_context_takeover (less memory both ways)\n");
-    /* Two strings: ISO C guarantees string literals of 4095 bytes only. */
-    fprintf(f, "      --reconnect          keep the connection: when it ends (except after our\n"
-               "                           close or a --final-code), reconnect with exponential\n"
-               "                           backoff and full jitter; lines typed meanwhile are\n"
-               "                           queued and sent in order once connected again.\n"
-               "                           Several URLs may then be given: each attempt takes\n"
-               "                           the next one, in a circle (failover)\n"
-               "      --backoff S          first reconnect delay bound (default 1); it doubles\n"
-               "                           at each attempt in a row, each delay drawn in [0, it]\n"
-               "      --backoff-max S      the bound's cap (default 30)\n"
-               "      --max-retries N      give up after N failed reconnects in a row (default:\n"
-               "                           never); the count restarts after 5 s connected\n"
-               "      --final-code N       never reconnect after close code N (1000-4999;\n"
-               "                           repeatable; 1006 counts as well)\n"
-               "      --ping-interval S    heartbeat: ping after S seconds without a byte from\n"
-               "                           the server; with or without --reconnect\n"
-               "      --ping-timeout S     the server is dead (1006) when nothing arrives within\n"
-               "                           S seconds of a ping (default: the interval)\n"
-               "  -q, --quiet              no progress lines on stderr (errors still go there)\n"
-               "  -h, --help               this help\n\n"
-               "Text lines must be UTF-8: a line that is not is reported and skipped.\n"
-               "Binary messages cannot hold a newline byte when sent from stdin.\n\n"
-               "Exit status:\n"
-               "  0  the connection ended with a clean closing handshake: after our close\n"
-               "     (EOF or a signal), or the server's close with 1000, 1001 or no code\n"
-               "  1  the connection failed (name, refused, timeout, TLS, refused upgrade),\n"
-               "     ended abnormally (1006: no closing handshake), failed the protocol, or\n"
-               "     the server closed with another code: stderr says\n"
-               "     \"duplex: connect: closed: CODE REASON\"; also when a stdin line could\n"
-               "     not be sent\n"
-               "     With --reconnect only the final end counts: 0 after our close (at EOF\n"
-               "     once connected and the queued lines sent, or on a signal) answered\n"
-               "     cleanly; 1 after a --final-code, or when --max-retries ran out\n"
-               "     (\"giving up after N reconnect attempts\")\n"
-               "  2  usage error (bad option or URL)\n"
-               "  130  a second SIGINT/SIGTERM\n");
-}
 
 /* ---- stdout -------------------------------------------------------------- */
 
@@ -439,193 +367,394 @@ static void on_signal(dx_loop *loop, void *arg) {
         start_close(a);
 }
 
-/* ---- main --------------------------------------------------------------------- */
+/* ---- the options -------------------------------------------------------- */
 
-int dx_cli_connect(int argc, char **argv) {
-    static app a;
-    const char *headers[MAX_LIST + 1], *protocols[MAX_LIST + 1];
-    int nheaders = 0, nprotocols = 0;
-    memset(&a, 0, sizeof a);
-    a.close_code = DX_CLOSE_NORMAL;
-    a.max_message = DX_DEFAULT_MAX_MESSAGE;
+/* What the command line says, before any check between options. */
+typedef struct connect_opts {
     const char *urls[MAX_LIST + 1];
+    const char *headers[MAX_LIST + 1], *protocols[MAX_LIST + 1];
     uint16_t finals[MAX_LIST + 1];
-    int nurls = 0, nfinals = 0;
-    dx_client_config cfg = {.user = &a,
-                            .on_open = on_open,
-                            .on_message = on_message,
-                            .on_error = on_error,
-                            .on_close = on_close,
-                            .on_connecting = on_connecting,
-                            .on_reconnecting = on_reconnecting};
-    cfg.deflate.enable = 1; /* permessage-deflate, as browsers offer it */
+    int nurls, nheaders, nprotocols, nfinals;
+    const char *origin, *ca_file, *close_reason;
+    int binary, hex, echo, insecure, quiet, reconnect, no_deflate, no_context_takeover;
+    int deflate_window; /* 0: not offered */
+    unsigned close_code;
+    uint64_t max_message;
+    uint32_t max_retries, wait_ms, connect_timeout_ms, handshake_timeout_ms;
+    uint32_t backoff_ms, backoff_max_ms, ping_interval_ms, ping_timeout_ms;
+} connect_opts;
 
-    for (int i = 1; i < argc; i++) {
-        char *arg = argv[i];
-        char name[64];
-        const char *val = dx_cli_split_eq(&arg, name, sizeof name);
-#define FLAG(n) DX_CLI_FLAG(n)
-#define VALUE() DX_CLI_VALUE("connect")
-        uint64_t u;
-        if (FLAG("-h") || FLAG("--help")) {
-            usage(stdout);
-            return 0;
-        } else if (FLAG("-H") || FLAG("--header")) {
-            VALUE();
-            if (nheaders == MAX_LIST) return dx_cli_bad("connect", "too many headers", val);
-            headers[nheaders++] = val;
-        } else if (FLAG("-s") || FLAG("--subprotocol")) {
-            VALUE();
-            if (nprotocols == MAX_LIST) return dx_cli_bad("connect", "too many subprotocols", val);
-            protocols[nprotocols++] = val;
-        } else if (FLAG("-o") || FLAG("--origin")) {
-            VALUE();
-            cfg.origin = val;
-        } else if (FLAG("-b") || FLAG("--binary")) {
-            a.binary = 1;
-        } else if (FLAG("--hex")) {
-            a.hex = 1;
-        } else if (FLAG("-e") || FLAG("--echo")) {
-            a.echo = 1;
-        } else if (FLAG("-k") || FLAG("--insecure")) {
-            cfg.insecure = 1;
-        } else if (FLAG("--ca")) {
-            VALUE();
-            cfg.ca_file = val;
-        } else if (FLAG("--close-code")) {
-            VALUE();
-            if (dx_cli_u64(val, 4999, &u) || (u != DX_CLOSE_NORMAL && u < 3000))
-                return dx_cli_bad("connect", "bad close code (1000 or 3000-4999)", val);
-            a.close_code = (unsigned)u;
-        } else if (FLAG("--close-reason")) {
-            VALUE();
-            if (strlen(val) > 123)
-                return dx_cli_bad("connect", "close reason longer than 123 bytes", val);
-            a.close_reason = val;
-        } else if (FLAG("--max-message")) {
-            VALUE();
-            if (dx_cli_u64(val, UINT64_MAX, &u) || u == 0)
-                return dx_cli_bad("connect", "bad size", val);
-            a.max_message = u;
-        } else if (FLAG("--connect-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.connect_timeout_ms))
-                return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("-w") || FLAG("--wait")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &a.wait_ms)) return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("--handshake-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.handshake_timeout_ms))
-                return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("--no-deflate")) {
-            cfg.deflate.enable = 0;
-        } else if (FLAG("--deflate-window")) {
-            VALUE();
-            if (dx_cli_u64(val, 15, &u) || u < 8)
-                return dx_cli_bad("connect", "bad window bits (8-15)", val);
-            cfg.deflate.client_max_window_bits = (int)u;
-        } else if (FLAG("--no-context-takeover")) {
-            cfg.deflate.client_no_context_takeover = cfg.deflate.server_no_context_takeover = 1;
-        } else if (FLAG("--reconnect")) {
-            a.reconnect = cfg.reconnect = 1;
-        } else if (FLAG("--backoff")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.reconnect_base_ms))
-                return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("--backoff-max")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.reconnect_max_ms))
-                return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("--max-retries")) {
-            VALUE();
-            if (dx_cli_u64(val, UINT32_MAX, &u) || u == 0)
-                return dx_cli_bad("connect", "bad number", val);
-            a.max_retries = cfg.max_retries = (uint32_t)u;
-        } else if (FLAG("--final-code")) {
-            VALUE();
-            if (dx_cli_u64(val, 4999, &u) || u < 1000)
-                return dx_cli_bad("connect", "bad close code (1000-4999)", val);
-            if (nfinals == MAX_LIST) return dx_cli_bad("connect", "too many final codes", val);
-            finals[nfinals++] = (uint16_t)u;
-        } else if (FLAG("--ping-interval")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.ping_interval_ms))
-                return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("--ping-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.ping_timeout_ms))
-                return dx_cli_bad("connect", "bad seconds", val);
-        } else if (FLAG("-q") || FLAG("--quiet")) {
-            a.quiet = 1;
-        } else if (arg[0] == '-' && arg[1]) {
-            return dx_cli_bad("connect", "unknown option", arg);
-        } else if (nurls < MAX_LIST) {
-            urls[nurls++] = arg;
-        } else {
-            return dx_cli_bad("connect", "too many URLs", arg);
-        }
-#undef FLAG
-#undef VALUE
-    }
-    if (nurls == 0) return dx_cli_bad("connect", "missing URL", NULL);
-    if (nurls > 1 && !a.reconnect)
-        return dx_cli_bad("connect", "more than one URL (failover needs --reconnect)", urls[1]);
-    for (int k = 0; k < nurls; k++) {
+#define OFF(f) offsetof(connect_opts, f)
+
+static int bad(const char *msg, const char *arg) {
+    return dx_cli_bad("connect", msg, arg);
+}
+
+static int set_header(void *p, const dx_cli_opt *opt, const char *val) {
+    connect_opts *o = p;
+    if (o->nheaders == MAX_LIST) return bad("too many headers", val);
+    o->headers[o->nheaders++] = val;
+    return 0;
+}
+
+static int set_protocol(void *p, const dx_cli_opt *opt, const char *val) {
+    connect_opts *o = p;
+    if (o->nprotocols == MAX_LIST) return bad("too many subprotocols", val);
+    o->protocols[o->nprotocols++] = val;
+    return 0;
+}
+
+static int set_close_code(void *p, const dx_cli_opt *opt, const char *val) {
+    uint64_t u;
+    if (dx_cli_u64(val, 4999, &u) || (u != DX_CLOSE_NORMAL && u < 3000))
+        return bad("bad close code (1000 or 3000-4999)", val);
+    ((connect_opts *)p)->close_code = (unsigned)u;
+    return 0;
+}
+
+static int set_close_reason(void *p, const dx_cli_opt *opt, const char *val) {
+    if (strlen(val) > 123) return bad("close reason longer than 123 bytes", val);
+    ((connect_opts *)p)->close_reason = val;
+    return 0;
+}
+
+static int set_max_message(void *p, const dx_cli_opt *opt, const char *val) {
+    uint64_t u;
+    if (dx_cli_u64(val, UINT64_MAX, &u) || u == 0) return bad("bad size", val);
+    ((connect_opts *)p)->max_message = u;
+    return 0;
+}
+
+/* The field at opt->off, a uint32_t of milliseconds, zero refused. */
+static int set_seconds(void *p, const dx_cli_opt *opt, const char *val) {
+    if (dx_cli_set_ms(p, opt, val, 0)) return bad("bad seconds", val);
+    return 0;
+}
+
+static int set_deflate_window(void *p, const dx_cli_opt *opt, const char *val) {
+    uint64_t u;
+    if (dx_cli_u64(val, 15, &u) || u < 8) return bad("bad window bits (8-15)", val);
+    ((connect_opts *)p)->deflate_window = (int)u;
+    return 0;
+}
+
+static int set_max_retries(void *p, const dx_cli_opt *opt, const char *val) {
+    uint64_t u;
+    if (dx_cli_u64(val, UINT32_MAX, &u) || u == 0) return bad("bad number", val);
+    ((connect_opts *)p)->max_retries = (uint32_t)u;
+    return 0;
+}
+
+static int set_final_code(void *p, const dx_cli_opt *opt, const char *val) {
+    connect_opts *o = p;
+    uint64_t u;
+    if (dx_cli_u64(val, 4999, &u) || u < 1000) return bad("bad close code (1000-4999)", val);
+    if (o->nfinals == MAX_LIST) return bad("too many final codes", val);
+    o->finals[o->nfinals++] = (uint16_t)u;
+    return 0;
+}
+
+/* Anything that is not an option is a URL. */
+static int add_url(void *p, const char *arg) {
+    connect_opts *o = p;
+    if (o->nurls == MAX_LIST) return bad("too many URLs", arg);
+    o->urls[o->nurls++] = arg;
+    return 0;
+}
+
+/* Both the parser and --help: an entry's help is its text in --help. */
+static const dx_cli_opt connect_options[] = {
+    {.name = "--header",
+     .short_name = 'H',
+     .arg = "'Name: value'",
+     .set = set_header,
+     .help = "add a request header (repeatable)"},
+    {.name = "--subprotocol",
+     .short_name = 's',
+     .arg = "P",
+     .set = set_protocol,
+     .help = "offer subprotocol P (repeatable, in preference order)"},
+    {.name = "--origin",
+     .short_name = 'o',
+     .arg = "O",
+     .set = dx_cli_set_str,
+     .off = OFF(origin),
+     .help = "send Origin: O"},
+    {.name = "--binary",
+     .short_name = 'b',
+     .set = dx_cli_set_true,
+     .off = OFF(binary),
+     .help = "send stdin lines as binary messages"},
+    {.name = "--hex",
+     .set = dx_cli_set_true,
+     .off = OFF(hex),
+     .help =
+         "print binary messages as hex digits (default: the\nbytes as received, then a newline)"},
+    {.name = "--echo",
+     .short_name = 'e',
+     .set = dx_cli_set_true,
+     .off = OFF(echo),
+     .help = "send every message received back unchanged (same\n"
+             "opcode) until the server closes; stdin is not read\n"
+             "and nothing is printed on stdout"},
+    {.name = "--insecure",
+     .short_name = 'k',
+     .set = dx_cli_set_true,
+     .off = OFF(insecure),
+     .help = "wss: accept any certificate (testing only)"},
+    {.name = "--ca",
+     .arg = "FILE",
+     .set = dx_cli_set_str,
+     .off = OFF(ca_file),
+     .help = "wss: trust the CAs in PEM FILE instead of the system's"},
+    {.name = "--wait",
+     .short_name = 'w',
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(wait_ms),
+     .help = "after EOF on stdin, print what arrives for S more\n"
+             "seconds, then close (like wscat -w): the answers\n"
+             "to the last lines are not lost"},
+    {.name = "--close-code",
+     .arg = "N",
+     .set = set_close_code,
+     .help = "code of the close sent at EOF: 1000 (default) or\n3000-4999"},
+    {.name = "--close-reason",
+     .arg = "R",
+     .set = set_close_reason,
+     .help = "reason of that close (at most 123 bytes)"},
+    {.name = "--max-message",
+     .arg = "BYTES",
+     .set = set_max_message,
+     .help = "largest message in either direction (default 16 MiB);\n"
+             "a longer stdin line is an error"},
+    {.name = "--connect-timeout",
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(connect_timeout_ms),
+     .help = "seconds to resolve the host and connect (default 10)"},
+    {.name = "--handshake-timeout",
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(handshake_timeout_ms),
+     .help = "seconds for TLS and the upgrade (default 10)"},
+    {.name = "--no-deflate",
+     .set = dx_cli_set_true,
+     .off = OFF(no_deflate),
+     .help = "do not offer permessage-deflate (offered by default)"},
+    {.name = "--deflate-window",
+     .arg = "BITS",
+     .set = set_deflate_window,
+     .help = "offer client_max_window_bits=BITS (8-15): the\n"
+             "window of what we send, and so the server's memory"},
+    {.name = "--no-context-takeover",
+     .set = dx_cli_set_true,
+     .off = OFF(no_context_takeover),
+     .help = "offer client_no_context_takeover and\n"
+             "server_no_context_takeover (less memory both ways)"},
+    {.name = "--reconnect",
+     .set = dx_cli_set_true,
+     .off = OFF(reconnect),
+     .help = "keep the connection: when it ends (except after our\n"
+             "close or a --final-code), reconnect with exponential\n"
+             "backoff and full jitter; lines typed meanwhile are\n"
+             "queued and sent in order once connected again.\n"
+             "Several URLs may then be given: each attempt takes\n"
+             "the next one, in a circle (failover)"},
+    {.name = "--backoff",
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(backoff_ms),
+     .help = "first reconnect delay bound (default 1); it doubles\n"
+             "at each attempt in a row, each delay drawn in [0, it]"},
+    {.name = "--backoff-max",
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(backoff_max_ms),
+     .help = "the bound's cap (default 30)"},
+    {.name = "--max-retries",
+     .arg = "N",
+     .set = set_max_retries,
+     .help = "give up after N failed reconnects in a row (default:\n"
+             "never); the count restarts after 5 s connected"},
+    {.name = "--final-code",
+     .arg = "N",
+     .set = set_final_code,
+     .help = "never reconnect after close code N (1000-4999;\nrepeatable; 1006 counts as well)"},
+    {.name = "--ping-interval",
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(ping_interval_ms),
+     .help = "heartbeat: ping after S seconds without a byte from\n"
+             "the server; with or without --reconnect"},
+    {.name = "--ping-timeout",
+     .arg = "S",
+     .set = set_seconds,
+     .off = OFF(ping_timeout_ms),
+     .help = "the server is dead (1006) when nothing arrives within\n"
+             "S seconds of a ping (default: the interval)"},
+    {.name = "--quiet",
+     .short_name = 'q',
+     .set = dx_cli_set_true,
+     .off = OFF(quiet),
+     .help = "no progress lines on stderr (errors still go there)"},
+    {.name = "--help", .short_name = 'h', .set = dx_cli_set_help, .help = "this help"},
+    {0},
+};
+
+static void usage(FILE *f) {
+    fputs("usage: duplex connect URL [options]\n"
+          "       duplex connect --reconnect URL [URL...] [options]\n\n"
+          "Connects to a WebSocket server, like wscat. Each line of stdin is sent as one\n"
+          "text message (without its newline); each message received is printed on its\n"
+          "own line on stdout. EOF on stdin (or SIGINT/SIGTERM) sends a normal close and\n"
+          "exits once the closing handshake is done; a second signal exits at once.\n"
+          "URL: ws://host[:port][/path][?query] or wss://... (IPv6: ws://[::1]:8080/).\n\n"
+          "options:\n",
+          f);
+    dx_cli_help(f, connect_options, 27, 1);
+    fputs("\nText lines must be UTF-8: a line that is not is reported and skipped.\n"
+          "Binary messages cannot hold a newline byte when sent from stdin.\n\n"
+          "Exit status:\n"
+          "  0  the connection ended with a clean closing handshake: after our close\n"
+          "     (EOF or a signal), or the server's close with 1000, 1001 or no code\n"
+          "  1  the connection failed (name, refused, timeout, TLS, refused upgrade),\n"
+          "     ended abnormally (1006: no closing handshake), failed the protocol, or\n"
+          "     the server closed with another code: stderr says\n"
+          "     \"duplex: connect: closed: CODE REASON\"; also when a stdin line could\n"
+          "     not be sent\n"
+          "     With --reconnect only the final end counts: 0 after our close (at EOF\n"
+          "     once connected and the queued lines sent, or on a signal) answered\n"
+          "     cleanly; 1 after a --final-code, or when --max-retries ran out\n"
+          "     (\"giving up after N reconnect attempts\")\n"
+          "  2  usage error (bad option or URL)\n"
+          "  130  a second SIGINT/SIGTERM\n",
+          f);
+}
+
+/* Parses argv into `o` (set to the defaults first): 0, DX_CLI_STOP for
+ * --help, or 2 after the usage error. */
+static int parse(int argc, char **argv, connect_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->close_code = DX_CLOSE_NORMAL;
+    o->max_message = DX_DEFAULT_MAX_MESSAGE;
+    return dx_cli_parse("connect", connect_options, argc, argv, o, add_url);
+}
+
+/* The checks between options, and the client's config they make with the
+ * app's settings (`a` is the client's user): 0, or 2 after the usage error. */
+static int config(connect_opts *o, app *a, dx_client_config *cfg) {
+    if (o->nurls == 0) return bad("missing URL", NULL);
+    if (o->nurls > 1 && !o->reconnect)
+        return bad("more than one URL (failover needs --reconnect)", o->urls[1]);
+    for (int k = 0; k < o->nurls; k++) {
         dx_url url;
         const char *why = NULL;
-        int rc = dx_url_parse(urls[k], strlen(urls[k]), &url, &why);
+        int rc = dx_url_parse(o->urls[k], strlen(o->urls[k]), &url, &why);
         dx_url_free(&url);
         if (rc == DX_EADDR) {
-            fprintf(stderr, "duplex connect: invalid URL '%s': %s\n", urls[k], why);
+            fprintf(stderr, "duplex connect: invalid URL '%s': %s\n", o->urls[k], why);
             return 2;
         }
     }
-    if (nfinals && !a.reconnect)
-        return dx_cli_bad("connect", "--final-code needs --reconnect", NULL);
-    cfg.url = urls[0];
-    urls[nurls] = NULL;
-    cfg.urls = nurls > 1 ? urls + 1 : NULL;
-    finals[nfinals] = 0;
-    cfg.final_codes = nfinals ? finals : NULL;
+    if (o->nfinals && !o->reconnect) return bad("--final-code needs --reconnect", NULL);
+
+    memset(a, 0, sizeof *a);
+    a->binary = o->binary;
+    a->hex = o->hex;
+    a->echo = o->echo;
+    a->quiet = o->quiet;
+    a->close_code = o->close_code;
+    a->close_reason = o->close_reason;
+    a->max_message = o->max_message;
+    a->wait_ms = o->wait_ms;
+    a->reconnect = o->reconnect;
+    a->max_retries = o->max_retries;
+
+    *cfg = (dx_client_config){.user = a,
+                              .on_open = on_open,
+                              .on_message = on_message,
+                              .on_error = on_error,
+                              .on_close = on_close,
+                              .on_connecting = on_connecting,
+                              .on_reconnecting = on_reconnecting};
+    cfg->origin = o->origin;
+    cfg->insecure = o->insecure;
+    cfg->ca_file = o->ca_file;
+    cfg->connect_timeout_ms = o->connect_timeout_ms;
+    cfg->handshake_timeout_ms = o->handshake_timeout_ms;
+    cfg->deflate.enable = !o->no_deflate; /* permessage-deflate, as browsers offer it */
+    cfg->deflate.client_max_window_bits = o->deflate_window;
+    cfg->deflate.client_no_context_takeover = cfg->deflate.server_no_context_takeover =
+        o->no_context_takeover;
+    cfg->reconnect = o->reconnect;
+    cfg->reconnect_base_ms = o->backoff_ms;
+    cfg->reconnect_max_ms = o->backoff_max_ms;
+    cfg->max_retries = o->max_retries;
+    cfg->ping_interval_ms = o->ping_interval_ms;
+    cfg->ping_timeout_ms = o->ping_timeout_ms;
+    cfg->url = o->urls[0];
+    o->urls[o->nurls] = NULL;
+    cfg->urls = o->nurls > 1 ? o->urls + 1 : NULL;
+    o->finals[o->nfinals] = 0;
+    cfg->final_codes = o->nfinals ? o->finals : NULL;
     /* The offline queue holds more than the point where stdin pauses, so a
      * fast producer is slowed down, never refused. */
-    cfg.queue_max_messages = 1u << 20;
-    cfg.queue_max_bytes =
-        a.max_message < SIZE_MAX / 2 ? 2 * (size_t)PAUSE_ABOVE + (size_t)a.max_message : SIZE_MAX;
-    headers[nheaders] = NULL;
-    protocols[nprotocols] = NULL;
-    cfg.headers = nheaders ? headers : NULL;
-    cfg.protocols = nprotocols ? protocols : NULL;
-    cfg.max_message = a.max_message;
+    cfg->queue_max_messages = 1u << 20;
+    cfg->queue_max_bytes =
+        a->max_message < SIZE_MAX / 2 ? 2 * (size_t)PAUSE_ABOVE + (size_t)a->max_message : SIZE_MAX;
+    o->headers[o->nheaders] = NULL;
+    o->protocols[o->nprotocols] = NULL;
+    cfg->headers = o->nheaders ? o->headers : NULL;
+    cfg->protocols = o->nprotocols ? o->protocols : NULL;
+    cfg->max_message = a->max_message;
+    return 0;
+}
 
-    a.loop = dx_loop_new(0);
-    if (!a.loop) {
+/* Connects and runs until the end: the exit status. */
+static int run(app *a, const dx_client_config *cfg) {
+    a->loop = dx_loop_new(0);
+    if (!a->loop) {
         fprintf(stderr, "duplex connect: cannot create the event loop\n");
         return 1;
     }
-    dx_timer_init(&a.in_timer, on_stdin_pump);
-    dx_timer_init(&a.drain_timer, drain_check);
-    dx_timer_init(&a.wait_timer, on_wait_over);
-    a.in_io.fd = -1;
-    (void)dx_loop_on_signal(a.loop, SIGINT, on_signal, &a);
-    (void)dx_loop_on_signal(a.loop, SIGTERM, on_signal, &a);
-    a.exit_code = 1;
-    a.client = dx_client_new(a.loop, &cfg);
-    if (!a.client) {
+    dx_timer_init(&a->in_timer, on_stdin_pump);
+    dx_timer_init(&a->drain_timer, drain_check);
+    dx_timer_init(&a->wait_timer, on_wait_over);
+    a->in_io.fd = -1;
+    (void)dx_loop_on_signal(a->loop, SIGINT, on_signal, a);
+    (void)dx_loop_on_signal(a->loop, SIGTERM, on_signal, a);
+    a->exit_code = 1;
+    a->client = dx_client_new(a->loop, cfg);
+    if (!a->client) {
         fprintf(stderr, "duplex connect: out of memory\n");
-        dx_loop_free(a.loop);
+        dx_loop_free(a->loop);
         return 1;
     }
-    if (a.reconnect && !a.echo) stdin_start(&a); /* lines queue until connected */
-    if (dx_loop_run(a.loop) < 0) {
+    if (a->reconnect && !a->echo) stdin_start(a); /* lines queue until connected */
+    if (dx_loop_run(a->loop) < 0) {
         fprintf(stderr, "duplex connect: event loop failed\n");
-        a.exit_code = 1;
+        a->exit_code = 1;
     }
-    stdin_stop(&a);
-    dx_client_free(a.client);
-    dx_loop_free(a.loop);
-    free(a.line);
+    stdin_stop(a);
+    dx_client_free(a->client);
+    dx_loop_free(a->loop);
+    free(a->line);
     fflush(stdout);
-    return a.exit_code;
+    return a->exit_code;
+}
+
+int dx_cli_connect(int argc, char **argv) {
+    static connect_opts o; /* holds the lists the config points to */
+    static app a;
+    dx_client_config cfg;
+    int rc = parse(argc, argv, &o);
+    if (rc == DX_CLI_STOP) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    rc = config(&o, &a, &cfg);
+    if (rc) return rc;
+    return run(&a, &cfg);
 }

@@ -20,13 +20,11 @@
 #include "cli/log.h"
 #include "cli/metrics.h"
 #include "cli/serve_chat.h"
+#include "cli/serve_opts.h"
 #include "cli/status.h"
 
-#define MAX_THREADS 256
-#define MAX_ORIGINS 64
+#define MAX_THREADS DX_CLI_SERVE_MAX_THREADS
 #define SHUTDOWN_MS 2000
-
-enum mode { MODE_NONE, MODE_ECHO, MODE_BROADCAST, MODE_CHAT };
 
 typedef struct worker {
     pthread_t thread;
@@ -39,111 +37,6 @@ typedef struct worker {
 static worker workers[MAX_THREADS];
 static int nworkers;
 static atomic_int stopping;
-
-static void usage(FILE *f) {
-    fprintf(
-        f, "usage: duplex serve (--echo | --broadcast | --chat) [options]\n\n"
-           "Runs a WebSocket server; plain HTTP on the same port serves /healthz,\n"
-           "static files (--static) or 404. SIGINT/SIGTERM shut it down gracefully:\n"
-           "every client gets close 1001 and up to 2 s to answer.\n\n"
-           "modes:\n"
-           "  --echo                  send every message back (same opcode)\n"
-           "  --broadcast             send every message to every open client\n"
-           "  --chat                  the chat service (docs/chat-protocol.md) and its web\n"
-           "                          UI (unless --static: ./web/chat/dist, else beside the\n"
-           "                          binary, else the installed share/duplex/chat); one thread\n\n"
-           "chat options:\n"
-           "  --db FILE               SQLite database, created when missing (default: in\n"
-           "                          memory, lost on exit)\n"
-           "  --db postgresql://...   PostgreSQL instead (libpq URL), the store that the\n"
-           "                          nodes of a cluster share; tables created when missing\n"
-           "  --redis URL             with --chat: one node of a chat cluster (needs the\n"
-           "                          PostgreSQL --db); deliveries and presence cross nodes\n"
-           "  --presence-ttl S        a dead node's users go offline after S s (default 15)\n"
-           "  --secret S              sign/check user tokens with HMAC-SHA256 key S (or\n"
-           "                          $DUPLEX_CHAT_SECRET), 16 bytes or more; then ?uid= is\n"
-           "                          refused (without a secret, anyone can be anyone)\n"
-           "  --token-for UID         print a token for UID and exit (needs the secret)\n"
-           "  --token-ttl S           its lifetime in seconds (default 86400; also --dev-login's)\n"
-           "  --dev-login             with --secret: POST /token?uid=NAME gives anyone on this\n"
-           "                          machine a token for any NAME (development only)\n"
-           "  --dev-login-anywhere    the same from any address: anyone can be anyone\n"
-           "  --rate-limit KIND=R[/B] per-user token bucket: R requests a second, B at once\n"
-           "                          (repeatable; KIND=off for none). Defaults: send=20/100\n"
-           "                          bytes=1024/262144 (text stored) join=5/20 read=20/100\n"
-           "                          typing=5/20 presence=5/20 fetch=10/40 (sync, history)\n"
-           "  --max-rooms N|off       rooms one user may be in (default 1000)\n"
-           "  --sync-page N|off       conversations per sync reply, more in pages (default 200)\n"
-           "  --connects-per-ip N|off WebSocket connections a minute from one address, past\n"
-           "                          which the upgrade gets 429 (default 300)\n"
-           "  --connects-per-user N|off  the same per user (default 30)\n");
-    fprintf(f, "  --files DIR             where uploaded files are kept (default: DB.files beside\n"
-               "                          a SQLite --db; none in memory; with PostgreSQL, uploads\n"
-               "                          are on only with --files, a directory all nodes share)\n"
-               "  --max-upload BYTES      largest uploaded file (default 26214400, 25 MiB)\n"
-               "  --recall-window S       a sender may recall a message for S s (default 120)\n\n");
-    /* Two strings: C17 promises no more than 4095 bytes in one. */
-    fprintf(
-        f, "options:\n"
-           "  --host H                address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
-           "  --port P                port (default 8080; 0 picks a free one)\n"
-           "  --static DIR            serve files from DIR (index.html, ETag, 304, HEAD)\n"
-           "  --redis URL             redis://[:password@]host[:port][/db]: one node of a\n"
-           "                          cluster; broadcasts reach the clients of every node\n"
-           "                          through Redis pub/sub (reconnects by itself; while\n"
-           "                          Redis is down, /healthz answers 503 degraded)\n"
-           "  --cert F --key F        PEM certificate chain and key: wss:// and https://\n"
-           "  --threads N             N event loops on N threads sharing one listening\n"
-           "                          socket (default 1)\n"
-           "  --max-connections N     open WebSockets; more get HTTP 503 (default unlimited)\n"
-           "  --max-message BYTES     largest message; larger closes with 1009 (default 16 MiB)\n"
-           "  --max-buffered BYTES    output queued per client before the slow-consumer\n"
-           "                          policy closes it with 1008 (default 1 MiB)\n"
-           "  --max-partial-total BYTES|off  memory all unfinished (fragmented or compressed)\n"
-           "                          messages may hold, per thread; over it the biggest\n"
-           "                          holder is closed with 1009 (default 64 MiB or\n"
-           "                          4 x --max-message, whichever is more)\n"
-           "  --partial-timeout S|off close (1008) a client whose message is still\n"
-           "                          unfinished S seconds after it began (default 60)\n"
-           "  --ping-interval S       send a ping frame after S seconds of silence (default off)\n"
-           "  --ping-timeout S        drop a client that has not answered in S seconds\n"
-           "                          (reported as 1006; default: the ping interval)\n"
-           "  --idle-timeout S        close (1001) a client silent for S seconds (default off)\n"
-           "  --handshake-timeout S   drop a connection without a request after S s (default 10)\n"
-           "  --close-timeout S       drop a peer that takes more than S s to answer our close,\n"
-           "                          or that reads nothing of an HTTP answer for S s (default 5)\n"
-           "  --origin O              allow browser pages from origin O only (repeatable;\n"
-           "                          other origins get 403; default: any)\n"
-           "  --no-app-ping           do not answer the text message \"ping\" with \"pong\"\n"
-           "                          (answered by default, unseen by the mode)\n"
-           "  --no-deflate            do not negotiate permessage-deflate (negotiated by\n"
-           "                          default, asking both sides for no_context_takeover,\n"
-           "                          so connections hold no compression state)\n"
-           "  --deflate-takeover      let both sides keep their compression context between\n"
-           "                          messages: smaller messages, up to ~180 KiB per client\n"
-           "  --deflate-window BITS   largest LZ77 window (8-15) either side may use (default 15)\n"
-           "  --deflate-level N       zlib level 1-9 for what the server sends (default 1)\n"
-           "  --deflate-threshold B   send messages under B bytes uncompressed (default 128)\n");
-    fprintf(f, "  --no-fallback           do not serve the HTTP session transport (SSE/long\n"
-               "                          polls + POSTs, docs/fallback.md) that browser clients\n"
-               "                          use where a proxy breaks WebSocket (served by default)\n"
-               "  --epoll                 keep every socket on epoll (open WebSockets move to\n"
-               "                          an io_uring by default where the kernel has it)\n"
-               "  --metrics               GET /metrics on this port: Prometheus text, every\n"
-               "                          thread summed (docs/metrics.md); loopback peers only,\n"
-               "                          others get 403\n"
-               "  --metrics-public        the same, for any peer (keep the port private)\n"
-               "                          Both also serve /status, a live page of these\n"
-               "                          numbers (docs/operations.md), by the same rule.\n"
-               "  --quiet                 do not print the listening line\n"
-               "  --log-format text|json  the log on stderr: lines for people (default) or one\n"
-               "                          JSON object per event (start, listen, refused\n"
-               "                          handshakes, slow consumers, Redis up/down, shutdown)\n"
-               "  --log-level LEVEL       debug, info (default), warn or error\n"
-               "  -h, --help              this help\n\n"
-               "Seconds may be fractional (0.5). Exit status: 0 after a clean shutdown,\n"
-               "1 when the server cannot start, 2 for a usage error.\n");
-}
 
 /* ---- the modes -------------------------------------------------------- */
 
@@ -292,236 +185,15 @@ static void raise_nofile(void) {
     }
 }
 
-int dx_cli_serve(int argc, char **argv) {
-    enum mode mode = MODE_NONE;
-    dx_server_config cfg = {.host = "127.0.0.1", .port = 8080, .app_heartbeat = 1};
-    cfg.sessions.enable = 1; /* the HTTP fallback (docs/fallback.md); --no-fallback */
-    /* permessage-deflate by default, in its cheapest form (deflate.h). */
-    cfg.deflate = (dx_deflate_config){
-        .enable = 1, .server_no_context_takeover = 1, .client_no_context_takeover = 1};
-    const char *origins[MAX_ORIGINS + 1];
-    int norigins = 0, quiet = 0;
-    const char *redis_url = NULL;
-    uint64_t threads = 1;
-    int metrics = 0; /* 1: --metrics (loopback scrapes only), 2: --metrics-public */
-    dx_cli_chat_opts chat_opts = {0};
+/* Runs the server until a signal stops it: the exit status. */
+static int run(const dx_cli_serve_cfg *c) {
+    enum dx_cli_serve_mode mode = c->mode;
+    dx_server_config cfg = c->srv;
+    dx_cli_chat_opts chat_opts = c->chat;
+    const char *redis_url = c->redis_url;
+    int threads = c->threads, quiet = c->quiet, metrics = c->metrics;
+    int fallback_off_threads = c->fallback_off_threads;
     dx_chat *chat = NULL;
-
-    for (int i = 1; i < argc; i++) {
-        char *arg = argv[i];
-        char name[64];
-        const char *val = dx_cli_split_eq(&arg, name, sizeof name);
-#define FLAG(n) DX_CLI_FLAG(n)
-#define VALUE() DX_CLI_VALUE("serve")
-        uint64_t u;
-        if (FLAG("-h") || FLAG("--help")) {
-            usage(stdout);
-            return 0;
-        } else if (FLAG("--echo") || FLAG("--broadcast") || FLAG("--chat")) {
-            enum mode m = FLAG("--echo") ? MODE_ECHO : FLAG("--chat") ? MODE_CHAT : MODE_BROADCAST;
-            if (mode != MODE_NONE && mode != m)
-                return dx_cli_bad("serve", "choose one mode: --echo, --broadcast or --chat", NULL);
-            mode = m;
-        } else if (FLAG("--redis")) {
-            VALUE();
-            const char *why;
-            if (dx_fanout_check_url(val, &why) < 0) return dx_cli_bad("serve", why, val);
-            redis_url = val;
-        } else if (FLAG("--db")) {
-            VALUE();
-            chat_opts.db = val;
-        } else if (FLAG("--secret")) {
-            VALUE();
-            chat_opts.secret = val;
-        } else if (FLAG("--token-for")) {
-            VALUE();
-            chat_opts.token_for = val;
-        } else if (FLAG("--dev-login")) {
-            chat_opts.dev_login = DX_CHAT_DEV_LOGIN_LOCAL;
-        } else if (FLAG("--dev-login-anywhere")) {
-            chat_opts.dev_login = DX_CHAT_DEV_LOGIN_ANY;
-        } else if (FLAG("--token-ttl")) {
-            VALUE();
-            if (dx_cli_u64(val, UINT32_MAX, &chat_opts.token_ttl) || !chat_opts.token_ttl)
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--presence-ttl")) {
-            VALUE();
-            if (dx_cli_seconds(val, 1, &chat_opts.presence_ttl_ms) ||
-                chat_opts.presence_ttl_ms < 300)
-                return dx_cli_bad("serve", "bad number of seconds (0.3 or more)", val);
-        } else if (FLAG("--files")) {
-            VALUE();
-            if (!*val) return dx_cli_bad("serve", "empty directory", NULL);
-            chat_opts.files = val;
-        } else if (FLAG("--max-upload")) {
-            VALUE();
-            if (dx_cli_u64(val, UINT64_MAX, &chat_opts.max_upload) || !chat_opts.max_upload)
-                return dx_cli_bad("serve", "bad size in bytes", val);
-        } else if (FLAG("--recall-window")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &chat_opts.recall_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--rate-limit") || FLAG("--max-rooms") || FLAG("--sync-page") ||
-                   FLAG("--connects-per-ip") || FLAG("--connects-per-user")) {
-            VALUE();
-            if (dx_cli_chat_limit(&chat_opts, arg, val)) return 2;
-        } else if (FLAG("--quiet") || FLAG("-q")) {
-            quiet = 1;
-        } else if (FLAG("--log-format")) {
-            VALUE();
-            if (dx_cli_log_setup(val, NULL) < 0)
-                return dx_cli_bad("serve", "--log-format is text or json", val);
-        } else if (FLAG("--log-level")) {
-            VALUE();
-            if (dx_cli_log_setup(NULL, val) < 0)
-                return dx_cli_bad("serve", "--log-level is debug, info, warn or error", val);
-        } else if (FLAG("--epoll")) {
-            cfg.epoll_only = 1;
-        } else if (FLAG("--metrics")) {
-            if (!metrics) metrics = 1;
-        } else if (FLAG("--metrics-public")) {
-            metrics = 2;
-        } else if (FLAG("--no-app-ping")) {
-            cfg.app_heartbeat = 0;
-        } else if (FLAG("--no-deflate")) {
-            cfg.deflate.enable = 0;
-        } else if (FLAG("--no-fallback")) {
-            cfg.sessions.enable = 0;
-        } else if (FLAG("--deflate-takeover")) {
-            cfg.deflate.server_no_context_takeover = cfg.deflate.client_no_context_takeover = 0;
-        } else if (FLAG("--deflate-window")) {
-            VALUE();
-            if (dx_cli_u64(val, 15, &u) || u < 8)
-                return dx_cli_bad("serve", "bad window bits (8-15)", val);
-            cfg.deflate.server_max_window_bits = cfg.deflate.client_max_window_bits = (int)u;
-        } else if (FLAG("--deflate-level")) {
-            VALUE();
-            if (dx_cli_u64(val, 9, &u) || u < 1)
-                return dx_cli_bad("serve", "bad zlib level (1-9)", val);
-            cfg.deflate.level = (int)u;
-        } else if (FLAG("--deflate-threshold")) {
-            VALUE();
-            if (dx_cli_u64(val, SIZE_MAX, &u)) return dx_cli_bad("serve", "bad size in bytes", val);
-            cfg.deflate.threshold = u ? (size_t)u : 1;
-        } else if (FLAG("--host")) {
-            VALUE();
-            cfg.host = val;
-        } else if (FLAG("--port")) {
-            VALUE();
-            if (dx_cli_u64(val, 65535, &u)) return dx_cli_bad("serve", "bad port", val);
-            cfg.port = (int)u;
-        } else if (FLAG("--static")) {
-            VALUE();
-            cfg.static_dir = val;
-        } else if (FLAG("--cert")) {
-            VALUE();
-            cfg.cert_file = val;
-        } else if (FLAG("--key")) {
-            VALUE();
-            cfg.key_file = val;
-        } else if (FLAG("--threads")) {
-            VALUE();
-            if (dx_cli_u64(val, MAX_THREADS, &threads) || threads == 0)
-                return dx_cli_bad("serve", "bad thread count (1-256)", val);
-        } else if (FLAG("--max-connections")) {
-            VALUE();
-            if (dx_cli_u64(val, UINT32_MAX, &u))
-                return dx_cli_bad("serve", "bad connection count", val);
-            cfg.max_connections = (uint32_t)u;
-        } else if (FLAG("--max-message")) {
-            VALUE();
-            if (dx_cli_u64(val, UINT64_MAX, &u) || u == 0)
-                return dx_cli_bad("serve", "bad size in bytes", val);
-            cfg.max_message = u;
-        } else if (FLAG("--max-buffered")) {
-            VALUE();
-            if (dx_cli_u64(val, SIZE_MAX, &u) || u == 0)
-                return dx_cli_bad("serve", "bad size in bytes", val);
-            cfg.max_buffered = (size_t)u;
-        } else if (FLAG("--max-partial-total")) {
-            VALUE();
-            if (!strcmp(val, "off"))
-                cfg.max_partial_total = SIZE_MAX;
-            else if (dx_cli_u64(val, SIZE_MAX, &u) || u == 0)
-                return dx_cli_bad("serve", "bad size in bytes", val);
-            else
-                cfg.max_partial_total = (size_t)u;
-        } else if (FLAG("--partial-timeout")) {
-            VALUE();
-            if (!strcmp(val, "off"))
-                cfg.partial_timeout_ms = UINT32_MAX;
-            else if (dx_cli_seconds(val, 0, &cfg.partial_timeout_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--ping-interval")) {
-            VALUE();
-            if (dx_cli_seconds(val, 1, &cfg.ping_interval_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--ping-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 1, &cfg.ping_timeout_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--idle-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 1, &cfg.idle_timeout_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--handshake-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 1, &cfg.handshake_timeout_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--close-timeout")) {
-            VALUE();
-            if (dx_cli_seconds(val, 0, &cfg.close_timeout_ms))
-                return dx_cli_bad("serve", "bad number of seconds", val);
-        } else if (FLAG("--origin")) {
-            VALUE();
-            if (norigins >= MAX_ORIGINS)
-                return dx_cli_bad("serve", "too many --origin (64 at most)", NULL);
-            origins[norigins++] = val;
-        } else {
-            return dx_cli_bad("serve", "unknown option", arg);
-        }
-#undef FLAG
-#undef VALUE
-    }
-    if (chat_opts.token_for) return dx_cli_chat_token(&chat_opts);
-    if (mode == MODE_NONE)
-        return dx_cli_bad("serve", "choose a mode: --echo, --broadcast or --chat", NULL);
-    if (mode == MODE_CHAT && threads > 1)
-        return dx_cli_bad("serve", "--chat runs on one thread", NULL);
-    /* A session's requests come on new connections that any thread may
-     * accept, and a session lives on the thread that opened it. */
-    int fallback_off_threads = threads > 1 && cfg.sessions.enable;
-    if (threads > 1) cfg.sessions.enable = 0;
-    if (mode == MODE_CHAT && redis_url) {
-        if (!dx_cli_chat_is_pg(chat_opts.db))
-            return dx_cli_bad("serve",
-                              "--chat --redis needs the shared store: --db postgresql://...", NULL);
-        /* The chat carries its own traffic through Redis (the server's
-         * fan-out below is for --broadcast and topics). */
-        chat_opts.redis = redis_url;
-        redis_url = NULL;
-    }
-    if (mode != MODE_CHAT && (chat_opts.files || chat_opts.max_upload || chat_opts.recall_ms))
-        return dx_cli_bad("serve", "--files, --max-upload and --recall-window go with --chat",
-                          NULL);
-    if (mode != MODE_CHAT && chat_opts.limits_set)
-        return dx_cli_bad(
-            "serve", "--rate-limit, --max-rooms, --sync-page and --connects-per-* go with --chat",
-            NULL);
-    if (mode != MODE_CHAT &&
-        (chat_opts.db || chat_opts.secret || chat_opts.presence_ttl_ms || chat_opts.dev_login))
-        return dx_cli_bad("serve", "--db, --secret, --presence-ttl and --dev-login go with --chat",
-                          NULL);
-    if (mode == MODE_CHAT) {
-        int bad = dx_cli_chat_check(&chat_opts, cfg.host);
-        if (bad) return bad;
-    }
-    if (!cfg.cert_file != !cfg.key_file)
-        return dx_cli_bad("serve", "--cert and --key go together", NULL);
-    if (norigins) {
-        origins[norigins] = NULL;
-        cfg.origins = origins;
-    }
     cfg.on_message = mode == MODE_ECHO ? on_echo : on_broadcast;
     cfg.on_event = on_server_event;
     raise_nofile();
@@ -548,7 +220,6 @@ int dx_cli_serve(int argc, char **argv) {
             rc = 1;
             break;
         }
-        chat_opts.quiet = quiet;
         if (mode == MODE_CHAT && !(chat = dx_cli_chat_start(w->loop, &chat_opts, &cfg))) {
             rc = 1;
             break;
@@ -679,4 +350,18 @@ int dx_cli_serve(int argc, char **argv) {
         workers[i].loop = NULL;
     }
     return rc;
+}
+
+int dx_cli_serve(int argc, char **argv) {
+    dx_cli_serve_opts o;
+    dx_cli_serve_cfg c;
+    int done, rc = dx_cli_serve_parse(argc, argv, &o);
+    if (rc == DX_CLI_STOP) {
+        dx_cli_serve_usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    rc = dx_cli_serve_config(&o, &c, &done);
+    if (rc || done) return rc;
+    return run(&c);
 }

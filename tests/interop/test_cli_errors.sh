@@ -82,6 +82,42 @@ dx_stop "$DX_PID"
 check "duplex --help lists --chat" grep -q -- '--chat' "$DX_TMP/help.out"
 check "  and --echo, --broadcast" grep -q -- '--echo, --broadcast' "$DX_TMP/help.out"
 
+# Every option that `serve --help` and `connect --help` list is one the
+# parser takes (one option table drives both): given a value when the help
+# shows one and followed by --help, it is never an unknown option nor short
+# of its value. An unknown option and a missing value are usage errors (2)
+# in one line that names the option.
+opts_of() { # opts_of CMD: "NAME [ARG]" per option of `duplex CMD --help`
+  "$DUPLEX" "$1" --help | sed -nE 's/^ {2,6}(-[A-Za-z], )?(--[a-z-]+)( [^ -][^ ]*)?( .*|$)/\1\2\3/p' |
+    sed -E 's/^-([A-Za-z]), (--[a-z-]+)(.*)$/\2\3\n-\1\3/'
+}
+for cmd in serve connect; do
+  n=0
+  while read -r opt arg; do
+    n=$((n + 1))
+    rc=0
+    if [ -n "$arg" ]; then
+      "$DUPLEX" "$cmd" "$opt" 1 --help >/dev/null 2>"$DX_TMP/opt.err" || rc=$?
+    else
+      "$DUPLEX" "$cmd" "$opt" --help >/dev/null 2>"$DX_TMP/opt.err" || rc=$?
+    fi
+    if grep -Eq 'unknown option|missing the value' "$DX_TMP/opt.err" || { [ "$rc" != 0 ] && [ "$rc" != 2 ]; }; then
+      check "$cmd --help lists $opt${arg:+ $arg}, and the parser takes it (exit $rc)" false
+    fi
+  done < <(opts_of "$cmd")
+  check "$cmd --help lists options ($n), each taken by the parser" test "$n" -gt 10
+  rc=0
+  "$DUPLEX" "$cmd" --no-such-option >/dev/null 2>"$DX_TMP/unknown.err" || rc=$?
+  check "$cmd --no-such-option: exit 2 (exit $rc)" test "$rc" = 2
+  check "  naming it, in one line" grep -q "unknown option '--no-such-option'" "$DX_TMP/unknown.err"
+  check "  (one line)" one_line "$DX_TMP/unknown.err"
+  rc=0
+  "$DUPLEX" "$cmd" --max-message >/dev/null 2>"$DX_TMP/missing.err" || rc=$?
+  check "$cmd --max-message without its value: exit 2 (exit $rc)" test "$rc" = 2
+  check "  naming it, in one line" grep -q "missing the value of '--max-message'" "$DX_TMP/missing.err"
+  check "  (one line)" one_line "$DX_TMP/missing.err"
+done
+
 # The README's claim about duplex.h: every public header it leaves out is
 # named as an exception on that line.
 claim=$(grep 'duplex.h includes' "$DX_ROOT/README.md")
