@@ -244,3 +244,35 @@ void dx__outq_clear(dx__outq *q) {
     q->tail = NULL;
     q->bytes = 0;
 }
+
+/* ---- shared frames (dx_shared_*, duplex/conn.h) ---------------------- */
+
+dx_shared *dx_shared_new(enum dx_opcode op, const void *data, size_t len) {
+    if ((op != DX_OP_TEXT && op != DX_OP_BINARY) || (!data && len)) return NULL;
+    size_t h = dx_frame_header_size(len, 0);
+    if (len > SIZE_MAX - h - sizeof(dx_shared)) return NULL;
+    dx_shared *s = dx__malloc(sizeof *s + h + len);
+    if (!s) return NULL;
+    s->refs = 1;
+    s->alt = NULL;
+    s->alt_bits = 0;
+    s->len = dx_frame_write_header(s->data, 1, 0, (uint8_t)op, len, NULL);
+    if (len) memcpy(s->data + s->len, data, len);
+    s->len += len;
+    return s;
+}
+
+void dx_shared_retain(dx_shared *s) {
+    s->refs++;
+}
+
+void dx_shared_release(dx_shared *s) {
+    if (s && --s->refs == 0) {
+        dx_shared_release(s->alt);
+        dx__free(s);
+    }
+}
+
+size_t dx_shared_size(const dx_shared *s) {
+    return s->len;
+}

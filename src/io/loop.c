@@ -497,7 +497,7 @@ int dx_loop_run(dx_loop *loop) {
             }
             uint64_t t0 = clock_us();
             loop->now = t0 / 1000u;
-            dx__uring_dispatch(loop->ring, loop, dispatch_io);
+            dx__uring_dispatch(loop->ring, loop, loop->now, dispatch_io);
             run_timers(loop);
             run_defers(loop);
             turn_end(loop, t0);

@@ -381,8 +381,7 @@ static slot *slot_of(dx__uring *u, uint32_t id) {
     return id < u->nslots && u->slots[id].w ? &u->slots[id] : NULL;
 }
 
-int dx__uring_attach(dx_loop *loop, dx_io *w, int fd, dx_io_cb cb, uint32_t *id) {
-    dx__uring *u = dx__loop_uring(loop, 1);
+int dx__uring_attach(dx__uring *u, dx_io *w, int fd, dx_io_cb cb, uint32_t *id) {
     if (!u) return DX_ESTATE;
     uint32_t i;
     if (u->nfree) {
@@ -530,8 +529,7 @@ static void take_turns(dx__uring *u) {
     }
 }
 
-int dx__uring_recv(dx_loop *loop, uint32_t id, int on) {
-    dx__uring *u = dx__loop_uring(loop, 0);
+int dx__uring_recv(dx__uring *u, uint32_t id, int on) {
     slot *s = u ? slot_of(u, id) : NULL;
     if (!s) return DX_ESTATE;
     if (on) {
@@ -551,8 +549,7 @@ int dx__uring_recv(dx_loop *loop, uint32_t id, int on) {
     return 0;
 }
 
-int dx__uring_sending(dx_loop *loop, uint32_t id) {
-    dx__uring *u = dx__loop_uring(loop, 0);
+int dx__uring_sending(dx__uring *u, uint32_t id) {
     slot *s = u ? slot_of(u, id) : NULL;
     return s && (s->state & S_SENDING);
 }
@@ -631,8 +628,7 @@ static int send_copy(dx__uring *u, uint32_t id, slot *s) {
     return 0;
 }
 
-int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int n) {
-    dx__uring *u = dx__loop_uring(loop, 0);
+int64_t dx__uring_send(dx__uring *u, uint32_t id, const struct iovec *iov, int n) {
     slot *s = u ? slot_of(u, id) : NULL;
     if (!s || n <= 0 || n > MAX_IOV) return DX_EINVAL;
     if (s->state & S_SENDING) return DX_EBUSY;
@@ -690,8 +686,7 @@ int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int 
     return 0;
 }
 
-void dx__uring_detach(dx_loop *loop, uint32_t id) {
-    dx__uring *u = dx__loop_uring(loop, 0);
+void dx__uring_detach(dx__uring *u, uint32_t id) {
     slot *s = u ? slot_of(u, id) : NULL;
     if (!s) return;
     if (s->state & (S_RECV_ON | S_SENDING)) {
@@ -717,8 +712,7 @@ void dx__uring_detach(dx_loop *loop, uint32_t id) {
     u->free_ids[u->nfree++] = id;
 }
 
-int64_t dx__uring_got(dx_loop *loop, uint8_t **data) {
-    dx__uring *u = dx__loop_uring(loop, 0);
+int64_t dx__uring_got(dx__uring *u, uint8_t **data) {
     if (!u) return DX_ESTATE;
     if (data) *data = u->got_data;
     return u->got;
@@ -750,8 +744,8 @@ int dx__uring_wait(dx__uring *u, int block) {
     return 0;
 }
 
-static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe, uint32_t id,
-                    uint32_t gen) {
+static void on_recv(dx__uring *u, dx_loop *loop, uint64_t now, const struct io_uring_cqe *cqe,
+                    uint32_t id, uint32_t gen) {
     uint8_t *data = NULL;
     unsigned bid = 0;
     int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
@@ -792,7 +786,7 @@ static void on_recv(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
     }
     /* The bytes were used inside the callback; a buffer the kernel has
      * finished with goes back to the ring. */
-    if (has_buf && !(cqe->flags & DX_CQE_F_BUF_MORE)) buf_give(u, bid, dx_loop_now(loop));
+    if (has_buf && !(cqe->flags & DX_CQE_F_BUF_MORE)) buf_give(u, bid, now);
 }
 
 static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe, uint32_t id,
@@ -826,7 +820,8 @@ static void on_sent(dx__uring *u, dx_loop *loop, const struct io_uring_cqe *cqe,
  * or any on a ring without DEFER_TASKRUN) wait for the next round, after
  * the timers and deferred calls, which a peer that keeps the queue full
  * must not be able to hold off. */
-void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_loop *, int)) {
+void dx__uring_dispatch(dx__uring *u, dx_loop *loop, uint64_t now,
+                        void (*epoll_dispatch)(dx_loop *, int)) {
     unsigned head = *u->cq_head;
     unsigned tail = atomic_load_explicit((_Atomic unsigned *)u->cq_tail, memory_order_acquire);
     while (head != tail) {
@@ -839,7 +834,7 @@ void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_l
         uint32_t id = (uint32_t)(d >> 2) & 0x3fffffffu, gen = (uint32_t)(d >> 32);
         switch (d & 3) {
         case K_RECV:
-            on_recv(u, loop, &cqe, id, gen);
+            on_recv(u, loop, now, &cqe, id, gen);
             break;
         case K_SEND:
             on_sent(u, loop, &cqe, id, gen);
@@ -854,7 +849,6 @@ void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_l
     }
     buf_publish(u);
     if (u->starved.len || u->later.len) take_turns(u);
-    uint64_t now = dx_loop_now(loop);
     if (u->busy) {
         u->busy = u->trimmed = 0;
         u->quiet_since = now;

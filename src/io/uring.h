@@ -43,26 +43,35 @@ void dx__uring_free(dx__uring *u);
  * 0 or DX_EIO. */
 int dx__uring_wait(dx__uring *u, int block);
 /* Runs the completions: epoll's batch through `epoll_dispatch`, the
- * others through their watchers' callbacks. */
-void dx__uring_dispatch(dx__uring *u, dx_loop *loop, void (*epoll_dispatch)(dx_loop *, int));
+ * others through their watchers' callbacks (both get `loop`, which the
+ * ring only passes on). `now` is the loop's time for this turn. */
+void dx__uring_dispatch(dx__uring *u, dx_loop *loop, uint64_t now,
+                        void (*epoll_dispatch)(dx_loop *, int));
 
-/* loop.c: the loop's ring; with `create`, made on first use (in the
- * thread that runs the loop). NULL when there is none. */
+/* ---- loop.c, for the owner of a socket ----
+ * The one way between the loop and its ring: loop.c calls the ring's
+ * functions above, and hands the ring to the owners of sockets here. The
+ * ring never calls loop.c (its clock comes with each dispatch). */
+
+/* The loop's ring; with `create`, made on first use (in the thread that
+ * runs the loop). NULL when there is none. */
 dx__uring *dx__loop_uring(dx_loop *loop, int create);
 /* Asks for the ring to be made as the loop starts running (in its thread),
  * so that its descriptor exists before the first connection, not after. */
 void dx__loop_want_uring(dx_loop *loop);
 
-/* ---- for the owner of a socket ---- */
+/* ---- for the owner of a socket ----
+ * `u` is dx__loop_uring's ring; NULL is refused (DX_ESTATE, or nothing
+ * done) where the function returns a status. */
 
 /* Moves `w` (not watched by epoll) onto the ring: `cb` gets DX_IO_RECVD
- * and DX_IO_SENT. Sets *id. DX_ENOTSUP when the loop has no ring. */
-int dx__uring_attach(dx_loop *loop, dx_io *w, int fd, dx_io_cb cb, uint32_t *id);
+ * and DX_IO_SENT. Sets *id. DX_ESTATE when there is no ring. */
+int dx__uring_attach(dx__uring *u, dx_io *w, int fd, dx_io_cb cb, uint32_t *id);
 /* Cancels what is in flight and waits for it, so that no buffer of the
  * owner is touched and no callback comes after this returns. */
-void dx__uring_detach(dx_loop *loop, uint32_t id);
+void dx__uring_detach(dx__uring *u, uint32_t id);
 /* Starts (on) or stops receiving. */
-int dx__uring_recv(dx_loop *loop, uint32_t id, int on);
+int dx__uring_recv(dx__uring *u, uint32_t id, int on);
 /* Sends of at most this many bytes are copied (see dx__uring_send). */
 #define DX__URING_COPY_MAX 2048
 
@@ -72,10 +81,10 @@ int dx__uring_recv(dx_loop *loop, uint32_t id, int on);
  * DX_IO_SENT, which reports the bytes sent (maybe fewer). A copy is sent
  * whole and its DX_IO_SENT reports 0. < 0: DX_EBUSY (a send is in flight),
  * DX_EINVAL, DX_EIO. */
-int64_t dx__uring_send(dx_loop *loop, uint32_t id, const struct iovec *iov, int n);
-int dx__uring_sending(dx_loop *loop, uint32_t id);
+int64_t dx__uring_send(dx__uring *u, uint32_t id, const struct iovec *iov, int n);
+int dx__uring_sending(dx__uring *u, uint32_t id);
 /* The completion being delivered: its result, and for DX_IO_RECVD the
  * bytes (writable; valid only inside the callback). */
-int64_t dx__uring_got(dx_loop *loop, uint8_t **data);
+int64_t dx__uring_got(dx__uring *u, uint8_t **data);
 
 #endif

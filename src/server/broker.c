@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server/internal.h"
+#include "server/broker.h"
+#include "server/respond.h"
+#include "server/topics.h"
 
 int dx_server_set_broker(dx_server *srv, const dx_server_broker *b) {
     if (b && !b->publish) return DX_EINVAL;

@@ -9,7 +9,8 @@
  * 1008 by the sweep. */
 #include <string.h>
 
-#include "server/internal.h"
+#include "server/lists.h"
+#include "server/partial.h"
 
 /* Ends `c` now, freeing its partial message at once (a closing handshake
  * would keep it until the peer answered), and takes it out of the total. */

@@ -7,7 +7,7 @@
 
 #include "core/alloc.h"
 #include "io/redisbus.h"
-#include "server/internal.h"
+#include "server/state.h"
 
 #define HDR 2 /* after the bus's tag: opcode, topic length */
 

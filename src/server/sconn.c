@@ -1,6 +1,7 @@
 /* One connection's I/O: reads through the loop's shared buffer, corked
  * writes from the protocol's output queue, and the way down (flush, shut
- * down, linger for the peer's EOF, close). */
+ * down, linger for the peer's EOF, close). Below HTTP, the topics and the
+ * sessions: it reaches them only through srv->hooks (sconn.h). */
 #include <errno.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -10,10 +11,42 @@
 #include "core/alloc.h"
 #include "io/net.h"
 #include "io/uring.h"
-#include "server/internal.h"
-#include "server/session.h"
+#include "server/lists.h"
+#include "server/partial.h"
+#include "server/sconn.h"
 
 #define IOV_MAX_BATCH 64
+
+/* ---- the HTTP state's memory ------------------------------------------------ */
+
+dx__http *dx__http_of(dx_server_conn *c) {
+    if (!c->u.http) {
+        c->u.http = dx__calloc(1, sizeof *c->u.http);
+        if (c->u.http) c->u.http->file_fd = -1;
+    }
+    return c->u.http;
+}
+
+void dx__http_free(dx__http *h) {
+    if (!h) return;
+    dx__free(h->in);
+    dx__free(h->out);
+    if (h->file_fd >= 0) close(h->file_fd);
+    dx__free(h);
+}
+
+/* A kept-alive answer is all out: back to reading a request (P_HTTP). */
+static void next_request(dx_server_conn *c) {
+    /* As a fresh connection: no HTTP state until bytes come, and the
+     * handshake timeout bounds how long it may wait for them. Bytes of a
+     * next request already sent wait in the socket (P_RESP reads none). */
+    dx__http_free(sc_http(c));
+    c->u.http = NULL;
+    c->phase = P_HTTP;
+    c->flags &= (uint16_t)~F_HEAD;
+    c->t_mark = dx__srv_now(c->srv);
+    dx__sc_update(c);
+}
 
 /* ---- protocol callbacks --------------------------------------------------- */
 
@@ -46,7 +79,7 @@ static void cb_close(dx_conn *conn, void *user, uint16_t code, const uint8_t *re
     dx_server_conn *c = sc_of(conn);
     dx_server *s = c->srv;
     if (c->phase == P_WS) {
-        dx__topics_drop_conn(c);
+        if (c->u.subs) s->hooks.drop_subs(c);
         if (c->flags & F_SESS) s->st.sessions_open--; /* the gauge, with open_count */
         dx__srv_move(c, &s->other);
         c->phase = P_DRAIN;
@@ -136,7 +169,7 @@ void dx__sc_update(dx_server_conn *c) {
     }
     if (c->flags & F_URING) {
         /* Sends finish by themselves: only receiving is switched. */
-        if (dx__uring_recv(c->srv->loop, c->uslot, (ev & DX_IO_READ) != 0) < 0)
+        if (dx__uring_recv(dx__loop_uring(c->srv->loop, 0), c->uslot, (ev & DX_IO_READ) != 0) < 0)
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return;
     }
@@ -155,15 +188,15 @@ void dx__sc_kill(dx_server_conn *c, uint16_t code) {
     dx_conn *conn = sc_conn(c);
     if (c->flags & F_URING) {
         /* First, while the queue is intact: a send in flight reads it. */
-        dx__uring_detach(s->loop, c->uslot);
+        dx__uring_detach(dx__loop_uring(s->loop, 0), c->uslot);
         c->flags &= (uint16_t)~F_URING;
     }
     dx__partial_forget(c); /* before dx_conn_eof frees its partial message */
     if (dx_conn_state(conn) != DX_CLOSED && dx_conn_state(conn) != DX_CONNECTING)
         dx_conn_eof(conn, code ? code : DX_CLOSE_ABNORMAL); /* runs cb_close */
-    if (c->phase == P_WS) dx__topics_drop_conn(c);
+    if (c->phase == P_WS && c->u.subs) s->hooks.drop_subs(c);
     if (c->flags & F_101) dx__sc_drop_101(c);
-    if ((c->flags & F_SESS) || c->phase == P_STREAM) dx__sess_kill(c); /* after on_close */
+    if ((c->flags & F_SESS) || c->phase == P_STREAM) s->hooks.sess_kill(c); /* after on_close */
     int fd = c->io.fd;
     dx_io_stop(s->loop, &c->io);
     if (c->tls && !(c->flags & F_SESS)) {
@@ -198,11 +231,12 @@ int dx__sc_remote(const dx_server_conn *c, char *out, size_t cap) {
     char tmp[64];
     if (c->flags & F_SESS) {
         /* No socket: the address of the request that opened the session. */
-        if (!c->sess || !c->sess->remote[0]) {
+        const char *r = c->srv->hooks.sess_remote(c);
+        if (!r || !r[0]) {
             if (cap) out[0] = 0;
             return DX_EIO;
         }
-        memcpy(tmp, c->sess->remote, sizeof tmp);
+        memcpy(tmp, r, sizeof tmp);
     } else {
         dx_addr a;
         a.len = sizeof a.ss;
@@ -290,7 +324,7 @@ int dx__sc_send_through(dx_server_conn *c, enum dx_opcode op, const void *data, 
     /* Not under TLS (records are copied anyway), not behind the rest of a
      * 101, nor behind a send still on the ring, nor after a cut frame. */
     if (c->tls || (c->flags & (F_101 | F_BROKEN | F_SESS)) ||
-        ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot)))
+        ((c->flags & F_URING) && dx__uring_sending(dx__loop_uring(c->srv->loop, 0), c->uslot)))
         rc = dx_conn_send(conn, op, data, len);
     else
         rc = dx_conn_send_through(conn, op, data, len, write_now, c);
@@ -397,8 +431,8 @@ static void flushed(dx_server_conn *c);
  * straight from the queue (its memory does not move); the completion
  * consumes what went out and sends what queued meanwhile. */
 static void uring_flush(dx_server_conn *c) {
-    dx_loop *loop = c->srv->loop;
-    if (!dx__uring_sending(loop, c->uslot)) {
+    dx__uring *u = dx__loop_uring(c->srv->loop, 0);
+    if (!dx__uring_sending(u, c->uslot)) {
         struct iovec iov[IOV_MAX_BATCH];
         int n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
         size_t total = 0;
@@ -421,7 +455,7 @@ static void uring_flush(dx_server_conn *c) {
                 n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
             }
         }
-        int64_t r = n > 0 ? dx__uring_send(loop, c->uslot, iov, n) : 0;
+        int64_t r = n > 0 ? dx__uring_send(u, c->uslot, iov, n) : 0;
         if (r < 0) {
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
             return;
@@ -440,7 +474,7 @@ void dx__sc_flush(dx_server_conn *c) {
         return;
     }
     if (c->flags & F_SESS) {
-        dx__sess_flush(c); /* no socket: the down request carries the bytes */
+        c->srv->hooks.sess_flush(c); /* no socket: the down request carries the bytes */
         return;
     }
     if (c->flags & F_BROKEN) {
@@ -514,11 +548,12 @@ static void flushed(dx_server_conn *c) {
     dx_conn *conn = sc_conn(c);
     dx__http *h = sc_http(c);
     /* A copied send on the ring has left the queue but not the host. */
-    int pending = dx_conn_buffered(conn) > 0 || (c->flags & F_101) ||
-                  (h && (h->out_off < h->out_len || h->file_fd >= 0)) ||
-                  ((c->flags & F_URING) && dx__uring_sending(c->srv->loop, c->uslot));
+    int pending =
+        dx_conn_buffered(conn) > 0 || (c->flags & F_101) ||
+        (h && (h->out_off < h->out_len || h->file_fd >= 0)) ||
+        ((c->flags & F_URING) && dx__uring_sending(dx__loop_uring(c->srv->loop, 0), c->uslot));
     if (!pending && c->phase == P_RESP && h && h->keep)
-        dx__req_next(c); /* a session's request on a kept connection */
+        next_request(c); /* a session's request on a kept connection */
     else if (!pending && (c->phase == P_RESP || c->phase == P_DRAIN))
         start_linger(c);
     if (c->flags & (F_ABOVE_LOW | F_PAUSED)) {
@@ -567,7 +602,7 @@ static void deliver(dx_server_conn *c, uint8_t *buf, size_t n) {
     c->srv->st.wire_in += n;
     switch (c->phase) {
     case P_HTTP:
-        dx__req_input(c, buf, n);
+        c->srv->hooks.http_input(c, buf, n); /* request.c */
         break;
     case P_WS: {
         /* Bytes held for unfinished messages, counted per server: a read
@@ -650,7 +685,7 @@ static void read_done(dx_server_conn *c) {
 static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
     dx_server_conn *c = (dx_server_conn *)((char *)w - offsetof(dx_server_conn, io));
     uint8_t *data;
-    int64_t n = dx__uring_got(loop, &data);
+    int64_t n = dx__uring_got(dx__loop_uring(loop, 0), &data);
     if (events & DX_IO_SENT) {
         if (n < 0) {
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -676,7 +711,7 @@ static void to_uring(dx_server_conn *c) {
     dx_server *s = c->srv;
     int fd = c->io.fd;
     dx_io_stop(s->loop, &c->io);
-    if (dx__uring_attach(s->loop, &c->io, fd, sc_uring_cb, &c->uslot) < 0) {
+    if (dx__uring_attach(dx__loop_uring(s->loop, 1), &c->io, fd, sc_uring_cb, &c->uslot) < 0) {
         s->no_uring = 1; /* no ring on this loop: stay on epoll from now on */
         if (dx_io_start(s->loop, &c->io, fd, 0, dx__sc_io) < 0) {
             c->io.fd = fd;

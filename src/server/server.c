@@ -18,46 +18,17 @@
 #include "core/alloc.h"
 #include "io/net.h"
 #include "io/uring.h"
-#include "server/internal.h"
+#include "server/lists.h"
+#include "server/partial.h"
+#include "server/request.h"
+#include "server/sconn.h"
 #include "server/session.h"
+#include "server/topics.h"
 
 static _Thread_local const char *new_why = "no error";
 
 const char *dx_server_new_why(void) {
     return new_why;
-}
-
-uint32_t dx__srv_now(const dx_server *s) {
-    return (uint32_t)(dx_loop_now(s->loop) - s->t0);
-}
-
-static void unlink_conn(dx_server_conn *c, dx_server_conn **head) {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        *head = c->next;
-    if (c->next) c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static dx_server_conn **list_of(dx_server_conn *c) {
-    dx_server *s = c->srv;
-    if (c->phase == P_DEAD) return &s->dead;
-    return c->phase == P_WS ? &s->open : &s->other;
-}
-
-/* Moves `c` from the list its phase names to `to`; the caller then sets the
- * phase that matches `to`. */
-void dx__srv_move(dx_server_conn *c, dx_server_conn **to) {
-    dx_server *s = c->srv;
-    dx_server_conn **from = list_of(c);
-    if (from == to) return;
-    unlink_conn(c, from);
-    if (from == &s->open) s->open_count--;
-    if (to == &s->open) s->open_count++;
-    c->next = *to;
-    if (*to) (*to)->prev = c;
-    *to = c;
 }
 
 static void finish_shutdown(dx_server *s) {
@@ -105,14 +76,6 @@ static void on_flush(dx_loop *loop, dx_timer *t) {
         dx_conn_free(sc_conn(c));
     }
     finish_shutdown(s); /* last: `done` may free the server */
-}
-
-void dx__srv_schedule(dx_server *s) {
-    if (!dx_timer_active(&s->flush)) dx_timer_start(s->loop, &s->flush, 0);
-}
-
-void dx__srv_check_done(dx_server *s) {
-    if (s->shutting) dx__srv_schedule(s);
 }
 
 /* ---- timeouts ----------------------------------------------------------- */
@@ -229,6 +192,11 @@ static void on_listen(dx_loop *loop, dx_io *w, unsigned events) {
 
 /* ---- the server --------------------------------------------------------- */
 
+/* hooks.sess_remote: session.h's struct, which sconn.c does not see. */
+static const char *sess_remote(const dx_server_conn *c) {
+    return c->sess ? c->sess->remote : NULL;
+}
+
 dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     static const dx_server_config zero;
     if (!cfg) cfg = &zero;
@@ -255,6 +223,15 @@ dx_server *dx_server_new(dx_loop *loop, const dx_server_config *cfg) {
     }
     s->loop = loop;
     s->cfg = *cfg;
+    /* The connection layer (sconn.c) is below HTTP, the topics and the
+     * sessions: it reaches them through these. */
+    s->hooks = (dx__srv_hooks){
+        .http_input = dx__req_input,
+        .drop_subs = dx__topics_drop_conn,
+        .sess_flush = dx__sess_flush,
+        .sess_kill = dx__sess_kill,
+        .sess_remote = sess_remote,
+    };
     dx_server_config *c = &s->cfg;
     if (!c->max_message) c->max_message = DX_DEFAULT_MAX_MESSAGE;
     if (!c->max_header_size) c->max_header_size = 8192;
@@ -400,35 +377,6 @@ dx_server_conn *dx_server_next(const dx_server_conn *c) {
      * another list: stop there rather than wander into it. */
     dx_server_conn *n = c->next;
     return n && n->phase == P_WS ? n : NULL;
-}
-
-/* Queues a shared frame on `c` under the backpressure policy. */
-static int send_shared(dx_server_conn *c, dx_shared *sh) {
-    if (c->phase != P_WS || dx_conn_state(sc_conn(c)) != DX_OPEN) return DX_ESTATE;
-    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return dx__sc_refuse_slow(c);
-    int rc = dx_conn_send_shared(sc_conn(c), sh);
-    if (rc == 0) dx__sc_queued(c);
-    return rc;
-}
-
-int dx__srv_send_shared(dx_server_conn *c, dx_shared *sh) {
-    return send_shared(c, sh);
-}
-
-/* Local delivery of dx_server_broadcast (broker.c adds the cluster). */
-int dx__srv_broadcast_local(dx_server *s, enum dx_opcode op, const void *data, size_t len,
-                            const dx_server_conn *except) {
-    if (op != DX_OP_TEXT && op != DX_OP_BINARY) return DX_EINVAL;
-    if (!s->open || (s->open == except && !s->open->next)) return 0;
-    dx_shared *sh = dx_shared_new(op, data, len);
-    if (!sh) return DX_ENOMEM;
-    int n = 0;
-    for (dx_server_conn *c = s->open; c; c = c->next)
-        if (c != except && send_shared(c, sh) == 0) n++;
-    dx_shared_release(sh);
-    s->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
-    s->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
-    return n;
 }
 
 static void on_deadline(dx_loop *loop, dx_timer *t) {

@@ -10,6 +10,10 @@
 
 #include "core/alloc.h"
 #include "core/sha1.h"
+#include "server/lists.h"
+#include "server/partial.h"
+#include "server/respond.h"
+#include "server/sconn.h"
 #include "server/session.h"
 
 #define NO_STORE "Cache-Control: no-store\r\n"

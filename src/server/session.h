@@ -15,8 +15,8 @@
 
 #include <stdint.h>
 
-#include "server/internal.h"
 #include "server/session_req.h"
+#include "server/state.h"
 
 typedef struct dx__sess {
     struct dx__sess *hnext; /* in its srv->sess_slots chain, once it has a SID */

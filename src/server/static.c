@@ -14,7 +14,8 @@
 
 #include <duplex/http.h>
 
-#include "server/internal.h"
+#include "server/respond.h"
+#include "server/static.h"
 
 static const struct {
     const char *ext;

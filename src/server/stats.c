@@ -4,7 +4,8 @@
 #include <string.h>
 
 #include "io/loopstats.h"
-#include "server/internal.h"
+#include "server/sconn.h"
+#include "server/stats.h"
 
 int dx_server_stats_get(const dx_server *srv, dx_server_stats *out) {
     if (!srv || !out || out->size < offsetof(dx_server_stats, accepted)) return DX_EINVAL;

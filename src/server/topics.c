@@ -1,4 +1,5 @@
-/* Pub/sub topics: a hash table of topics, each with its list of
+/* Fan-out on this node: dx_server_broadcast's local part and pub/sub
+ * topics. Topics: a hash table of topics, each with its list of
  * subscriptions; each connection keeps its own subscriptions linked so
  * they all go when it closes. A publish frames the message once and
  * queues the same shared frame on every subscriber. A topic exists only
@@ -7,7 +8,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "server/internal.h"
+#include "server/sconn.h"
+#include "server/topics.h"
+#include "server/wsapi.h"
 
 #define TOPIC_MAX 255
 
@@ -26,6 +29,31 @@ struct dx__sub {
     dx__sub *c_next;          /* the connection's subscriptions */
     dx__sub *t_prev, *t_next; /* the topic's subscribers */
 };
+
+/* Queues a shared frame on `c` under the backpressure policy. */
+static int send_shared(dx_server_conn *c, dx_shared *sh) {
+    if (c->phase != P_WS || dx_conn_state(sc_conn(c)) != DX_OPEN) return DX_ESTATE;
+    if (dx_conn_buffered(sc_conn(c)) >= c->srv->cfg.max_buffered) return dx__sc_refuse_slow(c);
+    int rc = dx_conn_send_shared(sc_conn(c), sh);
+    if (rc == 0) dx__sc_queued(c);
+    return rc;
+}
+
+/* Local delivery of dx_server_broadcast (broker.c adds the cluster). */
+int dx__srv_broadcast_local(dx_server *s, enum dx_opcode op, const void *data, size_t len,
+                            const dx_server_conn *except) {
+    if (op != DX_OP_TEXT && op != DX_OP_BINARY) return DX_EINVAL;
+    if (!s->open || (s->open == except && !s->open->next)) return 0;
+    dx_shared *sh = dx_shared_new(op, data, len);
+    if (!sh) return DX_ENOMEM;
+    int n = 0;
+    for (dx_server_conn *c = s->open; c; c = c->next)
+        if (c != except && send_shared(c, sh) == 0) n++;
+    dx_shared_release(sh);
+    s->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;
+    s->st.bytes_out[dx__op_slot(op)] += (uint64_t)n * len;
+    return n;
+}
 
 static uint64_t hash_of(const char *s, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
@@ -179,7 +207,7 @@ static int publish_to(dx_server *srv, const char *topic, enum dx_opcode op, cons
         if (s->c == except) continue;
         if (max_queued != SIZE_MAX && dx_server_conn_buffered(s->c) + len >= max_queued) continue;
         if (!sh && !(sh = dx_shared_new(op, data, len))) return DX_ENOMEM;
-        if (dx__srv_send_shared(s->c, sh) == 0) n++;
+        if (send_shared(s->c, sh) == 0) n++;
     }
     if (sh) dx_shared_release(sh);
     srv->st.msgs_out[dx__op_slot(op)] += (uint64_t)n;

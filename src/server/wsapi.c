@@ -2,7 +2,10 @@
  * closing, and accessors. */
 #include <string.h>
 
-#include "server/internal.h"
+#include "server/lists.h"
+#include "server/sconn.h"
+#include "server/stats.h"
+#include "server/wsapi.h"
 
 /* A send found max_buffered bytes already queued: the policy, once (the
  * connection is CLOSING after it, and sends stop before coming here). */
