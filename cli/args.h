@@ -6,7 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h> /* strcmp, for DX_CLI_FLAG */
 
 /* Prints "duplex CMD: MSG 'ARG' (try 'duplex CMD --help')" on stderr (ARG
  * may be NULL) and returns 2, the usage-error exit status. */
@@ -16,22 +15,6 @@ int dx_cli_bad(const char *cmd, const char *msg, const char *arg);
  * copies the name into buf (when it fits), points *arg at it and returns the
  * value; otherwise returns NULL and leaves *arg alone. */
 const char *dx_cli_split_eq(char **arg, char *buf, size_t size);
-
-/* The option loop every subcommand runs, `for (int i = 1; i < argc; i++)`
- * with `arg` the option's name (after dx_cli_split_eq) and `val` its value
- * when it came as --name=value, else NULL:
- *   DX_CLI_FLAG(n)     the option is n;
- *   DX_CLI_VALUE(cmd)  the option takes a value: the inline one, else the
- *                      next argument (i advances), else the usage error
- *                      "missing the value of" returns from the caller. */
-#define DX_CLI_FLAG(n) (!strcmp(arg, (n)))
-#define DX_CLI_VALUE(cmd)                                                                          \
-    do {                                                                                           \
-        if (!val) {                                                                                \
-            if (i + 1 >= argc) return dx_cli_bad((cmd), "missing the value of", arg);              \
-            val = argv[++i];                                                                       \
-        }                                                                                          \
-    } while (0)
 
 /* A decimal integer in [0, max], nothing else in the string: 0, or -1. */
 int dx_cli_u64(const char *s, uint64_t max, uint64_t *out);

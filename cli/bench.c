@@ -4,6 +4,8 @@
  * the report; bench_load.c generates the load. */
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,265 @@
 #include "cli/cli.h"
 #include <duplex/url.h>
 
+/* The command line as given; config() checks it and makes the generator's
+ * config. Numbers are kept as parsed (doubles) until then. */
+typedef struct bench_opts {
+    const char *url, *ca_file;
+    double connections, size, inflight, duration, warmup, threads, rate, server_pid, sources;
+    enum dx_bench_mode mode;
+    enum dx_bench_transport transport;
+    int modes;         /* --broadcast, --handshakes, --idle given (one at most) */
+    int threads_given; /* --threads given, whatever its value */
+    int binary, raw, deflate, insecure, json_payload, json;
+    int progress; /* -1: the default, decided in config() */
+} bench_opts;
+
+#define OFF(f) offsetof(bench_opts, f)
+
+static const char *const transport_names[] = {"ws", "stream", "poll", "eio"};
+
+static int bad(const char *msg, const char *arg) {
+    return dx_cli_bad("bench", msg, arg);
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* A number in [lo, hi] into the double at opt->off. The error names the
+ * option as typed: the short forms (-c, -d, -t) have entries of their own. */
+static int num(void *p, const dx_cli_opt *opt, const char *val, double lo, double hi) {
+    double v;
+    if (parse_num(val, lo, hi, &v)) return bad("bad value for", opt->name);
+    memcpy((char *)p + opt->off, &v, sizeof v);
+    return 0;
+}
+
+static int set_connections(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 1, 1000000);
+}
+
+static int set_size(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 0, 64 << 20);
+}
+
+static int set_inflight(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 1, 65536);
+}
+
+static int set_duration(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 0.01, 86400);
+}
+
+static int set_warmup(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 0, 3600);
+}
+
+static int set_threads(void *p, const dx_cli_opt *opt, const char *val) {
+    ((bench_opts *)p)->threads_given = 1;
+    return num(p, opt, val, 1, 256);
+}
+
+/* --rate and --server-pid. */
+static int set_billion(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 1, 1e9);
+}
+
+static int set_sources(void *p, const dx_cli_opt *opt, const char *val) {
+    return num(p, opt, val, 1, 250);
+}
+
+static int set_mode(void *p, const dx_cli_opt *opt, const char *val) {
+    bench_opts *o = p;
+    o->mode = !strcmp(opt->name, "--broadcast") ? BM_BROADCAST : BM_HANDSHAKES;
+    o->modes++;
+    return 0;
+}
+
+/* --idle N is a mode that also sets the connections (a later --connections
+ * still overrides it). */
+static int set_idle(void *p, const dx_cli_opt *opt, const char *val) {
+    bench_opts *o = p;
+    int rc = num(p, opt, val, 1, 1000000);
+    if (rc) return rc;
+    o->mode = BM_IDLE;
+    o->modes++;
+    return 0;
+}
+
+static int set_transport(void *p, const dx_cli_opt *opt, const char *val) {
+    int k = 0;
+    while (k < 4 && strcmp(val, transport_names[k]))
+        k++;
+    if (k == 4) return bad("--transport is ws, stream, poll or eio, not", val);
+    ((bench_opts *)p)->transport = (enum dx_bench_transport)k;
+    return 0;
+}
+
+static int set_payload(void *p, const dx_cli_opt *opt, const char *val) {
+    bench_opts *o = p;
+    if (!strcmp(val, "json"))
+        o->json_payload = 1;
+    else if (!strcmp(val, "letters"))
+        o->json_payload = 0;
+    else
+        return bad("--payload is 'letters' or 'json', not", val);
+    return 0;
+}
+
+/* Both the parser and --help: an entry's help is its text in --help. */
+static const dx_cli_opt bench_options[] = {
+    {.name = "--url",
+     .arg = "URL",
+     .set = dx_cli_set_str,
+     .off = OFF(url),
+     .help = "the server, ws:// or wss:// (the path is the request target)",
+     .heading = "load:\n"},
+    {.name = "--transport",
+     .arg = "T",
+     .set = set_transport,
+     .help = "what carries the messages (default ws):\n"
+             "  ws      WebSocket\n"
+             "  stream  duplex's HTTP session transport (the fallback,\n"
+             "          docs/fallback.md) as web/client/http_socket.js\n"
+             "          speaks it: SSE down, POSTs up\n"
+             "  poll    the same with long polls down\n"
+             "  eio     Socket.IO 4 long-polling (Engine.IO 4), events\n"
+             "          \"m\" on the main namespace, for an echo server\n"
+             "          such as bench/fallback/sio_server.mjs; the path\n"
+             "          is /socket.io/ unless the URL names another\n"
+             "The HTTP ones keep two HTTP/1.1 connections per client\n"
+             "(up, down), one POST in flight batching what queued\n"
+             "meanwhile; echo and --rate modes, one thread; the report\n"
+             "adds HTTP requests per message. --url http:// works too"},
+    {.name = "--connections",
+     .arg = "N",
+     .set = set_connections,
+     .off = OFF(connections),
+     .help = "connections (default 100)"},
+    {.name = "-c", .arg = "N", .set = set_connections, .off = OFF(connections)},
+    {.name = "--size",
+     .arg = "B",
+     .set = set_size,
+     .off = OFF(size),
+     .help = "payload bytes per message (default 20)"},
+    {.name = "--inflight",
+     .arg = "K",
+     .set = set_inflight,
+     .off = OFF(inflight),
+     .help = "messages in flight per connection (default 1)"},
+    {.name = "--duration",
+     .arg = "S",
+     .set = set_duration,
+     .off = OFF(duration),
+     .help = "measured seconds (default 5)"},
+    {.name = "-d", .arg = "S", .set = set_duration, .off = OFF(duration)},
+    {.name = "--warmup",
+     .arg = "S",
+     .set = set_warmup,
+     .off = OFF(warmup),
+     .help = "seconds of load before measuring (default 0)"},
+    {.name = "--binary",
+     .set = dx_cli_set_true,
+     .off = OFF(binary),
+     .help = "binary messages (default text, ASCII)"},
+    {.name = "--text", .set = dx_cli_set_false, .off = OFF(binary)},
+    {.name = "--payload",
+     .arg = "KIND",
+     .set = set_payload,
+     .help = "letters (a-z repeated, the default) or json (chat records\n"
+             "with varying fields, which compress like real traffic)"},
+    {.name = "--deflate",
+     .set = dx_cli_set_true,
+     .off = OFF(deflate),
+     .help = "offer permessage-deflate (the browser's offer) and fail\n"
+             "connections where the server refuses it; frames then go\n"
+             "through the library's dx_conn, which compresses"},
+    {.name = "--threads",
+     .arg = "T",
+     .set = set_threads,
+     .off = OFF(threads),
+     .help = "generator threads, one epoll loop each (default 1)"},
+    {.name = "-t", .arg = "T", .set = set_threads, .off = OFF(threads)},
+    {.name = "--insecure",
+     .short_name = 'k',
+     .set = dx_cli_set_true,
+     .off = OFF(insecure),
+     .help = "wss: accept any certificate (testing only)",
+     .label = "-k, --insecure"},
+    {.name = "--ca",
+     .arg = "FILE",
+     .set = dx_cli_set_str,
+     .off = OFF(ca_file),
+     .help = "wss: trust the CAs in PEM FILE instead of the system's",
+     .label = "    --ca FILE"},
+    {.name = "--rate",
+     .arg = "R",
+     .set = set_billion,
+     .off = OFF(rate),
+     .help = "open loop: R messages/s in total, spread evenly over the\n"
+             "connections; latency counts from each message's scheduled\n"
+             "send time, so stalls are not hidden (coordinated omission)",
+     .heading = "\nmodes (default: closed-loop echo):\n"},
+    {.name = "--broadcast",
+     .set = set_mode,
+     .help = "one extra connection publishes (at --rate R, or with\n"
+             "--inflight K of its own copies outstanding), the\n"
+             "--connections N others count deliveries and fan-out\n"
+             "latency; for `duplex serve --broadcast`. --size >= 16"},
+    {.name = "--handshakes",
+     .set = set_mode,
+     .help = "each connection connects, upgrades, closes (1000) and\n"
+             "starts again: handshakes/s and upgrade latency"},
+    {.name = "--idle",
+     .arg = "N",
+     .set = set_idle,
+     .off = OFF(connections),
+     .help = "open N connections, echo one message on each, hold them\n"
+             "for --duration; with --server-pid the server's RSS growth\n"
+             "per connection, twice: from the server as it was when\n"
+             "the bench began (start a fresh one: the figure an\n"
+             "operator sees), and from after a warm-up of 256\n"
+             "connections (the connections' own share). Over 20,000\n"
+             "connections to 127.x the\n"
+             "source addresses 127.0.0.1, .2, ... are used in turn"},
+    {.name = "--raw",
+     .set = dx_cli_set_true,
+     .off = OFF(raw),
+     .help = "plain TCP: the same payloads without WebSocket framing,\n"
+             "for a raw TCP echo server (the baseline)"},
+    {.name = "--server-pid",
+     .arg = "PID",
+     .set = set_billion,
+     .off = OFF(server_pid),
+     .help = "also report the server's CPU time per message (and its\n"
+             "RSS with --idle), read from /proc/PID",
+     .heading = "\nmeasuring the server:\n"},
+    {.name = "--sources",
+     .arg = "N",
+     .set = set_sources,
+     .off = OFF(sources),
+     .help = "spread connections over 127.0.0.1 .. 127.0.0.N"},
+    {.name = "--json",
+     .set = dx_cli_set_true,
+     .off = OFF(json),
+     .help = "print one JSON object instead of the report",
+     .heading = "\noutput:\n"},
+    {.name = "--progress",
+     .set = dx_cli_set_true,
+     .off = OFF(progress),
+     .help = "a progress line on stderr each second (the default on a\n"
+             "terminal for runs of 3 s or more); --no-progress"},
+    {.name = "--no-progress", .set = dx_cli_set_false, .off = OFF(progress)},
+    {.name = "--help", .short_name = 'h', .set = dx_cli_set_help},
+    {0},
+};
+
 /* The help is written in one write: past the 4 KiB of a pipe's stdio
  * buffer it would take two, and `duplex bench --help | grep -q` (which
  * exits at its first match) would then cost the second a SIGPIPE. */
@@ -23,76 +284,20 @@ static void usage(FILE *out) {
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) f = out;
-    fprintf(f,
-            "usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
-            "       duplex bench micro [--json] [--size BYTES]\n\n"
-            "Load generator for WebSocket servers. By default every connection keeps\n"
-            "--inflight messages in flight (each echo answered by a new message) and the\n"
-            "report gives echoes per second and their round-trip latency.\n\n"
-            "load:\n"
-            "  --url URL            the server, ws:// or wss:// (the path is the request target)\n"
-            "  --transport T        what carries the messages (default ws):\n"
-            "                         ws      WebSocket\n"
-            "                         stream  duplex's HTTP session transport (the fallback,\n"
-            "                                 docs/fallback.md) as web/client/http_socket.js\n"
-            "                                 speaks it: SSE down, POSTs up\n"
-            "                         poll    the same with long polls down\n"
-            "                         eio     Socket.IO 4 long-polling (Engine.IO 4), events\n"
-            "                                 \"m\" on the main namespace, for an echo server\n"
-            "                                 such as bench/fallback/sio_server.mjs; the path\n"
-            "                                 is /socket.io/ unless the URL names another\n"
-            "                       The HTTP ones keep two HTTP/1.1 connections per client\n"
-            "                       (up, down), one POST in flight batching what queued\n"
-            "                       meanwhile; echo and --rate modes, one thread; the report\n"
-            "                       adds HTTP requests per message. --url http:// works too\n"
-            "  --connections N      connections (default 100)\n");
-    fprintf(f, "  --size B             payload bytes per message (default 20)\n"
-               "  --inflight K         messages in flight per connection (default 1)\n"
-               "  --duration S         measured seconds (default 5)\n"
-               "  --warmup S           seconds of load before measuring (default 0)\n"
-               "  --binary             binary messages (default text, ASCII)\n"
-               "  --payload KIND       letters (a-z repeated, the default) or json (chat records\n"
-               "                       with varying fields, which compress like real traffic)\n"
-               "  --deflate            offer permessage-deflate (the browser's offer) and fail\n"
-               "                       connections where the server refuses it; frames then go\n"
-               "                       through the library's dx_conn, which compresses\n"
-               "  --threads T          generator threads, one epoll loop each (default 1)\n"
-               "  -k, --insecure       wss: accept any certificate (testing only)\n"
-               "      --ca FILE        wss: trust the CAs in PEM FILE instead of the system's\n\n"
-               "modes (default: closed-loop echo):\n"
-               "  --rate R             open loop: R messages/s in total, spread evenly over the\n"
-               "                       connections; latency counts from each message's scheduled\n"
-               "                       send time, so stalls are not hidden (coordinated omission)\n"
-               "  --broadcast          one extra connection publishes (at --rate R, or with\n"
-               "                       --inflight K of its own copies outstanding), the\n"
-               "                       --connections N others count deliveries and fan-out\n"
-               "                       latency; for `duplex serve --broadcast`. --size >= 16\n"
-               "  --handshakes         each connection connects, upgrades, closes (1000) and\n"
-               "                       starts again: handshakes/s and upgrade latency\n"
-               "  --idle N             open N connections, echo one message on each, hold them\n"
-               "                       for --duration; with --server-pid the server's RSS growth\n"
-               "                       per connection, twice: from the server as it was when\n"
-               "                       the bench began (start a fresh one: the figure an\n"
-               "                       operator sees), and from after a warm-up of 256\n"
-               "                       connections (the connections' own share). Over 20,000\n"
-               "                       connections to 127.x the\n"
-               "                       source addresses 127.0.0.1, .2, ... are used in turn\n"
-               "  --raw                plain TCP: the same payloads without WebSocket framing,\n"
-               "                       for a raw TCP echo server (the baseline)\n\n"
-               "measuring the server:\n"
-               "  --server-pid PID     also report the server's CPU time per message (and its\n"
-               "                       RSS with --idle), read from /proc/PID\n"
-               "  --sources N          spread connections over 127.0.0.1 .. 127.0.0.N\n\n"
-               "output:\n"
-               "  --json               print one JSON object instead of the report\n"
-               "  --progress           a progress line on stderr each second (the default on a\n"
-               "                       terminal for runs of 3 s or more); --no-progress\n\n"
-               "The generator's own CPU use is reported: at ~100%% of its threads it, not the\n"
-               "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
-               "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
-               "\n"
-               "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
-               "                       UTF-8 validation and small-frame parsing (--json).\n");
+    fputs("usage: duplex bench --url ws://HOST:PORT/PATH [options]\n"
+          "       duplex bench micro [--json] [--size BYTES]\n\n"
+          "Load generator for WebSocket servers. By default every connection keeps\n"
+          "--inflight messages in flight (each echo answered by a new message) and the\n"
+          "report gives echoes per second and their round-trip latency.\n\n",
+          f);
+    dx_cli_help(f, bench_options, 23, 0);
+    fputs("\nThe generator's own CPU use is reported: at ~100% of its threads it, not the\n"
+          "server, is the limit. Exit status: 0 when messages (or handshakes) were\n"
+          "measured, 1 when none were or no connection opened, 2 for a usage error.\n"
+          "\n"
+          "  micro                protocol-core micro-benchmarks: memcpy vs unmasking,\n"
+          "                       UTF-8 validation and small-frame parsing (--json).\n",
+          f);
     if (f == out) return;
     fclose(f);
     fflush(out);
@@ -104,13 +309,17 @@ static void usage(FILE *out) {
     free(text);
 }
 
-static int parse_num(const char *s, double lo, double hi, double *out) {
-    if (!s || !*s) return -1;
-    char *end;
-    double v = strtod(s, &end);
-    if (*end || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
+/* Parses argv into `o` (set to the defaults first): 0, DX_CLI_STOP for
+ * --help, or 2 after the usage error. */
+static int parse(int argc, char **argv, bench_opts *o) {
+    *o = (bench_opts){.mode = BM_ECHO,
+                      .connections = 100,
+                      .size = 20,
+                      .inflight = 1,
+                      .duration = 5,
+                      .threads = 1,
+                      .progress = -1};
+    return dx_cli_parse("bench", bench_options, argc, argv, o, NULL);
 }
 
 static int resolve(dx_bench_cfg *cfg) {
@@ -152,8 +361,6 @@ static int resolve(dx_bench_cfg *cfg) {
     }
     return 0;
 }
-
-static const char *const transport_names[] = {"ws", "stream", "poll", "eio"};
 
 static const char *mode_name(const dx_bench_cfg *cfg) {
     switch (cfg->mode) {
@@ -309,155 +516,68 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
     printf("\n");
 }
 
-int dx_cli_bench(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "micro")) return dx_cli_bench_micro(argc - 1, argv + 1);
-    dx_bench_cfg cfg = {.mode = BM_ECHO,
-                        .connections = 100,
-                        .size = 20,
-                        .inflight = 1,
-                        .duration = 5,
-                        .threads = 1,
-                        .progress = -1};
-    int json = 0, modes = 0, threads_given = 0;
-    double v;
-    for (int i = 1; i < argc; i++) {
-        char *arg = argv[i];
-        char name[64];
-        const char *val = dx_cli_split_eq(&arg, name, sizeof name);
-#define FLAG(n) DX_CLI_FLAG(n)
-#define VALUE() DX_CLI_VALUE("bench")
-#define NUM(lo, hi)                                                                                \
-    do {                                                                                           \
-        VALUE();                                                                                   \
-        if (parse_num(val, lo, hi, &v)) return dx_cli_bad("bench", "bad value for", arg);          \
-    } while (0)
-        if (FLAG("-h") || FLAG("--help")) {
-            usage(stdout);
-            return 0;
-        } else if (FLAG("--url")) {
-            VALUE();
-            cfg.url = val;
-        } else if (FLAG("--connections") || FLAG("-c")) {
-            NUM(1, 1000000);
-            cfg.connections = (int)v;
-        } else if (FLAG("--size")) {
-            NUM(0, 64 << 20);
-            cfg.size = (int)v;
-        } else if (FLAG("--inflight")) {
-            NUM(1, 65536);
-            cfg.inflight = (int)v;
-        } else if (FLAG("--duration") || FLAG("-d")) {
-            NUM(0.01, 86400);
-            cfg.duration = v;
-        } else if (FLAG("--warmup")) {
-            NUM(0, 3600);
-            cfg.warmup = v;
-        } else if (FLAG("--threads") || FLAG("-t")) {
-            NUM(1, 256);
-            cfg.threads = (int)v;
-            threads_given = 1;
-        } else if (FLAG("--rate")) {
-            NUM(1, 1e9);
-            cfg.rate = v;
-        } else if (FLAG("--binary")) {
-            cfg.binary = 1;
-        } else if (FLAG("--text")) {
-            cfg.binary = 0;
-        } else if (FLAG("--raw")) {
-            cfg.raw = 1;
-        } else if (FLAG("--broadcast")) {
-            cfg.mode = BM_BROADCAST;
-            modes++;
-        } else if (FLAG("--handshakes")) {
-            cfg.mode = BM_HANDSHAKES;
-            modes++;
-        } else if (FLAG("--idle")) {
-            NUM(1, 1000000);
-            cfg.mode = BM_IDLE;
-            cfg.connections = (int)v;
-            modes++;
-        } else if (FLAG("--server-pid")) {
-            NUM(1, 1e9);
-            cfg.server_pid = (int)v;
-        } else if (FLAG("--sources")) {
-            NUM(1, 250);
-            cfg.sources = (int)v;
-        } else if (FLAG("--json")) {
-            json = 1;
-        } else if (FLAG("--progress")) {
-            cfg.progress = 1;
-        } else if (FLAG("--no-progress")) {
-            cfg.progress = 0;
-        } else if (FLAG("--deflate")) {
-            cfg.deflate = 1;
-        } else if (FLAG("-k") || FLAG("--insecure")) {
-            cfg.insecure = 1;
-        } else if (FLAG("--ca")) {
-            VALUE();
-            cfg.ca_file = val;
-        } else if (FLAG("--transport")) {
-            VALUE();
-            int k = 0;
-            while (k < 4 && strcmp(val, transport_names[k]))
-                k++;
-            if (k == 4)
-                return dx_cli_bad("bench", "--transport is ws, stream, poll or eio, not", val);
-            cfg.transport = (enum dx_bench_transport)k;
-        } else if (FLAG("--payload")) {
-            VALUE();
-            if (!strcmp(val, "json"))
-                cfg.json_payload = 1;
-            else if (!strcmp(val, "letters"))
-                cfg.json_payload = 0;
-            else
-                return dx_cli_bad("bench", "--payload is 'letters' or 'json', not", val);
-        } else {
-            return dx_cli_bad("bench", "unknown option", arg);
-        }
-#undef FLAG
-#undef VALUE
-#undef NUM
+/* The checks between options, and the generator's config they make (the
+ * server's address resolved): 0, 2 after the usage error, or 1 when the
+ * name does not resolve. */
+static int config(const bench_opts *o, dx_bench_cfg *cfg) {
+    *cfg = (dx_bench_cfg){.mode = o->mode,
+                          .transport = o->transport,
+                          .url = o->url,
+                          .insecure = o->insecure,
+                          .ca_file = o->ca_file,
+                          .connections = (int)o->connections,
+                          .size = (int)o->size,
+                          .inflight = (int)o->inflight,
+                          .rate = o->rate,
+                          .duration = o->duration,
+                          .warmup = o->warmup,
+                          .threads = (int)o->threads,
+                          .binary = o->binary,
+                          .raw = o->raw,
+                          .deflate = o->deflate,
+                          .json_payload = o->json_payload,
+                          .sources = (int)o->sources,
+                          .server_pid = (int)o->server_pid,
+                          .progress = o->progress};
+    if (!cfg->url) return bad("--url is required", NULL);
+    if (o->modes > 1) return bad("choose one of --broadcast, --handshakes, --idle", NULL);
+    if (cfg->rate > 0 && cfg->mode == BM_ECHO) cfg->mode = BM_RATE;
+    if (cfg->rate > 0 && (cfg->mode == BM_HANDSHAKES || cfg->mode == BM_IDLE))
+        return bad("--rate goes with the echo and broadcast modes", NULL);
+    if (cfg->raw && cfg->deflate) return bad("--raw and --deflate do not go together", NULL);
+    if (cfg->raw && (cfg->mode == BM_BROADCAST || cfg->mode == BM_HANDSHAKES))
+        return bad("--raw goes with the echo, rate and idle modes", NULL);
+    if (cfg->mode == BM_BROADCAST && cfg->size < 16)
+        return bad("--broadcast needs --size 16 or more (the send time travels in it)", NULL);
+    if (cfg->raw && cfg->size == 0) return bad("--raw needs --size 1 or more", NULL);
+    if ((uint64_t)cfg->size * (uint64_t)cfg->inflight > (1ull << 30))
+        return bad("--size times --inflight is over 1 GiB", NULL);
+    if (cfg->threads > cfg->connections) cfg->threads = cfg->connections;
+    if (cfg->progress < 0) cfg->progress = !o->json && isatty(2) && cfg->duration >= 3;
+    if (cfg->transport != BT_WS) {
+        if (cfg->mode != BM_ECHO && cfg->mode != BM_RATE)
+            return bad("--transport other than ws goes with the echo and rate modes", NULL);
+        if (cfg->raw || cfg->deflate || cfg->json_payload)
+            return bad("--raw, --deflate and --payload go with --transport ws", NULL);
+        if (o->threads_given && cfg->threads > 1)
+            return bad("--transport other than ws runs on one thread", NULL);
+        if (cfg->transport == BT_EIO && cfg->binary)
+            return bad("--transport eio sends text events only", NULL);
+        cfg->threads = 1;
     }
-    if (!cfg.url) return dx_cli_bad("bench", "--url is required", NULL);
-    if (modes > 1)
-        return dx_cli_bad("bench", "choose one of --broadcast, --handshakes, --idle", NULL);
-    if (cfg.rate > 0 && cfg.mode == BM_ECHO) cfg.mode = BM_RATE;
-    if (cfg.rate > 0 && (cfg.mode == BM_HANDSHAKES || cfg.mode == BM_IDLE))
-        return dx_cli_bad("bench", "--rate goes with the echo and broadcast modes", NULL);
-    if (cfg.raw && cfg.deflate)
-        return dx_cli_bad("bench", "--raw and --deflate do not go together", NULL);
-    if (cfg.raw && (cfg.mode == BM_BROADCAST || cfg.mode == BM_HANDSHAKES))
-        return dx_cli_bad("bench", "--raw goes with the echo, rate and idle modes", NULL);
-    if (cfg.mode == BM_BROADCAST && cfg.size < 16)
-        return dx_cli_bad(
-            "bench", "--broadcast needs --size 16 or more (the send time travels in it)", NULL);
-    if (cfg.raw && cfg.size == 0) return dx_cli_bad("bench", "--raw needs --size 1 or more", NULL);
-    if ((uint64_t)cfg.size * (uint64_t)cfg.inflight > (1ull << 30))
-        return dx_cli_bad("bench", "--size times --inflight is over 1 GiB", NULL);
-    if (cfg.threads > cfg.connections) cfg.threads = cfg.connections;
-    if (cfg.progress < 0) cfg.progress = !json && isatty(2) && cfg.duration >= 3;
-    if (cfg.transport != BT_WS) {
-        if (cfg.mode != BM_ECHO && cfg.mode != BM_RATE)
-            return dx_cli_bad("bench",
-                              "--transport other than ws goes with the echo and rate modes", NULL);
-        if (cfg.raw || cfg.deflate || cfg.json_payload)
-            return dx_cli_bad("bench", "--raw, --deflate and --payload go with --transport ws",
-                              NULL);
-        if (threads_given && cfg.threads > 1)
-            return dx_cli_bad("bench", "--transport other than ws runs on one thread", NULL);
-        if (cfg.transport == BT_EIO && cfg.binary)
-            return dx_cli_bad("bench", "--transport eio sends text events only", NULL);
-        cfg.threads = 1;
-    }
-    int rc = resolve(&cfg);
+    int rc = resolve(cfg);
     if (rc) return rc;
-    if (cfg.transport != BT_WS && cfg.tls)
-        return dx_cli_bad("bench", "--transport other than ws speaks plain HTTP, not", cfg.url);
+    if (cfg->transport != BT_WS && cfg->tls)
+        return bad("--transport other than ws speaks plain HTTP, not", cfg->url);
+    return 0;
+}
 
+/* Generates the load and prints the report: the command's exit status. */
+static int run(const dx_bench_cfg *cfg, int json) {
     dx_bench_result res;
-    if ((cfg.transport == BT_WS ? dx_bench_run(&cfg, &res) : dx_bench_http_run(&cfg, &res)) < 0)
+    if ((cfg->transport == BT_WS ? dx_bench_run(cfg, &res) : dx_bench_http_run(cfg, &res)) < 0)
         return 1;
-    report(&cfg, &res, json);
+    report(cfg, &res, json);
     free(res.hist);
     if (res.connected == 0 || res.messages == 0) {
         if (!json)
@@ -466,4 +586,19 @@ int dx_cli_bench(int argc, char **argv) {
         return 1;
     }
     return 0;
+}
+
+int dx_cli_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "micro")) return dx_cli_bench_micro(argc - 1, argv + 1);
+    bench_opts o;
+    dx_bench_cfg cfg;
+    int rc = parse(argc, argv, &o);
+    if (rc == DX_CLI_STOP) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    rc = config(&o, &cfg);
+    if (rc) return rc;
+    return run(&cfg, o.json);
 }

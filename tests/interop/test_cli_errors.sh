@@ -82,16 +82,19 @@ dx_stop "$DX_PID"
 check "duplex --help lists --chat" grep -q -- '--chat' "$DX_TMP/help.out"
 check "  and --echo, --broadcast" grep -q -- '--echo, --broadcast' "$DX_TMP/help.out"
 
-# Every option that `serve --help` and `connect --help` list is one the
-# parser takes (one option table drives both): given a value when the help
-# shows one and followed by --help, it is never an unknown option nor short
-# of its value. An unknown option and a missing value are usage errors (2)
+# Every option that `serve --help`, `connect --help` and `bench --help` list
+# is one the parser takes (one option table drives both): given a value when
+# the help shows one and followed by --help, it is never an unknown option
+# nor short of its value. An unknown option and a missing value (of
+# --max-message; bench has none, so of --connections) are usage errors (2)
 # in one line that names the option.
 opts_of() { # opts_of CMD: "NAME [ARG]" per option of `duplex CMD --help`
   "$DUPLEX" "$1" --help | sed -nE 's/^ {2,6}(-[A-Za-z], )?(--[a-z-]+)( [^ -][^ ]*)?( .*|$)/\1\2\3/p' |
     sed -E 's/^-([A-Za-z]), (--[a-z-]+)(.*)$/\2\3\n-\1\3/'
 }
-for cmd in serve connect; do
+for cmd in serve connect bench; do
+  valued=--max-message
+  [ "$cmd" = bench ] && valued=--connections
   n=0
   while read -r opt arg; do
     n=$((n + 1))
@@ -112,9 +115,9 @@ for cmd in serve connect; do
   check "  naming it, in one line" grep -q "unknown option '--no-such-option'" "$DX_TMP/unknown.err"
   check "  (one line)" one_line "$DX_TMP/unknown.err"
   rc=0
-  "$DUPLEX" "$cmd" --max-message >/dev/null 2>"$DX_TMP/missing.err" || rc=$?
-  check "$cmd --max-message without its value: exit 2 (exit $rc)" test "$rc" = 2
-  check "  naming it, in one line" grep -q "missing the value of '--max-message'" "$DX_TMP/missing.err"
+  "$DUPLEX" "$cmd" "$valued" >/dev/null 2>"$DX_TMP/missing.err" || rc=$?
+  check "$cmd $valued without its value: exit 2 (exit $rc)" test "$rc" = 2
+  check "  naming it, in one line" grep -q "missing the value of '$valued'" "$DX_TMP/missing.err"
   check "  (one line)" one_line "$DX_TMP/missing.err"
 done
 
