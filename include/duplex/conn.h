@@ -68,7 +68,8 @@ typedef struct dx_conn_callbacks {
 typedef struct dx_conn_config {
     enum dx_role role;           /* our role */
     uint64_t max_message;        /* bytes; 0 means DX_DEFAULT_MAX_MESSAGE;
-                                    UINT64_MAX means no limit */
+                                    UINT64_MAX means no limit; any other
+                                    value above 4 GiB - 1 acts as 4 GiB - 1 */
     int stream;                  /* deliver on_fragment pieces, never reassemble */
     int no_auto_pong;            /* do not answer pings automatically */
     const dx_conn_callbacks *cb; /* borrowed: must outlive the connection */
