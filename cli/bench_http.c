@@ -28,11 +28,12 @@
 #include <duplex/http.h>
 #include <duplex/mask.h>
 
+#include "cli/bench_fifo.h"
+
 #define HEAD_MAX 16384           /* largest answer head accepted */
 #define IN_MAX (4u << 20)        /* largest answer accepted (a poll's is at most 1 MiB) */
 #define ACK_BYTES (64 * 1024)    /* stream: ack at once past this much (http_socket.js) */
 #define ACK_NS 1000000000ull     /* stream: else within a second */
-#define RING_MAX (1u << 16)      /* rate mode: outstanding messages per client */
 #define MAX_PENDING_OPENS 64     /* sessions being opened at once */
 #define GOODBYE_NS 500000000ull  /* the closing handshakes' wait at the end */
 #define EIO_PREFIX "42[\"m\",\"" /* bench/fallback/sio_server.mjs echoes "m" */
@@ -86,8 +87,7 @@ struct hclient {
     dx_frame_parser parser;
     uint64_t msg_len;
     uint32_t inflight, refill;
-    uint64_t *ring; /* send (or scheduled) times of the messages in flight */
-    uint32_t rhead, rcount, rcap;
+    dx_fifo sent; /* send (or scheduled) times of the messages in flight */
 };
 
 typedef struct hrun {
@@ -185,7 +185,7 @@ static void client_end(hclient *cl, const char *why) {
     hc_drop(&cl->up);
     hc_drop(&cl->down);
     cl->qlen = 0;
-    cl->rcount = cl->rhead = 0;
+    dx_fifo_clear(&cl->sent);
     cl->inflight = 0;
 }
 
@@ -291,22 +291,12 @@ static int queue_packet(hclient *cl, const char *pre, size_t plen, const uint8_t
 static int send_msg(hclient *cl, uint64_t t_sched) {
     hrun *r = cl->r;
     const dx_bench_cfg *cfg = r->cfg;
-    if (cl->rcount == cl->rcap) {
-        uint32_t cap = cl->rcap ? cl->rcap * 2 : 16;
-        if (cap > RING_MAX) {
-            r->overflows++;
-            return 0;
-        }
-        uint64_t *ring = malloc(cap * sizeof *ring);
-        if (!ring) return -1;
-        for (uint32_t i = 0; i < cl->rcount; i++)
-            ring[i] = cl->ring[(cl->rhead + i) % cl->rcap];
-        free(cl->ring);
-        cl->ring = ring;
-        cl->rhead = 0;
-        cl->rcap = cap;
+    int full = dx_fifo_push(&cl->sent, t_sched);
+    if (full < 0) return -1;
+    if (full) {
+        r->overflows++;
+        return 0;
     }
-    cl->ring[(cl->rhead + cl->rcount++) % cl->rcap] = t_sched;
     cl->inflight++;
     r->sent++;
     int rc = is_eio(r) ? queue_packet(cl, EIO_PREFIX, EIO_PREFIX_LEN, r->payload, (size_t)cfg->size,
@@ -398,11 +388,7 @@ static void got_message(hclient *cl, uint64_t len, uint64_t now) {
     const dx_bench_cfg *cfg = r->cfg;
     if (len != (uint64_t)cfg->size) error_at(r, "a message came back with the wrong length");
     uint64_t sent = 0;
-    if (cl->rcount) {
-        sent = cl->ring[cl->rhead];
-        cl->rhead = (cl->rhead + 1) % cl->rcap;
-        cl->rcount--;
-    }
+    dx_fifo_pop(&cl->sent, &sent);
     if (cl->inflight) cl->inflight--;
     r->messages++;
     r->bytes += len;
@@ -1080,7 +1066,7 @@ int dx_bench_http_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
         free(cl->down.out);
         free(cl->down.in);
         free(cl->q);
-        free(cl->ring);
+        dx_fifo_free(&cl->sent);
     }
     close(r->epfd);
     free(r->dec);

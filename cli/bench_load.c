@@ -35,9 +35,10 @@
 #include <duplex/mask.h>
 #include <duplex/tls.h>
 
+#include "cli/bench_fifo.h"
+
 #define RBUF_SIZE (256 * 1024)
 #define MAX_PENDING_CONNECTS 256 /* per thread, so the listen backlog never overflows */
-#define RING_MAX (1u << 16)      /* rate mode: outstanding messages per connection */
 #define HS_MAX 4096              /* largest 101 answer accepted */
 #define STAMP_LEN 16             /* broadcast: hex send time at the start of the payload */
 
@@ -60,8 +61,7 @@ typedef struct bconn {
     dx_frame_parser parser;
     uint8_t *obuf;
     uint32_t olen, ooff, ocap;
-    uint64_t *ring; /* send (or scheduled) times of the messages in flight */
-    uint32_t rhead, rcount, rcap;
+    dx_fifo sent; /* send (or scheduled) times of the messages in flight */
     char *hs; /* the 101 answer as it arrives */
     uint32_t hs_len;
     char stamp[STAMP_LEN];
@@ -188,7 +188,7 @@ static void conn_end(bthread *t, bconn *c, const char *why) {
     c->fd = -1;
     c->state = CS_DONE;
     c->olen = c->ooff = 0;
-    c->rcount = c->rhead = 0;
+    dx_fifo_clear(&c->sent);
     c->inflight = 0;
     free(c->hs);
     c->hs = NULL;
@@ -337,22 +337,12 @@ static int send_msg(bthread *t, bconn *c, uint64_t t_sched) {
         memcpy(t->pbuf, hex, STAMP_LEN);
         payload = t->pbuf;
     } else {
-        if (c->rcount == c->rcap) {
-            uint32_t cap = c->rcap ? c->rcap * 2 : 16;
-            if (c->rcap >= RING_MAX || cap > RING_MAX) {
-                ADD(t->overflows, 1);
-                return 0;
-            }
-            uint64_t *ring = malloc(cap * sizeof *ring);
-            if (!ring) return -1;
-            for (uint32_t i = 0; i < c->rcount; i++)
-                ring[i] = c->ring[(c->rhead + i) % c->rcap];
-            free(c->ring);
-            c->ring = ring;
-            c->rhead = 0;
-            c->rcap = cap;
+        int full = dx_fifo_push(&c->sent, t_sched);
+        if (full < 0) return -1;
+        if (full) {
+            ADD(t->overflows, 1);
+            return 0;
         }
-        c->ring[(c->rhead + c->rcount++) % c->rcap] = t_sched;
     }
     c->inflight++;
     ADD(t->sent, 1);
@@ -380,11 +370,7 @@ static void got_message(bthread *t, bconn *c, uint64_t len, uint64_t now) {
         return;
     }
     uint64_t sent = 0;
-    if (c->rcount) {
-        sent = c->ring[c->rhead];
-        c->rhead = (c->rhead + 1) % c->rcap;
-        c->rcount--;
-    }
+    dx_fifo_pop(&c->sent, &sent);
     if (c->inflight) c->inflight--;
     ADD(t->messages, 1);
     ADD(t->bytes, len);
@@ -1172,7 +1158,7 @@ int dx_bench_run(const dx_bench_cfg *cfg, dx_bench_result *res) {
     for (int i = 0; i < total; i++) {
         if (conns[i].fd >= 0) close(conns[i].fd);
         free(conns[i].obuf);
-        free(conns[i].ring);
+        dx_fifo_free(&conns[i].sent);
         free(conns[i].hs);
         dx_conn_free(conns[i].dc);
         dx_tls_free(conns[i].tls);

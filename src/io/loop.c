@@ -102,27 +102,14 @@ struct dx_loop {
     dx__loop_stats st;
 };
 
-static uint64_t clock_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static uint64_t clock_ms(void) {
-    return clock_us() / 1000u;
+    return dx__clock_us() / 1000u;
 }
 
 /* The end of a turn that began at `t0` (µs): one more clock read per
- * iteration, the only one the statistics add; the bucket search is a few
- * compares, the short turns of a busy loop leaving at the first. */
+ * iteration, the only one the statistics add. */
 static void turn_end(dx_loop *loop, uint64_t t0) {
-    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
-    uint64_t d = clock_us() - t0;
-    unsigned i = 0;
-    while (i < sizeof bounds / sizeof bounds[0] && d > bounds[i])
-        i++;
-    loop->st.turn_us[i]++;
-    loop->st.turn_us_sum += d;
+    dx__hist_us_add(loop->st.turn_us, &loop->st.turn_us_sum, dx__clock_us() - t0);
     loop->st.turns++;
 }
 
@@ -495,7 +482,7 @@ int dx_loop_run(dx_loop *loop) {
                 rc = DX_EIO;
                 break;
             }
-            uint64_t t0 = clock_us();
+            uint64_t t0 = dx__clock_us();
             loop->now = t0 / 1000u;
             dx__uring_dispatch(loop->ring, loop, loop->now, dispatch_io);
             run_timers(loop);
@@ -511,7 +498,7 @@ int dx_loop_run(dx_loop *loop) {
             }
             n = 0;
         }
-        uint64_t t0 = clock_us();
+        uint64_t t0 = dx__clock_us();
         loop->now = t0 / 1000u;
         dispatch_io(loop, n);
         run_timers(loop);

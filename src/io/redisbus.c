@@ -5,11 +5,11 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "core/alloc.h"
+#include "io/loopstats.h"
 
 #define TAG 11 /* 'd' 'x' format | node id */
 #define PUB_PING_MS 2000
@@ -34,22 +34,6 @@ struct dx__rbus {
 };
 
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
-
-/* The loop's clock is milliseconds of the turn; the latency wants finer. */
-static uint64_t clock_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void sample(dx__rbus *b, uint64_t us) {
-    static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;
-    unsigned i = 0;
-    while (i < sizeof bounds / sizeof bounds[0] && us > bounds[i])
-        i++;
-    b->st.bus_us[i]++;
-    b->st.bus_us_sum += us;
-}
 
 int dx__rbus_up(const dx__rbus *b) {
     return b && dx__redis_up(b->pub) && b->confirmed >= 2;
@@ -136,7 +120,8 @@ static void on_sub_reply(struct redisAsyncContext *ac, void *reply, void *priv) 
             on_payload(b, (const uint8_t *)msg->str, (size_t)msg->len);
         else if (str_is(chan, b->probe) && b->probe_out) {
             b->probe_out = 0;
-            sample(b, clock_us() - b->probe_sent_us);
+            /* The loop's clock is milliseconds of the turn; the latency wants finer. */
+            dx__hist_us_add(b->st.bus_us, &b->st.bus_us_sum, dx__clock_us() - b->probe_sent_us);
         }
     } else if (str_is(kind, "subscribe")) {
         b->confirmed++;
@@ -194,7 +179,7 @@ static void on_probe(dx_loop *loop, dx_timer *t) {
     if (dx__redis_command(b->pub, NULL, NULL, 3, argv, NULL) == 0) {
         b->probe_out = 1;
         b->probe_sent = now;
-        b->probe_sent_us = clock_us();
+        b->probe_sent_us = dx__clock_us();
     }
 }
 
