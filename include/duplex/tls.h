@@ -21,10 +21,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#ifdef __cplusplus
-}
-#endif
-
 #endif
 
 typedef struct dx_tls_ctx dx_tls_ctx;

@@ -591,6 +591,10 @@ static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *re
     }
     uint64_t skip = ss->up - seq;
     uint64_t next = skip < len ? seq + len : ss->up;
+    /* The answer's head is written before the feed: `cors` is the
+     * session's origin, freed with the session if it ends below. */
+    snprintf(seq_line, sizeof seq_line, "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
+    xhead_z(xh, cors, seq_line);
     if (skip < len) {
         dx_server_conn *sc = ss->c;
         ss->up = next;
@@ -604,10 +608,9 @@ static int up_request(dx_server_conn *c, dx__sess *ss, const dx_http_request *re
          * the iteration) is left alone by dx__sess_flush. */
         dx__sess_flush(sc);
     }
-    snprintf(seq_line, sizeof seq_line, "X-Duplex-Seq: %llu\r\n", (unsigned long long)next);
     dx__http *hs = http_state(c);
     if (hs) hs->keep = (uint8_t)keep_ok(req, rest_len - (size_t)len);
-    (void)dx__req_respond(c, 204, NULL, xhead_z(xh, cors, seq_line), "", 0, 0);
+    (void)dx__req_respond(c, 204, NULL, xh, "", 0, 0);
     return 1;
 }
 

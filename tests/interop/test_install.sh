@@ -4,7 +4,8 @@
 #    outside the tree (tests/interop/consumer: one CMake with
 #    find_package(duplex COMPONENTS chat cluster), one plain Makefile with
 #    pkg-config), each linking shared and static, with and without the
-#    chat, each running an echo round trip;
+#    chat, each running an echo round trip; every installed header
+#    compiled as C++17;
 # 2. a core-only build (-DDUPLEX_CHAT=OFF -DDUPLEX_CLUSTER=OFF) from this
 #    source tree, proven never to include a hiredis, libpq, jansson or
 #    SQLite header nor to link those libraries, whose command says how it
@@ -66,6 +67,17 @@ cp -r "$here/consumer" "$DX_TMP/mk"
 PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -C "$DX_TMP/mk" CFLAGS="-std=c17 -Wall -Werror $sanflags" \
   >"$DX_TMP/mk.log" 2>&1 || { cat "$DX_TMP/mk.log" >&2; exit 1; }
 for p in echo_shared echo_static chat_shared; do run "make $p" "$DX_TMP/mk/$p"; done
+
+echo "== a C++ program: every installed header, as C++17"
+# Each header's extern "C" block must open and close (tls.h and url.h
+# once closed it at once and left a stray brace: no C++ program compiled).
+{
+  for h in "$prefix"/include/duplex/*.h; do echo "#include <duplex/$(basename "$h")>"; done
+  echo 'int main() { return dx_tls_why() == nullptr; }'
+} >"$DX_TMP/all.cpp"
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic -I"$prefix/include" -c "$DX_TMP/all.cpp" \
+  -o "$DX_TMP/all.o" || { echo "FAIL: the installed headers do not compile as C++ (above)" >&2; exit 1; }
+echo "ok   $(ls "$prefix"/include/duplex/*.h | wc -l) headers compile as C++17"
 
 echo "== core only: -DDUPLEX_CHAT=OFF -DDUPLEX_CLUSTER=OFF"
 core="$DX_TMP/core"

@@ -1095,6 +1095,43 @@ static void shutdown_closes(void) {
     CHECK_EQ_INT(stop_server(&sp), 0);
 }
 
+/* poll_races_close with an Origin on every request, as a browser sends it: the up
+ * POST whose close frame (and ack) ends the session is still answered with
+ * the session's CORS lines, written before the session and its origin were
+ * freed (a use after free, caught by ASan, in the e2e sign-in refusal). */
+static void close_answer_cross_origin(void) {
+    static const uint8_t key[4] = {0x5a, 0x01, 0x7e, 0x33};
+    static const char *const og = "Origin: https://good.example\r\n";
+    SERVER(sp, cfg_origins);
+    sess s;
+    resp r;
+    char line[256];
+    REQUIRE(sess_open(&s, sp.port, "/", og, NULL) == 200);
+    int fd = sess_poll_start(&s, og);
+    REQUIRE(fd >= 0);
+    CHECK(wait_attached(&sp, &s) == 0);
+    uint8_t f[64];
+    size_t fl = dx_t_frame(f, 1, 0, DX_OP_TEXT, "close:4401:expired", 18, key);
+    CHECK_EQ_INT(sess_up_at(&s, s.up, f, fl, og, NULL), 204);
+    s.up += fl;
+    CHECK_EQ_INT(sess_poll_finish(&s, fd, NULL), 200);
+    uint8_t p[128];
+    size_t n = 0;
+    CHECK_EQ_INT(sess_next_frame(&s, p, &n), 0x80 | DX_OP_CLOSE);
+    uint8_t cp[] = {0x11, 0x31};
+    fl = dx_t_frame(f, 1, 0, DX_OP_CLOSE, cp, 2, key);
+    CHECK_EQ_INT(sess_up_at(&s, s.up, f, fl, og, &r), 204); /* acks the close too */
+    CHECK(has_header(&r, "Access-Control-Allow-Origin: https://good.example"));
+    char want[64];
+    snprintf(want, sizeof want, "X-Duplex-Seq: %llu", (unsigned long long)(s.up + fl));
+    CHECK(has_header(&r, want));
+    resp_free(&r);
+    CHECK(wait_event(&sp, "close", line, sizeof line, 3000) == 0);
+    CHECK(strcmp(line, "close 4401 1 ") == 0);
+    CHECK_EQ_INT(sess_poll(&s), 404); /* the session is gone */
+    CHECK_EQ_INT(stop_server(&sp), 0);
+}
+
 /* Session id reuse by another client refused. The SID is a bearer
  * credential (docs/fallback.md, "Security"): a second client that presents
  * it with another Origin is refused (403) and feeds nothing, the owner
@@ -1241,6 +1278,7 @@ int main(void) {
     RUN(open_up_poll);
     RUN(dup_and_reorder);
     RUN(poll_races_close);
+    RUN(close_answer_cross_origin);
     RUN(ack_releases);
     RUN(expiry);
     RUN(origins_and_unknown);
