@@ -75,6 +75,12 @@ static void on_flush(dx_loop *loop, dx_timer *t) {
         dx__sc_unpause(c); /* the gauge: a connection dropped while paused */
         dx_conn_free(sc_conn(c));
     }
+    /* A mark from inside this pass restarted the timer, 1 ms out (a timer
+     * restarted from a timer callback is), though the walk above flushed
+     * what it marked. Left armed, it would hold back the next iteration's
+     * marks, which find it active and do not schedule (lists.c): every
+     * flush outside a read, such as a poll's answer, waited up to 1 ms. */
+    if (!s->dirty_len && !s->dirty_overflow) dx_timer_stop(loop, &s->flush);
     finish_shutdown(s); /* last: `done` may free the server */
 }
 
