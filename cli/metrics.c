@@ -236,6 +236,10 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
     one(f, "duplex_sessions_opened_total", "counter",
         "HTTP sessions opened (the fallback transport; not counted in duplex_handshakes_total).",
         s->sessions_opened);
+    one(f, "duplex_sessions_handed_over_total", "counter",
+        "Requests of an HTTP session accepted by one thread and handed to the session's own "
+        "(--threads).",
+        s->sessions_handed_in);
 
     by_op(f, "duplex_messages_received_total", "counter", "Complete messages received.",
           s->msgs_in);

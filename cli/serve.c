@@ -192,7 +192,6 @@ static int run(const dx_cli_serve_cfg *c) {
     dx_cli_chat_opts chat_opts = c->chat;
     const char *redis_url = c->redis_url;
     int threads = c->threads, quiet = c->quiet, metrics = c->metrics;
-    int fallback_off_threads = c->fallback_off_threads;
     dx_chat *chat = NULL;
     cfg.on_message = mode == MODE_ECHO ? on_echo : on_broadcast;
     cfg.on_event = on_server_event;
@@ -283,9 +282,6 @@ static int run(const dx_cli_serve_cfg *c) {
             size_t n = 0;
             if (threads > 1)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", %d threads", nworkers);
-            if (fallback_off_threads && n < sizeof extra)
-                n += (size_t)snprintf(extra + n, sizeof extra - n,
-                                      ", HTTP fallback off (one thread only)");
             if (cfg.static_dir && n < sizeof extra)
                 n += (size_t)snprintf(extra + n, sizeof extra - n, ", static %s", cfg.static_dir);
             if (mode == MODE_CHAT && n < sizeof extra)

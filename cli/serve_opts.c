@@ -491,10 +491,6 @@ int dx_cli_serve_config(serve_opts *o, serve_cfg *c, int *done) {
     c->metrics = o->metrics;
     if (c->mode == MODE_NONE) return bad("choose a mode: --echo, --broadcast or --chat", NULL);
     if (c->mode == MODE_CHAT && c->threads > 1) return bad("--chat runs on one thread", NULL);
-    /* A session's requests come on new connections that any thread may
-     * accept, and a session lives on the thread that opened it. */
-    c->fallback_off_threads = c->threads > 1 && c->srv.sessions.enable;
-    if (c->threads > 1) c->srv.sessions.enable = 0;
     if (c->mode == MODE_CHAT && c->redis_url) {
         if (!dx_cli_chat_is_pg(c->chat.db))
             return bad("--chat --redis needs the shared store: --db postgresql://...", NULL);

@@ -36,7 +36,6 @@ typedef struct dx_cli_serve_cfg {
     dx_cli_chat_opts chat;
     const char *redis_url; /* the server's fan-out (not the chat's) */
     int threads, quiet, metrics;
-    int fallback_off_threads; /* the HTTP fallback was turned off for --threads */
 } dx_cli_serve_cfg;
 
 /* The help, generated from the option table. */

@@ -278,11 +278,14 @@ typedef struct dx_server_config {
      * address and Origin); the bytes it sent stay queued until the client
      * acknowledges them, and count as buffered. `enable` 0 (default): such
      * requests are plain HTTP. A session lives in the server that opened
-     * it: servers sharing a listener (dx_server_listen_shared, reuseport)
-     * cannot answer for each other's sessions, since a session's requests
-     * come on new connections that any of them may accept; enable sessions
-     * only where one server takes every connection (several nodes behind
-     * a load balancer need sticky routing, as Socket.IO's polling does). */
+     * it, and its requests come on new connections that any server sharing
+     * the listener may accept: servers of one process sharing it with
+     * dx_server_listen_shared hand such a connection, on its first
+     * request, to the session's server (its thread), which answers it from
+     * then on (the SID's first byte names that server; the other 120 bits
+     * are random). Servers that share a port only through `reuseport`, and
+     * several nodes behind a load balancer, cannot: they need sticky
+     * routing, as Socket.IO's polling does. */
     struct {
         int enable;
         uint32_t idle_ms;
@@ -356,8 +359,10 @@ DX_API int dx_server_listen(dx_server *srv);
  * threads of one process share one socket and one accept queue, and each
  * stops accepting on its own shutdown. Call it before `first`'s loop runs on
  * another thread, or on `first`'s thread. The cfg host and port of `srv`
- * are not used. Returns 0, DX_ESTATE if `srv` is already listening or shut
- * down or `first` is not listening, or DX_EIO (no descriptor left). */
+ * are not used. The servers so joined answer for each other's HTTP
+ * sessions (`sessions` above; up to 256 of them). Returns 0, DX_ESTATE if
+ * `srv` is already listening or shut down or `first` is not listening,
+ * DX_EIO (no descriptor left) or DX_ENOMEM. */
 DX_API int dx_server_listen_shared(dx_server *srv, const dx_server *first);
 
 /* The port actually bound (useful with port 0), or 0 before listening. */
@@ -542,6 +547,13 @@ typedef struct dx_server_stats {
     uint64_t paused_now;                 /* gauge: this server's connections whose
                                             reading is stopped for backpressure
                                             (output above max_buffered / 2) */
+
+    /* Servers sharing one listener (dx_server_listen_shared): requests
+     * of an HTTP session that arrived on a connection another server
+     * accepted, and were handed to the session's own server (in), or the
+     * reverse (out). Zero for a server alone. */
+    uint64_t sessions_handed_in;
+    uint64_t sessions_handed_out;
 } dx_server_stats;
 
 /* Fills `out` (its `size` set by the caller, see above) with the server's

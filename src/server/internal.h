@@ -26,6 +26,7 @@
 #define DX_SERVER_INTERNAL_H
 
 #include "server/broker.h"
+#include "server/handoff.h"
 #include "server/lists.h"
 #include "server/partial.h"
 #include "server/request.h"

@@ -18,6 +18,7 @@
 #include "core/alloc.h"
 #include "io/net.h"
 #include "io/uring.h"
+#include "server/handoff.h"
 #include "server/lists.h"
 #include "server/partial.h"
 #include "server/request.h"
@@ -357,6 +358,9 @@ int dx_server_listen(dx_server *s) {
 int dx_server_listen_shared(dx_server *s, const dx_server *first) {
     if (s->listening || s->shutting || s->lio.fd >= 0) return DX_ESTATE;
     if (!first->listening || first->lio.fd < 0) return DX_ESTATE;
+    /* The group is the one thing of `first` this changes (made on the
+     * first join, before or on `first`'s thread: server.h). */
+    if (dx__group_join(s, (dx_server *)first) < 0) return DX_ENOMEM;
     int fd = fcntl(first->lio.fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return DX_EIO;
     return listen_start(s, fd);
@@ -409,6 +413,7 @@ int dx_server_shutdown(dx_server *s, uint32_t deadline_ms, dx_post_fn done, void
     s->done = done;
     s->done_arg = arg;
     stop_listening(s);
+    dx__group_close(s);
     for (dx_server_conn *c = s->other, *n; c; c = n) {
         n = c->next;
         if (c->phase == P_TLS || c->phase == P_HTTP) dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -426,6 +431,7 @@ int dx_server_shutdown(dx_server *s, uint32_t deadline_ms, dx_post_fn done, void
 void dx_server_free(dx_server *s) {
     if (!s) return;
     stop_listening(s);
+    dx__group_leave(s);
     while (s->open)
         dx__sc_kill(s->open, DX_CLOSE_ABNORMAL);
     while (s->other)

@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "core/sha1.h"
+#include "server/handoff.h"
 #include "server/lists.h"
 #include "server/partial.h"
 #include "server/respond.h"
@@ -445,9 +446,12 @@ static int open_session(dx_server_conn *c, const dx_http_request *req, const cha
         }
         got += (size_t)r;
     }
+    /* In a group of servers the first byte says whose session it is, so
+     * that the others can hand its requests over (handoff.h). */
+    if (s->group) rnd[0] = s->group_index;
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(ss->sid + 2 * i, 3, "%02x", rnd[i]);
-    if (find(s, ss->sid) || table_add(s, ss) < 0) { /* a collision: 2^-128 */
+    if (find(s, ss->sid) || table_add(s, ss) < 0) { /* a collision: 2^-128 (2^-120) */
         ss->sid[0] = 0;
         dx__sc_kill(sc, DX_CLOSE_ABNORMAL);
         return error(c, 503, "out of memory", xh);
@@ -626,6 +630,14 @@ static int preflight(dx_server_conn *c, const dx_http_header *o, const char *all
     return 1;
 }
 
+/* The group index in a SID's first byte (lowercase hex, checked). */
+static unsigned sid_server(const char *sid) {
+    unsigned v = 0;
+    for (int i = 0; i < 2; i++)
+        v = v * 16 + (unsigned)(sid[i] <= '9' ? sid[i] - '0' : sid[i] - 'a' + 10);
+    return v;
+}
+
 int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
                      size_t rest_len) {
     const char *path, *query;
@@ -665,7 +677,15 @@ int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *res
     }
     int down = r.op == DX__SREQ_DOWN;
     dx__sess *ss = find(c->srv, r.sid);
-    if (!ss) return error(c, 404, "unknown or expired session", xh);
+    if (!ss) {
+        /* Another server's of the group, maybe: the whole request (from
+         * its first byte, the method, to the last byte read) goes there. */
+        const uint8_t *from = (const uint8_t *)req->method;
+        if (c->srv->group &&
+            dx__handoff(c, sid_server(r.sid), from, (size_t)(rest + rest_len - from)) == 0)
+            return 1;
+        return error(c, 404, "unknown or expired session", xh);
+    }
     if (o && (!ss->origin || !dx_http_ieq(o->value, o->value_len, ss->origin)))
         return error(c, 403, "origin differs from the session's", NO_STORE);
     if (is_preflight(req)) /* an older client's, which sent a content type */

@@ -172,6 +172,8 @@ struct dx_server {
     struct dx__sess **sess_slots; /* HTTP sessions by SID (session.c): chained */
     size_t sess_cap;              /* power of two, or 0 */
     size_t sess_count;
+    struct dx__group *group; /* servers sharing the listener (handoff.h), or NULL */
+    uint8_t group_index;     /* this server's index in it: a SID's first byte */
     /* Counters (dx_server_stats_get, in stats.c): plain words added to on
      * this thread as things happen, read whole from any thread. The
      * fields that belong to the loop or are computed stay zero here. */
