@@ -33,6 +33,7 @@
 #include <duplex/http.h>
 #include <duplex/loop.h> /* DX_IO_READ, DX_IO_WRITE: what TLS waits for */
 #include <duplex/mask.h>
+#include <duplex/sock.h>
 #include <duplex/tls.h>
 
 #include "cli/bench_fifo.h"
@@ -205,38 +206,14 @@ static void mark_dirty(bthread *t, bconn *c) {
     t->dirty[t->ndirty++] = c;
 }
 
-/* What a socket call's -1 means here: DX_EBUSY (would block) or DX_EIO. */
-static int64_t sock_err(void) {
-    return errno == EAGAIN || errno == EWOULDBLOCK ? DX_EBUSY : DX_EIO;
-}
-
-/* The socket's bytes, through TLS for wss://, as dx_tls_read gives them:
- * > 0, 0 at the end, DX_EBUSY when it would block, another error < 0. */
-static int64_t io_read(bconn *c, void *buf, size_t cap) {
-    if (c->tls) return dx_tls_read(c->tls, buf, cap, &c->tls_want);
-    ssize_t n;
-    while ((n = recv(c->fd, buf, cap, 0)) < 0 && errno == EINTR) {
-    }
-    return n >= 0 ? n : sock_err();
-}
-
-/* Like io_read: bytes taken, DX_EBUSY, or an error. A TLS write that took
- * part or none is retried from the same bytes (tls.h asks it), which the
- * output buffer, written from its head, does. */
-static int64_t io_write(bconn *c, const void *buf, size_t len) {
-    struct iovec iov = {(void *)buf, len};
-    if (c->tls) return dx_tls_writev(c->tls, &iov, 1, &c->tls_want);
-    ssize_t n;
-    while ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-    }
-    return n >= 0 ? n : sock_err();
-}
-
-/* Writes what is queued; watches for writability while some is left. */
+/* Writes what is queued; watches for writability while some is left. A TLS
+ * write that took part or none is retried from the same bytes (tls.h asks
+ * it), which the output buffer, written from its head, does. */
 static void flush(bthread *t, bconn *c) {
     c->tls_want = 0;
     while (c->ooff < c->olen) {
-        int64_t w = io_write(c, c->obuf + c->ooff, c->olen - c->ooff);
+        struct iovec iov = {c->obuf + c->ooff, c->olen - c->ooff};
+        int64_t w = dx_sock_writev(c->fd, c->tls, &iov, 1, &c->tls_want);
         if (w == DX_EBUSY) break;
         if (w < 0) {
             conn_end(t, c, "write failed");
@@ -473,7 +450,7 @@ static void refill(bthread *t, bconn *c) {
 
 static void read_frames(bthread *t, bconn *c) {
     for (;;) {
-        int64_t n = io_read(c, t->rbuf, RBUF_SIZE);
+        int64_t n = dx_sock_read(c->fd, c->tls, t->rbuf, RBUF_SIZE, &c->tls_want);
         if (n == DX_EBUSY) break;
         if (n < 0) {
             conn_end(t, c, "read failed (reset?)");
@@ -540,6 +517,7 @@ static void start_connect(bthread *t, bconn *c) {
     c->state = CS_CONNECTING;
     c->t_start = now_ns();
     c->want_out = 0;
+    c->tls_want = 0; /* dx_sock_* or into it: nothing from the last cycle */
     c->et = 0;
     c->raw_have = c->msg_len = 0;
     t->pending++;
@@ -633,7 +611,8 @@ static void send_upgrade(bthread *t, bconn *c) {
     int n = dx_handshake_write_request(req, sizeof req, cfg->host_header, cfg->target, c->key, NULL,
                                        exts, NULL, NULL);
     /* A fresh socket's buffer always takes a request this small whole. */
-    if (n < 0 || io_write(c, req, (size_t)n) != n) {
+    struct iovec iov = {req, n > 0 ? (size_t)n : 0};
+    if (n < 0 || dx_sock_writev(c->fd, c->tls, &iov, 1, &c->tls_want) != n) {
         conn_end(t, c, "could not send the upgrade request");
         return;
     }
@@ -646,7 +625,7 @@ static void read_upgrade(bthread *t, bconn *c) {
         conn_end(t, c, "out of memory");
         return;
     }
-    int64_t n = io_read(c, c->hs + c->hs_len, HS_MAX - c->hs_len);
+    int64_t n = dx_sock_read(c->fd, c->tls, c->hs + c->hs_len, HS_MAX - c->hs_len, &c->tls_want);
     if (n == DX_EBUSY) return;
     if (n <= 0) {
         conn_end(t, c, "the server closed during the upgrade");

@@ -6,6 +6,7 @@
 #include <duplex/conn.h>
 #include <duplex/handshake.h>
 #include <duplex/http.h>
+#include <duplex/sock.h>
 #include <duplex/utf8.h>
 
 #include <errno.h>
@@ -58,7 +59,7 @@ struct dx_client {
     dx_timer timer;
     dx_tls_ctx *tls_ctx;
     dx_tls *tls;
-    unsigned tls_want; /* DX_IO_WRITE while TLS waits for a writable socket */
+    unsigned tls_want; /* what TLS waits for after DX_EBUSY (DX_IO_READ/WRITE) */
     dx__dns *rs;       /* P_RESOLVE: the request */
     dx_addr addrs[MAX_ADDRS];
     int naddrs, addr_i;
@@ -223,33 +224,6 @@ fail(dx_client *c, int err, const char *fmt, ...) {
     if (!c->dead) finish(c);
 }
 
-/* ---- socket I/O, plain or TLS ------------------------------------------- */
-
-static int64_t sock_read(dx_client *c, void *buf, size_t cap) {
-    if (!c->tls) return dx__read(c->fd, buf, cap);
-    unsigned want = 0;
-    int64_t n = dx_tls_read(c->tls, buf, cap, &want);
-    if (n == DX_EBUSY && (want & DX_IO_WRITE)) c->tls_want |= DX_IO_WRITE;
-    return n;
-}
-
-static int64_t sock_writev(dx_client *c, const struct iovec *iov, int n) {
-    if (!c->tls) return dx__writev(c->fd, iov, n);
-    unsigned want = 0;
-    int64_t w = dx_tls_writev(c->tls, iov, n, &want);
-    if (w == DX_EBUSY && (want & DX_IO_WRITE)) c->tls_want |= DX_IO_WRITE;
-    return w;
-}
-
-/* The text of the last socket failure, for messages. */
-static const char *io_why(dx_client *c, int64_t err) {
-    if (c->tls) {
-        const char *w = dx_tls_why();
-        if (w && *w) return w;
-    }
-    return err == DX_EIO && errno ? strerror(errno) : dx_strerror((int)err);
-}
-
 static void update_io(dx_client *c) {
     if (c->fd < 0) return;
     unsigned ev = 0;
@@ -316,10 +290,7 @@ static void start_linger(dx_client *c) {
 
 static void linger_flushed(dx_client *c) {
     if (c->was_clean) return;
-    if (c->tls)
-        dx_tls_shutdown(c->tls);
-    else
-        (void)shutdown(c->fd, SHUT_WR);
+    dx_sock_shutdown(c->fd, c->tls);
 }
 
 /* Writes what the protocol queued. Returns 0, or -1 when the transport
@@ -335,10 +306,11 @@ static int flush(dx_client *c) {
         size_t total = 0;
         for (int i = 0; i < n; i++)
             total += iov[i].iov_len;
-        int64_t w = sock_writev(c, iov, n);
+        int64_t w = dx_sock_writev(c->fd, c->tls, iov, n, &c->tls_want);
         if (w == DX_EBUSY) break;
         if (w < 0) {
-            if (c->phase == P_OPEN && !report(c, (int)w, "write: %s", io_why(c, w))) return -1;
+            if (c->phase == P_OPEN && !report(c, (int)w, "write: %s", dx_sock_why(c->tls, w)))
+                return -1;
             transport_gone(c);
             return -1;
         }
@@ -376,10 +348,12 @@ static void read_ws(dx_client *c) {
     size_t cap;
     uint8_t *buf = dx_loop_rbuf(c->loop, &cap);
     for (int i = 0; i < READ_ROUNDS; i++) {
-        int64_t n = sock_read(c, buf, cap);
+        int64_t n = dx_sock_read(c->fd, c->tls, buf, cap, &c->tls_want);
         if (n == DX_EBUSY) break;
         if (n <= 0) {
-            if (n < 0 && c->phase == P_OPEN && !report(c, (int)n, "read: %s", io_why(c, n))) return;
+            if (n < 0 && c->phase == P_OPEN &&
+                !report(c, (int)n, "read: %s", dx_sock_why(c->tls, n)))
+                return;
             transport_gone(c);
             return;
         }
@@ -546,7 +520,8 @@ static void open_ws(dx_client *c, size_t head_len, const dx_http_response *res) 
 
 static void read_response(dx_client *c) {
     for (;;) {
-        int64_t n = sock_read(c, c->resp + c->resp_len, DX_CLIENT_MAX_RESPONSE - c->resp_len);
+        int64_t n = dx_sock_read(c->fd, c->tls, c->resp + c->resp_len,
+                                 DX_CLIENT_MAX_RESPONSE - c->resp_len, &c->tls_want);
         if (n == DX_EBUSY) {
             update_io(c);
             return;
@@ -556,7 +531,7 @@ static void read_response(dx_client *c) {
             return;
         }
         if (n < 0) {
-            fail(c, (int)n, "handshake: read: %s", io_why(c, n));
+            fail(c, (int)n, "handshake: read: %s", dx_sock_why(c->tls, n));
             return;
         }
         c->resp_len += (size_t)n;
@@ -582,10 +557,10 @@ static void read_response(dx_client *c) {
 static void write_request(dx_client *c) {
     while (c->req_off < c->req_len) {
         struct iovec iov = {c->req + c->req_off, c->req_len - c->req_off};
-        int64_t w = sock_writev(c, &iov, 1);
+        int64_t w = dx_sock_writev(c->fd, c->tls, &iov, 1, &c->tls_want);
         if (w == DX_EBUSY) break;
         if (w < 0) {
-            fail(c, (int)w, "handshake: write: %s", io_why(c, w));
+            fail(c, (int)w, "handshake: write: %s", dx_sock_why(c->tls, w));
             return;
         }
         c->req_off += (size_t)w;

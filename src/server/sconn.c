@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <duplex/sock.h>
+
 #include "core/alloc.h"
 #include "io/net.h"
 #include "io/uring.h"
@@ -293,15 +295,11 @@ void dx__sc_queued(dx_server_conn *c) {
     dx__sc_mark(c);
 }
 
+/* The transport's write, with this connection's bookkeeping. */
 static int64_t sock_writev(dx_server_conn *c, const struct iovec *iov, int n) {
-    int64_t r;
-    if (!c->tls) {
-        r = dx__writev(c->io.fd, iov, n);
-    } else {
-        unsigned want = 0;
-        r = dx_tls_writev(c->tls, iov, n, &want);
-        if (r == DX_EBUSY && (want & DX_IO_WRITE)) c->flags |= F_TLS_WANT_W;
-    }
+    unsigned want = 0;
+    int64_t r = dx_sock_writev(c->io.fd, c->tls, iov, n, &want);
+    if (want & DX_IO_WRITE) c->flags |= F_TLS_WANT_W;
     if (r > 0) c->srv->st.wire_out += (uint64_t)r;
     return r;
 }
@@ -386,10 +384,7 @@ static void start_linger(dx_server_conn *c) {
         dx__http_free(c->u.http);
         c->u.http = NULL;
     }
-    if (c->tls)
-        dx_tls_shutdown(c->tls);
-    else
-        shutdown(c->io.fd, SHUT_WR);
+    dx_sock_shutdown(c->io.fd, c->tls);
     c->phase = P_LINGER;
     c->t_mark = dx__srv_now(c->srv);
 }
@@ -635,16 +630,11 @@ static void read_some(dx_server_conn *c) {
         if (c->phase == P_DEAD) return;
         if ((c->phase == P_WS || c->phase == P_DRAIN) && (c->flags & F_PAUSED)) return;
         if (c->phase == P_RESP) return;
-        int64_t n;
-        if (c->tls) {
-            unsigned want = 0;
-            n = dx_tls_read(c->tls, buf, cap, &want);
-            if (n == DX_EBUSY && (want & DX_IO_WRITE)) {
-                c->flags |= F_TLS_WANT_W;
-                dx__sc_update(c);
-            }
-        } else {
-            n = dx__read(c->io.fd, buf, cap);
+        unsigned want = 0;
+        int64_t n = dx_sock_read(c->io.fd, c->tls, buf, cap, &want);
+        if (want & DX_IO_WRITE) {
+            c->flags |= F_TLS_WANT_W;
+            dx__sc_update(c);
         }
         if (n == DX_EBUSY) return;
         if (n == 0) {

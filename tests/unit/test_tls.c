@@ -19,56 +19,18 @@
 #include "io/net.h"
 #include "io/tls.h"
 #include "test.h"
+#include "tls_test.h"
 
 static char dir[64];
 static char cert_path[128], key_path[128], key2_path[128], junk_path[128];
 
-/* ---- certificate generation ---- */
+/* ---- certificates ---- */
 
-static EVP_PKEY *make_key(void) {
-    return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-}
-
-static int add_ext(X509 *x, int nid, const char *value) {
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    if (!ext) return 0;
-    int ok = X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok;
-}
-
-static int write_pem(const char *path, EVP_PKEY *key, X509 *x) {
-    FILE *f = fopen(path, "w");
-    if (!f) return 0;
-    int ok = x ? PEM_write_X509(f, x) : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    return fclose(f) == 0 && ok;
-}
-
-/* A self-signed certificate for CN and DNS name "localhost" and IP
- * 127.0.0.1, valid from an hour ago for a day. */
+/* The test certificate (tls_test.h), a second key that matches nothing,
+ * and a file that is no PEM at all. */
 static int make_cert(void) {
-    EVP_PKEY *key = make_key(), *key2 = make_key();
-    X509 *x = X509_new();
-    int ok = key && key2 && x;
-    ok = ok && X509_set_version(x, 2);
-    ok = ok && ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
-    ok = ok && X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    ok = ok && X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    ok = ok && X509_set_pubkey(x, key);
-    X509_NAME *name = ok ? X509_get_subject_name(x) : NULL;
-    ok = ok && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                          (const unsigned char *)"localhost", -1, -1, 0);
-    ok = ok && X509_set_issuer_name(x, name);
-    ok = ok && add_ext(x, NID_basic_constraints, "critical,CA:TRUE");
-    ok = ok && add_ext(x, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
-    ok = ok && X509_sign(x, key, EVP_sha256()) > 0;
-    ok = ok && write_pem(cert_path, NULL, x) && write_pem(key_path, key, NULL) &&
-         write_pem(key2_path, key2, NULL);
-    X509_free(x);
-    EVP_PKEY_free(key);
+    EVP_PKEY *key2 = dx_t_make_key();
+    int ok = dx_t_make_cert(cert_path, key_path) && key2 && dx_t_write_pem(key2_path, key2, NULL);
     EVP_PKEY_free(key2);
     FILE *f = fopen(junk_path, "w");
     if (f) {
@@ -101,37 +63,16 @@ static void wait_sides(side *a, unsigned wa, side *b, unsigned wb) {
     poll(p, 2, 50);
 }
 
-/* When set, the receive buffer of the accepted (server) socket. It is set
- * on the listener before the connection comes, since shrinking it on an
- * established connection can stall TCP (the window already advertised). */
+/* When set, the receive buffer of the accepted (server) socket
+ * (dx_t_tcp_pair). */
 static int server_rcvbuf;
-
-static int tcp_pair(int *cfd, int *sfd) {
-    int lfd = dx__listen("127.0.0.1", 0, 4, 0);
-    if (lfd < 0) return 0;
-    if (server_rcvbuf) setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &server_rcvbuf, sizeof server_rcvbuf);
-    dx_addr addr;
-    int c = -1, s = -1;
-    if (dx__resolve("127.0.0.1", dx__local_port(lfd), &addr) == 0) c = dx__connect(&addr);
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    if (c >= 0 && poll(&p, 1, 5000) == 1) s = dx__accept(lfd, NULL);
-    close(lfd);
-    if (c < 0 || s < 0) {
-        if (c >= 0) close(c);
-        if (s >= 0) close(s);
-        return 0;
-    }
-    *cfd = c;
-    *sfd = s;
-    return 1;
-}
 
 /* Opens a TCP pair and TLS on both ends, then drives both handshakes until
  * each side is done or failed. */
 static int open_pair(dx_tls_ctx *sctx, dx_tls_ctx *cctx, const char *sni, side *srv, side *cli) {
     memset(srv, 0, sizeof *srv);
     memset(cli, 0, sizeof *cli);
-    if (!tcp_pair(&cli->fd, &srv->fd)) return 0;
+    if (!dx_t_tcp_pair(&cli->fd, &srv->fd, server_rcvbuf)) return 0;
     srv->t = dx_tls_new(sctx, srv->fd, 1, NULL);
     cli->t = dx_tls_new(cctx, cli->fd, 0, sni);
     if (!srv->t || !cli->t) return 0;
@@ -427,7 +368,7 @@ static void test_peer_hangs_up(void) {
     dx_tls_ctx *cctx = dx_tls_client_ctx(1, NULL, &why);
     REQUIRE(cctx);
     int c, s;
-    REQUIRE(tcp_pair(&c, &s));
+    REQUIRE(dx_t_tcp_pair(&c, &s, 0));
     dx_tls *t = dx_tls_new(cctx, c, 0, "localhost");
     REQUIRE(t);
     unsigned want = 0;
