@@ -166,6 +166,15 @@ void dx__sc_update(dx_server_conn *c) {
     case P_DRAIN:
         if (!(c->flags & F_PAUSED)) ev = DX_IO_READ;
         break;
+    case P_RESP:
+        /* An answer on a kept connection (a session's POSTs and polls):
+         * reading stays as it was, since the next request is read as soon
+         * as this answer is out, usually in this same turn. Turning it off
+         * and on again cost two epoll_ctl calls per request; a request
+         * that comes before the answer is out turns it off then
+         * (read_some). */
+        if (c->u.http && c->u.http->keep) ev = c->io.events & DX_IO_READ;
+        break;
     default:
         break;
     }
@@ -178,6 +187,11 @@ void dx__sc_update(dx_server_conn *c) {
     dx__http *h = sc_http(c);
     int pending = dx_conn_buffered(sc_conn(c)) > 0 || (c->flags & F_101) ||
                   (h && (h->out_off < h->out_len || h->file_fd >= 0));
+    /* Output that a flush pass will write (F_DIRTY) needs no writability
+     * yet: that pass asks for it if the socket does not take it all.
+     * Asking now cost a request two epoll_ctl calls (on, then off after
+     * the write) for nothing; one already asked for stays. */
+    if (pending && (c->flags & F_DIRTY) && !(c->io.events & DX_IO_WRITE)) pending = 0;
     if (pending || (c->flags & F_TLS_WANT_W)) ev |= DX_IO_WRITE;
     (void)dx_io_update(c->srv->loop, &c->io, ev);
 }
@@ -629,7 +643,12 @@ static void read_some(dx_server_conn *c) {
     for (int i = 0; i < 16; i++) {
         if (c->phase == P_DEAD) return;
         if ((c->phase == P_WS || c->phase == P_DRAIN) && (c->flags & F_PAUSED)) return;
-        if (c->phase == P_RESP) return;
+        if (c->phase == P_RESP) {
+            /* The next request of a kept connection, early (P_RESP above
+             * left reading on): read once the answer is out. */
+            (void)dx_io_update(s->loop, &c->io, c->io.events & DX_IO_WRITE);
+            return;
+        }
         unsigned want = 0;
         int64_t n = dx_sock_read(c->io.fd, c->tls, buf, cap, &want);
         if (want & DX_IO_WRITE) {
