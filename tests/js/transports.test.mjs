@@ -191,6 +191,51 @@ test('on http: a probe WebSocket that gets a message brings the connection back 
   s.close();
 });
 
+test('after a WebSocket that failed to open (a restarting server looks the same), the first probe comes in 1 s', () => {
+  const { s, log } = make({ upgradeProbe: 30000, fallbackTimeout: 1500, heartbeat: { interval: 60000, timeout: 1000 } });
+  W.last().fail(); // refused: the server is down, or a proxy refuses upgrades
+  H.last().open();
+  H.last().receive('pong'); // confirmed over http
+  const http = H.last();
+  tick(999);
+  assert.equal(W.sockets.length, 1);
+  tick(1);
+  assert.equal(W.sockets.length, 2, 'an early probe, not after upgradeProbe (30 s)');
+  W.last().fail(); // a proxy after all: the early probe does not count
+  tick(29999);
+  assert.equal(W.sockets.length, 2);
+  tick(1);
+  assert.equal(W.sockets.length, 3, 'then the usual upgradeProbe, not doubled');
+  W.last().fail();
+  tick(59999);
+  assert.equal(W.sockets.length, 3);
+  tick(1);
+  assert.equal(W.sockets.length, 4, 'and doubling from there');
+  const good = W.last();
+  good.open();
+  good.receive('pong');
+  assert.deepEqual(http.closeCalls, [[1000, 'upgrade']]);
+  http.serverClose(1000, 'upgrade');
+  W.last().open();
+  W.last().receive('pong');
+  assert.equal(s.transport, 'websocket');
+  assert.deepEqual(log.filter((l) => l.startsWith('transport')), ['transport:http', 'transport:websocket']);
+  s.close();
+});
+
+test('a WebSocket that opened but stayed silent (a proxy): no early probe', () => {
+  const { s } = make({ upgradeProbe: 30000, fallbackTimeout: 1500, heartbeat: { interval: 60000, timeout: 1000 } });
+  W.last().open();
+  tick(1500); // silent: falls back
+  H.last().open();
+  H.last().receive('pong');
+  tick(29999);
+  assert.equal(W.sockets.length, 1, 'no probe before upgradeProbe');
+  tick(1);
+  assert.equal(W.sockets.length, 2);
+  s.close();
+});
+
 test('close() on http, or while a probe runs, leaves no timer nor socket', () => {
   const { s } = make({ upgradeProbe: 1000 });
   W.last().fail();

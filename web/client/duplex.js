@@ -43,6 +43,11 @@ const DEFAULTS = {
   upgradeProbeMax: 300000, // the probe interval doubles up to this
 };
 const PROBE_SETTLE = 2000; // with fallbackTimeout 0: a probe open this long works
+// After a WebSocket that failed to open, the first probe comes this soon: a
+// server restarting refuses connections just as a proxy refuses upgrades,
+// and a page that reconnected over HTTP then need not stay there for
+// upgradeProbe (30 s) when WebSocket works again.
+const PROBE_SOON = 1000;
 const TRANSPORTS = ['websocket', 'http'];
 
 function merge(defaults, given) {
@@ -127,6 +132,8 @@ export class DuplexSocket extends EventTarget {
   #probe = null; // a WebSocket trying whether the network lets it through again
   #probeTimer = null;
   #probeDelay = 0;
+  #probeSoon = false; // this round's WebSocket failed to open: probe early (PROBE_SOON)
+  #probeEarly = false; // the scheduled (or running) probe is that early one
   #upgrading = false; // closing the HTTP session to move back to WebSocket
 
   /**
@@ -367,6 +374,7 @@ export class DuplexSocket extends EventTarget {
     if (this.#ws) this.#detach();
     if (transport === undefined) {
       this.#tried.clear();
+      this.#probeSoon = false;
       transport = this.#preferred;
     }
     if (this.#isOffline()) {
@@ -466,6 +474,7 @@ export class DuplexSocket extends EventTarget {
   // upgrade and forwards nothing. What was sent on it goes back to the
   // front of the queue and the attempt goes on over the next transport.
   #fallBack(why = 'no message (fallback)') {
+    this.#probeSoon = false; // WebSocket reached the server: a proxy, not a restart
     const lost = this.#unconfirmed;
     const ws = this.#ws;
     this.#detach();
@@ -589,6 +598,7 @@ export class DuplexSocket extends EventTarget {
     if (this.#stopped) return; // a close listener called close()
     // A transport that failed to open: the next one of this round, now.
     if (!this.#wasOpen && this.#transports.some((t) => !this.#tried.has(t))) {
+      this.#probeSoon = this.#tried.has('websocket');
       this.#switchTransport();
       return;
     }
@@ -714,7 +724,10 @@ export class DuplexSocket extends EventTarget {
 
   #scheduleProbe() {
     if (!this.#transports.includes('websocket') || !(this.#opt.upgradeProbe > 0) || this.#probeTimer !== null) return;
-    this.#probeTimer = setTimeout(() => { this.#probeTimer = null; this.#startProbe(); }, this.#probeDelay);
+    this.#probeEarly = this.#probeSoon && PROBE_SOON < this.#probeDelay;
+    this.#probeSoon = false;
+    const delay = this.#probeEarly ? PROBE_SOON : this.#probeDelay;
+    this.#probeTimer = setTimeout(() => { this.#probeTimer = null; this.#startProbe(); }, delay);
   }
 
   // A plain WebSocket to the same URL, never seen by the application: it
@@ -765,7 +778,9 @@ export class DuplexSocket extends EventTarget {
 
   #probeFailed() {
     this.#stopProbe();
-    this.#probeDelay = Math.min(this.#probeDelay * 2, Math.max(this.#opt.upgradeProbe, this.#opt.upgradeProbeMax));
+    // The early probe does not count: the next one waits the usual delay.
+    if (this.#probeEarly) this.#probeEarly = false;
+    else this.#probeDelay = Math.min(this.#probeDelay * 2, Math.max(this.#opt.upgradeProbe, this.#opt.upgradeProbeMax));
     if (this.#transport === 'http' && this.#state === OPEN) this.#scheduleProbe();
   }
 
@@ -773,6 +788,7 @@ export class DuplexSocket extends EventTarget {
   // application sends meanwhile waits in the queue) and reconnect.
   #probeWorked() {
     this.#stopProbe();
+    this.#probeEarly = false;
     this.#probeDelay = this.#opt.upgradeProbe;
     this.#preferred = 'websocket';
     const hs = this.#ws;
