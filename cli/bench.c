@@ -415,12 +415,13 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
     double us_per_msg =
         r->server_cpu_s >= 0 && r->messages ? 1e6 * r->server_cpu_s / (double)r->messages : -1;
     int conns = cfg->mode == BM_IDLE ? cfg->connections : cfg->connections;
-    double rss_per = r->rss_before_kib >= 0 && r->rss_after_kib >= 0 && conns
-                         ? (double)(r->rss_after_kib - r->rss_before_kib) / conns
-                         : -1;
-    double rss_per_fresh = r->rss_fresh_kib >= 0 && r->rss_after_kib >= 0 && conns
-                               ? (double)(r->rss_after_kib - r->rss_fresh_kib) / conns
-                               : -1;
+    /* Measured when both readings were taken. A figure below zero is one
+     * too: the server's RSS went down meanwhile (its allocator gave back
+     * what an earlier run left, as ASan's quarantine does), and is shown. */
+    int has_warm = r->rss_before_kib >= 0 && r->rss_after_kib >= 0 && conns;
+    int has_fresh = r->rss_fresh_kib >= 0 && r->rss_after_kib >= 0 && conns;
+    double rss_per = has_warm ? (double)(r->rss_after_kib - r->rss_before_kib) / conns : 0;
+    double rss_per_fresh = has_fresh ? (double)(r->rss_after_kib - r->rss_fresh_kib) / conns : 0;
     const dx_hist *h = r->hist;
     if (json) {
         printf("{\"mode\":\"%s\",\"url\":", mode_name(cfg));
@@ -456,10 +457,10 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
             printf(",\"http_requests\":%llu,\"requests_per_msg\":%.3f",
                    (unsigned long long)r->requests,
                    r->messages ? (double)r->requests / (double)r->messages : 0);
-        if (rss_per_fresh >= 0)
+        if (has_fresh)
             printf(",\"rss_fresh_kib\":%ld,\"rss_per_conn_kib\":%.3f", r->rss_fresh_kib,
                    rss_per_fresh);
-        if (rss_per >= 0)
+        if (has_warm)
             printf(",\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,\"rss_per_conn_warm_kib\":%.3f",
                    r->rss_before_kib, r->rss_after_kib, rss_per);
         printf("}\n");
@@ -501,11 +502,11 @@ static void report(const dx_bench_cfg *cfg, const dx_bench_result *r, int json) 
            cfg->threads == 1 ? "" : "s", gen_bound ? " (the generator is the limit)" : "");
     if (srv_pct >= 0)
         printf("  server      %.0f%% CPU, %.2f µs per message\n", srv_pct, us_per_msg);
-    if (rss_per_fresh >= 0)
+    if (has_fresh)
         printf("  server RSS  %ld KiB before the first connection, %ld KiB with all open: "
                "%.3f KiB per connection (what an operator sees)\n",
                r->rss_fresh_kib, r->rss_after_kib, rss_per_fresh);
-    if (rss_per >= 0)
+    if (has_warm)
         printf("  warm        %ld KiB after a warm-up of 256 connections: %.3f KiB per connection "
                "(the connections' own share)\n",
                r->rss_before_kib, rss_per);
