@@ -135,7 +135,9 @@ static int out_append(dx__http *h, const char *p, size_t n) {
 
 /* ---- the table of sessions, by SID -------------------------------------------- */
 
-/* The SID's first 16 hex digits: random bits, so a good hash as they are. */
+/* The SID's first 16 hex digits as a number: random bits below the first
+ * byte (in a group of servers, the owner's index: sid_server), so its low
+ * bits are a good hash as they are. */
 static uint64_t sid_hash(const char *sid) {
     uint64_t h = 0;
     for (int i = 0; i < 16; i++) {
@@ -632,10 +634,7 @@ static int preflight(dx_server_conn *c, const dx_http_header *o, const char *all
 
 /* The group index in a SID's first byte (lowercase hex, checked). */
 static unsigned sid_server(const char *sid) {
-    unsigned v = 0;
-    for (int i = 0; i < 2; i++)
-        v = v * 16 + (unsigned)(sid[i] <= '9' ? sid[i] - '0' : sid[i] - 'a' + 10);
-    return v;
+    return (unsigned)(sid_hash(sid) >> 56);
 }
 
 int dx__sess_request(dx_server_conn *c, const dx_http_request *req, uint8_t *rest,
