@@ -58,8 +58,10 @@ typedef struct hconn {
     int status;
     size_t head;    /* length of the answer's head once parsed, else 0 */
     uint64_t clen;  /* body length (when !to_close) */
-    uint64_t value; /* X-Duplex-Offset or X-Duplex-Seq */
+    uint64_t value; /* X-Duplex-Offset (down) or X-Duplex-Seq (up) */
     int has_value;
+    uint64_t off; /* an up answer's X-Duplex-Offset (poll mode: it carries down bytes) */
+    int has_off;
     char *out; /* the request */
     size_t olen, ooff, ocap;
     char *in; /* the answer so far */
@@ -328,10 +330,11 @@ static void pump(hclient *cl, uint64_t now) {
         int ack_due = owed && (cfg->transport == BT_STREAM || cl->close_recv) &&
                       (owed >= ACK_BYTES || now - cl->t_owed >= ACK_NS || cl->close_recv);
         if (!cl->qlen && !ack_due) return;
+        /* A polling client says so: the answer then carries what waits. */
         n = snprintf(head, sizeof head,
-                     "POST /.duplex/%s/up?seq=%llu&ack=%llu HTTP/1.1\r\nHost: %s\r\n", cl->sid,
+                     "POST /.duplex/%s/up?seq=%llu&ack=%llu%s HTTP/1.1\r\nHost: %s\r\n", cl->sid,
                      (unsigned long long)cl->up_seq, (unsigned long long)cl->received,
-                     cfg->host_header);
+                     cfg->transport == BT_POLL ? "&mode=poll" : "", cfg->host_header);
         cl->ack_sent = cl->received;
     }
     if (n < 0 || (size_t)n >= sizeof head) {
@@ -443,6 +446,17 @@ static void feed_frames(hclient *cl, uint8_t *buf, size_t len, uint64_t now) {
         if (ch.last && h->fin && !cl->close_recv) got_message(cl, cl->msg_len, now);
     }
     if (cl->received - cl->ack_sent >= ACK_BYTES) mark_dirty(cl);
+}
+
+/* Down bytes [off, off + len) of a poll's or a POST's answer. The two
+ * can cross (a POST answered after a poll, read first), so bytes already
+ * parsed are skipped, and an answer from past what was parsed is dropped:
+ * the answer in flight before it ends where it starts, and the next poll
+ * (its ack what was parsed) has the server send the rest again. */
+static void feed_at(hclient *cl, uint64_t off, uint8_t *buf, size_t len, uint64_t now) {
+    if (off > cl->received || off + len <= cl->received) return;
+    size_t skip = (size_t)(cl->received - off);
+    feed_frames(cl, buf + skip, len - skip, now);
 }
 
 /* A down body of Engine.IO packets, separated by \x1e. */
@@ -563,7 +577,8 @@ static void answered(hclient *cl, hconn *hc, char *body, size_t blen, uint64_t n
             mark_dirty(cl);
             return;
         }
-        if (eio ? hc->status != 200 : hc->status != 204) {
+        int carried = !eio && hc->status == 200 && hc->has_off && r->cfg->transport == BT_POLL;
+        if (eio ? hc->status != 200 : hc->status != 204 && !carried) {
             client_end(cl, hc->status == 404 ? "session expired" : "up request refused");
             return;
         }
@@ -572,6 +587,10 @@ static void answered(hclient *cl, hconn *hc, char *body, size_t blen, uint64_t n
             return;
         }
         cl->posting = 0;
+        if (carried) {
+            feed_at(cl, hc->off, (uint8_t *)body, blen, now);
+            if (cl->state == CL_DONE) return;
+        }
         mark_dirty(cl);
         return;
     }
@@ -591,11 +610,13 @@ static void answered(hclient *cl, hconn *hc, char *body, size_t blen, uint64_t n
         } else {
             feed_packets(cl, body, blen, now);
         }
+    } else if (hc->status == 404 && cl->close_recv) {
+        return; /* a poll held while POSTs carried the close: the session is done */
     } else if (hc->status != 200) {
         client_end(cl, hc->status == 404 ? "session expired" : "down request refused");
         return;
     } else if (!hc->sse) {
-        feed_frames(cl, (uint8_t *)body, blen, now);
+        feed_at(cl, hc->value, (uint8_t *)body, blen, now);
     }
     if (cl->state == CL_DONE) return;
     if (cl->state == CL_CLOSING && (cl->close_recv || is_eio(r))) {
@@ -603,6 +624,18 @@ static void answered(hclient *cl, hconn *hc, char *body, size_t blen, uint64_t n
         return;
     }
     down_next(cl);
+}
+
+/* 1 with the header's number in *out, 0 when the header is absent. */
+static int header_u64(const dx_http_header *hdrs, size_t n, const char *name, uint64_t *out) {
+    const dx_http_header *x = dx_http_find(hdrs, n, name);
+    if (!x) return 0;
+    char v[32];
+    size_t k = x->value_len < sizeof v - 1 ? x->value_len : sizeof v - 1;
+    memcpy(v, x->value, k);
+    v[k] = 0;
+    *out = strtoull(v, NULL, 10);
+    return 1;
 }
 
 /* Parses an answer's head in hc->in. 1 when parsed, 0 for more, -1 bad. */
@@ -617,16 +650,10 @@ static int parse_head(hrun *r, hclient *cl, hconn *hc) {
     hc->keep = res.minor_version == 1;
     const dx_http_header *x = dx_http_find(hdrs, res.num_headers, "Connection");
     if (x && dx_http_has_token(x->value, x->value_len, "close")) hc->keep = 0;
-    x = dx_http_find(hdrs, res.num_headers, hc->kind == K_UP ? "X-Duplex-Seq" : "X-Duplex-Offset");
-    hc->has_value = 0;
-    if (x) {
-        char v[32];
-        size_t k = x->value_len < sizeof v - 1 ? x->value_len : sizeof v - 1;
-        memcpy(v, x->value, k);
-        v[k] = 0;
-        hc->value = strtoull(v, NULL, 10);
-        hc->has_value = 1;
-    }
+    hc->has_value = header_u64(hdrs, res.num_headers,
+                               hc->kind == K_UP ? "X-Duplex-Seq" : "X-Duplex-Offset", &hc->value);
+    hc->has_off =
+        hc->kind == K_UP && header_u64(hdrs, res.num_headers, "X-Duplex-Offset", &hc->off);
     x = dx_http_find(hdrs, res.num_headers, "Content-Length");
     hc->to_close = 0;
     if (res.status == 204 || res.status == 304 || res.status < 200) {
@@ -648,8 +675,10 @@ static int parse_head(hrun *r, hclient *cl, hconn *hc) {
     hc->sse = hc->kind == K_DOWN && !is_eio(r) && res.status == 200 && x && x->value_len >= 17 &&
               !memcmp(x->value, "text/event-stream", 17);
     if (hc->sse && (!hc->has_value || hc->value != cl->down_ack)) return -1;
+    /* A poll's answer starts at its ack, or later when a POST's answer
+     * carried the bytes between (feed_at). */
     if (!hc->sse && hc->kind == K_DOWN && !is_eio(r) && res.status == 200 &&
-        (!hc->has_value || hc->value != cl->down_ack))
+        (!hc->has_value || hc->value < cl->down_ack))
         return -1;
     return 1;
 }

@@ -134,11 +134,13 @@ test('SseReader: data lines across chunks, CRLF, comments and other fields skipp
 // The server side of the spec, in process, behind a fake fetch: echoes
 // messages, answers text 'srv:ping' with a ping frame then 'after', 'srv:bad'
 // with invalid UTF-8, 'srv:close' with a close frame 4002. `faults` lets a
-// test refuse the open, drop up POSTs or answer 404.
-function fakeServer({ openStatus = 200, mode } = {}) {
+// test refuse the open, drop up POSTs or answer 404. With `carry`, it
+// keeps the real server's `sent` (srv.at): a POST with mode=poll carries
+// back what waits past it, and polls answer from it (docs/fallback.md).
+function fakeServer({ openStatus = 200, mode, carry = false } = {}) {
   const srv = {
     opens: [], ups: [], downs: [], upFrames: [], out: [], sent: 0, released: 0, E: 0, inbuf: new Uint8Array(0),
-    failNextUps: 0, gone: false, waiting: null,
+    failNextUps: 0, gone: false, waiting: null, at: 0, carried: 0, cutNextCarry: false,
   };
   const write = (bytes) => {
     srv.out.push(...bytes);
@@ -191,10 +193,36 @@ function fakeServer({ openStatus = 200, mode } = {}) {
       const fresh = body.subarray(srv.E - seq);
       srv.E += fresh.length;
       feed(fresh);
+      if (carry && u.searchParams.get('mode') === 'poll' && srv.sent > srv.at) {
+        const from = srv.at;
+        srv.at = srv.sent;
+        srv.carried++;
+        const headers = { 'X-Duplex-Seq': String(srv.E), 'X-Duplex-Offset': String(from) };
+        if (srv.cutNextCarry) { // the answer's body breaks off: its bytes are lost
+          srv.cutNextCarry = false;
+          return new Response(new ReadableStream({ start(c) { c.error(new TypeError('cut')); } }), { status: 200, headers });
+        }
+        return answer(200, Uint8Array.from(srv.out.slice(from - srv.released)), headers);
+      }
       return answer(204, null, { 'X-Duplex-Seq': String(srv.E) });
     }
     srv.downs.push({ ack, mode: u.searchParams.get('mode') });
     assert.equal(u.searchParams.get('mode'), mode);
+    if (carry) {
+      // As the server: the answer starts at the ack, or where a POST's
+      // answer left off when one carried bytes while this poll was held.
+      srv.at = ack;
+      while (srv.sent <= srv.at) {
+        await new Promise((resolve, reject) => {
+          srv.waiting = resolve;
+          init.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+        });
+        await null; // a POST being answered takes the bytes first
+      }
+      const from = srv.at;
+      srv.at = srv.sent;
+      return answer(200, Uint8Array.from(srv.out.slice(from - srv.released)), { 'X-Duplex-Offset': String(from) });
+    }
     // A poll: what is there, or wait until something is (aborts end it).
     if (srv.out.length === 0) {
       await new Promise((resolve, reject) => {
@@ -255,6 +283,41 @@ test('HttpSocket: open request, echo in order, ping answered, bufferedAmount, cl
   await waitFor(() => s.readyState === 3, 'closed');
   assert.equal(log.at(-1), 'close:1000:bye:true');
   assert.ok(srv.ups.at(-1).ack === srv.sent, 'the close frame acknowledged');
+});
+
+test('HttpSocket poll mode: POST answers carry the echoes, crossing polls and a cut answer lose or double nothing', async () => {
+  const srv = fakeServer({ mode: 'poll', carry: true });
+  const s = new HttpSocket('ws://h/', undefined, { fetch: srv.fetch, mode: 'poll' });
+  const log = events(s);
+  await waitFor(() => s.readyState === 1, 'open');
+  for (let i = 0; i < 20; i++) {
+    s.send(`m${i}`);
+    await waitFor(() => log.length >= i + 2, `echo ${i}`);
+  }
+  assert.deepEqual(log, ['open', ...Array.from({ length: 20 }, (_, i) => `text:m${i}`)]);
+  assert.ok(srv.ups.length >= 20, 'one POST per message at least');
+  assert.ok(srv.carried >= 15, `the POSTs' answers carried the echoes (${srv.carried} of 20)`);
+  assert.ok(srv.downs.length <= 3, `the poll stays held meanwhile (${srv.downs.length} polls)`);
+  // A ping frame goes to the held poll, its pong's echo... both channels
+  // carry bytes at once: nothing twice, nothing lost, in order.
+  s.send('srv:ping');
+  s.send('x1');
+  await waitFor(() => log.length >= 23, 'after, x1');
+  assert.deepEqual(log.slice(21), ['text:after', 'text:x1']);
+  // A carried answer cut off: its echo comes again by a new poll.
+  const polls = srv.downs.length;
+  srv.cutNextCarry = true;
+  s.send('lost?');
+  await waitFor(() => log.length >= 24, 'the echo of the cut answer');
+  assert.equal(log[23], 'text:lost?');
+  assert.ok(srv.downs.length > polls, 'a new poll asked for the lost bytes');
+  s.send('last');
+  await waitFor(() => log.length >= 25, 'last');
+  assert.equal(log[24], 'text:last');
+  s.close(1000);
+  await waitFor(() => s.readyState === 3, 'closed');
+  assert.equal(log.at(-1), 'close:1000::true');
+  assert.equal(log.filter((l) => l.startsWith('text:')).length, 24);
 });
 
 test('HttpSocket: a network error retries the same seq, never delivering twice', async () => {

@@ -5,6 +5,7 @@
  * reports what its callbacks saw on an event pipe ("close 3001 1"), so both
  * ends are checked. Every wait is bounded. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1273,6 +1274,85 @@ static void keep_alive(void) {
     CHECK_EQ_INT(stop_server(&sp), 0);
 }
 
+/* POSTs one text frame with mode=poll (the client polls): the status. */
+static int up_carry(sess *s, const char *text, resp *r) {
+    static const uint8_t key[4] = {9, 8, 7, 6};
+    uint8_t f[160];
+    size_t fl = dx_t_frame(f, 1, 0, DX_OP_TEXT, text, strlen(text), key);
+    char t[160];
+    snprintf(t, sizeof t, "/.duplex/%s/up?seq=%llu&ack=%llu&mode=poll", s->sid,
+             (unsigned long long)s->up, (unsigned long long)s->ack);
+    int st = req(s->port, "POST", t, NULL, f, fl, r);
+    if (st == 200 || st == 204) s->up += fl;
+    return st;
+}
+
+/* 1 when `fd` has nothing to read within `ms`. */
+static int quiet(int fd, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 0;
+}
+
+/* A polling client's POST (mode=poll) carries back what waits, as a poll
+ * would, while the poll it holds stays held; that poll answers later from
+ * where the POST's answer left off (past its own ack). With a stream
+ * attached nothing is carried (its offsets are implicit). */
+static void carry(void) {
+    SERVER(sp, NULL);
+    sess s;
+    resp r;
+    REQUIRE(sess_open(&s, sp.port, "/", NULL, NULL) == 200);
+    CHECK(wait_event(&sp, "open http", NULL, 0, 3000) == 0);
+    /* No down request yet: the echo comes in the answer. */
+    CHECK_EQ_INT(up_carry(&s, "one", &r), 200);
+    CHECK(has_header(&r, "Content-Type: application/octet-stream"));
+    CHECK(has_header(&r, "Cache-Control: no-store"));
+    CHECK_EQ_INT(header_num(&r, "X-Duplex-Offset"), 0);
+    CHECK_EQ_INT(header_num(&r, "X-Duplex-Seq"), (long long)s.up);
+    CHECK(r.body_len == 5 && r.body[0] == 0x81 && r.body[1] == 3 && !memcmp(r.body + 2, "one", 3));
+    resp_free(&r);
+    s.recv = s.ack = 5;
+    /* A poll held; the next POST's answer carries the echo, the poll
+     * stays held. */
+    int pfd = sess_poll_start(&s, NULL);
+    REQUIRE(pfd >= 0);
+    CHECK(wait_attached(&sp, &s) == 0);
+    CHECK_EQ_INT(up_carry(&s, "two", &r), 200);
+    CHECK_EQ_INT(header_num(&r, "X-Duplex-Offset"), 5);
+    CHECK(r.body_len == 5 && !memcmp(r.body + 2, "two", 3));
+    resp_free(&r);
+    CHECK(quiet(pfd, 200));
+    /* Nothing waits (this message sends nothing back): 204. */
+    char line[64];
+    CHECK_EQ_INT(up_carry(&s, "gauges", &r), 204);
+    resp_free(&r);
+    CHECK(wait_event(&sp, "gauges", line, sizeof line, 3000) == 0);
+    /* What the server sends outside a carrying POST goes to the held
+     * poll, from offset 10: past the poll's ack (5). */
+    CHECK_EQ_INT(sess_text(&s, "bcast:1"), 204);
+    CHECK_EQ_INT(req_finish(pfd, &r), 200);
+    CHECK_EQ_INT(header_num(&r, "X-Duplex-Offset"), 10);
+    CHECK(r.body_len == 304 && r.body[0] == 0x81 && r.body[1] == 126 && r.body[4] == 'a');
+    resp_free(&r);
+    s.recv = s.ack = 314;
+    /* A stream attached: no carrying, the echo goes down the stream. */
+    char t[160];
+    target_down(&s, "stream", t, sizeof t);
+    int sfd = req_send(s.port, "GET", t, NULL, NULL, 0);
+    REQUIRE(sfd >= 0);
+    CHECK(wait_attached(&sp, &s) == 0);
+    CHECK_EQ_INT(up_carry(&s, "three", &r), 204);
+    resp_free(&r);
+    CHECK(!quiet(sfd, 3000));
+    close(sfd);
+    /* A mode that is neither. */
+    snprintf(t, sizeof t, "/.duplex/%s/up?seq=%llu&mode=push", s.sid, (unsigned long long)s.up);
+    CHECK_EQ_INT(req(s.port, "POST", t, NULL, "", 0, &r), 400);
+    CHECK(strstr((char *)r.body, "mode must be stream or poll") != NULL);
+    resp_free(&r);
+    CHECK_EQ_INT(stop_server(&sp), 0);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(open_up_poll);
@@ -1294,5 +1374,6 @@ int main(void) {
     RUN(shutdown_closes);
     RUN(sid_reuse_refused);
     RUN(keep_alive);
+    RUN(carry);
     return TEST_DONE();
 }

@@ -517,8 +517,10 @@ export class HttpSocket extends EventTarget {
   }
 
   // Checks a down answer: {gone} for the errors that end the session,
-  // {error} for a proxy's 5xx (retried like a network error).
-  #checkDown(res, ack) {
+  // {error} for a proxy's 5xx (retried like a network error). A stream
+  // starts at its ack; a poll at its ack or later, when the answer to a
+  // POST carried the bytes between (#feedAt).
+  #checkDown(res, ack, poll) {
     if (res.status === 404) return { gone: 'session expired' };
     if (res.status >= 500) {
       res.body?.cancel?.().catch(() => {});
@@ -526,7 +528,7 @@ export class HttpSocket extends EventTarget {
     }
     if (res.status !== 200) return { gone: `down: HTTP ${res.status}` };
     const off = Number(res.headers.get('X-Duplex-Offset') ?? ack);
-    if (off !== ack) return { gone: `down: offset ${off}, expected ${ack}` };
+    if (poll ? !(off >= ack) : off !== ack) return { gone: `down: offset ${off}, expected ${ack}` };
     this.#acked = Math.max(this.#acked, ack);
     return null;
   }
@@ -548,7 +550,7 @@ export class HttpSocket extends EventTarget {
         cache: 'no-store', credentials: 'same-origin', signal: ctl.signal,
       });
       clearTimeout(watchdog);
-      const bad = this.#checkDown(res, ack);
+      const bad = this.#checkDown(res, ack, false);
       if (bad) return bad;
       const reader = res.body.getReader();
       const text = new TextDecoder();
@@ -585,10 +587,10 @@ export class HttpSocket extends EventTarget {
       const res = await this.#fetch(this.#sessionUrl('down', { ack, mode: 'poll' }), {
         cache: 'no-store', credentials: 'same-origin', signal: ctl.signal,
       });
-      const bad = this.#checkDown(res, ack);
+      const bad = this.#checkDown(res, ack, true);
       if (bad) return bad;
       const body = new Uint8Array(await res.arrayBuffer());
-      if (body.length) this.#feed(body);
+      this.#feedAt(Number(res.headers.get('X-Duplex-Offset') ?? ack), body);
       return { bytes: body.length };
     } catch (e) {
       if (ctl.signal.aborted) return { bytes: 0 };
@@ -597,6 +599,20 @@ export class HttpSocket extends EventTarget {
       this.#life.signal.removeEventListener('abort', stop);
       if (this.#downCtl === ctl) this.#downCtl = null;
     }
+  }
+
+  // Down bytes that start at offset `off`, from a poll or from the answer
+  // to a POST in poll mode: the two can cross, so what was parsed already
+  // is skipped, and bytes from past it (the answer that holds the bytes
+  // between is still on its way, or was lost) are dropped, and the poll
+  // is restarted: its ack makes the server send them all again.
+  #feedAt(off, bytes) {
+    if (off > this.#received) {
+      if (this.#downCtl) this.#downCtl.abort();
+      return;
+    }
+    const skip = this.#received - off;
+    if (skip < bytes.length) this.#feed(skip ? bytes.subarray(skip) : bytes);
   }
 
   // Parses down bytes and acts on each frame; false once the socket is
@@ -634,10 +650,11 @@ export class HttpSocket extends EventTarget {
 
   // Acks ride on every down request and up POST; this sends a pure ack when
   // neither would come soon: much unacknowledged, or some for a second. (In
-  // poll mode the next poll acks anyway.)
-  #scheduleAck() {
+  // poll mode the next poll acks what a poll brought; what a POST's answer
+  // brought waits for the next POST, or this.)
+  #scheduleAck(carried = false) {
     const owed = this.#received - this.#acked;
-    if (owed <= 0 || this.mode === 'poll') return;
+    if (owed <= 0 || (this.mode === 'poll' && !carried)) return;
     if (owed >= ACK_BYTES) {
       clearTimeout(this.#ackTimer);
       this.#ackTimer = null;
@@ -687,7 +704,9 @@ export class HttpSocket extends EventTarget {
         try {
           // No Content-Type and no custom header: a "simple" request, which
           // a page of another origin sends without a preflight each time.
-          res = await this.#fetch(this.#sessionUrl('up', { seq: seqSent, ack }), {
+          // In poll mode the answer may carry down bytes (docs/fallback.md).
+          const params = this.mode === 'poll' ? { seq: seqSent, ack, mode: 'poll' } : { seq: seqSent, ack };
+          res = await this.#fetch(this.#sessionUrl('up', params), {
             method: 'POST', body, cache: 'no-store', credentials: 'same-origin', signal: this.#life.signal,
           });
         } catch (e) {
@@ -706,15 +725,34 @@ export class HttpSocket extends EventTarget {
           pause = Math.min(pause * 2, 4000);
           continue;
         }
+        const carry = res.status === 200 && res.headers.has('X-Duplex-Offset');
+        let carried = null; // stays null when the body was cut
+        if (carry) {
+          try {
+            carried = new Uint8Array(await res.arrayBuffer());
+          } catch (e) {
+            if (this.#finished) return;
+          }
+        }
         lastOk = Date.now();
         pause = 250;
-        if (res.status !== 204) res.body?.cancel?.().catch(() => {});
-        if (res.status === 204) {
+        if (res.status !== 204 && !carry) res.body?.cancel?.().catch(() => {});
+        if (res.status === 204 || carry) {
           const seq = Number(res.headers.get('X-Duplex-Seq'));
           if (Number.isFinite(seq)) this.#confirmUp(seq);
           this.#acked = Math.max(this.#acked, ack);
           if (this.#acked >= this.#received) this.#ackWanted = false;
           staleAcks = 0;
+          if (carried) {
+            this.#feedAt(Number(res.headers.get('X-Duplex-Offset')), carried);
+            if (this.#finished) return;
+            this.#scheduleAck(true);
+          } else if (carry && this.#downCtl) {
+            // The body was cut (the POST itself arrived: the server
+            // answered), so the bytes it held are lost: a new poll, whose
+            // ack has them sent again.
+            this.#downCtl.abort();
+          }
           continue;
         }
         if (res.status === 409 && !res.headers.has('X-Duplex-Seq') && staleAcks++ < 3) {
