@@ -36,17 +36,65 @@ static int set_answer(dx_server_conn *c, char *out, size_t len) {
     return 0;
 }
 
-/* Writes the answer's head into `out` (NULL: only sizes it), as snprintf. */
-static int write_head(char *out, size_t cap, int status, const char *ctype, const char *extra,
-                      size_t len, int keep) {
+/* Decimal digits of `v` at `out` (no NUL): their number, at most 20. */
+static size_t put_dec(char *out, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t dx__hline_u64(char *out, const char *name, uint64_t v) {
+    size_t n = strlen(name);
+    memcpy(out, name, n);
+    memcpy(out + n, ": ", 2);
+    n += 2;
+    n += put_dec(out + n, v);
+    memcpy(out + n, "\r\n", 3);
+    return n + 2;
+}
+
+/* Writes the answer's head into `out` (NULL: only sizes it): its length.
+ * Piece by piece rather than with snprintf (see dx__hline_u64). */
+static size_t write_head(char *out, int status, const char *ctype, const char *extra, size_t len,
+                         int keep) {
+    char num[20], code[20];
+    size_t at = 0, nn = put_dec(num, len), cn = put_dec(code, (uint64_t)status);
+    /* 304 and 204 have no body, so no Content-Length. */
+    int body = status != 304 && status != 204;
+    const char *text = dx_http_status_text(status);
     const char *conn = keep ? "keep-alive" : "close";
-    if (status == 304 || status == 204) /* no body, so no Content-Length */
-        return snprintf(out, cap, "HTTP/1.1 %d %s\r\nConnection: %s\r\nServer: duplex\r\n%s\r\n",
-                        status, dx_http_status_text(status), conn, extra);
-    return snprintf(out, cap,
-                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                    "Connection: %s\r\nServer: duplex\r\n%s\r\n",
-                    status, dx_http_status_text(status), ctype, len, conn, extra);
+#define PUT(p, n)                                                                                  \
+    do {                                                                                           \
+        if (out) memcpy(out + at, (p), (n));                                                       \
+        at += (n);                                                                                 \
+    } while (0)
+#define PUTS(s) PUT((s), strlen(s))
+    PUTS("HTTP/1.1 ");
+    PUT(code, cn);
+    PUTS(" ");
+    PUTS(text);
+    PUTS("\r\n");
+    if (body) {
+        PUTS("Content-Type: ");
+        PUTS(ctype);
+        PUTS("\r\nContent-Length: ");
+        PUT(num, nn);
+        PUTS("\r\n");
+    }
+    PUTS("Connection: ");
+    PUTS(conn);
+    PUTS("\r\nServer: duplex\r\n");
+    PUTS(extra);
+    PUTS("\r\n");
+#undef PUTS
+#undef PUT
+    return at;
 }
 
 int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char *extra,
@@ -58,17 +106,17 @@ int dx__req_respond(dx_server_conn *c, int status, const char *ctype, const char
      * headers of a download (a percent-encoded file name) can be long. */
     dx__http *h = sc_http(c);
     int keep = h && h->keep;
-    int n = write_head(NULL, 0, status, ctype, extra, len, keep);
-    if (n < 0 || n > 65536) return DX_ENOSPC;
+    size_t n = write_head(NULL, status, ctype, extra, len, keep);
+    if (n > 65536) return DX_ENOSPC;
     size_t blen = head_only || !body ? 0 : len;
-    char *out = dx__malloc((size_t)n + 1 + blen);
+    char *out = dx__malloc(n + blen);
     if (!out) {
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
         return DX_ENOMEM;
     }
-    (void)write_head(out, (size_t)n + 1, status, ctype, extra, len, keep);
+    (void)write_head(out, status, ctype, extra, len, keep);
     if (blen) memcpy(out + n, body, blen);
-    return set_answer(c, out, (size_t)n + blen);
+    return set_answer(c, out, n + blen);
 }
 
 int dx__req_respond_fd(dx_server_conn *c, int status, const char *ctype, const char *extra, int fd,
