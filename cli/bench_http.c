@@ -28,6 +28,7 @@
 #include <duplex/http.h>
 #include <duplex/mask.h>
 
+#include "cli/b64.h"
 #include "cli/bench_fifo.h"
 
 #define HEAD_MAX 16384           /* largest answer head accepted */
@@ -485,34 +486,6 @@ static void feed_packets(hclient *cl, const char *p, size_t len, uint64_t now) {
     if (cl->close_recv && !cl->ours) client_end(cl, NULL);
 }
 
-static int b64v(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 (padded) into `out`; the length, or -1. */
-static long b64_decode(const char *s, size_t n, uint8_t *out) {
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=') break;
-        int v = b64v((unsigned char)s[i]);
-        if (v < 0) return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return (long)o;
-}
-
 /* The complete lines of an event stream's body so far: each `data:` line
  * holds base64 of the next down bytes; comments (":") keep it alive. */
 static void feed_sse(hclient *cl, hconn *hc, uint64_t now) {
@@ -532,7 +505,7 @@ static void feed_sse(hclient *cl, hconn *hc, uint64_t now) {
             client_end(cl, "out of memory");
             return;
         }
-        long k = b64_decode(line, n, r->dec);
+        long k = dx_cli_b64_decode(line, n, r->dec);
         if (k < 0) {
             client_end(cl, "bad base64 in the event stream");
             return;

@@ -1,6 +1,8 @@
 /* duplex connect: a wscat-like client. stdin lines out, messages in on
  * stdout, one per line; --echo turns it into the client testee of
- * conformance suites. Everything runs on one loop: stdin is a watcher too. */
+ * conformance suites. Everything runs on one loop: stdin is a watcher too.
+ * --transport stream|poll speaks the HTTP session transport instead of a
+ * WebSocket (connect_http.c): the same lines, messages and closes. */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/connect_http.h"
 #include <duplex/url.h>
 
 #define MAX_LIST 64            /* -H and --subprotocol, each */
@@ -24,7 +27,8 @@
 
 typedef struct app {
     dx_loop *loop;
-    dx_client *client;
+    dx_client *client; /* a WebSocket, or */
+    dx_cli_hsess *hs;  /* an HTTP session (--transport stream|poll) */
     int binary, echo, quiet, hex;
     unsigned close_code;
     const char *close_reason;
@@ -43,6 +47,9 @@ typedef struct app {
     int out_dirty;
     /* --reconnect */
     int reconnect, close_when_open;
+    /* --transport stream|poll */
+    int http, poll;
+    dx_cli_hsess_config hcfg;
     unsigned last_attempt;
     uint32_t max_retries;
 } app;
@@ -76,6 +83,27 @@ static void print_message(app *a, enum dx_opcode op, const uint8_t *data, size_t
     out_written(a);
 }
 
+/* ---- the transport: a WebSocket client or an HTTP session ---------------- */
+
+static int c_send(app *a, enum dx_opcode op, const void *p, size_t n) {
+    if (a->hs) return dx_cli_hsess_send(a->hs, op, p, n);
+    return op == DX_OP_TEXT ? dx_client_send_text(a->client, p, n)
+                            : dx_client_send_binary(a->client, p, n);
+}
+
+static int c_close(app *a, unsigned code, const char *reason) {
+    return a->hs ? dx_cli_hsess_close(a->hs, code, reason)
+                 : dx_client_close(a->client, code, reason);
+}
+
+static enum dx_ready_state c_state(const app *a) {
+    return a->hs ? dx_cli_hsess_state(a->hs) : dx_client_ready_state(a->client);
+}
+
+static size_t c_buffered(const app *a) {
+    return a->hs ? dx_cli_hsess_buffered(a->hs) : dx_client_buffered_amount(a->client);
+}
+
 /* ---- stdin ---------------------------------------------------------------- */
 
 static void stdin_stop(app *a) {
@@ -89,7 +117,7 @@ static void stdin_stop(app *a) {
 /* Our close, after the last line (EOF, a signal, or an input error). */
 static void start_close(app *a) {
     if (a->we_closed) return;
-    if (a->reconnect && !a->signals && dx_client_ready_state(a->client) != DX_OPEN) {
+    if (a->reconnect && !a->signals && c_state(a) != DX_OPEN) {
         /* Disconnected at EOF: the queued lines go first, once back. */
         a->close_when_open = 1;
         stdin_stop(a);
@@ -97,13 +125,12 @@ static void start_close(app *a) {
     }
     a->we_closed = 1;
     stdin_stop(a);
-    (void)dx_client_close(a->client, a->close_code, a->close_reason);
+    (void)c_close(a, a->close_code, a->close_reason);
 }
 
 static void send_line(app *a, const char *p, size_t n) {
     a->line_no++;
-    int rc =
-        a->binary ? dx_client_send_binary(a->client, p, n) : dx_client_send_text(a->client, p, n);
+    int rc = c_send(a, a->binary ? DX_OP_BINARY : DX_OP_TEXT, p, n);
     if (rc == DX_EUTF8) {
         fprintf(stderr, "duplex connect: line %zu is not valid UTF-8, not sent (use --binary)\n",
                 a->line_no);
@@ -137,7 +164,7 @@ static void take_lines(app *a) {
 }
 
 static void pause_if_full(app *a) {
-    if (dx_client_buffered_amount(a->client) < PAUSE_ABOVE || a->in_done) return;
+    if (c_buffered(a) < PAUSE_ABOVE || a->in_done) return;
     a->in_paused = 1;
     if (!a->in_polled) (void)dx_io_update(a->loop, &a->in_io, 0);
     dx_timer_start(a->loop, &a->drain_timer, DRAIN_CHECK_MS);
@@ -210,7 +237,7 @@ static void on_stdin_pump(dx_loop *loop, dx_timer *t) {
 static void drain_check(dx_loop *loop, dx_timer *t) {
     app *a = (app *)((char *)t - offsetof(app, drain_timer));
     if (a->in_done) return;
-    if (dx_client_buffered_amount(a->client) > RESUME_BELOW) {
+    if (c_buffered(a) > RESUME_BELOW) {
         dx_timer_start(loop, t, DRAIN_CHECK_MS);
         return;
     }
@@ -234,20 +261,21 @@ static void stdin_start(app *a) {
 
 /* ---- client callbacks ------------------------------------------------------ */
 
-static void on_open(dx_client *c, void *user) {
-    app *a = user;
+/* Open, by either transport: `how` is "" or " over HTTP (...)". */
+static void opened(app *a, const char *url, const char *p, const char *x, const char *how) {
     a->opened = 1;
-    if (!a->quiet) {
-        const char *p = dx_client_protocol(c), *x = dx_client_extensions(c);
-        fprintf(stderr, "duplex: connected to %s%s%s%s%s%s%s\n", dx_client_url(c),
-                *p ? " (subprotocol " : "", p, *p ? ")" : "", *x ? " (extensions " : "", x,
-                *x ? ")" : "");
-    }
+    if (!a->quiet)
+        fprintf(stderr, "duplex: connected to %s%s%s%s%s%s%s%s\n", url, *p ? " (subprotocol " : "",
+                p, *p ? ")" : "", *x ? " (extensions " : "", x, *x ? ")" : "", how);
     if (a->signals || a->close_when_open) {
         start_close(a);
         return;
     }
     if (!a->echo) stdin_start(a);
+}
+
+static void on_open(dx_client *c, void *user) {
+    opened(user, dx_client_url(c), dx_client_protocol(c), dx_client_extensions(c), "");
 }
 
 /* --reconnect: say what is going on. */
@@ -273,12 +301,9 @@ static void on_reconnecting(dx_client *c, void *user, unsigned attempt, uint32_t
                 attempt);
 }
 
-static void on_message(dx_client *c, void *user, enum dx_opcode op, const uint8_t *data,
-                       size_t len) {
-    app *a = user;
+static void received(app *a, enum dx_opcode op, const uint8_t *data, size_t len) {
     if (a->echo) {
-        int rc = op == DX_OP_TEXT ? dx_client_send_text(c, (const char *)data, len)
-                                  : dx_client_send_binary(c, data, len);
+        int rc = c_send(a, op, data, len);
         if (rc < 0 && rc != DX_ESTATE)
             fprintf(stderr, "duplex connect: echo not sent: %s\n", dx_strerror(rc));
         return;
@@ -286,10 +311,18 @@ static void on_message(dx_client *c, void *user, enum dx_opcode op, const uint8_
     print_message(a, op, data, len);
 }
 
-static void on_error(dx_client *c, void *user, int err, const char *message) {
-    app *a = user;
+static void on_message(dx_client *c, void *user, enum dx_opcode op, const uint8_t *data,
+                       size_t len) {
+    received(user, op, data, len);
+}
+
+static void errored(app *a, const char *message) {
     a->errored = 1;
     fprintf(stderr, "duplex: connect: %s\n", message);
+}
+
+static void on_error(dx_client *c, void *user, int err, const char *message) {
+    errored(user, message);
 }
 
 /* The close reason is the server's text: valid UTF-8, but free to hold
@@ -309,19 +342,9 @@ static const char *printable(char out[4 * 123 + 1], const char *s, size_t len) {
     return out;
 }
 
-static void on_close(dx_client *c, void *user, uint16_t code, const char *reason, size_t reason_len,
-                     int was_clean) {
-    app *a = user;
-    char safe[4 * 123 + 1];
-    reason = printable(safe, reason, reason_len);
+/* The end, by either transport (not a --reconnect's lost connection). */
+static void closed(app *a, uint16_t code, const char *reason, int was_clean) {
     int rlen = (int)strlen(reason);
-    if (dx_client_ready_state(c) == DX_CONNECTING) { /* --reconnect: not the end */
-        if (!a->quiet && a->opened)
-            fprintf(stderr, "duplex: connection lost: %u%s%.*s%s\n", (unsigned)code,
-                    rlen ? " " : "", rlen, reason, was_clean ? "" : " (abnormal)");
-        a->opened = 0;
-        return;
-    }
     if (a->reconnect && a->max_retries && !a->we_closed && !a->signals &&
         a->last_attempt >= a->max_retries)
         fprintf(stderr, "duplex: connect: giving up after %u reconnect attempts\n",
@@ -354,6 +377,42 @@ static void on_close(dx_client *c, void *user, uint16_t code, const char *reason
     dx_loop_stop(a->loop);
 }
 
+static void on_close(dx_client *c, void *user, uint16_t code, const char *reason, size_t reason_len,
+                     int was_clean) {
+    app *a = user;
+    char safe[4 * 123 + 1];
+    reason = printable(safe, reason, reason_len);
+    if (dx_client_ready_state(c) == DX_CONNECTING) { /* --reconnect: not the end */
+        int rlen = (int)strlen(reason);
+        if (!a->quiet && a->opened)
+            fprintf(stderr, "duplex: connection lost: %u%s%.*s%s\n", (unsigned)code,
+                    rlen ? " " : "", rlen, reason, was_clean ? "" : " (abnormal)");
+        a->opened = 0;
+        return;
+    }
+    closed(a, code, reason, was_clean);
+}
+
+/* The HTTP session's callbacks (connect_http.h). */
+static void hs_open(void *arg, const char *url, const char *protocol) {
+    app *a = arg;
+    opened(a, url, protocol, "", a->poll ? " over HTTP (long polls)" : " over HTTP (SSE)");
+}
+
+static void hs_message(void *arg, enum dx_opcode op, const uint8_t *data, size_t len) {
+    received(arg, op, data, len);
+}
+
+static void hs_error(void *arg, const char *message) {
+    errored(arg, message);
+}
+
+static void hs_close(void *arg, uint16_t code, const char *reason, size_t reason_len,
+                     int was_clean) {
+    char safe[4 * 123 + 1];
+    closed(arg, code, printable(safe, reason, reason_len), was_clean);
+}
+
 static void on_signal(dx_loop *loop, void *arg) {
     app *a = arg;
     if (++a->signals > 1) {
@@ -361,8 +420,8 @@ static void on_signal(dx_loop *loop, void *arg) {
         dx_loop_stop(loop);
         return;
     }
-    if (dx_client_ready_state(a->client) == DX_CONNECTING)
-        (void)dx_client_close(a->client, 0, NULL); /* on_close follows with 1006 */
+    if (c_state(a) == DX_CONNECTING)
+        (void)c_close(a, 0, NULL); /* the close (1006) follows */
     else
         start_close(a);
 }
@@ -378,6 +437,7 @@ typedef struct connect_opts {
     const char *origin, *ca_file, *close_reason;
     int binary, hex, echo, insecure, quiet, reconnect, no_deflate, no_context_takeover;
     int deflate_window; /* 0: not offered */
+    int transport;      /* 0 ws, 1 stream, 2 poll */
     unsigned close_code;
     uint64_t max_message;
     uint32_t max_retries, wait_ms, connect_timeout_ms, handshake_timeout_ms;
@@ -452,6 +512,16 @@ static int set_final_code(void *p, const dx_cli_opt *opt, const char *val) {
     if (o->nfinals == MAX_LIST) return bad("too many final codes", val);
     o->finals[o->nfinals++] = (uint16_t)u;
     return 0;
+}
+
+static int set_transport(void *p, const dx_cli_opt *opt, const char *val) {
+    static const char *const names[] = {"ws", "stream", "poll"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(val, names[i])) {
+            ((connect_opts *)p)->transport = i;
+            return 0;
+        }
+    return bad("bad transport (ws, stream or poll)", val);
 }
 
 /* Anything that is not an option is a URL. */
@@ -593,6 +663,15 @@ static const dx_cli_opt connect_options[] = {
      .off = OFF(ping_timeout_ms),
      .help = "the server is dead (1006) when nothing arrives within\n"
              "S seconds of a ping (default: the interval)"},
+    {.name = "--transport",
+     .short_name = 't',
+     .arg = "T",
+     .set = set_transport,
+     .help = "ws (default): a WebSocket; stream or poll: the\n"
+             "server's HTTP session transport (docs/fallback.md),\n"
+             "SSE or long polls down and POSTs up, as a browser\n"
+             "falls back to when a proxy refuses the upgrade; no\n"
+             "--reconnect, heartbeat or deflate options then"},
     {.name = "--quiet",
      .short_name = 'q',
      .set = dx_cli_set_true,
@@ -658,6 +737,11 @@ static int config(connect_opts *o, app *a, dx_client_config *cfg) {
         }
     }
     if (o->nfinals && !o->reconnect) return bad("--final-code needs --reconnect", NULL);
+    if (o->transport &&
+        (o->reconnect || o->ping_interval_ms || o->ping_timeout_ms || o->deflate_window ||
+         o->no_context_takeover || o->backoff_ms || o->backoff_max_ms || o->max_retries))
+        return bad("--transport stream|poll takes no --reconnect, heartbeat or deflate option",
+                   NULL);
 
     memset(a, 0, sizeof *a);
     a->binary = o->binary;
@@ -670,6 +754,8 @@ static int config(connect_opts *o, app *a, dx_client_config *cfg) {
     a->wait_ms = o->wait_ms;
     a->reconnect = o->reconnect;
     a->max_retries = o->max_retries;
+    a->http = o->transport != 0;
+    a->poll = o->transport == 2;
 
     *cfg = (dx_client_config){.user = a,
                               .on_open = on_open,
@@ -708,6 +794,15 @@ static int config(connect_opts *o, app *a, dx_client_config *cfg) {
     cfg->headers = o->nheaders ? o->headers : NULL;
     cfg->protocols = o->nprotocols ? o->protocols : NULL;
     cfg->max_message = a->max_message;
+    a->hcfg = (dx_cli_hsess_config){.url = cfg->url,
+                                    .poll = a->poll,
+                                    .headers = cfg->headers,
+                                    .protocols = cfg->protocols,
+                                    .origin = o->origin,
+                                    .insecure = o->insecure,
+                                    .ca_file = o->ca_file,
+                                    .connect_timeout_ms = o->connect_timeout_ms,
+                                    .max_message = a->max_message};
     return 0;
 }
 
@@ -725,8 +820,19 @@ static int run(app *a, const dx_client_config *cfg) {
     (void)dx_loop_on_signal(a->loop, SIGINT, on_signal, a);
     (void)dx_loop_on_signal(a->loop, SIGTERM, on_signal, a);
     a->exit_code = 1;
-    a->client = dx_client_new(a->loop, cfg);
-    if (!a->client) {
+    if (a->http) {
+        static const dx_cli_hsess_cb hcb = {.on_open = hs_open,
+                                            .on_message = hs_message,
+                                            .on_error = hs_error,
+                                            .on_close = hs_close};
+        const char *why = "out of memory";
+        a->hs = dx_cli_hsess_new(a->loop, &a->hcfg, &hcb, a, &why);
+        if (!a->hs) {
+            fprintf(stderr, "duplex connect: %s: %s\n", cfg->url, why);
+            dx_loop_free(a->loop);
+            return 1;
+        }
+    } else if (!(a->client = dx_client_new(a->loop, cfg))) {
         fprintf(stderr, "duplex connect: out of memory\n");
         dx_loop_free(a->loop);
         return 1;
@@ -738,6 +844,7 @@ static int run(app *a, const dx_client_config *cfg) {
     }
     stdin_stop(a);
     dx_client_free(a->client);
+    dx_cli_hsess_free(a->hs);
     dx_loop_free(a->loop);
     free(a->line);
     fflush(stdout);

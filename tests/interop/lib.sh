@@ -3,6 +3,17 @@
 : "${DUPLEX:?set DUPLEX to the duplex command}"
 : "${DX_ROOT:?set DX_ROOT to the source directory}"
 
+# check WHAT COMMAND... : runs COMMAND and prints "ok: WHAT", or "FAIL: WHAT"
+# counted in DX_FAILS (a script ends with a failure when it is not 0).
+# one_line FILE : FILE holds exactly one line (a one-line error message).
+DX_FAILS=0
+check() {
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; DX_FAILS=$((DX_FAILS + 1)); fi
+}
+one_line() { test "$(wc -l <"$1")" = 1; }
+
 DX_TMP=$(mktemp -d /tmp/duplex-test.XXXXXX)
 DX_PIDS=()
 dx_cleanup() {

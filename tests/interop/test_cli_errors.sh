@@ -7,13 +7,6 @@
 # README's duplex.h claim matches the header; plain `make` runs no Node step.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-fails=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
-one_line() { test "$(wc -l <"$1")" = 1; }
 # refused NAME ARGS... : runs `duplex serve ARGS` (5 s at most), sets rc.
 refused() {
   local name=$1
@@ -138,5 +131,5 @@ check "make: builds the C (cmake --build)" grep -q 'cmake --build' "$DX_TMP/make
 check "make: no npm, npx, vite or node step" \
   bash -c "! grep -Eq '(^|[ /])(npm|npx|vite|node)( |$)' '$DX_TMP/make.out'"
 
-[ "$fails" = 0 ]
+[ "$DX_FAILS" = 0 ]
 echo "cli errors: passed"
