@@ -378,6 +378,11 @@ static void on_req_io(dx_loop *loop, dx_io *w, unsigned events) {
             return;
         }
         if (rc > 0 || s->finished) return;
+        /* Complete by its length (a proxy may keep the connection open
+         * although we asked it to close): no need to wait for EOF. */
+        if (r->head && !r->sse &&
+            (r->status == 204 || r->status == 304 || (r->has_clen && r->ilen - r->head >= r->clen)))
+            break;
     }
     if (!r->head || (r->has_clen && r->ilen - r->head < r->clen)) {
         req_failed(r, "the server closed in the middle of an answer");
