@@ -28,7 +28,7 @@
 #include <duplex/http.h>
 #include <duplex/mask.h>
 
-#include "cli/b64.h"
+#include "cli/sse.h"
 #include "cli/bench_fifo.h"
 
 #define HEAD_MAX 16384           /* largest answer head accepted */

@@ -29,7 +29,7 @@
 #include <duplex/tls.h>
 #include <duplex/url.h>
 
-#include "cli/b64.h"
+#include "cli/sse.h"
 
 #define BODY_MAX (1u << 20)        /* an up POST's body, a poll's answer */
 #define IN_MAX (BODY_MAX + 65536u) /* the largest answer kept whole */

@@ -1,4 +1,4 @@
-#include "cli/b64.h"
+#include "cli/sse.h"
 
 static int b64v(unsigned char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';

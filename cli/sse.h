@@ -1,7 +1,7 @@
-/* Standard base64 decoding for the CLI's readers of the session
- * transport's event streams (bench_http.c, connect_http.c). */
-#ifndef DX_CLI_B64_H
-#define DX_CLI_B64_H
+/* For the CLI's readers of the session transport's event streams
+ * (bench_http.c, connect_http.c): their data lines are standard base64. */
+#ifndef DX_CLI_SSE_H
+#define DX_CLI_SSE_H
 
 #include <stddef.h>
 #include <stdint.h>
