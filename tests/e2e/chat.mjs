@@ -136,7 +136,9 @@ try {
   const unsent = ['written during the outage ⚡', '服务器重启后送达'];
   for (const t of unsent) await say(alice, t);
   for (const t of unsent) {
-    check(await statusOf(alice, t) === 'sending', `'${t}' shows sending while the server is down`);
+    await waitText(alice, t); // rendered (React may not have yet, right after Enter)
+    const st = await statusOf(alice, t);
+    check(st === 'sending', `'${t}' shows sending while the server is down (${st})`);
   }
   await new Promise((r) => setTimeout(r, 1500));
   for (const t of unsent) check(await statusOf(alice, t) === 'sending', `'${t}' still sending 1.5 s later`);
