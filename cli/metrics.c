@@ -286,6 +286,9 @@ char *dx_cli_metrics_text(dx_server *const *srv, int n, size_t *len) {
     one(f, "duplex_threads", "gauge", "Event loops (threads) summed here.", (uint64_t)t.threads);
     one(f, "duplex_io_uring_threads", "gauge",
         "Threads whose open WebSockets use io_uring (the others use epoll).", (uint64_t)t.uring);
+    one(f, "duplex_io_uring_connections", "gauge",
+        "WebSocket sockets on io_uring now, closing ones included (the others use epoll).",
+        s->uring_open);
     one(f, "duplex_loop_iterations_total", "counter", "Event loop iterations.", s->loop_turns);
     one(f, "duplex_loop_timers_total", "counter", "Timer callbacks run.", s->loop_timers);
     static const uint32_t bounds[] = DX_LOOP_TURN_BOUNDS_US;

@@ -182,10 +182,11 @@ typedef struct dx_server_config {
     int reuseport;
     int backlog;
 
-    /* Open WebSockets on plain TCP move from epoll to the loop's io_uring
-     * when the kernel has what it needs (Linux 6.15): bytes arrive with
-     * their completion and sends leave with the next wait, one system call
-     * per echo instead of three. 1 keeps every socket on epoll; so does
+    /* Open WebSockets, on plain TCP or TLS, move from epoll to the loop's
+     * io_uring when the kernel has what it needs (Linux 6.15): bytes
+     * arrive with their completion and sends leave with the next wait, one
+     * system call per echo instead of three (under TLS, OpenSSL then works
+     * on memory). 1 keeps every socket on epoll; so does
      * DUPLEX_NO_IO_URING=1 in the environment. */
     int epoll_only;
 
@@ -554,6 +555,9 @@ typedef struct dx_server_stats {
      * reverse (out). Zero for a server alone. */
     uint64_t sessions_handed_in;
     uint64_t sessions_handed_out;
+
+    uint64_t uring_open; /* gauge: open WebSockets on the loop's io_uring (the
+                            rest of `open` is on epoll) */
 } dx_server_stats;
 
 /* Fills `out` (its `size` set by the caller, see above) with the server's

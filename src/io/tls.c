@@ -34,8 +34,28 @@ struct dx_tls_ctx {
     SSL_CTX *ssl;
 };
 
+/* How much ciphertext dx_tls_writev makes ahead in memory mode before it
+ * returns: a socket buffer's worth, so that a large queue is encrypted as
+ * the socket takes it rather than all at once. */
+#define DX_TLS_MEM_AHEAD (64 * 1024)
+
+/* Ciphertext made in memory mode, not yet handed to the socket. */
+typedef struct tls_buf {
+    uint8_t *p;
+    size_t len, cap, off; /* off: bytes of it already sent */
+} tls_buf;
+
 struct dx_tls {
     SSL *ssl;
+    int fd;
+    /* Memory mode (dx__tls_memory): the BIO reads what dx__tls_feed lent
+     * and writes into `w`; the socket belongs to the caller's ring. `s` is
+     * what dx__tls_out handed out and must not move until it is consumed,
+     * so OpenSSL never writes into it: the two swap when `s` is empty. */
+    int mem;
+    const uint8_t *in;
+    size_t in_len;
+    tls_buf w, s;
 };
 
 /* Error text for *why. One per thread, valid until the next failing call
@@ -50,31 +70,58 @@ static _Thread_local unsigned char gather_buf[DX_TLS_RECORD];
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
-/* ---- the socket BIO: the fd is the BIO's data ---- */
+/* ---- the BIO: the dx_tls is its data; the socket, or memory ---- */
 
 static BIO_METHOD *bio_method; /* made once, lives as long as the process */
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
-static int bio_fd(BIO *b) {
-    return (int)(intptr_t)BIO_get_data(b);
+/* Appends to `b`, growing it: OpenSSL's writes in memory mode never wait
+ * (dx_tls_writev bounds how far ahead they go). */
+static int buf_put(tls_buf *b, const void *p, size_t len) {
+    if (b->cap - b->len < len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < len)
+            cap *= 2;
+        uint8_t *q = dx__realloc(b->p, cap);
+        if (!q) return 0;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+    return 1;
 }
 
 static int bio_write(BIO *b, const char *in, int len) {
+    dx_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (t->mem) return buf_put(&t->w, in, (size_t)len) ? len : -1;
     ssize_t n;
     do {
-        n = send(bio_fd(b), in, (size_t)len, MSG_NOSIGNAL);
+        n = send(t->fd, in, (size_t)len, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    BIO_clear_retry_flags(b);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
     return (int)n;
 }
 
 static int bio_read(BIO *b, char *out, int len) {
+    dx_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (t->mem) {
+        if (t->in_len == 0) {
+            BIO_set_retry_read(b); /* until the ring brings more */
+            return -1;
+        }
+        size_t n = t->in_len < (size_t)len ? t->in_len : (size_t)len;
+        memcpy(out, t->in, n);
+        t->in += n;
+        t->in_len -= n;
+        return (int)n;
+    }
     ssize_t n;
     do {
-        n = recv(bio_fd(b), out, (size_t)len, 0);
+        n = recv(t->fd, out, (size_t)len, 0);
     } while (n < 0 && errno == EINTR);
-    BIO_clear_retry_flags(b);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
     /* Lets OpenSSL tell an EOF from an error (BIO_eof below). */
     if (n == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF);
@@ -107,12 +154,12 @@ static void bio_method_make(void) {
     BIO_meth_free(m);
 }
 
-static BIO *bio_new(int fd) {
+static BIO *bio_new(dx_tls *t) {
     pthread_once(&bio_once, bio_method_make);
     if (!bio_method) return NULL;
     BIO *b = BIO_new(bio_method);
     if (!b) return NULL;
-    BIO_set_data(b, (void *)(intptr_t)fd);
+    BIO_set_data(b, t);
     BIO_set_init(b, 1);
     return b;
 }
@@ -270,12 +317,13 @@ static int set_peer_name(SSL *ssl, const char *sni) {
 }
 
 dx_tls *dx_tls_new(dx_tls_ctx *ctx, int fd, int is_server, const char *sni) {
-    dx_tls *t = dx__malloc(sizeof *t);
+    dx_tls *t = dx__calloc(1, sizeof *t);
     if (!t) return NULL;
+    t->fd = fd;
     ERR_clear_error();
     t->ssl = SSL_new(ctx->ssl);
     if (!t->ssl) goto fail;
-    BIO *bio = bio_new(fd);
+    BIO *bio = bio_new(t);
     if (!bio) goto fail;
     SSL_set_bio(t->ssl, bio, bio); /* one reference, for both directions */
     if (is_server) {
@@ -295,6 +343,8 @@ fail:
 void dx_tls_free(dx_tls *t) {
     if (!t) return;
     SSL_free(t->ssl);
+    dx__free(t->w.p);
+    dx__free(t->s.p);
     dx__free(t);
 }
 
@@ -418,7 +468,8 @@ int64_t dx_tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want)
         int64_t w = write_once(t, p, len, want);
         if (w < 0) return total > 0 && w == DX_EBUSY ? total : w;
         /* With partial writes on, each successful call wrote at least one
-         * whole record; go on until OpenSSL says the socket is full. */
+         * whole record; go on until OpenSSL says the socket is full, or in
+         * memory mode until a socket buffer's worth waits. */
         total += w;
         /* Advance through the iovecs by w bytes. */
         uint64_t left = (uint64_t)w;
@@ -433,6 +484,7 @@ int64_t dx_tls_writev(dx_tls *t, const struct iovec *iov, int n, unsigned *want)
                 off = 0;
             }
         }
+        if (t->mem && t->w.len >= DX_TLS_MEM_AHEAD) break;
     }
     return total;
 }
@@ -443,6 +495,51 @@ void dx_tls_shutdown(dx_tls *t) {
     ERR_clear_error();
     (void)SSL_shutdown(t->ssl);
     ERR_clear_error();
+    if (t->mem && t->s.len == t->s.off) {
+        /* The close_notify is the last thing sent: written straight to the
+         * socket (a few dozen bytes), after whatever the ring sent before
+         * it (nothing is in flight: dx__tls_out's bytes are consumed).
+         * A full socket loses it, as with the socket BIO. */
+        (void)send(t->fd, t->w.p, t->w.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        t->w.len = 0;
+    }
+}
+
+/* ---- memory mode ---- */
+
+int dx__tls_memory(dx_tls *t, int on) {
+    if (on ? !SSL_is_init_finished(t->ssl) : t->w.len + t->s.len > 0) return DX_ESTATE;
+    t->mem = on;
+    return 0;
+}
+
+void dx__tls_feed(dx_tls *t, const void *p, size_t n) {
+    t->in = p;
+    t->in_len = n;
+}
+
+size_t dx__tls_out(dx_tls *t, const uint8_t **p) {
+    if (t->s.off == t->s.len && t->w.len) {
+        tls_buf tmp = t->s;
+        t->s = t->w;
+        t->w = tmp;
+        t->w.len = t->w.off = 0;
+    }
+    *p = t->s.p + t->s.off;
+    return t->s.len - t->s.off;
+}
+
+void dx__tls_out_consume(dx_tls *t, size_t n) {
+    t->s.off += n;
+    if (t->s.off < t->s.len) return;
+    /* Sent: an idle connection keeps no buffer (they come back with the
+     * next write, as OpenSSL's own with SSL_MODE_RELEASE_BUFFERS). */
+    dx__free(t->s.p);
+    t->s = (tls_buf){0};
+    if (t->w.len == 0) {
+        dx__free(t->w.p);
+        t->w = (tls_buf){0};
+    }
 }
 
 const char *dx_tls_why(void) {

@@ -66,3 +66,26 @@ struct ssl_ctx_st *dx__tls_ctx_ssl(dx_tls_ctx *ctx) {
 void dx_tls_shutdown(dx_tls *t) {
     (void)t;
 }
+
+int dx__tls_memory(dx_tls *t, int on) {
+    (void)t;
+    (void)on;
+    return DX_ESTATE;
+}
+
+void dx__tls_feed(dx_tls *t, const void *p, size_t n) {
+    (void)t;
+    (void)p;
+    (void)n;
+}
+
+size_t dx__tls_out(dx_tls *t, const uint8_t **p) {
+    (void)t;
+    *p = NULL;
+    return 0;
+}
+
+void dx__tls_out_consume(dx_tls *t, size_t n) {
+    (void)t;
+    (void)n;
+}

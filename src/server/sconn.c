@@ -206,6 +206,7 @@ void dx__sc_kill(dx_server_conn *c, uint16_t code) {
         /* First, while the queue is intact: a send in flight reads it. */
         dx__uring_detach(dx__loop_uring(s->loop, 0), c->uslot);
         c->flags &= (uint16_t)~F_URING;
+        s->st.uring_open--;
     }
     dx__partial_forget(c); /* before dx_conn_eof frees its partial message */
     if (dx_conn_state(conn) != DX_CLOSED && dx_conn_state(conn) != DX_CONNECTING)
@@ -477,6 +478,58 @@ static void uring_flush(dx_server_conn *c) {
     flushed(c);
 }
 
+/* On the ring under TLS: the queue is encrypted into OpenSSL's memory
+ * BIO (io/tls.h) a socket buffer's worth at a time, and the ciphertext
+ * goes out as plain bytes do above: a copy when small, else written now
+ * and what the socket does not take sent from the BIO's buffer, which
+ * stays put until the completion. */
+static void uring_flush_tls(dx_server_conn *c) {
+    dx__uring *u = dx__loop_uring(c->srv->loop, 0);
+    dx_conn *conn = sc_conn(c);
+    while (!dx__uring_sending(u, c->uslot)) {
+        struct iovec iov[IOV_MAX_BATCH];
+        int n = dx_conn_out_iov(conn, iov, IOV_MAX_BATCH);
+        if (n > 0) {
+            unsigned want = 0;
+            int64_t w = dx_tls_writev(c->tls, iov, n, &want);
+            if (w < 0 && w != DX_EBUSY) {
+                dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+                return;
+            }
+            if (w > 0) dx_conn_out_consume(conn, (size_t)w);
+        }
+        const uint8_t *p;
+        size_t len = dx__tls_out(c->tls, &p);
+        if (len == 0) break;
+        if (len > DX__URING_COPY_MAX) {
+            struct iovec one = {(void *)p, len};
+            int64_t w = dx__writev(c->io.fd, &one, 1);
+            if (w < 0 && w != DX_EBUSY) {
+                dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+                return;
+            }
+            if (w > 0) {
+                c->srv->st.wire_out += (uint64_t)w;
+                dx__tls_out_consume(c->tls, (size_t)w);
+                if ((size_t)w == len) continue; /* all out: encrypt more */
+                p += w;
+                len -= (size_t)w;
+            }
+        }
+        struct iovec iov1 = {(void *)p, len};
+        int64_t r = dx__uring_send(u, c->uslot, &iov1, 1);
+        if (r < 0) {
+            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+        if (r > 0) { /* copied: on its way, reported by no completion */
+            c->srv->st.wire_out += (uint64_t)r;
+            dx__tls_out_consume(c->tls, (size_t)r);
+        }
+    }
+    flushed(c);
+}
+
 void dx__sc_flush(dx_server_conn *c) {
     if (c->phase == P_DEAD || c->phase == P_TLS) {
         if (c->phase == P_TLS) dx__sc_update(c);
@@ -491,7 +544,10 @@ void dx__sc_flush(dx_server_conn *c) {
         return;
     }
     if (c->flags & F_URING) {
-        uring_flush(c);
+        if (c->tls)
+            uring_flush_tls(c);
+        else
+            uring_flush(c);
         return;
     }
     dx_conn *conn = sc_conn(c);
@@ -690,6 +746,31 @@ static void read_done(dx_server_conn *c) {
     }
 }
 
+/* Under TLS on the ring: decrypts what dx__tls_feed lent (all of it: the
+ * ring's buffer is gone after the callback) and delivers it. */
+static void tls_ring_read(dx_server_conn *c) {
+    size_t cap;
+    uint8_t *buf = dx_loop_rbuf(c->srv->loop, &cap);
+    for (;;) {
+        unsigned want = 0;
+        int64_t n = dx_tls_read(c->tls, buf, cap, &want);
+        if (n == DX_EBUSY) break;
+        if (n <= 0) {
+            if (n == 0)
+                handle_eof(c); /* close_notify */
+            else
+                dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+            return;
+        }
+        deliver(c, buf, (size_t)n);
+        if (c->phase == P_DEAD) return;
+    }
+    dx__tls_feed(c->tls, NULL, 0);
+    /* What reading wrote (a KeyUpdate's answer, an alert) goes out too. */
+    const uint8_t *p;
+    if (dx__tls_out(c->tls, &p) > 0) dx__sc_mark(c);
+}
+
 /* Completions of a socket on the ring. */
 static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
     dx_server_conn *c = (dx_server_conn *)((char *)w - offsetof(dx_server_conn, io));
@@ -701,8 +782,13 @@ static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
             return;
         }
         c->srv->st.wire_out += (uint64_t)n;
-        dx_conn_out_consume(sc_conn(c), (size_t)n);
-        uring_flush(c);
+        if (c->tls) {
+            dx__tls_out_consume(c->tls, (size_t)n);
+            uring_flush_tls(c);
+        } else {
+            dx_conn_out_consume(sc_conn(c), (size_t)n);
+            uring_flush(c);
+        }
         return;
     }
     if (n <= 0) {
@@ -710,7 +796,12 @@ static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
         return;
     }
     c->flags |= F_READING;
-    deliver(c, data, (size_t)n);
+    if (c->tls) {
+        dx__tls_feed(c->tls, data, (size_t)n);
+        tls_ring_read(c);
+    } else {
+        deliver(c, data, (size_t)n);
+    }
     read_done(c);
 }
 
@@ -719,9 +810,12 @@ static void sc_uring_cb(dx_loop *loop, dx_io *w, unsigned events) {
 static void to_uring(dx_server_conn *c) {
     dx_server *s = c->srv;
     int fd = c->io.fd;
+    /* Under TLS, OpenSSL works on memory from here (io/tls.h). */
+    if (c->tls && dx__tls_memory(c->tls, 1) < 0) return;
     dx_io_stop(s->loop, &c->io);
     if (dx__uring_attach(dx__loop_uring(s->loop, 1), &c->io, fd, sc_uring_cb, &c->uslot) < 0) {
         s->no_uring = 1; /* no ring on this loop: stay on epoll from now on */
+        if (c->tls) (void)dx__tls_memory(c->tls, 0);
         if (dx_io_start(s->loop, &c->io, fd, 0, dx__sc_io) < 0) {
             c->io.fd = fd;
             dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -729,6 +823,16 @@ static void to_uring(dx_server_conn *c) {
         }
     } else {
         c->flags |= F_URING;
+        s->st.uring_open++;
+        if (c->tls) {
+            /* A record read whole from the socket before may wait in
+             * OpenSSL, decrypted. */
+            c->flags |= F_READING;
+            tls_ring_read(c);
+            if (c->phase == P_DEAD) return;
+            read_done(c);
+            if (c->phase == P_DEAD) return;
+        }
     }
     dx__sc_update(c);
 }
@@ -749,7 +853,8 @@ void dx__sc_io(dx_loop *loop, dx_io *w, unsigned events) {
     read_done(c);
     if (c->phase == P_DEAD) return;
     if (c->tls && (c->flags & F_TLS_WANT_W)) dx__sc_update(c);
-    if (c->phase == P_WS && !c->tls && !(c->flags & F_101) && !c->srv->no_uring &&
+    /* Under TLS once OpenSSL has nothing left for the socket either. */
+    if (c->phase == P_WS && !(c->flags & (F_101 | F_TLS_WANT_W)) && !c->srv->no_uring &&
         dx_conn_buffered(sc_conn(c)) == 0)
         to_uring(c);
 }

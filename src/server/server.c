@@ -335,7 +335,7 @@ static int listen_start(dx_server *s, int fd) {
         return rc;
     }
     s->listening = 1;
-    if (!s->no_uring && !s->tls) dx__loop_want_uring(s->loop);
+    if (!s->no_uring) dx__loop_want_uring(s->loop);
     dx_timer_start(s->loop, &s->sweep, s->sweep_ms);
     return 0;
 }

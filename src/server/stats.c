@@ -16,7 +16,7 @@ int dx_server_stats_get(const dx_server *srv, dx_server_stats *out) {
     const dx__loop_stats *ls = dx__loop_get_stats(srv->loop);
     st.size = sizeof st;
     st.tls = srv->tls != NULL;
-    st.uring = !srv->no_uring && !srv->tls && dx__loop_has_uring(srv->loop);
+    st.uring = !srv->no_uring && dx__loop_has_uring(srv->loop);
     st.open = srv->open_count; /* sessions included: st.sessions_open, kept live */
     st.loop_turns = ls->turns;
     st.loop_timers = ls->timers;

@@ -12,6 +12,12 @@ const WebSocket = require('ws');
 
 const url = process.argv[2];
 const opts = { maxPayload: 64 << 20, rejectUnauthorized: !process.argv.includes('--insecure') };
+// --metrics URL: the server's /metrics, to see where it keeps the socket.
+const mi = process.argv.indexOf('--metrics');
+const metrics = mi > 0 ? process.argv[mi + 1] : null;
+// --ring N: the io_uring threads the server must have (what ws:// found).
+const ri = process.argv.indexOf('--ring');
+const ringThreads = ri > 0 ? Number(process.argv[ri + 1]) : null;
 let failed = 0;
 const check = (ok, what) => {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
@@ -32,6 +38,19 @@ const next = (ws) =>
       clearTimeout(t);
       resolve({ data, isBinary });
     });
+  });
+
+const get = (u) =>
+  new Promise((resolve, reject) => {
+    const mod = require(u.startsWith('https:') ? 'node:https' : 'node:http');
+    mod
+      .get(u, { rejectUnauthorized: opts.rejectUnauthorized }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
   });
 
 const closed = (ws) =>
@@ -78,6 +97,57 @@ async function main() {
   ws.send('ping');
   m = await next(ws);
   check(!m.isBinary && m.data.toString() === 'pong', 'application heartbeat ping → pong');
+
+  // Where the server keeps this socket: on its io_uring whenever it runs
+  // one (ws:// and wss:// alike), read from its metrics.
+  if (metrics) {
+    const text = await get(metrics);
+    const gauge = (name) => Number((text.match(new RegExp(`^${name} (\\d+)$`, 'm')) ?? [])[1]);
+    const threads = gauge('duplex_io_uring_threads');
+    const on = gauge('duplex_io_uring_connections');
+    check(on === (threads > 0 ? 1 : 0), `the socket is on io_uring when the server has one (threads ${threads}, connections ${on})`);
+    if (ringThreads !== null) check(threads === ringThreads, `a ring as with ws:// (${threads}, ${ringThreads})`);
+  }
+
+  // A pipelined burst of every size up to 200 KB, sent without waiting:
+  // all echoed, in order (sends behind sends in flight, records cut
+  // across reads).
+  const sizes = Array.from({ length: 600 }, (_, i) => (i * 7919) % 200000);
+  const got = [];
+  const all = new Promise((resolve) => {
+    const on = (data) => {
+      got.push(data.length);
+      if (got.length === sizes.length) {
+        ws.off('message', on);
+        resolve();
+      }
+    };
+    ws.on('message', on);
+  });
+  sizes.forEach((n) => ws.send(fill(n), { binary: true }));
+  await all;
+  check(got.every((n, i) => n === sizes[i]), `a burst of ${sizes.length} messages up to 200 KB echoed in order`);
+
+  // A reader that stops: 12 MB of echoes pile up in the server while the
+  // client reads nothing, then all arrive once it reads again.
+  ws._socket.pause();
+  const big = fill(1 << 20);
+  let back = 0;
+  const twelve = new Promise((resolve) => {
+    const on = (data) => {
+      if (Buffer.compare(data, big) === 0) back++;
+      if (back === 12) {
+        ws.off('message', on);
+        resolve();
+      }
+    };
+    ws.on('message', on);
+  });
+  for (let i = 0; i < 12; i++) ws.send(big, { binary: true });
+  await new Promise((r) => setTimeout(r, 500));
+  ws._socket.resume();
+  await twelve;
+  check(back === 12, 'a reader paused for 0.5 s under 12 MB of echoes gets every byte');
 
   // A normal close.
   let c = closed(ws);

@@ -123,11 +123,17 @@ static int64_t read_all(side *r, void *buf, size_t len) {
 
 /* ---- tests ---- */
 
-static void test_handshake_alpn_data(void) {
+/* The server's context and a client's that trusts the test certificate. */
+static int ctx_pair(dx_tls_ctx **sctx, dx_tls_ctx **cctx) {
     const char *why = NULL;
-    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx_tls_client_ctx(0, cert_path, &why);
-    REQUIRE(sctx && cctx);
+    *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
+    *cctx = dx_tls_client_ctx(0, cert_path, &why);
+    return *sctx && *cctx;
+}
+
+static void test_handshake_alpn_data(void) {
+    dx_tls_ctx *sctx, *cctx;
+    REQUIRE(ctx_pair(&sctx, &cctx));
     side srv, cli;
     REQUIRE(open_pair(sctx, cctx, "localhost", &srv, &cli));
     CHECK(srv.done && cli.done);
@@ -161,6 +167,116 @@ static void test_handshake_alpn_data(void) {
     /* A clean close: close_notify reads as 0. */
     dx_tls_shutdown(cli.t);
     CHECK_EQ_INT(read_all(&srv, buf, 1), 0);
+    close_pair(&srv, &cli);
+    dx_tls_ctx_free(sctx);
+    dx_tls_ctx_free(cctx);
+}
+
+/* Memory mode (io/tls.h), as the server's io_uring path uses it: the
+ * server side stops touching its socket; the test carries its ciphertext
+ * both ways by hand, in pieces of every size down to one byte. */
+static void test_memory_mode(void) {
+    dx_tls_ctx *sctx, *cctx;
+    REQUIRE(ctx_pair(&sctx, &cctx));
+    side srv, cli;
+    REQUIRE(open_pair(sctx, cctx, "localhost", &srv, &cli));
+    REQUIRE(srv.done && cli.done);
+    /* The server's TLS 1.3 tickets went out with its handshake. */
+    char tiny[1];
+    unsigned want = 0;
+    CHECK_EQ_INT(dx__tls_memory(srv.t, 1), 0);
+
+    /* Client to server: 300,000 bytes; the server's ciphertext read off
+     * the socket here and lent in pieces of 1, 2, 3... bytes (wrapping at
+     * 5,000), each piece taken whole before dx_tls_read says DX_EBUSY. */
+    enum { N = 300000 };
+    uint8_t *msg = malloc(N), *got = malloc(N), *wire = malloc(1 << 20);
+    REQUIRE(msg && got && wire);
+    for (size_t i = 0; i < N; i++)
+        msg[i] = (uint8_t)(i * 31 + 7);
+    size_t sent = 0, have = 0, wlen = 0, piece = 1;
+    uint64_t deadline = dx_t_now_ms() + 5000;
+    while (have < N && dx_t_now_ms() < deadline) {
+        if (sent < N) {
+            struct iovec iov = {msg + sent, N - sent};
+            int64_t w = dx_tls_writev(cli.t, &iov, 1, &want);
+            if (w > 0) sent += (size_t)w;
+        }
+        ssize_t k = recv(srv.fd, wire + wlen, (1 << 20) - wlen, MSG_DONTWAIT);
+        if (k > 0) wlen += (size_t)k;
+        size_t off = 0;
+        while (off < wlen) {
+            size_t n = piece < wlen - off ? piece : wlen - off;
+            piece = piece % 5000 + 1;
+            dx__tls_feed(srv.t, wire + off, n);
+            for (;;) {
+                int64_t r = dx_tls_read(srv.t, got + have, N - have, &want);
+                if (r == DX_EBUSY) break;
+                CHECK(r > 0);
+                if (r <= 0) goto out;
+                have += (size_t)r;
+            }
+            off += n;
+        }
+        wlen = 0;
+        if (k <= 0) usleep(1000);
+    }
+out:
+    CHECK_EQ_INT(have, N);
+    CHECK(memcmp(got, msg, N) == 0);
+
+    /* Server to client: the socket is untouched while ciphertext piles up
+     * in memory. dx_tls_writev stops once 64 KiB wait; what dx__tls_out
+     * shows stays where it is while more is written, and reads back in
+     * order on the client once sent. */
+    struct iovec all = {msg, N};
+    int64_t w1 = dx_tls_writev(srv.t, &all, 1, &want);
+    CHECK(w1 >= 64 * 1024 && w1 < N);
+    const uint8_t *p1 = NULL;
+    size_t n1 = dx__tls_out(srv.t, &p1);
+    CHECK(n1 > (size_t)w1); /* records: headers and tags */
+    uint8_t *copy = malloc(n1);
+    REQUIRE(copy);
+    memcpy(copy, p1, n1);
+    CHECK_EQ_INT(dx__tls_memory(srv.t, 0), DX_ESTATE); /* ciphertext waits */
+    struct iovec rest = {msg + w1, N - (size_t)w1};
+    int64_t w2 = dx_tls_writev(srv.t, &rest, 1, &want);
+    CHECK(w2 > 0);
+    CHECK(memcmp(copy, p1, n1) == 0); /* not moved, not overwritten */
+    free(copy);
+    size_t out_total = 0, rd = 0;
+    deadline = dx_t_now_ms() + 5000;
+    while (rd < N && dx_t_now_ms() < deadline) {
+        if ((size_t)(w1 + w2) < N && out_total > 0) {
+            struct iovec more = {msg + w1 + w2, N - (size_t)(w1 + w2)};
+            int64_t w3 = dx_tls_writev(srv.t, &more, 1, &want);
+            if (w3 > 0) w2 += w3;
+        }
+        const uint8_t *p;
+        size_t n = dx__tls_out(srv.t, &p);
+        if (n) {
+            ssize_t k = send(srv.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (k > 0) {
+                dx__tls_out_consume(srv.t, (size_t)k);
+                out_total += (size_t)k;
+            }
+        }
+        int64_t r = dx_tls_read(cli.t, got + rd, N - rd, &want);
+        if (r > 0) rd += (size_t)r;
+        if (r == DX_EBUSY && !n) usleep(1000);
+    }
+    CHECK_EQ_INT(rd, N);
+    CHECK(memcmp(got, msg, N) == 0);
+    const uint8_t *p;
+    CHECK_EQ_INT(dx__tls_out(srv.t, &p), 0);
+
+    /* A clean close from the memory side: its close_notify goes straight
+     * to the socket, and the client reads it as 0. */
+    dx_tls_shutdown(srv.t);
+    CHECK_EQ_INT(read_all(&cli, tiny, 1), 0);
+    free(msg);
+    free(got);
+    free(wire);
     close_pair(&srv, &cli);
     dx_tls_ctx_free(sctx);
     dx_tls_ctx_free(cctx);
@@ -279,10 +395,8 @@ static void test_system_store_refuses_self_signed(void) {
 }
 
 static void test_ca_file_and_ip(void) {
-    const char *why = NULL;
-    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx_tls_client_ctx(0, cert_path, &why);
-    REQUIRE(sctx && cctx);
+    dx_tls_ctx *sctx, *cctx;
+    REQUIRE(ctx_pair(&sctx, &cctx));
     side srv, cli;
     /* The certificate names IP 127.0.0.1 too. */
     REQUIRE(open_pair(sctx, cctx, "127.0.0.1", &srv, &cli));
@@ -297,10 +411,8 @@ static void test_ca_file_and_ip(void) {
 }
 
 static void test_host_mismatch(void) {
-    const char *why = NULL;
-    dx_tls_ctx *sctx = dx_tls_server_ctx(cert_path, key_path, &why);
-    dx_tls_ctx *cctx = dx_tls_client_ctx(0, cert_path, &why);
-    REQUIRE(sctx && cctx);
+    dx_tls_ctx *sctx, *cctx;
+    REQUIRE(ctx_pair(&sctx, &cctx));
     side srv, cli;
     REQUIRE(open_pair(sctx, cctx, "example.com", &srv, &cli));
     CHECK_EQ_INT(cli.rc, DX_ETLS);
@@ -308,6 +420,7 @@ static void test_host_mismatch(void) {
     fprintf(stderr, "  client: %s\n", cli.why_copy);
     close_pair(&srv, &cli);
     /* Insecure skips the check. */
+    const char *why = NULL;
     dx_tls_ctx *ictx = dx_tls_client_ctx(1, NULL, &why);
     REQUIRE(ictx);
     REQUIRE(open_pair(sctx, ictx, "example.com", &srv, &cli));
@@ -401,6 +514,7 @@ int main(void) {
     if (made) {
         RUN(test_handshake_alpn_data);
         RUN(test_bulk_partial_writes);
+        RUN(test_memory_mode);
         RUN(test_system_store_refuses_self_signed);
         RUN(test_ca_file_and_ip);
         RUN(test_host_mismatch);
