@@ -470,7 +470,7 @@ static void open_ws(dx_client *c, size_t head_len, const dx_http_response *res) 
     }
     /* An extension in the answer can only be our permessage-deflate offer,
      * accepted as offered (RFC 7692 §5: anything else fails the connection). */
-    dx_deflate_params agreed;
+    dx_deflate_params agreed = {0}; /* filled by dx_deflate_verify when ext */
     if (ext && dx_deflate_verify(&c->cfg.deflate, ext, ext_len, &agreed, &why) < 0) {
         fail(c, DX_EHANDSHAKE, "handshake: %s", why ? why : "invalid extension answer");
         return;
