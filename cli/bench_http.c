@@ -600,17 +600,6 @@ static void answered(hclient *cl, hconn *hc, char *body, size_t blen, uint64_t n
 }
 
 /* 1 with the header's number in *out, 0 when the header is absent. */
-static int header_u64(const dx_http_header *hdrs, size_t n, const char *name, uint64_t *out) {
-    const dx_http_header *x = dx_http_find(hdrs, n, name);
-    if (!x) return 0;
-    char v[32];
-    size_t k = x->value_len < sizeof v - 1 ? x->value_len : sizeof v - 1;
-    memcpy(v, x->value, k);
-    v[k] = 0;
-    *out = strtoull(v, NULL, 10);
-    return 1;
-}
-
 /* Parses an answer's head in hc->in. 1 when parsed, 0 for more, -1 bad. */
 static int parse_head(hrun *r, hclient *cl, hconn *hc) {
     dx_http_header hdrs[32];
@@ -623,10 +612,10 @@ static int parse_head(hrun *r, hclient *cl, hconn *hc) {
     hc->keep = res.minor_version == 1;
     const dx_http_header *x = dx_http_find(hdrs, res.num_headers, "Connection");
     if (x && dx_http_has_token(x->value, x->value_len, "close")) hc->keep = 0;
-    hc->has_value = header_u64(hdrs, res.num_headers,
-                               hc->kind == K_UP ? "X-Duplex-Seq" : "X-Duplex-Offset", &hc->value);
+    hc->has_value = dx_cli_header_u64(
+        hdrs, res.num_headers, hc->kind == K_UP ? "X-Duplex-Seq" : "X-Duplex-Offset", &hc->value);
     hc->has_off =
-        hc->kind == K_UP && header_u64(hdrs, res.num_headers, "X-Duplex-Offset", &hc->off);
+        hc->kind == K_UP && dx_cli_header_u64(hdrs, res.num_headers, "X-Duplex-Offset", &hc->off);
     x = dx_http_find(hdrs, res.num_headers, "Content-Length");
     hc->to_close = 0;
     if (res.status == 204 || res.status == 304 || res.status < 200) {

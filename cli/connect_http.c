@@ -223,18 +223,6 @@ static void req_failed(hreq *r, const char *why) {
 }
 
 /* "Name: value" of the answer as a number. */
-static int num_header(const dx_http_header *h, size_t n, const char *name, uint64_t *out) {
-    const dx_http_header *x = dx_http_find(h, n, name);
-    if (!x || !x->value_len || x->value_len > 19) return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < x->value_len; i++) {
-        if (x->value[i] < '0' || x->value[i] > '9') return 0;
-        v = v * 10 + (uint64_t)(x->value[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
 /* 1 parsed, 0 more needed, -1 bad. */
 static int parse_head(hreq *r) {
     dx_http_header hdrs[32];
@@ -243,9 +231,9 @@ static int parse_head(hreq *r) {
     if (h <= 0) return h;
     r->head = (size_t)h;
     r->status = res.status;
-    r->has_off = num_header(hdrs, res.num_headers, "X-Duplex-Offset", &r->off);
-    r->has_seq = num_header(hdrs, res.num_headers, "X-Duplex-Seq", &r->seq);
-    r->has_clen = num_header(hdrs, res.num_headers, "Content-Length", &r->clen);
+    r->has_off = dx_cli_header_u64(hdrs, res.num_headers, "X-Duplex-Offset", &r->off);
+    r->has_seq = dx_cli_header_u64(hdrs, res.num_headers, "X-Duplex-Seq", &r->seq);
+    r->has_clen = dx_cli_header_u64(hdrs, res.num_headers, "Content-Length", &r->clen);
     const dx_http_header *ct = dx_http_find(hdrs, res.num_headers, "Content-Type");
     r->sse = r->kind == R_DOWN && res.status == 200 && ct && ct->value_len >= 17 &&
              !memcmp(ct->value, "text/event-stream", 17);

@@ -1,5 +1,17 @@
 #include "cli/sse.h"
 
+int dx_cli_header_u64(const dx_http_header *h, size_t n, const char *name, uint64_t *out) {
+    const dx_http_header *x = dx_http_find(h, n, name);
+    if (!x || !x->value_len || x->value_len > 19) return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < x->value_len; i++) {
+        if (x->value[i] < '0' || x->value[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(x->value[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
 static int b64v(unsigned char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
