@@ -519,7 +519,11 @@ void dx__tls_feed(dx_tls *t, const void *p, size_t n) {
 }
 
 size_t dx__tls_out(dx_tls *t, const uint8_t **p) {
-    if (t->s.off == t->s.len && t->w.len) {
+    if (t->s.off == t->s.len) {
+        if (!t->w.len) {
+            *p = NULL;
+            return 0;
+        }
         tls_buf tmp = t->s;
         t->s = t->w;
         t->w = tmp;
