@@ -30,7 +30,7 @@ function step(max) {
 function fromStall(run) {
   const worst = (k) => Math.max(0, ...run.timeline.map((b) => b[k] ?? 0));
   return {
-    label: `stall (+${run.sync_delay_ms} ms per fsync)`,
+    label: run.sync_delay_ms == null ? `stall${run.pg_stop ? ` (${run.pg_stop})` : ''}` : `stall (+${run.sync_delay_ms} ms per fsync)`,
     title: `slowest ack per ${run.bucket_ms} ms; worst ping ${worst('ping_max')}, typing ${worst('typing_max')}, /healthz ${worst('healthz_max')} ms`,
     line: 'max ms',
     timeline: {
