@@ -437,6 +437,23 @@ void dx__sc_drop_101(dx_server_conn *c) {
 
 static void flushed(dx_server_conn *c);
 
+/* The two ways bytes leave a socket on the ring: written now (`now`), or
+ * handed to the ring, copied when small, else read from the caller's
+ * memory until DX_IO_SENT. Returns the bytes the caller may drop at once
+ * (written, or copied; 0 when the socket is full), or -1 once `c` is
+ * killed for a failed write. */
+static int64_t ring_out(dx_server_conn *c, const struct iovec *iov, int n, int now) {
+    int64_t r = now ? dx__writev(c->io.fd, iov, n)
+                    : dx__uring_send(dx__loop_uring(c->srv->loop, 0), c->uslot, iov, n);
+    if (now && r == DX_EBUSY) r = 0;
+    if (r < 0) {
+        dx__sc_kill(c, DX_CLOSE_ABNORMAL);
+        return -1;
+    }
+    c->srv->st.wire_out += (uint64_t)r;
+    return r;
+}
+
 /* On the ring: one send in flight at a time, a copy when small, otherwise
  * straight from the queue (its memory does not move); the completion
  * consumes what went out and sends what queued meanwhile. */
@@ -454,26 +471,16 @@ static void uring_flush(dx_server_conn *c) {
              * a send in flight (which made the heap grow and shrink, a
              * page fault per 4 KiB); only what the socket does not take
              * waits on the ring. */
-            int64_t w = dx__writev(c->io.fd, iov, n);
-            if (w < 0 && w != DX_EBUSY) {
-                dx__sc_kill(c, DX_CLOSE_ABNORMAL);
-                return;
-            }
+            int64_t w = ring_out(c, iov, n, 1);
+            if (w < 0) return;
             if (w > 0) {
-                c->srv->st.wire_out += (uint64_t)w;
                 dx_conn_out_consume(sc_conn(c), (size_t)w);
                 n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
             }
         }
-        int64_t r = n > 0 ? dx__uring_send(u, c->uslot, iov, n) : 0;
-        if (r < 0) {
-            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
-            return;
-        }
-        if (r > 0) { /* copied: on its way, reported by no completion */
-            c->srv->st.wire_out += (uint64_t)r;
-            dx_conn_out_consume(sc_conn(c), (size_t)r);
-        }
+        int64_t r = n > 0 ? ring_out(c, iov, n, 0) : 0;
+        if (r < 0) return;
+        if (r > 0) dx_conn_out_consume(sc_conn(c), (size_t)r); /* copied: on its way */
     }
     flushed(c);
 }
@@ -501,31 +508,19 @@ static void uring_flush_tls(dx_server_conn *c) {
         const uint8_t *p;
         size_t len = dx__tls_out(c->tls, &p);
         if (len == 0) break;
+        struct iovec one = {(void *)p, len};
         if (len > DX__URING_COPY_MAX) {
-            struct iovec one = {(void *)p, len};
-            int64_t w = dx__writev(c->io.fd, &one, 1);
-            if (w < 0 && w != DX_EBUSY) {
-                dx__sc_kill(c, DX_CLOSE_ABNORMAL);
-                return;
-            }
+            int64_t w = ring_out(c, &one, 1, 1);
+            if (w < 0) return;
             if (w > 0) {
-                c->srv->st.wire_out += (uint64_t)w;
                 dx__tls_out_consume(c->tls, (size_t)w);
                 if ((size_t)w == len) continue; /* all out: encrypt more */
-                p += w;
-                len -= (size_t)w;
+                one = (struct iovec){(void *)(p + w), len - (size_t)w};
             }
         }
-        struct iovec iov1 = {(void *)p, len};
-        int64_t r = dx__uring_send(u, c->uslot, &iov1, 1);
-        if (r < 0) {
-            dx__sc_kill(c, DX_CLOSE_ABNORMAL);
-            return;
-        }
-        if (r > 0) { /* copied: on its way, reported by no completion */
-            c->srv->st.wire_out += (uint64_t)r;
-            dx__tls_out_consume(c->tls, (size_t)r);
-        }
+        int64_t r = ring_out(c, &one, 1, 0);
+        if (r < 0) return;
+        if (r > 0) dx__tls_out_consume(c->tls, (size_t)r); /* copied: on its way */
     }
     flushed(c);
 }
