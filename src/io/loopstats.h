@@ -44,5 +44,9 @@ static inline void dx__hist_us_add(uint64_t *b, uint64_t *sum, uint64_t us) {
 const dx__loop_stats *dx__loop_get_stats(const dx_loop *loop);
 /* 1 when the loop waits on an io_uring (open WebSockets may be on it). */
 int dx__loop_has_uring(const dx_loop *loop);
+/* How much one socket should read at a time in this dispatch of epoll's
+ * events (at most the loop's buffer): a share of what a turn should read
+ * in all, so that many flooding peers do not make the turn long. */
+size_t dx__loop_read_share(const dx_loop *loop);
 
 #endif

@@ -11,6 +11,7 @@
 #include <duplex/sock.h>
 
 #include "core/alloc.h"
+#include "io/loopstats.h"
 #include "io/net.h"
 #include "io/uring.h"
 #include "server/lists.h"
@@ -689,8 +690,9 @@ static void read_some(dx_server_conn *c) {
      * of at most a 16 KiB record). On plain TCP one read of the loop's
      * buffer per wake-up: what is left keeps the socket readable for the
      * next iteration (epoll is level-triggered), so a peer that writes
-     * back to back gets one buffer's worth a turn, like everyone else,
-     * and the timers and deferred calls run in between. */
+     * back to back gets its share of a turn (dx__loop_read_share), like
+     * everyone else, and the timers and deferred calls run in between. */
+    if (!c->tls) cap = dx__loop_read_share(s->loop);
     for (int i = 0; i < 16; i++) {
         if (c->phase == P_DEAD) return;
         if ((c->phase == P_WS || c->phase == P_DRAIN) && (c->flags & F_PAUSED)) return;
