@@ -159,9 +159,10 @@ struct dx__uring {
     int iov_used, msg_used;
 
     /* Sockets whose receive ended with ENOBUFS, oldest first: those that
-     * received little lately (`light`, starve()), then the others; those whose receive ended
-     * otherwise this round (take_turns); and the mean size of a receive, which says how many
-     * starved sockets the buffers can take in one round. An entry whose slot lost S_STARVED is
+     * received little lately (`light`, starve()), then the others; those
+     * whose receive ended otherwise this round (take_turns); and the mean
+     * size of a receive, which says how many starved sockets the buffers
+     * can take in one round. An entry whose slot lost S_STARVED is
      * skipped. */
     idq light, starved, later;
     uint32_t recv_avg;
