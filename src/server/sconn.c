@@ -438,14 +438,13 @@ void dx__sc_drop_101(dx_server_conn *c) {
 
 static void flushed(dx_server_conn *c);
 
-/* The two ways bytes leave a socket on the ring: written now (`now`), or
- * handed to the ring, copied when small, else read from the caller's
+/* The two ways bytes leave a socket on the ring `u`: written now (`now`),
+ * or handed to the ring, copied when small, else read from the caller's
  * memory until DX_IO_SENT. Returns the bytes the caller may drop at once
  * (written, or copied; 0 when the socket is full), or -1 once `c` is
  * killed for a failed write. */
-static int64_t ring_out(dx_server_conn *c, const struct iovec *iov, int n, int now) {
-    int64_t r = now ? dx__writev(c->io.fd, iov, n)
-                    : dx__uring_send(dx__loop_uring(c->srv->loop, 0), c->uslot, iov, n);
+static int64_t ring_out(dx_server_conn *c, dx__uring *u, const struct iovec *iov, int n, int now) {
+    int64_t r = now ? dx__writev(c->io.fd, iov, n) : dx__uring_send(u, c->uslot, iov, n);
     if (now && r == DX_EBUSY) r = 0;
     if (r < 0) {
         dx__sc_kill(c, DX_CLOSE_ABNORMAL);
@@ -472,14 +471,14 @@ static void uring_flush(dx_server_conn *c) {
              * a send in flight (which made the heap grow and shrink, a
              * page fault per 4 KiB); only what the socket does not take
              * waits on the ring. */
-            int64_t w = ring_out(c, iov, n, 1);
+            int64_t w = ring_out(c, u, iov, n, 1);
             if (w < 0) return;
             if (w > 0) {
                 dx_conn_out_consume(sc_conn(c), (size_t)w);
                 n = dx_conn_out_iov(sc_conn(c), iov, IOV_MAX_BATCH);
             }
         }
-        int64_t r = n > 0 ? ring_out(c, iov, n, 0) : 0;
+        int64_t r = n > 0 ? ring_out(c, u, iov, n, 0) : 0;
         if (r < 0) return;
         if (r > 0) dx_conn_out_consume(sc_conn(c), (size_t)r); /* copied: on its way */
     }
@@ -511,7 +510,7 @@ static void uring_flush_tls(dx_server_conn *c) {
         if (len == 0) break;
         struct iovec one = {(void *)p, len};
         if (len > DX__URING_COPY_MAX) {
-            int64_t w = ring_out(c, &one, 1, 1);
+            int64_t w = ring_out(c, u, &one, 1, 1);
             if (w < 0) return;
             if (w > 0) {
                 dx__tls_out_consume(c->tls, (size_t)w);
@@ -519,7 +518,7 @@ static void uring_flush_tls(dx_server_conn *c) {
                 one = (struct iovec){(void *)(p + w), len - (size_t)w};
             }
         }
-        int64_t r = ring_out(c, &one, 1, 0);
+        int64_t r = ring_out(c, u, &one, 1, 0);
         if (r < 0) return;
         if (r > 0) dx__tls_out_consume(c->tls, (size_t)r); /* copied: on its way */
     }
@@ -687,11 +686,12 @@ static void read_some(dx_server_conn *c) {
     uint8_t *buf = dx_loop_rbuf(s->loop, &cap);
     /* Under TLS a record may be decrypted and waiting inside OpenSSL with
      * nothing left on the socket, so read until it would block (16 reads
-     * of at most a 16 KiB record). On plain TCP one read of the loop's
-     * buffer per wake-up: what is left keeps the socket readable for the
-     * next iteration (epoll is level-triggered), so a peer that writes
-     * back to back gets its share of a turn (dx__loop_read_share), like
-     * everyone else, and the timers and deferred calls run in between. */
+     * of at most a 16 KiB record). On plain TCP one read per wake-up, of
+     * at most this socket's share of the turn (dx__loop_read_share): what
+     * is left keeps the socket readable for the next iteration (epoll is
+     * level-triggered), so a peer that writes back to back gets its share
+     * like everyone else, and the timers and deferred calls run in
+     * between. */
     if (!c->tls) cap = dx__loop_read_share(s->loop);
     for (int i = 0; i < 16; i++) {
         if (c->phase == P_DEAD) return;
