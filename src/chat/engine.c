@@ -6,6 +6,7 @@
  * in fetch.c, and revision 2 in groups.c, edits.c, search.c and attach.c,
  * which share engine_int.h. */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 
 #include "chat/engine_int.h"
 #include "chat/jsonr.h"
+#include "chat/worker.h"
 #include "core/alloc.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -160,7 +162,7 @@ static void presence_settle(dx__chat *chat, int64_t now) {
         int on = chat->broker->ops->devices(chat->broker, p->uid) > 0;
         if (on == p->was_online)
             p->was_online = -1;
-        else if (!on && dx__chat_tx(chat) == 0)
+        else if (!on && !chat->worker && dx__chat_tx(chat) == 0)
             (void)chat->st->ops->touch_user(chat->st, p->uid, now);
     }
 }
@@ -499,8 +501,14 @@ int dx__chat_contacts_json(dx__chat *chat, const char *uid, json_t *list) {
     return chat->st->ops->contacts(chat->st, uid, presence_one, &pa);
 }
 
-/* Tells every contact of `uid` that it went online or offline. */
+/* Tells every contact of `uid` that it went online or offline; with the
+ * store thread, the thread does (and writes last_seen first). */
 static void presence_push(dx__chat *chat, const char *uid, int online, int64_t ts) {
+    if (chat->worker) {
+        (void)dx__chat_worker_submit(chat->worker, DX__JOB_PRES, NULL, uid, strlen(uid), online, ts,
+                                     0);
+        return;
+    }
     json_t *j = dx__chat_env("presence");
     json_t *users = json_array();
     if (!j || !users) {
@@ -552,21 +560,33 @@ static void presence_note(dx__chat *chat, const char *uid, int was_online) {
  * user then costs one write per cycle, not two. */
 #define TOUCH_OPEN_MS 60000
 
+void dx__chat_presence_store(dx__chat *chat, const char *uid, int online, int64_t ts) {
+    if (!online && dx__chat_tx(chat) == 0) (void)chat->st->ops->touch_user(chat->st, uid, ts);
+    presence_push(chat, uid, online, ts);
+}
+
+void dx__chat_open_store(dx__chat *chat, dx__chat_dev *d, int64_t n) {
+    if (dx__chat_tx(chat) < 0) return;
+    int64_t now = chat->io.now_ms(chat->io.arg), seen = 0;
+    if (n == 1 &&
+        (chat->st->ops->last_seen(chat->st, d->uid, &seen) < 0 || now - seen >= TOUCH_OPEN_MS))
+        (void)chat->st->ops->touch_user(chat->st, d->uid, now);
+    /* A user's first connection joins the lobby: its members hear of it
+     * at the flush. */
+    if (chat->lobby[0] && chat->st->ops->join(chat->st, chat->lobby, d->uid) == 1)
+        (void)members_note(chat, chat->lobby, d->uid);
+}
+
 void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
     int64_t now = chat->io.now_ms(chat->io.arg);
     int64_t n = chat->broker->ops->online(chat->broker, d->uid);
     if (n > 0) d->online = 1;
     chat->stats.devices += d->online;
-    if (dx__chat_tx(chat) == 0) {
-        int64_t seen = 0;
-        if (n == 1 &&
-            (chat->st->ops->last_seen(chat->st, d->uid, &seen) < 0 || now - seen >= TOUCH_OPEN_MS))
-            (void)chat->st->ops->touch_user(chat->st, d->uid, now);
-        /* A user's first connection joins the lobby: its members hear of
-         * it at the flush. */
-        if (chat->lobby[0] && chat->st->ops->join(chat->st, chat->lobby, d->uid) == 1)
-            (void)members_note(chat, chat->lobby, d->uid);
-    }
+    d->jobs = NULL;
+    if (chat->worker)
+        (void)dx__chat_worker_submit(chat->worker, DX__JOB_OPEN, d, NULL, 0, n, 0, 0);
+    else
+        dx__chat_open_store(chat, d, n);
     json_t *w = dx__chat_env("welcome");
     if (w) {
         json_object_set_new(w, "uid", json_string(d->uid));
@@ -583,6 +603,7 @@ void dx__chat_open(dx__chat *chat, dx__chat_dev *d) {
 }
 
 void dx__chat_close(dx__chat *chat, dx__chat_dev *d) {
+    if (chat->worker) dx__chat_worker_forget(chat->worker, d);
     for (size_t i = 0; i < chat->npend; i++)
         if (chat->pend[i].dev == d) chat->pend[i].dev = NULL;
     for (size_t i = chat->whead; i < chat->nwait; i++)
@@ -1080,14 +1101,60 @@ static const struct {
 
 static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary);
 
+/* With the store thread: 1 for what the loop answers itself, typing in a
+ * direct conversation (it reads no store: the id names both members), or
+ * one that is not the caller's (refused without one either). */
+static int typing_here(dx__chat_dev *d, const char *data, size_t len) {
+    if (len > DX_CHAT_REQUEST_MAX || !memmem(data, len, "\"typing\"", 8)) return 0;
+    json_t *root = dx__jsonr_flat(data, len);
+    if (!root) root = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *type = json_string_value(json_object_get(root, "type"));
+    const char *conv = json_string_value(json_object_get(root, "conv"));
+    int k = conv ? dx__chat_conv_kind(conv, d->uid) : DX_CHAT_CONV_BAD;
+    int here = type && !strcmp(type, "typing") && conv && k != DX_CHAT_CONV_ROOM &&
+               k != DX_CHAT_CONV_GROUP && k != DX_CHAT_CONV_BAD;
+    json_decref(root);
+    return here;
+}
+
+/* A request the store thread could not take: out of memory, or its queue
+ * full because the store stopped answering. The request's id is read so
+ * that the client can tell which one failed; a send then stays "failed"
+ * on the client, to be resent with its cid. */
+static void refuse_queued(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary,
+                          int rc) {
+    json_t *root = binary ? NULL : dx__jsonr_flat(data, len);
+    if (!binary && !root) root = json_loadb(data, len, 0, NULL);
+    json_t *id = json_object_get(root, "id");
+    if (!json_is_integer(id) && !json_is_string(id)) id = NULL;
+    if (rc == DX_EBUSY)
+        send_error(chat, d, id, "store_failed",
+                   "the database is not answering and too much waits for it; nothing was stored",
+                   NULL);
+    else
+        send_error(chat, d, id, "internal", "out of memory", NULL);
+    json_decref(root);
+}
+
 void dx__chat_message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
+    if (chat->worker && (binary || !typing_here(d, data, len))) {
+        int rc = dx__chat_worker_submit(chat->worker, binary ? DX__JOB_BIN : DX__JOB_MSG, d, data,
+                                        len, 0, 0, mono_us(chat));
+        if (rc < 0) refuse_queued(chat, d, data, len, binary, rc);
+        return;
+    }
+    dx__chat_message_at(chat, d, data, len, binary, mono_us(chat));
+}
+
+void dx__chat_message_at(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary,
+                         int64_t t_req) {
+    chat->t_req = t_req;
     message(chat, d, data, len, binary);
     chat->hold = 0; /* set by a read (before_read) for its own replies */
 }
 
 static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary) {
     dx__chat_req r = {chat, d, NULL, NULL, 0};
-    chat->t_req = mono_us(chat);
     if (binary) {
         /* Upload chunks (docs/chat-protocol.md, "Files and pictures"). */
         if (chat->files)
@@ -1167,16 +1234,49 @@ void dx__chat_deliver_here(void *engine, const char *uid, const char *data, size
         chat->io.deliver(chat->io.arg, uid, data, len, except);
 }
 
+/* The settings below go to the store thread's engine too (worker.h). */
 void dx__chat_set_typing_interval(dx__chat *chat, uint32_t typing_interval_ms) {
     chat->fo.typing_ms = typing_interval_ms ? typing_interval_ms : DX_CHAT_TYPING_INTERVAL_MS;
+    if (chat->worker)
+        dx__chat_set_typing_interval(dx__chat_worker_engine(chat->worker), typing_interval_ms);
 }
 
 void dx__chat_set_recall_window(dx__chat *chat, int64_t ms) {
     chat->recall_ms = ms > 0 ? ms : DX_CHAT_RECALL_WINDOW_MS;
+    if (chat->worker) dx__chat_set_recall_window(dx__chat_worker_engine(chat->worker), ms);
 }
 
 void dx__chat_set_files(dx__chat *chat, dx__chat_files *f) {
     chat->files = f;
+    if (chat->worker) dx__chat_set_files(dx__chat_worker_engine(chat->worker), f);
+}
+
+int dx__chat_use_thread(dx__chat *chat, dx_loop *loop, dx__chat_store *st, const char **why) {
+    dx__chat_worker *w =
+        dx__chat_worker_new(loop, chat, st, chat->lobby[0] ? chat->lobby + 2 : NULL, why);
+    if (!w) return DX_ENOMEM;
+    dx__chat *s = dx__chat_worker_engine(w);
+    if (dx__chat_set_limits(s, &chat->limits) < 0) {
+        *why = "out of memory";
+        dx__chat_worker_free(w);
+        return DX_ENOMEM;
+    }
+    s->fo.typing_ms = chat->fo.typing_ms;
+    s->recall_ms = chat->recall_ms;
+    s->files = chat->files;
+    chat->worker = w;
+    return 0;
+}
+
+uint64_t dx__chat_store_errors(const dx__chat *chat) {
+    uint64_t n = chat->st->errors;
+    if (chat->worker) {
+        dx_chat_stats st = {.size = sizeof st};
+        uint64_t e = 0;
+        dx__chat_worker_stats(chat->worker, &st, &e);
+        n += e;
+    }
+    return n;
 }
 
 void dx__chat_use_broker(dx__chat *chat, dx__chat_broker *b) {
@@ -1197,6 +1297,11 @@ static int push_local(void *arg, const char *uid, int64_t n) {
 }
 
 void dx__chat_remote_presence(dx__chat *chat, const char *uid, int64_t devices) {
+    if (chat->worker) {
+        (void)dx__chat_worker_submit(chat->worker, DX__JOB_REMOTE, NULL, uid, strlen(uid), devices,
+                                     0, 0);
+        return;
+    }
     int64_t seen = 0;
     if (devices <= 0) (void)chat->st->ops->last_seen(chat->st, uid, &seen);
     if (devices > 0) seen = chat->io.now_ms(chat->io.arg);
@@ -1257,6 +1362,7 @@ int dx__chat_set_limits(dx__chat *chat, const dx_chat_limits *l) {
     dx__chat_limiter_free(chat->lim);
     chat->lim = lim;
     chat->limits = r;
+    if (chat->worker) return dx__chat_set_limits(dx__chat_worker_engine(chat->worker), l);
     return 0;
 }
 
@@ -1266,6 +1372,9 @@ void dx__chat_free(dx__chat *chat) {
      * last_seen written. */
     if (chat->in_tx || chat->npend || chat->fo.npres || chat->fo.nrcpt || chat->fo.nmem)
         (void)dx__chat_flush(chat);
+    /* Runs what the flush queued (last_seen of who just left), then stops. */
+    dx__chat_worker_free(chat->worker);
+    chat->worker = NULL;
     /* What still waits for its fsync (the transport's store thread has
      * stopped): synced here, so that recalled files are released. */
     if (chat->whead < chat->nwait)
@@ -1291,6 +1400,14 @@ void dx__chat_free(dx__chat *chat) {
 }
 
 void dx__chat_stats_get(const dx__chat *chat, dx_chat_stats *out) {
+    if (chat->worker) {
+        /* The thread's engine counts the requests; the devices are here. */
+        uint64_t e;
+        dx__chat_worker_stats(chat->worker, out, &e);
+        if (out->size >= offsetof(dx_chat_stats, devices) + sizeof out->devices)
+            out->devices = chat->stats.devices;
+        return;
+    }
     size_t want = out->size < sizeof chat->stats ? out->size : sizeof chat->stats;
     dx_chat_stats st = chat->stats;
     st.size = want;

@@ -11,7 +11,9 @@
  * commits and, once the commit is durable, sends acks and deliveries
  * (group commit; the fsync may run on another thread: io.sync). Reads
  * (history, sync) flush first, and their replies wait for the same
- * fsync, so nothing that could still be lost is ever shown. */
+ * fsync, so nothing that could still be lost is ever shown. With a store
+ * that may block for long (PostgreSQL), dx__chat_use_thread moves all of
+ * that onto a store thread (worker.h) and the loop never waits for it. */
 #ifndef DX_CHAT_ENGINE_H
 #define DX_CHAT_ENGINE_H
 
@@ -38,6 +40,8 @@ typedef struct dx__chat_dev {
      * and the engine never sees it (docs/chat-protocol.md, "Connecting"). */
     unsigned refused;
     const char *refused_why; /* static */
+    /* Its requests queued for the store thread (worker.c), NULL without. */
+    struct dx__chat_job *jobs;
 } dx__chat_dev;
 
 typedef struct dx__chat_io {
@@ -109,6 +113,18 @@ void dx__chat_set_files(dx__chat *chat, dx__chat_files *f);
  * the reason), or a negative code when the store failed. */
 int dx__chat_file_visible(dx__chat *chat, const char *uid, const char *conv, const char *id,
                           char name[256]);
+
+/* Runs the store's work on a thread of its own (worker.h): every request
+ * but typing in a direct conversation, and the store's share of connects
+ * and presence, go to a second engine over `st` (taken, even on failure)
+ * on that thread, and nothing on `loop` waits for the store any more. The
+ * store given to dx__chat_new then serves dx__chat_file_visible only. The
+ * io's clocks (now_ms, mono_us) are then also called on the thread. Call
+ * before any device opens; settings made before or after apply to both.
+ * 0, or a negative code with *why. */
+int dx__chat_use_thread(dx__chat *chat, dx_loop *loop, dx__chat_store *st, const char **why);
+/* The failures the store(s) met (store.h's errors). */
+uint64_t dx__chat_store_errors(const dx__chat *chat);
 
 /* Several nodes. dx__chat_use_broker replaces the local broker with `b`
  * (taken: freed by dx__chat_free), before any device opens. Create `b`

@@ -1,7 +1,8 @@
 /* Internal to the chat engine: the state of a dx__chat and the request
  * helpers that engine.c shares with the files that handle the requests of
  * revision 2 (groups.c, edits.c, search.c, attach.c) and the reads
- * (fetch.c). Nothing outside src/chat/engine*.c and those includes it. */
+ * (fetch.c), and with worker.c, the store thread that runs a second
+ * engine. Nothing outside src/chat/engine*.c and those includes it. */
 #ifndef DX_CHAT_ENGINE_INT_H
 #define DX_CHAT_ENGINE_INT_H
 
@@ -114,6 +115,7 @@ struct dx__chat {
     dx_chat_stats stats;   /* counters (dx_chat_stats_get) */
     int64_t t_req;         /* mono_us at the current request's arrival */
     dx__jsonw jw;          /* where a send's ack and deliver are written */
+    struct dx__chat_worker *worker; /* the store thread, or NULL (worker.h) */
 };
 
 /* The member count of a room with more than MEMBERS_LIST members, as
@@ -193,6 +195,15 @@ int dx__chat_sys_cid(char cid[40]);
 /* 1 when `t` (len bytes) is valid as a title or a file name: 1..max bytes
  * of UTF-8 with no control character. */
 int dx__chat_valid_label(const char *t, size_t len, size_t max);
+
+/* The store thread's engine (worker.c) runs these for the loop's: a
+ * message that arrived at mono_us `t_req`; the store's share of a connect
+ * of `d`, whose user has `n` devices now; a presence change of `uid` for
+ * its contacts (going offline writes last_seen = ts first). */
+void dx__chat_message_at(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary,
+                         int64_t t_req);
+void dx__chat_open_store(dx__chat *chat, dx__chat_dev *d, int64_t n);
+void dx__chat_presence_store(dx__chat *chat, const char *uid, int online, int64_t ts);
 
 /* Request handlers (see docs/chat-protocol.md for each). */
 void dx__chat_do_history(dx__chat_req *r);

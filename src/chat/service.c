@@ -625,6 +625,18 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
     }
     dx__chat_store *st =
         pg ? dx__chat_store_pg(cfg->db_path, &why) : dx__chat_store_sqlite(cfg->db_path, &why);
+    /* PostgreSQL is asked on the store thread (engine.h, dx__chat_use_thread),
+     * through `st`; the engine on the loop keeps a connection of its own
+     * for the one question it still asks, who may download a file. */
+    dx__chat_store *thread_st = NULL;
+    if (st && pg) {
+        thread_st = st;
+        st = dx__chat_store_pg(cfg->db_path, &why);
+        if (!st) {
+            thread_st->ops->close(thread_st);
+            thread_st = NULL;
+        }
+    }
     dx__chat_io io = {.arg = chat,
                       .send = io_send,
                       .deliver = io_deliver,
@@ -639,8 +651,14 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
         chat->engine = dx__chat_new(&io, st, cfg->lobby, &why);
         if (!chat->engine) st->ops->close(st);
     }
+    if (!chat->engine && thread_st) thread_st->ops->close(thread_st);
     if (chat->engine && dx__chat_set_limits(chat->engine, &cfg->limits) < 0) {
         why = "out of memory";
+        if (thread_st) thread_st->ops->close(thread_st);
+        dx__chat_free(chat->engine);
+        chat->engine = NULL;
+    }
+    if (chat->engine && thread_st && dx__chat_use_thread(chat->engine, loop, thread_st, &why) < 0) {
         dx__chat_free(chat->engine);
         chat->engine = NULL;
     }
@@ -732,7 +750,7 @@ int dx_chat_stats_get(const dx_chat *chat, dx_chat_stats *out) {
         dx__chat_broker_redis_stats(chat->redis, &all);
     }
     all.pg = (uint64_t)chat->pg;
-    all.pg_errors = chat->st ? chat->st->errors : 0;
+    all.pg_errors = chat->engine ? dx__chat_store_errors(chat->engine) : 0;
     all.users = chat->users;
     size_t want = out->size < sizeof all ? out->size : sizeof all;
     all.size = want;

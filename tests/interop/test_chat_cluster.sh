@@ -159,6 +159,15 @@ dx_serve pgstall --chat --db "$base/stall" --metrics
 pg_errors() {
   curl -s --max-time 5 "http://127.0.0.1:$DX_PORT/metrics" | awk '$1 == "duplex_postgresql_errors_total" { print $2 }'
 }
+healthz_worst() { # healthz_worst N PAUSE: the slowest of N GET /healthz, in seconds (8: none)
+  local worst=0 t
+  for _ in $(seq 1 "$1"); do
+    t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 8 "http://127.0.0.1:$DX_PORT/healthz" || echo 8)
+    worst=$(python3 -c "print(max($worst, $t))")
+    sleep "$2"
+  done
+  echo "$worst"
+}
 send_one() { # send_one UID CID : the node's reply to one send (1 s after EOF at most)
   printf '{"v":1,"type":"send","id":"s1","conv":"g:lobby","cid":"%s","text":"x"}\n' "$2" |
     timeout 20 "$DUPLEX" connect -q --wait 1 "ws://127.0.0.1:$DX_PORT/chat?uid=$1" 2>/dev/null |
@@ -178,12 +187,7 @@ n=$(psql_q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE 
 kill -STOP "$PG_PID"
 send_one stall1 c2 >"$DX_TMP/stall.reply" &
 sp=$!
-worst=0
-for i in $(seq 1 15); do
-  t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 8 "http://127.0.0.1:$DX_PORT/healthz" || echo 8)
-  worst=$(python3 -c "print(max($worst, $t))")
-  sleep 0.1
-done
+worst=$(healthz_worst 15 0.1)
 wait "$sp" || true
 kill -CONT "$PG_PID"
 python3 -c "import sys; sys.exit(0 if $worst < 1.0 else 1)" ||
@@ -201,6 +205,48 @@ echo "ok   acked again after PostgreSQL came back (try $i)"
 e=$(pg_errors)
 [ -n "$e" ] && [ "$e" -ge 2 ] || { echo "FAIL: duplex_postgresql_errors_total '$e' after two lost connections" >&2; exit 1; }
 echo "ok   duplex_postgresql_errors_total: 0 before, $e after"
+
+echo "== PostgreSQL stops answering (the node's backends frozen): the loop does not wait"
+# The store's calls run on the node's store thread (docs/cluster.md, "The
+# store path"): a send waits there, while /healthz and typing in a direct
+# conversation, which need no database, are answered at once.
+timeout 20 "$DUPLEX" connect -q --wait 8 "ws://127.0.0.1:$DX_PORT/chat?uid=fz2" </dev/null \
+  >"$DX_TMP/fz2.out" 2>/dev/null &
+lp=$!
+for i in $(seq 1 100); do grep -q '"type":"sync"\|"type":"welcome"' "$DX_TMP/fz2.out" && break; sleep 0.05; done
+sleep 0.5 # its connect's store work (the lobby join) done before the freeze
+frozen=$(psql_q "SELECT pid FROM pg_stat_activity WHERE datname = 'stall' AND backend_type = 'client backend'" | tr '\n' ' ')
+[ -n "${frozen// /}" ] || { echo "FAIL: the node's backends were not found" >&2; exit 1; }
+# shellcheck disable=SC2086 # one pid per word
+kill -STOP $frozen
+send_one stall1 c4 >"$DX_TMP/frozen.reply" &
+sp=$!
+worst=$(healthz_worst 10 0.05)
+printf '{"v":1,"type":"typing","conv":"d:fz1:fz2"}\n' |
+  timeout 10 "$DUPLEX" connect -q --wait 0.5 "ws://127.0.0.1:$DX_PORT/chat?uid=fz1" >/dev/null 2>&1 || true
+for i in $(seq 1 20); do grep -q '"type":"typing"' "$DX_TMP/fz2.out" && break; sleep 0.05; done
+typed=$(grep -c '"type":"typing"' "$DX_TMP/fz2.out" || true)
+wait "$sp" || true
+# shellcheck disable=SC2086
+kill -CONT $frozen
+kill "$lp" 2>/dev/null || true
+wait "$lp" 2>/dev/null || true
+python3 -c "import sys; sys.exit(0 if $worst < 0.5 else 1)" ||
+  { echo "FAIL: /healthz took $worst s while PostgreSQL did not answer" >&2; exit 1; }
+[ "$typed" -ge 1 ] || { echo "FAIL: typing did not reach the partner while PostgreSQL did not answer" >&2; exit 1; }
+[ ! -s "$DX_TMP/frozen.reply" ] ||
+  { echo "FAIL: the send was answered while PostgreSQL was frozen: $(cat "$DX_TMP/frozen.reply")" >&2; exit 1; }
+echo "ok   while PostgreSQL was frozen: /healthz within $worst s, typing reached the partner, the send waited"
+n=0
+for i in $(seq 1 50); do
+  n=$("$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PGPORT" -U duplex -d stall \
+    -c "SELECT count(*) FROM chat_messages WHERE cid = 'c4'")
+  [ "$n" = 1 ] && break
+  sleep 0.1
+done
+[ "$n" = 1 ] || { echo "FAIL: the send made during the freeze is stored $n times" >&2; exit 1; }
+send_one stall1 c4 | grep -q '"dup":true' || { echo "FAIL: its resend was not answered as a duplicate" >&2; exit 1; }
+echo "ok   after it: the send made during the freeze is stored once (its sender had left), its resend is a dup"
 dx_stop "$DX_PID"
 
 echo "== three nodes"
