@@ -130,7 +130,9 @@ static json_t *find_to(uintptr_t to, const char *type) {
     return NULL;
 }
 
-static void test_thread(void) {
+/* `per_job`: the store's commit is its durability point (no sync(), as
+ * PostgreSQL's): the thread hands back after every job, not per batch. */
+static void run_thread(int per_job) {
     loop = dx_loop_new(0);
     REQUIRE(loop);
     dx_timer_init(&tick, on_tick);
@@ -142,6 +144,7 @@ static void test_thread(void) {
     gated_ops = *st->ops;
     real_commit = gated_ops.commit;
     gated_ops.commit = gated_commit;
+    if (per_job) gated_ops.sync = gated_ops.checkpoint = NULL;
     st->ops = &gated_ops;
     REQUIRE(dx__chat_use_thread(c, loop, st, &why) == 0);
 
@@ -254,7 +257,16 @@ static void test_thread(void) {
     dx_loop_free(loop);
 }
 
+static void test_thread_batches(void) {
+    run_thread(0);
+}
+
+static void test_thread_per_job(void) {
+    run_thread(1);
+}
+
 int main(void) {
-    RUN(test_thread);
+    RUN(test_thread_batches);
+    RUN(test_thread_per_job);
     return TEST_DONE();
 }
