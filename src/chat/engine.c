@@ -1101,9 +1101,10 @@ static const struct {
 
 static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t len, int binary);
 
-/* With the store thread: 1 for what the loop answers itself, typing in a
- * direct conversation (it reads no store: the id names both members), or
- * one that is not the caller's (refused without one either). */
+/* With the store thread: 1 for what the loop answers itself — typing in
+ * a direct conversation, which reads no store (the id names both
+ * members), or in one that is not the caller's, or with no valid
+ * conversation id (refused without the store too). */
 static int typing_here(dx__chat_dev *d, const char *data, size_t len) {
     if (len > DX_CHAT_REQUEST_MAX || !memmem(data, len, "\"typing\"", 8)) return 0;
     json_t *root = dx__jsonr_flat(data, len);
@@ -1111,8 +1112,7 @@ static int typing_here(dx__chat_dev *d, const char *data, size_t len) {
     const char *type = json_string_value(json_object_get(root, "type"));
     const char *conv = json_string_value(json_object_get(root, "conv"));
     int k = conv ? dx__chat_conv_kind(conv, d->uid) : DX_CHAT_CONV_BAD;
-    int here = type && !strcmp(type, "typing") && conv && k != DX_CHAT_CONV_ROOM &&
-               k != DX_CHAT_CONV_GROUP && k != DX_CHAT_CONV_BAD;
+    int here = type && !strcmp(type, "typing") && k != DX_CHAT_CONV_ROOM && k != DX_CHAT_CONV_GROUP;
     json_decref(root);
     return here;
 }

@@ -235,13 +235,19 @@ static dx__chat_dev *orig_of(const dx__chat_dev *copy) {
 static char *fill_presence(dx__chat *L, const char *data, size_t len) {
     static const char sync[] = "{\"v\":1,\"type\":\"sync\"";
     static const char pres[] = "{\"v\":1,\"type\":\"presence\"";
-    const char *key;
-    if (len >= sizeof sync - 1 && !memcmp(data, sync, sizeof sync - 1))
+    const char *key, *some;
+    if (len >= sizeof sync - 1 && !memcmp(data, sync, sizeof sync - 1)) {
         key = "presence";
-    else if (len >= sizeof pres - 1 && !memcmp(data, pres, sizeof pres - 1))
+        some = "\"presence\":[{";
+    } else if (len >= sizeof pres - 1 && !memcmp(data, pres, sizeof pres - 1)) {
         key = "users";
-    else
+        some = "\"users\":[{";
+    } else {
         return NULL;
+    }
+    /* Only the first page of a sync lists anyone: the others are sent
+     * without being parsed again. */
+    if (!memmem(data, len, some, strlen(some))) return NULL;
     json_t *j = json_loadb(data, len, 0, NULL);
     json_t *list = json_object_get(j, key);
     if (!json_array_size(list)) {
