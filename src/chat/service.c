@@ -655,6 +655,7 @@ dx_chat *dx_chat_new(dx_loop *loop, const dx_chat_config *cfg) {
     if (chat->engine && dx__chat_set_limits(chat->engine, &cfg->limits) < 0) {
         why = "out of memory";
         if (thread_st) thread_st->ops->close(thread_st);
+        thread_st = NULL;
         dx__chat_free(chat->engine);
         chat->engine = NULL;
     }

@@ -7,10 +7,12 @@
  * store. Every other request, and the store's share of a connect, a
  * presence change and another node's presence news, becomes a job. The
  * thread runs a second engine (S) over the same protocol code and the
- * store, which nothing else touches: it takes every job queued while the
- * previous batch ran, runs them in order in one transaction (group commit,
- * sized by what arrived while the last commit was on its way), commits,
- * and hands back what S would have sent, in order. The loop sends it.
+ * store, which nothing else touches, runs the jobs in arrival order and
+ * hands back what S would have sent, in order; the loop sends it. For a
+ * store with sync() every job queued while the previous batch ran shares
+ * one commit (group commit); for one whose each write commits on its own
+ * (PostgreSQL) the answers of each job are handed back as soon as it is
+ * done (worker.c says why).
  *
  * So an ack still leaves only after the commit that holds its message,
  * and a read queued after it sees the message (the jobs run in arrival
