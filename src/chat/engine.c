@@ -1104,7 +1104,9 @@ static void message(dx__chat *chat, dx__chat_dev *d, const char *data, size_t le
 /* With the store thread: 1 for what the loop answers itself — typing in
  * a direct conversation, which reads no store (the id names both
  * members), or in one that is not the caller's, or with no valid
- * conversation id (refused without the store too). */
+ * conversation id (refused without the store too). Its token comes from
+ * the loop's buckets, a room's typing from the thread's: each kind has
+ * the typing limit of its own. */
 static int typing_here(dx__chat_dev *d, const char *data, size_t len) {
     if (len > DX_CHAT_REQUEST_MAX || !memmem(data, len, "\"typing\"", 8)) return 0;
     json_t *root = dx__jsonr_flat(data, len);
