@@ -10,7 +10,8 @@
 // setStreams('hold'), a session's SSE stream (`mode=stream`): it goes to the
 // server but nothing of the answer comes back, not even its headers (a
 // proxy that buffers whole responses). The modes apply to new connections
-// and can change at run time: setMode() / setStreams() in process, or
+// (setStreams also drops the piped ones) and can change at run time:
+// setMode() / setStreams() in process, or
 // `GET /.proxy/mode/<mode>` on the proxy itself.
 //
 // Usage in process: const p = await startProxy(upstreamPort, 'refuse');
@@ -25,7 +26,16 @@ export function startProxy(upstream, mode = 'pass', host = '127.0.0.1') {
   const sockets = new Set();
   const counts = { upgrades: 0, refused: 0, blackholed: 0, passed: 0, plain: 0, held: 0 };
   const proxy = { port: 0, mode, streams: 'pass', counts };
-  proxy.setStreams = (m) => { proxy.streams = m === 'hold' ? 'hold' : 'pass'; };
+  const plain = new Set(); // piped non-upgrade connections (browser side)
+  // A new stream mode starts on fresh connections, as after a proxy's
+  // reload: a kept-alive connection piped earlier would carry the next
+  // stream past the new mode unseen (the held-stream check of
+  // fallback.mjs once saw 0 held that way, when Chromium reused one).
+  proxy.setStreams = (m) => {
+    proxy.streams = m === 'hold' ? 'hold' : 'pass';
+    for (const c of plain) c.destroy();
+    plain.clear();
+  };
   proxy.setMode = (m) => {
     if (!MODES.includes(m)) throw new Error(`mode ${m}: not one of ${MODES.join(', ')}`);
     proxy.mode = m;
@@ -66,6 +76,8 @@ export function startProxy(upstream, mode = 'pass', host = '127.0.0.1') {
     }
     if (!('upgrade' in headers)) {
       counts.plain++;
+      plain.add(client);
+      client.on('close', () => plain.delete(client));
       if (proxy.streams === 'hold' && /^GET \/\.duplex\/\S*mode=stream/.test(requestLine)) {
         counts.held++;
         pipe(client, buffered, true);
