@@ -30,7 +30,7 @@ if [ "$(id -u)" = 0 ]; then
   chown postgres "$PGDIR"
   AS=(setpriv --reuid=postgres --regid="$(id -g postgres)" --clear-groups --)
 fi
-PG_PID= REDIS_LOOP= STOP_REDIS="$DX_TMP/redis.stop"
+PG_PID= REDIS_LOOP= frozen= STOP_REDIS="$DX_TMP/redis.stop"
 cleanup() {
   touch "$STOP_REDIS" 2>/dev/null || true
   if [ -n "$REDIS_LOOP" ]; then
@@ -38,6 +38,8 @@ cleanup() {
     kill "$REDIS_LOOP" 2>/dev/null || true
     wait "$REDIS_LOOP" 2>/dev/null || true
   fi
+  # shellcheck disable=SC2086 # backends a failed check left frozen, one pid per word
+  [ -z "$frozen" ] || kill -CONT $frozen 2>/dev/null || true
   if [ -n "$PG_PID" ]; then
     kill -CONT "$PG_PID" 2>/dev/null || true # a stopped postmaster would never quit
     kill -QUIT "$PG_PID" 2>/dev/null || true # immediate shutdown, children included
@@ -229,6 +231,7 @@ typed=$(grep -c '"type":"typing"' "$DX_TMP/fz2.out" || true)
 wait "$sp" || true
 # shellcheck disable=SC2086
 kill -CONT $frozen
+frozen=
 kill "$lp" 2>/dev/null || true
 wait "$lp" 2>/dev/null || true
 python3 -c "import sys; sys.exit(0 if $worst < 0.5 else 1)" ||
